@@ -1,0 +1,48 @@
+# tranche — the two commands that matter are `make run` and `make test`.
+# Everything else is a step they call.
+
+JOBS ?= 2
+BUILD := build
+BIN := $(BUILD)/bin
+SCENARIO ?= crowdstrike-2024
+
+.PHONY: all deps configure build test test-fast run bench asan clean help
+
+all: build
+
+help:
+	@echo "make run    install what is missing, build, run the 2024 replay (table + plot)"
+	@echo "make test   install what is missing, build, run every test (CTest)"
+	@echo "make build  configure and build the dev preset into $(BUILD)/"
+	@echo "make bench  run the benchmarks recorded in docs/benchmarks.md"
+	@echo "make asan   build and test under AddressSanitizer + UBSan"
+	@echo "make deps   install the Debian packages the project needs (idempotent)"
+
+deps:
+	@bash scripts/deps.sh
+
+configure: deps
+	@cmake --preset dev > /dev/null
+
+build: configure
+	@cmake --build --preset dev -j $(JOBS)
+
+test: build
+	@ctest --preset dev -j $(JOBS) --output-on-failure
+
+run: build
+	@$(BIN)/tranche sim --scenario $(SCENARIO) \
+	  --json $(BUILD)/$(SCENARIO).json --csv $(BUILD)/$(SCENARIO).csv \
+	  --plot $(BUILD)/$(SCENARIO).svg
+	@echo "plot: $(BUILD)/$(SCENARIO).svg  json: $(BUILD)/$(SCENARIO).json"
+
+bench: build
+	@bash bench/sim_bench.sh
+
+asan: deps
+	@cmake --preset asan-ubsan > /dev/null
+	@cmake --build --preset asan-ubsan -j $(JOBS)
+	@ctest --preset asan-ubsan -j $(JOBS) --output-on-failure
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,1 @@
+#include "core/agent_machine.h"

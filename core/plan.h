@@ -1,0 +1,106 @@
+// A rollout plan: the stages a release walks through, the gate that guards each
+// step, what to do on failure, and the tenant policies that bound it. Plans are
+// data; core/rollout_machine.h and core/gate.h give them meaning. Defaults live on
+// the structs so a plan file names only what differs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "core/types.h"
+
+namespace tranche::core {
+
+// Device tags ("class" -> "laptop", "region" -> "emea", "os" -> "win11-23h2").
+using Tags = std::map<std::string, std::string>;
+
+// A device matches when every listed tag has one of the listed values. An empty
+// selector matches every device.
+struct Selector {
+  std::map<std::string, std::vector<std::string>> any_of;
+  bool matches(const Tags& tags) const;
+};
+
+struct Stage {
+  std::string name;
+  Ppm percent = Ppm::from_ppm(Ppm::kWhole);
+  std::uint32_t min_devices = 0;      // raise the share until this many are in
+  DurationMs bake = 30 * kMinute;     // time the stage must run clean before promotion
+  bool admits_critical = false;       // devices marked critical only from this stage on
+  Selector selector;                  // which devices the stage may take at all
+};
+
+// Settings of the health gate (see core/gate.h for what each one does).
+struct GateSettings {
+  // Probability that a release as healthy as its control is ever halted, over its
+  // whole life, however often the gate looks. 1e-3 = one false halt per 1,000.
+  double alpha = 1e-3;
+  // The alternative the sequential test is tuned for: exposed failure rate this
+  // many times control. Larger effects are found sooner (log-likelihood grows
+  // faster); smaller ones more slowly.
+  double alternative_ratio = 1.6;
+  // Promotion: the one-sided upper confidence bound on the failure-rate ratio
+  // (exposed / control) must be at most this, once the stage's expected
+  // background failures reach ratio_check_min_expected (below that the bound says
+  // nothing and only the sequential test guards the stage).
+  double tolerance = 2.0;
+  double confidence = 0.95;
+  double ratio_check_min_expected = 5.0;
+  // Promotion needs at least this many devices to have acknowledged the release.
+  std::uint32_t min_acknowledged = 50;
+  // Silence: a device that acknowledged and then missed this many heartbeats
+  // without saying goodbye counts as failed — a crashed machine cannot report.
+  DurationMs heartbeat_interval = 60 * kSecond;
+  std::uint32_t silent_after_missed = 3;
+  // How often the engine evaluates the gate.
+  DurationMs tick = 60 * kSecond;
+};
+
+enum class OnFailure : std::uint8_t { kHalt, kRollback };
+
+struct Plan {
+  std::string name;
+  std::vector<Stage> stages;
+  GateSettings gate;
+  OnFailure on_failure = OnFailure::kRollback;
+
+  // Names the first thing wrong: no stages, shares not increasing, the last
+  // stage below 100%, a setting outside its range.
+  Status validate() const;
+};
+
+// --- tenant policy -------------------------------------------------------------
+
+// What a tenant lets a channel run: the newest release (N), the one before
+// (N-1), or exactly one version. Applies to every channel, content included —
+// in 2024 customers' N-1 pins did not cover content.
+struct Pin {
+  enum class Kind : std::uint8_t { kLatest, kPrevious, kExact };
+  Kind kind = Kind::kLatest;
+  std::optional<Version> exact;  // set iff kind == kExact
+};
+
+// A weekly window in the device's local time. Minutes since local midnight;
+// end > start, or end < start for a window that crosses midnight.
+struct MaintenanceWindow {
+  std::uint8_t days = 0x7f;  // bit d = day d is allowed, 0 = Monday .. 6 = Sunday
+  std::uint16_t start_minute = 0;
+  std::uint16_t end_minute = 24 * 60;
+};
+
+struct TenantPolicy {
+  std::map<std::string, Pin> pins;             // channel name -> pin
+  std::vector<MaintenanceWindow> windows;      // empty: any time
+  Selector critical;                           // devices that count as critical
+  bool critical_selector_set = false;          // an empty selector would match all
+
+  bool is_critical(const Tags& tags) const {
+    return critical_selector_set && critical.matches(tags);
+  }
+};
+
+}  // namespace tranche::core

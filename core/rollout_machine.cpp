@@ -1,0 +1,1 @@
+#include "core/rollout_machine.h"

@@ -1,0 +1,97 @@
+// The rollout state machine: one transition table (rollout_machine.cpp), read top
+// to bottom. An event with no entry for the current state is refused with
+// ErrorCode::kInvalidTransition — never a silent no-op.
+//
+//   Pending --start--> Running(stage 0)
+//   Running --promote--> Running(stage k+1) | Completed (after the last stage)
+//   Running --hold--> Running (reason and recheck time recorded)
+//   Running --halt--> Halted (plan on_failure: halt) | RollingBack (on_failure: rollback)
+//   Running/Halted --pause--> Paused ; Paused --resume--> the state it left
+//   Running/Paused/Halted --rollback--> RollingBack --rollback_done--> RolledBack
+//   any live state --abort--> Aborted (dispatch stops, devices keep what they run)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/gate.h"
+#include "core/plan.h"
+#include "core/result.h"
+#include "core/types.h"
+
+namespace tranche::core {
+
+enum class RolloutState : std::uint8_t {
+  kPending,
+  kRunning,
+  kPaused,
+  kHalted,
+  kRollingBack,
+  kRolledBack,
+  kCompleted,
+  kAborted,
+};
+inline constexpr std::size_t kRolloutStateCount = 8;
+
+enum class RolloutEvent : std::uint8_t {
+  kStart,
+  kPromote,       // gate (or an operator) says the stage may grow
+  kHold,          // gate says wait
+  kHalt,          // gate says stop
+  kPause,         // operator
+  kResume,        // operator
+  kAbort,         // operator
+  kRollback,      // operator
+  kRollbackDone,  // every exposed device reports the previous version
+};
+inline constexpr std::size_t kRolloutEventCount = 9;
+
+std::string_view to_string(RolloutState state);
+std::string_view to_string(RolloutEvent event);
+
+// What the shell must do after a transition (after persisting it).
+enum class RolloutEffect : std::uint8_t {
+  kNone,
+  kEnterStage,     // dispatch to the (new) current stage
+  kStopDispatch,   // no device may receive the release any more
+  kSendPrevious,   // stop dispatch and send the previous version to every exposed device
+  kFinish,         // the rollout is over (completed, rolled back or aborted)
+};
+
+struct RolloutStatus {
+  RolloutState state = RolloutState::kPending;
+  std::uint32_t stage = 0;            // index into Plan::stages
+  TimeMs stage_started_at = 0;
+  RolloutState paused_from = RolloutState::kRunning;  // where resume returns
+  std::string reason;                 // why the last transition happened
+  TimeMs recheck_at = 0;              // for kHold: when to look again
+};
+
+struct Transition {
+  RolloutStatus next;
+  RolloutEffect effect = RolloutEffect::kNone;
+};
+
+// Apply one event. `plan` gives the stage count and on_failure.
+Result<Transition> apply_event(const RolloutStatus& status, RolloutEvent event, const Plan& plan,
+                               TimeMs now, std::string reason);
+
+// Whether the table has an entry for (state, event) — for tests and for the API
+// to tell an operator which buttons apply.
+bool is_allowed(RolloutState state, RolloutEvent event);
+
+// One engine tick for a running rollout: ask the gate and turn its verdict into an
+// event (kPromote, kHold or kHalt) with a reason. Returns the event to apply and
+// the gate state to persist with it.
+struct TickDecision {
+  RolloutEvent event = RolloutEvent::kHold;
+  std::string reason;
+  TimeMs recheck_at = 0;
+  GateStep gate;
+};
+TickDecision decide_tick(const RolloutStatus& status, const Plan& plan, const GateState& gate,
+                         const GateObservation& observation, TimeMs now);
+
+}  // namespace tranche::core

@@ -1,0 +1,109 @@
+// Value types that cross trust boundaries. Each is constructed only through
+// parse(), so a value that exists has been validated once; after that the code
+// passes it around without re-checking.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/result.h"
+
+namespace tranche::core {
+
+// Milliseconds since the Unix epoch, and durations in milliseconds. Core never
+// reads a clock: every "now" is an argument.
+using TimeMs = std::int64_t;
+using DurationMs = std::int64_t;
+inline constexpr DurationMs kSecond = 1000;
+inline constexpr DurationMs kMinute = 60 * kSecond;
+inline constexpr DurationMs kHour = 60 * kMinute;
+inline constexpr DurationMs kDay = 24 * kHour;
+
+// A name made of [A-Za-z0-9._:-], 1..kMax characters. The base of DeviceId,
+// TenantId and RolloutId: they differ in meaning, not in syntax, and are kept as
+// distinct types so one cannot be passed for another.
+template <typename Tag, std::size_t kMax>
+class Name {
+ public:
+  static Result<Name> parse(std::string_view text);
+  const std::string& str() const { return value_; }
+  auto operator<=>(const Name&) const = default;
+
+ private:
+  explicit Name(std::string v) : value_(std::move(v)) {}
+  std::string value_;
+};
+
+struct DeviceIdTag {};
+struct TenantIdTag {};
+struct RolloutIdTag {};
+using DeviceId = Name<DeviceIdTag, 128>;
+using TenantId = Name<TenantIdTag, 64>;
+using RolloutId = Name<RolloutIdTag, 64>;
+
+// An update channel ("sensor", "content"): [a-z0-9][a-z0-9-]{0,31}.
+class Channel {
+ public:
+  static Result<Channel> parse(std::string_view text);
+  const std::string& str() const { return value_; }
+  auto operator<=>(const Channel&) const = default;
+
+ private:
+  explicit Channel(std::string v) : value_(std::move(v)) {}
+  std::string value_;
+};
+
+// A release version: 1 to 4 dot-separated decimal components, each < 2^32
+// ("7.11.18110", "291.2024071904"). Ordered component-wise, a missing component
+// counting as 0 ("1.2" == "1.2.0").
+class Version {
+ public:
+  static constexpr std::size_t kMaxComponents = 4;
+  static Result<Version> parse(std::string_view text);
+  std::string to_string() const;
+  std::strong_ordering operator<=>(const Version& other) const;
+  bool operator==(const Version& other) const { return (*this <=> other) == 0; }
+
+ private:
+  Version() = default;
+  std::array<std::uint32_t, kMaxComponents> parts_{};
+  std::uint8_t count_ = 0;
+};
+
+// A SHA-256 digest as 64 lowercase hex characters (upper case is accepted and
+// folded, since tools print both).
+class Sha256 {
+ public:
+  static Result<Sha256> parse(std::string_view hex);
+  const std::string& hex() const { return hex_; }
+  auto operator<=>(const Sha256&) const = default;
+
+ private:
+  explicit Sha256(std::string h) : hex_(std::move(h)) {}
+  std::string hex_;
+};
+
+// A share of a population in parts per million: 0.1% is 1,000 ppm. Parsed from
+// "0.1%", "25%" or "100%" (at most 4 decimals).
+class Ppm {
+ public:
+  static constexpr std::uint32_t kWhole = 1'000'000;
+  static Result<Ppm> parse(std::string_view text);
+  static Ppm from_ppm(std::uint32_t ppm);  // asserts ppm <= kWhole
+  std::uint32_t value() const { return value_; }
+  std::string to_string() const;  // "0.1%"
+  auto operator<=>(const Ppm&) const = default;
+
+ private:
+  explicit Ppm(std::uint32_t v) : value_(v) {}
+  std::uint32_t value_ = 0;
+};
+
+// "30m", "1h", "90s", "2d", "500ms", or a combination ("1h30m") -> milliseconds.
+Result<DurationMs> parse_duration(std::string_view text);
+std::string format_duration(DurationMs d);  // "1h30m", "45s", "0s"
+
+}  // namespace tranche::core

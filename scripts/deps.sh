@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs exactly the Debian packages tranche needs to build and test, and
+# nothing when they are all present: `apt-get update` runs only when something is
+# missing. Run as root (or with sudo available).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  cmake make g++ pkg-config
+  # libraries
+  libyaml-cpp-dev      # plan and scenario files
+  libcli11-dev         # command lines
+  libboost-json1.81-dev  # JSON output (Boost 1.81: Boost.JSON is not in 1.74)
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
