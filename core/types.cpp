@@ -80,9 +80,11 @@ Result<Name<Tag, kMax>> Name<Tag, kMax>::parse(std::string_view text) {
   return Name(std::string(text));
 }
 
-template Result<DeviceId> DeviceId::parse(std::string_view);
-template Result<TenantId> TenantId::parse(std::string_view);
-template Result<RolloutId> RolloutId::parse(std::string_view);
+// Spelled as template-ids: a typedef may not qualify an explicit instantiation
+// (GCC accepts it, Clang does not).
+template Result<Name<DeviceIdTag, 128>> Name<DeviceIdTag, 128>::parse(std::string_view);
+template Result<Name<TenantIdTag, 64>> Name<TenantIdTag, 64>::parse(std::string_view);
+template Result<Name<RolloutIdTag, 64>> Name<RolloutIdTag, 64>::parse(std::string_view);
 
 // --- Channel -----------------------------------------------------------------------
 
