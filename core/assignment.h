@@ -17,7 +17,7 @@
 namespace tranche::core {
 
 struct DeviceView {
-  std::string id;                 // a DeviceId's text
+  std::string id;  // a DeviceId's text
   Tags tags;
   std::int32_t utc_offset_minutes = 0;  // the device's local time = UTC + this
   std::optional<Version> current;       // what it runs on this channel
@@ -42,16 +42,16 @@ struct ChannelReleases {
 
 struct AssignmentReason {
   enum class Code : std::uint8_t {
-    kInStage,          // admitted by the current stage
-    kNotYetInStage,    // bucket above the current stage's share
-    kSelectorExcludes, // the stage's selector does not match
-    kCriticalWaits,    // critical devices only from a later stage
-    kOutsideWindow,    // outside the tenant's maintenance window
-    kPinned,           // tenant pin chooses another version
-    kRolledBack,       // the rollout halted or was rolled back: previous version
-    kFailedHere,       // the version failed on this device before
-    kNoRollout,        // no rollout for the channel: newest completed release
-    kPaused,           // rollout paused: no new devices
+    kInStage,           // admitted by the current stage
+    kNotYetInStage,     // bucket above the current stage's share
+    kSelectorExcludes,  // the stage's selector does not match
+    kCriticalWaits,     // critical devices only from a later stage
+    kOutsideWindow,     // outside the tenant's maintenance window
+    kPinned,            // tenant pin chooses another version
+    kRolledBack,        // the rollout halted or was rolled back: previous version
+    kFailedHere,        // the version failed on this device before
+    kNoRollout,         // no rollout for the channel: newest completed release
+    kPaused,            // rollout paused, halted (on_failure: halt) or aborted: no new devices
   };
   Code code = Code::kNoRollout;
   std::string text;
@@ -66,12 +66,48 @@ struct Assignment {
 // Pure: the desired version of one channel for one device. `rollout` is the
 // channel's active rollout, if any; `baseline` the version the fleet runs without
 // it (the newest completed release).
+//
+// Rules, first match wins:
+//  1. Tenant pin for `channel` (every channel, content included — in 2024 N-1
+//     pins did not cover content). kPrevious pins to releases.versions[size-2]
+//     (N-1), kExact to its version, kLatest adds no constraint. A pin to a version
+//     other than the rollout's gives that version (kPinned; a device that runs it
+//     stays). A pin to the rollout's own version lets the rollout decide when, and
+//     until then the device keeps what it runs (or gets the baseline, if that is
+//     the pinned version). kPrevious with fewer than two releases: keep.
+//  2. A version that failed on this device is never desired again, by any rule:
+//     the rollout's version falls back to the baseline (kFailedHere); a failed
+//     baseline or pinned version means keep what it runs.
+//  3. The rollout's state:
+//     - RollingBack, RolledBack, or Halted under on_failure: rollback: devices
+//       that run the rollout's version get `previous` (kRolledBack); others the
+//       baseline. Safety beats a pin to the rollout's own version.
+//     - Paused, Halted (on_failure: halt), Aborted: no new devices; devices that
+//       run the version keep it (kPaused).
+//     - Running: the device is in when, for some stage up to the current one, its
+//       cohort_bucket(device.id, salt) is below the stage's effective_share
+//       (percent, min_devices, eligible_devices), the stage's selector matches,
+//       and — for a device the tenant marks critical — the stage admits critical
+//       devices. So a device in at stage k is in at stage k+1. A device that
+//       already runs the version keeps it. Otherwise the reason names the current
+//       stage: kSelectorExcludes, then kCriticalWaits, then kNotYetInStage.
+//     - Completed: the version, for every device. Pending: as if no rollout.
+//  4. Maintenance windows: a change of version (desired != current) outside the
+//     tenant's windows is deferred — desired = nullopt (keep), kOutsideWindow,
+//     ask_again_at = the next opening. Except a move off a version that was
+//     rolled back or failed here: safety goes first, a rollback never waits.
+//  5. Otherwise the baseline (kNoRollout, or the reason of rule 3 that left the
+//     device out). No baseline: nullopt.
 Assignment assign(const DeviceView& device, const TenantPolicy& policy,
                   const ChannelReleases& releases, const std::optional<Version>& baseline,
                   const RolloutView* rollout, const std::string& channel, TimeMs now);
 
 // Whether `now` falls in one of the windows, in the device's local time; when it
-// does not, the start of the next window (UTC) — within 8 days.
+// does not, the start of the next window (UTC) — within 8 days. Local time is
+// UTC + utc_offset_minutes; MaintenanceWindow::days bit 0 is Monday; a window
+// that crosses midnight belongs to the day it starts on; a window with
+// start == end is empty. No windows: always open. Not open and no next_open: no
+// window has an allowed day.
 struct WindowCheck {
   bool open = true;
   std::optional<TimeMs> next_open;
