@@ -1,0 +1,26 @@
+// tranche — the operator's command line. Subcommands arrive layer by layer; today:
+// `tranche sim`, the fleet simulator.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "cli/sim_command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "tranche: ship updates to fleets in gated rings; stop a bad one in its first ring,\n"
+      "roll it back everywhere, and let every endpoint heal itself.",
+      "tranche"};
+  app.set_version_flag("--version", std::string("tranche ") + TRANCHE_VERSION);
+  app.require_subcommand(1);
+  tranche::cli::SimArgs sim_args;
+  tranche::cli::add_sim_command(app, sim_args);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;  // usage errors are bad input
+  }
+  if (app.got_subcommand("sim")) return tranche::cli::run_sim_command(sim_args);
+  return 2;
+}
