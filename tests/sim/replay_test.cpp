@@ -1,0 +1,145 @@
+// The 2024 replay's headline claims, checked on a 100,000-device fleet: what the
+// README and docs say the simulator shows must stay true when the core changes.
+#include <gtest/gtest.h>
+
+#include "sim/fleet_sim.h"
+#include "sim/report.h"
+#include "sim/scenario.h"
+#include "test_paths.h"
+
+namespace tranche::sim {
+namespace {
+
+class Replay : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto s = load_scenario(testing::reference_scenario(), {{"fleet.devices", "100000"}});
+    ASSERT_TRUE(s.ok()) << s.error().to_string();
+    scenario_ = new Scenario(std::move(s.value()));
+    SimOptions o;
+    o.seed = 7;
+    o.policies = {"A", "B", "C", "urgent"};
+    auto r = run_simulation(*scenario_, o);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    result_ = new SimResult(std::move(r.value()));
+  }
+  static void TearDownTestSuite() {
+    delete result_;
+    delete scenario_;
+  }
+  static const PolicyResult& policy(const std::string& name) {
+    for (const auto& p : result_->policies) {
+      if (p.policy == name) return p;
+    }
+    throw std::runtime_error("no policy " + name);
+  }
+  static double share(std::uint64_t count) { return static_cast<double>(count) / 100000.0; }
+
+  static Scenario* scenario_;
+  static SimResult* result_;
+};
+Scenario* Replay::scenario_ = nullptr;
+SimResult* Replay::result_ = nullptr;
+
+TEST_F(Replay, PolicyAMeetsTheCalibrationTargetsOf2024) {
+  std::string why;
+  EXPECT_TRUE(check_calibration(*scenario_, policy("A").bad, why)) << why;
+  const auto& a = policy("A").bad;
+  EXPECT_GE(share(a.devices_crashed), 0.55);
+  EXPECT_LE(share(a.devices_crashed), 0.70);
+  // Every crashed machine needed a person: no device-side fallback in 2024.
+  EXPECT_EQ(a.manual_repairs, a.devices_crashed);
+  ASSERT_TRUE(a.time_to_halt_s.has_value());
+  EXPECT_DOUBLE_EQ(*a.time_to_halt_s, 78 * 60.0);
+}
+
+TEST_F(Replay, RingsWithGatesCrashAtMostOneInAThousand) {
+  const auto& b = policy("B").bad;
+  EXPECT_GT(b.devices_crashed, 0U) << "the first ring must really receive the bad release";
+  EXPECT_LE(share(b.devices_crashed), 0.001);
+  EXPECT_TRUE(b.halted);
+}
+
+TEST_F(Replay, RingsHaltWithinFifteenMinutes) {
+  for (const char* name : {"B", "C", "urgent"}) {
+    const auto& m = policy(name).bad;
+    ASSERT_TRUE(m.time_to_halt_s.has_value()) << name;
+    EXPECT_LE(*m.time_to_halt_s, 15 * 60.0) << name;
+    EXPECT_LE(*m.time_to_detect_s, *m.time_to_halt_s) << name;
+  }
+}
+
+TEST_F(Replay, TheSelfHealingAgentNeedsNoPerson) {
+  const auto& c = policy("C").bad;
+  EXPECT_GT(c.devices_crashed, 0U);
+  EXPECT_EQ(c.manual_repairs, 0U);
+  EXPECT_EQ(c.still_down_at_horizon, 0U);
+  // Each crash costs one reboot cycle, not a day: under an hour down per crash.
+  EXPECT_LT(c.device_hours_down, static_cast<double>(c.devices_crashed));
+  ASSERT_TRUE(c.time_to_rollback99_s.has_value());
+  EXPECT_LE(*c.time_to_rollback99_s, 3600.0);
+  EXPECT_EQ(policy("urgent").bad.manual_repairs, 0U);
+}
+
+TEST_F(Replay, GoodReleasesAreNotHaltedAndReachTheFleet) {
+  for (const char* name : {"A", "B", "C", "urgent"}) {
+    const auto& g = policy(name).good;
+    EXPECT_FALSE(g.halted) << name << ": " << g.halt_reason;
+    EXPECT_EQ(g.devices_crashed, 0U) << name;
+    ASSERT_TRUE(g.t99_all_s.has_value()) << name;
+    ASSERT_TRUE(g.t99_online_s.has_value()) << name;
+  }
+  EXPECT_EQ(policy("B").good.final_state, "completed");
+  // Gates cost time, never save it: a global push is the speed limit.
+  EXPECT_GE(*policy("B").good.t99_online_s, *policy("A").good.t99_online_s);
+  EXPECT_GE(*policy("urgent").good.t99_online_s, *policy("A").good.t99_online_s);
+  EXPECT_LE(*policy("urgent").good.t99_online_s, *policy("B").good.t99_online_s);
+}
+
+TEST_F(Replay, DownSeriesCoversTheHorizonAndEndsWhereTheMetricsSay) {
+  for (const auto& p : result_->policies) {
+    ASSERT_EQ(p.bad.down_series.size(), 14U * 24 * 60 + 1) << p.policy;
+    EXPECT_LE(p.bad.still_down_at_horizon, p.bad.devices_crashed) << p.policy;
+  }
+}
+
+TEST(ReplayDeterminism, SameSeedSameJsonByteForByte) {
+  auto s = load_scenario(testing::reference_scenario(), {{"fleet.devices", "20000"}});
+  ASSERT_TRUE(s.ok()) << s.error().to_string();
+  SimOptions o;
+  o.seed = 99;
+  auto r1 = run_simulation(s.value(), o);
+  auto r2 = run_simulation(s.value(), o);
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_EQ(to_json(s.value(), r1.value()), to_json(s.value(), r2.value()));
+  o.seed = 100;
+  auto r3 = run_simulation(s.value(), o);
+  ASSERT_TRUE(r3.ok());
+  EXPECT_NE(to_json(s.value(), r1.value()), to_json(s.value(), r3.value()));
+}
+
+TEST(ReplayOutput, JsonHasTheDocumentedShape) {
+  auto s = load_scenario(testing::reference_scenario(), {{"fleet.devices", "5000"}, {"horizon", "1d"}});
+  ASSERT_TRUE(s.ok()) << s.error().to_string();
+  SimOptions o;
+  auto r = run_simulation(s.value(), o);
+  ASSERT_TRUE(r.ok());
+  const std::string json = to_json(s.value(), r.value());
+  for (const char* key :
+       {"\"scenario\":\"crowdstrike-2024\"", "\"devices\":5000", "\"seed\":1", "\"policies\":{\"A\":",
+        "\"devices_crashed\"", "\"device_hours_down\"", "\"still_down_at_horizon\"", "\"manual_repairs\"",
+        "\"exposed\"", "\"time_to_detect_s\"", "\"time_to_halt_s\"", "\"time_to_rollback99_s\"",
+        "\"t99_good_all_s\"", "\"t99_good_online_s\""}) {
+    EXPECT_NE(json.find(key), std::string::npos) << key << " missing in " << json;
+  }
+  // A has no gate: nothing to detect.
+  EXPECT_NE(json.find("\"time_to_detect_s\":null"), std::string::npos);
+  const std::string svg = to_svg(s.value(), r.value());
+  EXPECT_EQ(svg.rfind("<svg", 0), 0U);
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+  const std::string csv = to_csv(r.value());
+  EXPECT_EQ(csv.rfind("minute,A_down,B_down,C_down\n", 0), 0U);
+}
+
+}  // namespace
+}  // namespace tranche::sim
