@@ -31,8 +31,8 @@ namespace tranche::core {
 
 // Cumulative counts of one group since the release started.
 struct GroupCounts {
-  double exposure_s = 0;        // device-seconds online
-  std::uint64_t failures = 0;   // failing devices (each once)
+  double exposure_s = 0;       // device-seconds online
+  std::uint64_t failures = 0;  // failing devices (each once)
 };
 
 // One look at the evidence: cumulative counts for both groups, plus how many
@@ -45,13 +45,20 @@ struct GateObservation {
   DurationMs stage_bake = 0;     // the stage's bake time
 };
 
-// What the gate carries between looks (persisted with the rollout).
+// What the gate carries between looks (persisted with the rollout). A default
+// GateState is the start of a release; carry it from stage to stage, never reset
+// it at a stage boundary (that would spend alpha again).
 struct GateState {
   static constexpr std::size_t kComponents = 4;
-  GroupCounts seen_exposed;  // counts at the previous look
+  // What the test has consumed so far: the exposures at the previous look, and the
+  // failures up to the previous look — except failures that arrived in a look in
+  // which their group gained no exposure (no exposure, no model of where a failure
+  // can land): those are held back and enter the test with the next look in which
+  // the group gains exposure.
+  GroupCounts seen_exposed;
   GroupCounts seen_control;
-  std::array<double, kComponents> log_lr{};  // per mixture component
-  bool halted = false;
+  std::array<double, kComponents> log_lr{};  // per mixture component, see gate_mixture()
+  bool halted = false;                       // once set, every later verdict is kHalt
 };
 
 struct GateVerdict {
@@ -62,11 +69,12 @@ struct GateVerdict {
   };
   Kind kind = Kind::kWait;
   std::string reason;
-  double log_lr = 0;           // log of the mixture likelihood ratio
-  double threshold = 0;        // log(1/alpha): halt at or above it
-  double ratio_estimate = 0;   // (k1/E1) / (k0/E0); 0 when undefined
-  double ratio_upper = 0;      // upper confidence bound; +inf when no evidence
-  double expected_background = 0;  // failures the exposed group would show at the control's rate
+  double log_lr = 0;               // log of the mixture likelihood ratio
+  double threshold = 0;            // log(1/alpha): halt at or above it
+  double ratio_estimate = 0;       // (k1/E1) / (k0/E0); 0 when undefined (E1, E0 or k0 zero)
+  double ratio_upper = 0;          // upper confidence bound; +inf when no evidence
+  double expected_background = 0;  // k0/E0 * E1: failures the exposed group would show
+                                   // at the control's rate (0 without control failures)
 };
 
 struct GateStep {
@@ -75,13 +83,48 @@ struct GateStep {
 };
 
 // Pure: the verdict for this look, and the state for the next one. Counts must
-// not go down between looks (asserted).
+// not go down between looks, and exposures are finite and >= 0 (asserted), as are
+// the settings' ranges (alpha and confidence in (0, 1), alternative_ratio > 1,
+// tolerance > 0: Plan::validate's job).
+//
+// Verdict, in order:
+//  - kHalt when the state was halted before or log(mixture LR) >= log(1/alpha);
+//    the reason names both groups' failures and exposures and the log LR;
+//  - kPromote when the stage has baked (stage_elapsed >= stage_bake), at least
+//    min_acknowledged devices acknowledged, and — once expected_background >=
+//    ratio_check_min_expected — ratio_upper <= tolerance;
+//  - kWait otherwise, the reason listing each missing condition with its numbers
+//    ("bake 12m of 30m; acknowledged 31 of 50; ratio upper bound 2.7 > tolerance 2").
+// The ratio bound uses the cumulative counts since the release started.
 GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
                        const GateObservation& observation);
 
+// One component of the mixture: the rate ratio it bets on and its prior weight.
+struct GateComponent {
+  double ratio = 1;
+  double weight = 0;
+};
+
+// The mixture the gate runs for `settings`: component 0 is alternative_ratio with
+// most of the weight (it sets the power on moderate regressions); the others are
+// rate ratios 4, 16 and 64 with small weights, so a release that breaks most of
+// its devices halts after a handful of failures. Weights sum to 1. The settings
+// must not change during a release (the state's log_lr are per component).
+std::array<GateComponent, GateState::kComponents> gate_mixture(const GateSettings& settings);
+
+// One-sided upper confidence bound, at `confidence`, on the failure-rate ratio
+// (exposed / control) from k1 failures in exposure e1 and k0 failures in e0:
+// the exact conditional (Clopper-Pearson) bound on the exposed share of the
+// k1 + k0 failures, converted to a ratio. +inf when there is no evidence (e1 or e0
+// not positive, or k0 == 0).
+double rate_ratio_upper_bound(std::uint64_t k1, double e1, std::uint64_t k0, double e0,
+                              double confidence);
+
 // Whether a device that acknowledged a release has gone silent by `now`.
 // `last_heard` is its last heartbeat (or acknowledgement); a goodbye means it shut
-// down cleanly and is not silent.
+// down cleanly and is not silent. Silent iff no goodbye and
+//   now - last_heard > silent_after_missed * heartbeat_interval
+// (strictly: at exactly 3 intervals the third heartbeat may still be in flight).
 bool is_silent(const GateSettings& settings, TimeMs last_heard, bool said_goodbye, TimeMs now);
 
 }  // namespace tranche::core

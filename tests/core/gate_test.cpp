@@ -331,8 +331,7 @@ TEST(Gate, AHaltedStateStaysHalted) {
     ASSERT_TRUE(step.state.halted);
   }
   EXPECT_LT(step.verdict.log_lr, step.verdict.threshold) << "the evidence now says healthy";
-  EXPECT_EQ(step.verdict.reason.rfind("halted at an earlier look; now exposed 20 failures", 0),
-            0u)
+  EXPECT_EQ(step.verdict.reason.rfind("halted at an earlier look; now exposed 20 failures", 0), 0u)
       << step.verdict.reason;
 }
 
@@ -608,9 +607,10 @@ TEST(GateProperty, PowerCurve) {
   const int n = trials(2000);
   const double control_multiple = env_double("TRANCHE_GATE_CONTROL_MULTIPLE", 1000);
   const std::uint64_t base_seed = 0xc04e000000000000ull;
-  std::printf("[gate] power curve: P(halted by the time expected background failures reach "
-              "mu0), %d trials per row, control %gx exposed, a look per 1/3 expected failure\n",
-              n, control_multiple);
+  std::printf(
+      "[gate] power curve: P(halted by the time expected background failures reach "
+      "mu0), %d trials per row, control %gx exposed, a look per 1/3 expected failure\n",
+      n, control_multiple);
   std::printf("[gate] | ratio |");
   for (double m : kMarks) std::printf(" mu0=%.3g |", m);
   std::printf("\n[gate] |---|");
@@ -714,9 +714,9 @@ TEST(GateProperty, ACrashingRingIsHaltedWithinFiveHeartbeatsOfTheFirstAcknowledg
         halted_at = now;
         max_failures_at_halt = std::max(max_failures_at_halt, obs.exposed.failures);
         min_failures_at_halt = std::min(min_failures_at_halt, obs.exposed.failures);
-        if (trial == 0) std::printf("[gate] catastrophe, seed %llu: %s\n",
-                                    static_cast<unsigned long long>(seed),
-                                    step.verdict.reason.c_str());
+        if (trial == 0)
+          std::printf("[gate] catastrophe, seed %llu: %s\n", static_cast<unsigned long long>(seed),
+                      step.verdict.reason.c_str());
       }
     }
     const DurationMs delay = halted ? halted_at - first_ack : 30 * kMinute;
