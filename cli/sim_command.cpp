@@ -103,6 +103,10 @@ void add_sim_command(CLI::App& app, SimArgs& args) {
   sim->add_option("--false-halt-trials", args.false_halt_trials,
                   "instead of the replay: run K good releases per gated policy and report false "
                   "halts per 1,000 (use a smaller --devices)");
+  sim->add_option("--threads", args.threads,
+                  "2: simulate the bad and the good release in parallel (same results); 1: one thread")
+      ->check(CLI::Range(1U, 2U))
+      ->capture_default_str();
   sim->add_flag("--check-calibration", args.check_calibration,
                 "exit 1 unless policy A meets the scenario's calibration targets");
   sim->add_flag("-q,--quiet", args.quiet, "no progress on stderr");
@@ -163,6 +167,7 @@ int run_sim_command(const SimArgs& args) {
   sim::SimOptions options;
   options.seed = args.seed;
   options.policies = policies;
+  options.threads = args.threads;
   const double horizon_days = static_cast<double>(scenario->horizon) / static_cast<double>(core::kDay);
   options.progress = [&](core::DurationMs now, core::DurationMs) {
     char buf[96];

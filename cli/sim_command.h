@@ -16,6 +16,7 @@ struct SimArgs {
   std::string json_file, csv_file, plot_file;
   std::vector<std::string> sets;
   std::uint64_t false_halt_trials = 0;
+  unsigned threads = 2;
   bool quiet = false;
   bool check_calibration = false;
 };

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
+#include <thread>
 
 #include "core/agent_machine.h"
 #include "core/cohort.h"
@@ -364,7 +365,6 @@ void Simulator::build_fleet() {
 
 void Simulator::add_runs() {
   std::vector<std::string> names = o_.policies.empty() ? s_.default_policies : o_.policies;
-  std::uint64_t k = 0;
   for (int pass = 0; pass < 2; ++pass) {
     const bool bad = pass == 0;
     if ((bad && !o_.bad_run) || (!bad && !o_.good_run)) continue;
@@ -374,7 +374,9 @@ void Simulator::add_runs() {
       r.bad = bad;
       r.agent_config = s_.agent;
       r.agent_config.fallback = r.policy->agent;
-      r.rng = Rng(mix64(o_.seed * 31 + ++k));
+      // Seeded by (seed, policy, bad or good): a run draws the same numbers
+      // whichever other runs share its pass.
+      r.rng = Rng(mix64(o_.seed * 31 + core::rollout_salt(name) * 2 + (bad ? 1 : 0)));
       runs_.push_back(std::move(r));
     }
   }
@@ -675,7 +677,10 @@ void Simulator::on_session(std::uint32_t d, std::uint32_t now) {
       // A machine that boots runs its agent; only a trial or the release's
       // content make that boot matter (a committed old version just starts).
       const bool trial = phase == AgentPhase::kActivating || phase == AgentPhase::kTrial;
-      if (trial || runs_new(rd)) {
+      // A boot matters to a trial, and to a machine holding the bad release;
+      // anywhere else the agent just starts the committed version, which changes
+      // nothing the simulation tracks (so the machine is not consulted).
+      if (trial || (r.bad && runs_new(rd))) {
         drive(r, d, AgentEvent{AgentEvent::Kind::kBoot, {}, {}, false, true}, now);
       }
       // Committed bad content loads early in boot and crashes the machine before
@@ -923,8 +928,16 @@ core::Result<SimResult> Simulator::run() {
   }
   queue_.push(0, 0, kTick, 0, 0);
   Event e{};
+  const std::size_t stride = runs_.size();
   while (queue_.pop(e)) {
     ++events_;
+    // The fleet's state is far larger than the caches: ask for the device an
+    // event a few places ahead will touch while this one is handled.
+    if (const Event* ahead = queue_.peek_ahead(8)) {
+      __builtin_prefetch(&devices_[ahead->device]);
+      __builtin_prefetch(&run_devices_[static_cast<std::size_t>(ahead->device) * stride]);
+      __builtin_prefetch(&run_devices_[static_cast<std::size_t>(ahead->device) * stride + stride - 1]);
+    }
     if ((events_ & 0xFFFFF) == 0 && o_.progress) o_.progress(e.time_ms, s_.horizon);
     switch (e.kind) {
       case kSession: on_session(e.device, e.time_ms); break;
@@ -964,8 +977,33 @@ core::Result<SimResult> run_simulation(const Scenario& scenario, const SimOption
   if (scenario.devices > 100'000'000) {
     return core::Error{core::ErrorCode::kOutOfRange, "at most 100,000,000 devices"};
   }
-  Simulator sim(scenario, options);
-  return sim.run();
+  if (options.threads < 2 || !options.bad_run || !options.good_run) {
+    Simulator sim(scenario, options);
+    return sim.run();
+  }
+  // Two passes in parallel: the bad release's runs and the good release's. Each
+  // replays the same sessions (drawn per device from the seed), so the result is
+  // the same as one pass; only the progress callback is left to the first.
+  SimOptions bad = options;
+  bad.good_run = false;
+  SimOptions good = options;
+  good.bad_run = false;
+  good.progress = nullptr;
+  std::optional<core::Result<SimResult>> good_result;
+  std::thread worker([&] {
+    Simulator sim(scenario, good);
+    good_result.emplace(sim.run());
+  });
+  Simulator sim(scenario, bad);
+  core::Result<SimResult> result = sim.run();
+  worker.join();
+  if (!result.ok()) return result;
+  if (!good_result->ok()) return *good_result;
+  for (std::size_t i = 0; i < result->policies.size(); ++i) {
+    result->policies[i].good = std::move(good_result->value().policies[i].good);
+  }
+  result->events += good_result->value().events;
+  return result;
 }
 
 core::Result<FalseHaltResult> run_false_halt_trials(

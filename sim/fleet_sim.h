@@ -27,6 +27,9 @@ struct SimOptions {
   std::vector<std::string> policies;  // names in the scenario; empty: its defaults
   bool bad_run = true;                // simulate the scenario's bad release
   bool good_run = true;               // and a good one (for t99 and false halts)
+  // 2: the bad and the good release's runs in two threads (same results, about
+  // half the time, a second copy of the session state); 1: one pass.
+  unsigned threads = 2;
   // Called now and then with (simulated time, horizon) for progress output.
   std::function<void(core::DurationMs, core::DurationMs)> progress;
 };

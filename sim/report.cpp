@@ -88,7 +88,6 @@ std::string to_json(const Scenario& scenario, const SimResult& result) {
     policies[p.policy] = std::move(o);
   }
   root["policies"] = std::move(policies);
-  root["events"] = result.events;
   return boost::json::serialize(root) + "\n";
 }
 
@@ -177,7 +176,7 @@ std::string to_csv(const SimResult& result) {
 }
 
 std::string to_svg(const Scenario& scenario, const SimResult& result) {
-  const double width = 900, height = 520, left = 80, right = 170, top = 50, bottom = 60;
+  const double width = 980, height = 520, left = 80, right = 250, top = 50, bottom = 60;
   const double pw = width - left - right, ph = height - top - bottom;
   std::uint32_t peak = 1;
   std::size_t samples = 1;
@@ -234,7 +233,8 @@ std::string to_svg(const Scenario& scenario, const SimResult& result) {
     out << "<line x1=\"" << left + pw + 15 << "\" x2=\"" << left + pw + 40 << "\" y1=\"" << ly << "\" y2=\""
         << ly << "\" stroke=\"" << color << "\" stroke-width=\"3\"/>\n";
     out << "<text x=\"" << left + pw + 46 << "\" y=\"" << ly + 4 << "\">" << p.policy << ": "
-        << with_commas(p.bad.devices_crashed) << " crashed</text>\n";
+        << with_commas(p.bad.devices_crashed) << " crashed, " << with_commas(p.bad.manual_repairs)
+        << " by hand</text>\n";
     ++ci;
   }
   out << "</svg>\n";

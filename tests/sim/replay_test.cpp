@@ -118,6 +118,19 @@ TEST(ReplayDeterminism, SameSeedSameJsonByteForByte) {
   EXPECT_NE(to_json(s.value(), r1.value()), to_json(s.value(), r3.value()));
 }
 
+TEST(ReplayDeterminism, OneThreadOrTwoGiveTheSameJson) {
+  auto s = load_scenario(testing::reference_scenario(), {{"fleet.devices", "20000"}});
+  ASSERT_TRUE(s.ok()) << s.error().to_string();
+  SimOptions o;
+  o.seed = 3;
+  o.threads = 1;
+  auto one = run_simulation(s.value(), o);
+  o.threads = 2;
+  auto two = run_simulation(s.value(), o);
+  ASSERT_TRUE(one.ok() && two.ok());
+  EXPECT_EQ(to_json(s.value(), one.value()), to_json(s.value(), two.value()));
+}
+
 TEST(ReplayOutput, JsonHasTheDocumentedShape) {
   auto s = load_scenario(testing::reference_scenario(), {{"fleet.devices", "5000"}, {"horizon", "1d"}});
   ASSERT_TRUE(s.ok()) << s.error().to_string();
