@@ -13,6 +13,7 @@ PACKAGES=(
   libboost-json1.81-dev  # JSON output (Boost 1.81: Boost.JSON is not in 1.74)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  time                 # /usr/bin/time in bench/
 )
 
 missing=()

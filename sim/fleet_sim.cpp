@@ -78,6 +78,7 @@ struct Device {
 };
 constexpr std::uint8_t kOnline = 1;
 constexpr std::uint8_t kEverOnline = 2;
+constexpr std::uint8_t kEndsUnclean = 128;  // the current session ends without a goodbye
 
 // One device in one run (12 bytes). The agent record is packed: versions in a run
 // are only "old" (last-known-good, index 0) and "new" (the release, index 1).
@@ -208,6 +209,7 @@ class Simulator {
   double next_boundary(std::uint8_t stratum, double t_ms) const;
   double online_probability(std::uint8_t stratum, double t_ms) const;
   double draw_off_duration(std::uint8_t stratum, double t_ms, Rng& rng) const;
+  double start_session(Device& dv, Rng& rng) const;
   // handlers
   void on_session(std::uint32_t d, std::uint32_t now);
   void on_shared_silence(std::uint32_t d, std::uint8_t gen, std::uint32_t now);
@@ -316,6 +318,18 @@ double Simulator::draw_off_duration(std::uint8_t stratum, double t_ms, Rng& rng)
   return t - t_ms;
 }
 
+// Marks the device online and returns how long the session lasts. It ends
+// uncleanly (no goodbye) when an unclean disconnect comes before its natural end.
+double Simulator::start_session(Device& dv, Rng& rng) const {
+  const DeviceClass& c = s_.classes[dv.stratum / s_.regions.size()];
+  const double session = rng.exponential(static_cast<double>(c.mean_session));
+  const double unclean_rate = s_.unclean_per_10min / (10.0 * static_cast<double>(core::kMinute));
+  const double drop = unclean_rate > 0 ? rng.exponential(1.0 / unclean_rate) : 1e18;
+  dv.flags = static_cast<std::uint8_t>((dv.flags | kOnline | kEverOnline) & ~kEndsUnclean);
+  if (drop < session) dv.flags |= kEndsUnclean;
+  return std::min(session, drop);
+}
+
 void Simulator::build_fleet() {
   n_ = static_cast<std::uint32_t>(s_.devices);
   devices_.assign(n_, Device{});
@@ -350,12 +364,10 @@ void Simulator::build_fleet() {
   for (std::uint32_t d = 0; d < n_; ++d) {
     Device& dv = devices_[d];
     Rng rng(mix64(o_.seed ^ (static_cast<std::uint64_t>(d) << 20) ^ 0xabcdefULL));
-    const DeviceClass& c = s_.classes[dv.stratum / nr];
     double next = 0;
     if (rng.uniform() < online_probability(dv.stratum, 0)) {
-      dv.flags = kOnline | kEverOnline;
       ++ever_online_;
-      next = rng.exponential(static_cast<double>(c.mean_session));
+      next = start_session(dv, rng);  // memoryless: a fresh session is the rest of one
     } else {
       next = draw_off_duration(dv.stratum, 0, rng);
     }
@@ -630,23 +642,15 @@ void Simulator::on_session(std::uint32_t d, std::uint32_t now) {
   ++dv.sessions;
   Rng rng(mix64(o_.seed ^ (static_cast<std::uint64_t>(d) << 20) ^
                 (static_cast<std::uint64_t>(dv.sessions) << 52) ^ 0x5e55ULL));
-  const DeviceClass& c = s_.classes[dv.stratum / s_.regions.size()];
   const bool going_online = !(dv.flags & kOnline);
   bool unclean = false;
   double next = 0;
   if (going_online) {
     if (!(dv.flags & kEverOnline)) ++ever_online_;
-    const double session = rng.exponential(static_cast<double>(c.mean_session));
-    const double unclean_rate = s_.unclean_per_10min / (10.0 * static_cast<double>(core::kMinute));
-    const double drop = unclean_rate > 0 ? rng.exponential(1.0 / unclean_rate) : 1e18;
-    next = std::min(session, drop);
-    // The session ends uncleanly (no goodbye) when the drop comes first; that is
-    // decided at the next session event from the same draws.
-    dv.flags = static_cast<std::uint8_t>(dv.flags | kOnline | kEverOnline);
-    if (drop < session) dv.flags |= 0x80;  // remember: this session ends uncleanly
+    next = start_session(dv, rng);
   } else {
-    unclean = (dv.flags & 0x80) != 0;
-    dv.flags = static_cast<std::uint8_t>(dv.flags & ~(kOnline | 0x80));
+    unclean = (dv.flags & kEndsUnclean) != 0;
+    dv.flags = static_cast<std::uint8_t>(dv.flags & ~(kOnline | kEndsUnclean));
     next = draw_off_duration(dv.stratum, now, rng);
   }
   // Tell every run; flags already flipped, so undo for `before` classification.
