@@ -229,12 +229,13 @@ std::string to_svg(const Scenario& scenario, const SimResult& result) {
       out << x(static_cast<double>(i)) << "," << y(v) << " ";
     }
     out << "\"/>\n";
-    const double ly = top + 20 + 22.0 * static_cast<double>(ci);
+    const double ly = top + 20 + 40.0 * static_cast<double>(ci);
     out << "<line x1=\"" << left + pw + 15 << "\" x2=\"" << left + pw + 40 << "\" y1=\"" << ly << "\" y2=\""
         << ly << "\" stroke=\"" << color << "\" stroke-width=\"3\"/>\n";
     out << "<text x=\"" << left + pw + 46 << "\" y=\"" << ly + 4 << "\">" << p.policy << ": "
-        << with_commas(p.bad.devices_crashed) << " crashed, " << with_commas(p.bad.manual_repairs)
-        << " by hand</text>\n";
+        << with_commas(p.bad.devices_crashed) << " crashed</text>\n";
+    out << "<text x=\"" << left + pw + 46 << "\" y=\"" << ly + 20 << "\" fill=\"#555\">"
+        << with_commas(p.bad.manual_repairs) << " needed a person</text>\n";
     ++ci;
   }
   out << "</svg>\n";
