@@ -16,6 +16,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kVersionRejected: return "version_rejected";
     case ErrorCode::kContractViolation: return "contract_violation";
     case ErrorCode::kConflict: return "conflict";
+    case ErrorCode::kUnverified: return "unverified";
   }
   return "unknown";
 }

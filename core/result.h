@@ -22,6 +22,7 @@ enum class ErrorCode : std::uint16_t {
   kVersionRejected = 7,     // a version refused on this device (failed before)
   kContractViolation = 8,   // content uses what its consumer does not supply
   kConflict = 9,            // the request contradicts current state
+  kUnverified = 10,         // signatures or hashes do not verify (TUF: below threshold)
 };
 
 std::string_view error_code_name(ErrorCode code);
