@@ -295,10 +295,13 @@ Result<DurationMs> parse_duration(std::string_view text) {
     const std::size_t number_start = i;
     std::uint64_t n = 0;
     while (i < text.size() && is_digit(text[i])) {
-      n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
-      if (n > kMax) {
+      const auto digit = static_cast<std::uint64_t>(text[i] - '0');
+      // Checked before the multiply: n <= kMax only bounds n * 10 by 10 * kMax,
+      // which wraps a uint64 ("18446744073709551620ms" would read as 4 ms).
+      if (n > (kMax - digit) / 10) {
         return make_error(ErrorCode::kOutOfRange, "duration: too large: " + quoted(text));
       }
+      n = n * 10 + digit;
       ++i;
     }
     if (i == number_start) {

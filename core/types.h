@@ -6,6 +6,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,17 @@ inline constexpr DurationMs kSecond = 1000;
 inline constexpr DurationMs kMinute = 60 * kSecond;
 inline constexpr DurationMs kHour = 60 * kMinute;
 inline constexpr DurationMs kDay = 24 * kHour;
+
+// t + d, clamped to the range of TimeMs. Durations come from plan, scenario and
+// agent files, and parse_duration accepts anything up to INT64_MAX ms: a
+// deadline computed from one saturates at "never" instead of overflowing.
+constexpr TimeMs saturating_add(TimeMs t, DurationMs d) {
+  constexpr TimeMs kMaxTime = std::numeric_limits<TimeMs>::max();
+  constexpr TimeMs kMinTime = std::numeric_limits<TimeMs>::min();
+  if (d > 0 && t > kMaxTime - d) return kMaxTime;
+  if (d < 0 && t < kMinTime - d) return kMinTime;
+  return t + d;
+}
 
 // A name made of [A-Za-z0-9._:-], 1..kMax characters. The base of DeviceId,
 // TenantId and RolloutId: they differ in meaning, not in syntax, and are kept as

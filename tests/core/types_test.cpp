@@ -267,6 +267,19 @@ TEST(DurationTest, FormatThenParseRoundTrips) {
   EXPECT_EQ(*parse_duration(format_duration(max)), max);
 }
 
+TEST(DurationTest, SaturatingAddClampsInsteadOfWrapping) {
+  constexpr TimeMs kMaxTime = std::numeric_limits<TimeMs>::max();
+  constexpr TimeMs kMinTime = std::numeric_limits<TimeMs>::min();
+  static_assert(saturating_add(kDay, kHour) == kDay + kHour);
+  EXPECT_EQ(saturating_add(1, kMaxTime), kMaxTime);
+  EXPECT_EQ(saturating_add(kMaxTime, kMaxTime), kMaxTime);
+  EXPECT_EQ(saturating_add(kMaxTime - 1, 1), kMaxTime);
+  EXPECT_EQ(saturating_add(-1, kMinTime), kMinTime);
+  EXPECT_EQ(saturating_add(kMinTime, -kMaxTime), kMinTime);
+  EXPECT_EQ(saturating_add(kMinTime, kMaxTime), -1);
+  EXPECT_EQ(saturating_add(kMaxTime, kMinTime), -1);
+}
+
 TEST(DurationTest, Rejects) {
   expect_rejected(parse_duration(""), ErrorCode::kParse, "", "duration: empty");
   expect_rejected(parse_duration("30"), ErrorCode::kParse, "30", "missing unit");
@@ -283,6 +296,12 @@ TEST(DurationTest, Rejects) {
                   "too large");
   expect_rejected(parse_duration("99999999999999999999ms"), ErrorCode::kOutOfRange, "",
                   "too large");
+  // 1844674407370955162 * 10 is 2^64 + 4: a check after the multiply sees 4.
+  expect_rejected(parse_duration("18446744073709551620ms"), ErrorCode::kOutOfRange,
+                  "18446744073709551620ms", "too large");
+  EXPECT_EQ(*parse_duration("9223372036854775807ms"), std::numeric_limits<DurationMs>::max());
+  expect_rejected(parse_duration("9223372036854775808ms"), ErrorCode::kOutOfRange,
+                  "9223372036854775808ms", "too large");
   EXPECT_TRUE(parse_duration("106751991167d7h").ok());
   expect_rejected(parse_duration("106751991167d8h"), ErrorCode::kOutOfRange, "106751991167d8h",
                   "too large");
