@@ -486,7 +486,9 @@ Result<AgentStep> agent_step(const AgentConfig& config, const AgentRecord& recor
   if (!result) return result;
   AgentStep& s = *result;
   if (s.record.phase == Phase::kTrial) {
-    s.recheck_at = s.record.trial_started_at + config.trial_window;
+    // check_config bounds trial_window below only: a window of "forever" from a
+    // config file must mean never, not a wrapped time in the past.
+    s.recheck_at = saturating_add(s.record.trial_started_at, config.trial_window);
   }
   TRANCHE_ASSERT(check_record(s.record).ok(), "agent step produced an inconsistent record");
   TRANCHE_ASSERT(s.record.bad.size() <= std::max(record.bad.size(), config.max_bad_versions),

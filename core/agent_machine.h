@@ -143,8 +143,9 @@ struct AgentStep {
   AgentRecord record;
   std::vector<AgentAction> actions;
   std::string reason;
-  // Set whenever the new phase is Trial: when the trial window ends. The shell
-  // sends kTrialPassed at or after it if the service is up and healthy.
+  // Set whenever the new phase is Trial: when the trial window ends (the largest
+  // TimeMs if that is later). The shell sends kTrialPassed at or after it if the
+  // service is up and healthy.
   std::optional<TimeMs> recheck_at;
 };
 

@@ -215,8 +215,9 @@ Result<Transition> apply_event(const RolloutStatus& status, RolloutEvent event, 
       break;
     case RolloutEvent::kHold:
       // apply_event has no recheck argument: a hold means "look again next tick",
-      // the same time decide_tick reports.
-      t.next.recheck_at = now + plan.gate.tick;
+      // the same time decide_tick reports. Saturating: Plan::validate bounds the
+      // tick below only.
+      t.next.recheck_at = saturating_add(now, plan.gate.tick);
       break;
     case RolloutEvent::kPause:
       t.next.paused_from = status.state;
@@ -246,7 +247,7 @@ TickDecision decide_tick(const RolloutStatus& status, const Plan& plan, const Ga
       break;
     case GateVerdict::Kind::kWait:
       d.event = RolloutEvent::kHold;
-      d.recheck_at = now + plan.gate.tick;
+      d.recheck_at = saturating_add(now, plan.gate.tick);
       break;
   }
   d.reason =

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
+#include <limits>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -542,6 +543,23 @@ TEST(AgentInstall, TheHappyPathCommitsAfterTheTrialWindow) {
   EXPECT_EQ(kinds(done), (std::vector<Act>{Act::kPersist, Act::kReport}));
   EXPECT_EQ(done.actions[1].report, Rep::kCommitted);
   EXPECT_FALSE(done.recheck_at.has_value());
+}
+
+TEST(AgentTrial, AnEndlessTrialWindowSaturatesTheRecheckTime) {
+  // check_config bounds trial_window below only; a config file may say
+  // 9223372036854775807ms. The end of the window is "never", not a wrapped
+  // time in the past (UBSan checks the sum).
+  AgentConfig config;
+  config.trial_window = std::numeric_limits<DurationMs>::max();
+  AgentRecord r = committed_on(v1());
+  r = apply(config, r, offer(v2())).record;
+  r = apply(config, r, event(Kind::kDownloaded)).record;
+  r = apply(config, r, event(Kind::kVerified)).record;
+  r = apply(config, r, event(Kind::kSlotWritten), kT0).record;
+  const AgentStep trial = apply(config, r, event(Kind::kActivated), kT0 + 1);
+  ASSERT_EQ(trial.record.phase, AgentPhase::kTrial);
+  ASSERT_TRUE(trial.recheck_at.has_value());
+  EXPECT_EQ(*trial.recheck_at, std::numeric_limits<TimeMs>::max());
 }
 
 // ---- the trial ----------------------------------------------------------------

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <set>
 #include <string>
@@ -318,6 +319,21 @@ TEST(DecideTickTest, WaitBecomesHoldWithRecheckNextTick) {
   // The decision applies to the rollout it was made for.
   const Transition t = apply_ok(running, d.event, plan, now, d.reason);
   EXPECT_EQ(t.next.recheck_at, d.recheck_at);
+}
+
+TEST(DecideTickTest, AHugeTickMeansNeverRatherThanAWrappedTime) {
+  // Plan::validate bounds gate.tick below only; a plan file may say
+  // 9223372036854775807ms. The recheck time saturates (UBSan checks the sum).
+  Plan plan = plan_with(OnFailure::kRollback);
+  plan.gate.tick = std::numeric_limits<DurationMs>::max();
+  ASSERT_TRUE(plan.validate().ok());
+  const TimeMs now = kT0 + 5 * kMinute;
+  const TickDecision d =
+      decide_tick(in_state(S::kRunning), plan, GateState{}, observation(0, 0, 500, 0), now);
+  ASSERT_EQ(d.event, E::kHold) << d.reason;
+  EXPECT_EQ(d.recheck_at, std::numeric_limits<TimeMs>::max());
+  EXPECT_EQ(apply_ok(in_state(S::kRunning), E::kHold, plan, now).next.recheck_at,
+            std::numeric_limits<TimeMs>::max());
 }
 
 TEST(DecideTickTest, CleanAfterBakeBecomesPromote) {
