@@ -27,13 +27,17 @@ void append_number(std::string& out, double x) {
     out += x > 0 ? "inf" : "-inf";
     return;
   }
+  // Whole numbers only up to 1e21 (22 characters): a double near its maximum
+  // has 309 digits, which no buffer here holds. Beyond that, 3 significant
+  // digits with an exponent ("3.1e+96"), which always fits.
   char buf[64];
   std::to_chars_result r{};
-  if (std::fabs(x) >= 1000.0) {
+  if (std::fabs(x) >= 1000.0 && std::fabs(x) < 1e21) {
     r = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::fixed, 0);
   } else {
     r = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::general, 3);
   }
+  TRANCHE_ASSERT(r.ec == std::errc{}, "a gate number does not fit its buffer");
   out.append(buf, r.ptr);
 }
 
@@ -47,25 +51,28 @@ void append_count(std::string& out, std::uint64_t n) {
 // minutes. (Local rather than format_duration so the gate's reasons do not depend
 // on another module's formatting.)
 void append_duration(std::string& out, DurationMs d) {
+  // Magnitude in unsigned arithmetic: -INT64_MIN does not fit in an int64, and
+  // stage_elapsed is whatever the caller's clock says.
+  std::uint64_t ms = static_cast<std::uint64_t>(d);
   if (d < 0) {
     out += '-';
-    d = -d;
+    ms = 0 - ms;
   }
-  std::int64_t s = d / kSecond;
-  const std::int64_t h = s / 3600;
+  std::uint64_t s = ms / static_cast<std::uint64_t>(kSecond);
+  const std::uint64_t h = s / 3600;
   s -= h * 3600;
-  const std::int64_t m = s / 60;
+  const std::uint64_t m = s / 60;
   s -= m * 60;
   if (h > 0) {
-    append_count(out, static_cast<std::uint64_t>(h));
+    append_count(out, h);
     out += 'h';
   }
   if (m > 0) {
-    append_count(out, static_cast<std::uint64_t>(m));
+    append_count(out, m);
     out += 'm';
   }
   if (s > 0 || (h == 0 && m == 0)) {
-    append_count(out, static_cast<std::uint64_t>(s));
+    append_count(out, s);
     out += 's';
   }
 }
@@ -449,10 +456,17 @@ GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
 bool is_silent(const GateSettings& settings, TimeMs last_heard, bool said_goodbye, TimeMs now) {
   if (said_goodbye) return false;
   if (now <= last_heard) return false;
-  // Both operands are far from overflow for any real interval (ms, <= days).
-  const DurationMs limit =
-      settings.heartbeat_interval * static_cast<DurationMs>(settings.silent_after_missed);
-  return now - last_heard > limit;
+  // In unsigned arithmetic: the settings come from a plan file, and validate()
+  // bounds heartbeat_interval below only, so interval * missed can exceed any
+  // int64; and now - last_heard (positive here) can exceed INT64_MAX too.
+  const auto interval =
+      static_cast<std::uint64_t>(std::max<DurationMs>(settings.heartbeat_interval, 0));
+  const std::uint64_t missed = settings.silent_after_missed;
+  const std::uint64_t quiet =
+      static_cast<std::uint64_t>(now) - static_cast<std::uint64_t>(last_heard);
+  // quiet > interval * missed, without forming the product.
+  if (interval == 0 || missed == 0) return true;
+  return quiet / missed > interval || (quiet / missed == interval && quiet % missed != 0);
 }
 
 }  // namespace tranche::core

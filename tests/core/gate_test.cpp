@@ -374,6 +374,58 @@ TEST(Gate, IsSilentBoundaries) {
   EXPECT_TRUE(is_silent(s, heard, false, heard + 150 * kSecond + 1));
 }
 
+TEST(Gate, IsSilentDoesNotOverflowOnExtremeSettingsOrTimes) {
+  // Plan::validate bounds the interval below only: interval * missed may exceed
+  // an int64, and so may now - last_heard. Neither may wrap (UBSan checks).
+  constexpr TimeMs kMax = std::numeric_limits<TimeMs>::max();
+  constexpr TimeMs kMin = std::numeric_limits<TimeMs>::min();
+  GateSettings s;
+  s.heartbeat_interval = kMax / 2;
+  s.silent_after_missed = 3;  // limit 1.5 * kMax
+  EXPECT_FALSE(is_silent(s, 0, false, kMax));
+  const TimeMs at_limit = kMin + s.heartbeat_interval + s.heartbeat_interval + s.heartbeat_interval;
+  EXPECT_FALSE(is_silent(s, kMin, false, at_limit));
+  EXPECT_TRUE(is_silent(s, kMin, false, at_limit + 1));
+  EXPECT_TRUE(is_silent(s, kMin, false, kMax)) << "2^64 - 1 ms > 1.5 * kMax ms";
+  s.heartbeat_interval = kMax;
+  s.silent_after_missed = std::numeric_limits<std::uint32_t>::max();
+  EXPECT_FALSE(is_silent(s, kMin, false, kMax));
+  s = GateSettings{};
+  EXPECT_TRUE(is_silent(s, kMin, false, kMax)) << "now - last_heard beyond INT64_MAX";
+  // The boundary holds exactly when the limit does not divide evenly.
+  s.heartbeat_interval = 7;
+  s.silent_after_missed = 3;
+  EXPECT_FALSE(is_silent(s, 0, false, 21));
+  EXPECT_TRUE(is_silent(s, 0, false, 22));
+}
+
+TEST(Gate, ReasonsSpellExtremeNumbersAndDurations) {
+  GateSettings s;
+  // 1e95 device-days has 96 digits: printed with an exponent, not cut off.
+  GateObservation o;
+  o.exposed = {1e100, 20};
+  o.control = {1e100, 0};
+  const GateStep halt = evaluate_gate(s, GateState{}, o);
+  ASSERT_EQ(halt.verdict.kind, GateVerdict::Kind::kHalt) << halt.verdict.reason;
+  EXPECT_EQ(halt.verdict.reason.rfind("exposed 20 failures in 1.16e+95 device-days vs control 0 "
+                                      "in 1.16e+95 device-days; log LR ",
+                                      0),
+            0U)
+      << halt.verdict.reason;
+  // Whole numbers below 1e21 stay whole.
+  o.exposed = {86400.0 * 123456789, 20};
+  o.control = {86400.0 * 123456789, 0};
+  EXPECT_NE(evaluate_gate(s, GateState{}, o).verdict.reason.find("in 123456789 device-days"),
+            std::string::npos);
+  // A stage clock at INT64_MIN (a broken caller clock) still has a magnitude.
+  GateObservation early;
+  early.stage_elapsed = std::numeric_limits<DurationMs>::min();
+  early.stage_bake = 0;
+  const GateStep wait = evaluate_gate(s, GateState{}, early);
+  EXPECT_EQ(wait.verdict.reason.rfind("bake -2562047788015h12m55s of 0s", 0), 0U)
+      << wait.verdict.reason;
+}
+
 // --- the ratio bound -----------------------------------------------------------------
 
 TEST(Gate, RatioBoundMatchesThePoissonLimit) {
