@@ -7,6 +7,8 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include "tests/tuf/fixture_paths.h"
+
 namespace tranche::tuf {
 namespace {
 
@@ -76,6 +78,17 @@ TEST(CanonicalJson, RefusesFloatsAndBadUtf8WhenSerializing) {
   EXPECT_EQ(c.error().code, ErrorCode::kInvalidArgument);
   boost::json::value s = boost::json::string("\xff");
   EXPECT_FALSE(canonical_json(s).ok());
+}
+
+// root.json is pretty-printed with \u escapes; root.signed.canonical was written
+// by an independent transcription of securesystemslib's encoder
+// (tests/tuf/fixtures/make_fixtures.sh). Ours must give the same bytes.
+TEST(CanonicalJson, MatchesIndependentEncoderOnFixture) {
+  auto doc = parse_json(testing::read_fixture("root.json"));
+  ASSERT_TRUE(doc.ok()) << doc.error().to_string();
+  auto c = canonical_json(doc->at("signed"));
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c, testing::read_fixture("root.signed.canonical"));
 }
 
 TEST(CanonicalJson, IsIdempotent) {
