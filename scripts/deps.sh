@@ -10,7 +10,8 @@ PACKAGES=(
   # libraries
   libyaml-cpp-dev      # plan and scenario files
   libcli11-dev         # command lines
-  libboost-json1.81-dev  # JSON output (Boost 1.81: Boost.JSON is not in 1.74)
+  libboost-json1.81-dev  # JSON (Boost 1.81: Boost.JSON is not in 1.74)
+  libssl-dev           # signatures and hashes (tuf/)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   time                 # /usr/bin/time in bench/
