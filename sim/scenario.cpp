@@ -1,5 +1,6 @@
 #include "sim/scenario.h"
 
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -14,6 +15,14 @@ using core::ErrorCode;
 using core::Result;
 
 namespace {
+
+// `p` is a sequence index below `size`: digits only. from_chars, not std::stoul:
+// stoul throws out_of_range on a long run of digits from the command line.
+bool index_below(const std::string& p, std::size_t size, std::size_t& index) {
+  const char* end = p.data() + p.size();
+  const auto [ptr, ec] = std::from_chars(p.data(), end, index);
+  return !p.empty() && ec == std::errc() && ptr == end && index < size;
+}
 
 // Applies one "a.b.c=value" override to the document. The path must name an
 // existing scalar (or sequence element), so a typo is an error, not a no-op.
@@ -30,11 +39,11 @@ core::Status apply_override(YAML::Node root, const std::string& key, const std::
     const std::string& p = path[i];
     walked += (walked.empty() ? "" : ".") + p;
     YAML::Node next;
+    std::size_t index = 0;
     if (node.IsMap() && node[p]) {
       next = node[p];
-    } else if (node.IsSequence() && !p.empty() && p.find_first_not_of("0123456789") == std::string::npos &&
-               std::stoul(p) < node.size()) {
-      next = node[std::stoul(p)];
+    } else if (node.IsSequence() && index_below(p, node.size(), index)) {
+      next = node[index];
     } else {
       return Error{ErrorCode::kInvalidArgument,
                    "--set " + key + ": " + file + " has no key '" + walked + "'"};
@@ -45,7 +54,12 @@ core::Status apply_override(YAML::Node root, const std::string& key, const std::
     return Error{ErrorCode::kInvalidArgument,
                  "--set " + key + ": '" + key + "' is a mapping; set one of its keys"};
   }
-  node = YAML::Load(value);
+  // The value is YAML from the command line; yaml-cpp throws on a malformed one.
+  try {
+    node = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    return Error{ErrorCode::kInvalidArgument, "--set " + key + ": not a YAML value: " + e.msg};
+  }
   return core::Ok{};
 }
 
@@ -308,9 +322,22 @@ Result<core::TimeMs> parse_utc(std::string_view text) {
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
   char z = 0;
   const std::string t(text);
-  if (t.size() != 20 ||
+  // sscanf's %2d also takes a sign or a leading space ("T-1:00:00Z"): digits are
+  // checked here first. And a day must exist in its month (not 2024-02-31).
+  constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:ddZ";
+  bool shaped = t.size() == kShape.size();
+  for (std::size_t i = 0; shaped && i < t.size(); ++i) {
+    shaped = kShape[i] == 'd' ? t[i] >= '0' && t[i] <= '9' : t[i] == kShape[i];
+  }
+  const auto days_in_month = [](int year, int month) {
+    constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return kDays[month - 1] + (month == 2 && leap ? 1 : 0);
+  };
+  if (!shaped ||
       std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &sec, &z) != 7 ||
-      z != 'Z' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59 || y < 1970) {
+      z != 'Z' || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+      sec > 59 || y < 1970) {
     return Error{ErrorCode::kParse, "expected a UTC time like 2024-07-19T04:09:00Z, got '" + t + "'"};
   }
   // Days from civil (Howard Hinnant's algorithm).
