@@ -844,8 +844,10 @@ void Simulator::on_tick(std::uint32_t now) {
     r.m.down_series.push_back(static_cast<std::uint32_t>(r.count[2]));
     if (r.policy->kind == PolicyKind::kRings) {
       const core::Plan& plan = r.policy->plan;
+      // Compared as DurationMs: a tick of 2^32 ms or more from a plan file would
+      // truncate to a small uint32 and look at the gate every minute.
       if (r.status.state == core::RolloutState::kRunning &&
-          now - r.last_gate_ms >= static_cast<std::uint32_t>(plan.gate.tick)) {
+          static_cast<DurationMs>(now - r.last_gate_ms) >= plan.gate.tick) {
         r.last_gate_ms = now;
         core::GateObservation obs;
         obs.exposed = core::GroupCounts{r.exposure_exposed_ms / 1000.0, r.failures_exposed};
@@ -906,10 +908,18 @@ void Simulator::finish(Run& r) {
 }
 
 core::Result<SimResult> Simulator::run() {
-  if (s_.horizon > 45 * core::kDay) {
-    return core::Error{core::ErrorCode::kOutOfRange, "horizon beyond 45 days"};
+  if (s_.horizon <= 0 || s_.horizon > 45 * core::kDay) {
+    return core::Error{core::ErrorCode::kOutOfRange, "horizon must be between 1ms and 45 days"};
+  }
+  // Device::stratum and Event::variant are one byte each.
+  if (s_.classes.empty() || s_.regions.empty() || s_.classes.size() * s_.regions.size() > 256) {
+    return core::Error{core::ErrorCode::kOutOfRange,
+                       "device classes times regions must be between 1 and 256"};
   }
   std::vector<std::string> names = o_.policies.empty() ? s_.default_policies : o_.policies;
+  if (names.size() > 128) {
+    return core::Error{core::ErrorCode::kOutOfRange, "at most 128 policies in one simulation"};
+  }
   for (const auto& name : names) {
     if (!s_.policies.count(name)) {
       std::string known;
@@ -923,7 +933,8 @@ core::Result<SimResult> Simulator::run() {
   for (Run& r : runs_) {
     if (r.policy->kind == PolicyKind::kGlobal) {
       for (std::uint32_t d = 0; d < n_; ++d) maybe_deliver(r, d, 0, false);
-      if (r.bad && r.policy->revert_after >= 0) {
+      // A revert after the horizon never happens (and would not fit a uint32).
+      if (r.bad && r.policy->revert_after >= 0 && r.policy->revert_after <= s_.horizon) {
         queue_.push(static_cast<std::uint32_t>(r.policy->revert_after), 0, kRevert, run_index(r), 0);
       }
     } else {
@@ -1026,9 +1037,10 @@ core::Result<FalseHaltResult> run_false_halt_trials(
   // A good release has settled once its rollout completes: simulate until the sum
   // of the stages' bakes plus a day, not the whole horizon.
   Scenario s = scenario;
-  core::DurationMs bakes = 0;
-  for (const auto& st : it->second.plan.stages) bakes += st.bake;
-  s.horizon = std::min(s.horizon, bakes + core::kDay);
+  // Saturating: a plan's bakes are bounded below only, and their sum may not fit.
+  core::DurationMs bakes = core::kDay;
+  for (const auto& st : it->second.plan.stages) bakes = core::saturating_add(bakes, st.bake);
+  s.horizon = std::min(s.horizon, bakes);
   for (std::uint64_t k = 0; k < trials; ++k) {
     SimOptions o;
     o.seed = seed + k;

@@ -2,6 +2,8 @@
 // README and docs say the simulator shows must stay true when the core changes.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "sim/fleet_sim.h"
 #include "sim/report.h"
 #include "sim/scenario.h"
@@ -152,6 +154,37 @@ TEST(ReplayOutput, JsonHasTheDocumentedShape) {
   EXPECT_NE(svg.find("<polyline"), std::string::npos);
   const std::string csv = to_csv(r.value());
   EXPECT_EQ(csv.rfind("minute,A_down,B_down,C_down\n", 0), 0U);
+}
+
+// Durations in scenario and plan files are bounded below only; the simulator's
+// uint32 clock must not truncate them into something that happens.
+TEST(ReplayEdges, ARevertBeyondTheHorizonNeverHappens) {
+  // 50 days is 2^32 ms + about 7 hours: truncated to a uint32 it would revert
+  // the release on day 0.
+  auto s = load_scenario(
+      testing::reference_scenario(),
+      {{"fleet.devices", "2000"}, {"horizon", "1d"}, {"policies.A.revert_after", "50d"}});
+  ASSERT_TRUE(s.ok()) << s.error().to_string();
+  SimOptions o;
+  o.policies = {"A"};
+  o.good_run = false;
+  auto r = run_simulation(s.value(), o);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_FALSE(r->policies[0].bad.time_to_halt_s.has_value());
+  EXPECT_EQ(r->policies[0].bad.final_state, "pushed to all");
+}
+
+TEST(ReplayEdges, FalseHaltTrialsSurviveBakesWhoseSumOverflows) {
+  auto s = load_scenario(testing::reference_scenario(), {{"fleet.devices", "1000"}});
+  ASSERT_TRUE(s.ok()) << s.error().to_string();
+  Scenario scenario = std::move(s.value());
+  for (auto& stage : scenario.policies.at("B").plan.stages) {
+    stage.bake = std::numeric_limits<core::DurationMs>::max();
+  }
+  auto r = run_false_halt_trials(scenario, "B", 1, 1, nullptr);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->trials, 1U);
+  EXPECT_EQ(r->halts, 0U);
 }
 
 }  // namespace
