@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   cmake make g++ pkg-config
+  clang libclang-rt-14-dev   # libFuzzer, ASan and UBSan runtimes for fuzz/ (docs/fuzzing.md)
   # libraries
   libyaml-cpp-dev      # plan and scenario files
   libcli11-dev         # command lines
