@@ -6,7 +6,7 @@ BUILD := build
 BIN := $(BUILD)/bin
 SCENARIO ?= crowdstrike-2024
 
-.PHONY: all deps configure build test test-fast run bench asan clean help
+.PHONY: all deps configure build test test-fast fuzz run bench asan clean help
 
 all: build
 
@@ -16,6 +16,7 @@ help:
 	@echo "make build  configure and build the dev preset into $(BUILD)/"
 	@echo "make bench  run the benchmarks recorded in docs/benchmarks.md"
 	@echo "make asan   build and test under AddressSanitizer + UBSan"
+	@echo "make fuzz   only the fuzz tests (libFuzzer, a fixed number of inputs each)"
 	@echo "make deps   install the Debian packages the project needs (idempotent)"
 
 deps:
@@ -29,6 +30,9 @@ build: configure
 
 test: build
 	@ctest --preset dev -j $(JOBS) --output-on-failure
+
+fuzz: build
+	@ctest --preset dev -L fuzz -j $(JOBS) --output-on-failure
 
 run: build
 	@$(BIN)/tranche sim --scenario $(SCENARIO) \
