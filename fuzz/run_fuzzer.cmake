@@ -15,13 +15,16 @@ if(NOT EXISTS "${FUZZER}")
 endif()
 
 file(REMOVE_RECURSE "${WORK}")
-file(MAKE_DIRECTORY "${WORK}/new" "${WORK}/artifacts")
+# TMPDIR inside WORK: a target's scratch files (fuzz_scenario's) left by a crash go
+# with the next run.
+file(MAKE_DIRECTORY "${WORK}/new" "${WORK}/artifacts" "${WORK}/tmp")
 set(args -runs=${RUNS} -seed=${SEED} -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
          -artifact_prefix=${WORK}/artifacts/)
 if(DEFINED DICT AND EXISTS "${DICT}")
   list(APPEND args -dict=${DICT})
 endif()
-execute_process(COMMAND "${FUZZER}" ${args} "${WORK}/new" "${CORPUS}"
+execute_process(COMMAND "${CMAKE_COMMAND}" -E env "TMPDIR=${WORK}/tmp"
+                        "${FUZZER}" ${args} "${WORK}/new" "${CORPUS}"
                 RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   file(GLOB saved "${WORK}/artifacts/*")
