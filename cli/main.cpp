@@ -6,7 +6,11 @@
 
 #include "cli/sim_command.h"
 
-int main(int argc, char** argv) {
+// Exceptions from outside data are caught where they arise (CLI11's here, yaml-cpp's
+// in config/, filesystem errors in sim_command.cpp). What could still escape is
+// allocation failure or a bug: std::terminate, with the exception's message, is
+// the crash a broken invariant gets.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{
       "tranche: ship updates to fleets in gated rings; stop a bad one in its first ring,\n"
       "roll it back everywhere, and let every endpoint heal itself.",

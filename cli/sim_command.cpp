@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 #include <unistd.h>
 
 #include "sim/fleet_sim.h"
@@ -15,10 +16,18 @@ namespace tranche::cli {
 
 namespace {
 
+// Whether `path` names something; false when it cannot be looked at. The throwing
+// overload of exists() turns a name longer than PATH_MAX, from the command line,
+// into std::terminate.
+bool exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec) && !ec;
+}
+
 // A scenario given by name is looked up in, in order: $TRANCHE_SCENARIO_DIR,
 // ./scenarios, the source tree it was built from, and the install prefix.
 std::string find_scenario(const std::string& name) {
-  if (std::filesystem::exists(name)) return name;
+  if (exists(name)) return name;
   std::vector<std::string> dirs;
   if (const char* env = std::getenv("TRANCHE_SCENARIO_DIR")) dirs.emplace_back(env);
   dirs.emplace_back("scenarios");
@@ -26,7 +35,7 @@ std::string find_scenario(const std::string& name) {
   dirs.emplace_back(TRANCHE_INSTALL_SCENARIOS);
   for (const auto& dir : dirs) {
     const std::string path = sim::resolve_scenario_path(name, dir);
-    if (std::filesystem::exists(path)) return path;
+    if (exists(path)) return path;
   }
   return sim::resolve_scenario_path(name, "scenarios");  // the error will name it
 }

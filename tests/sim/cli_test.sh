@@ -35,6 +35,12 @@ rc=$?
 check "malformed plan exits 2 (got $rc)" test $rc -eq 2
 check "error names the plan file and its line" grep -q "plans/broken.yaml:3" "$tmp/err"
 
+# A scenario name too long for the file system is bad input, not a crash.
+"$TRANCHE" sim --scenario "$(printf 'a%.0s' $(seq 5000))" -q > "$tmp/out" 2> "$tmp/err"
+rc=$?
+check "overlong scenario name exits 2 (got $rc)" test $rc -eq 2
+check "overlong scenario name is not found" grep -q "not_found" "$tmp/err"
+
 # Unknown policy and unknown --set key: exit 2, saying what exists.
 "$TRANCHE" sim --devices 1000 --policies A,Z -q > "$tmp/out" 2> "$tmp/err"
 check "unknown policy exits 2" test $? -eq 2
