@@ -25,6 +25,12 @@ Error field_error(const std::string& path, std::string_view problem) {
 }
 
 std::string_view sv(const json::string& s) { return std::string_view(s.data(), s.size()); }
+// An object's keys are json::string_view: taken as they are. Without this overload
+// sv(kv.key()) built a temporary json::string and returned a view of it, dangling
+// once the statement ended (ASan: stack-use-after-scope in parse_targets).
+std::string_view sv(json::string_view s) { return std::string_view(s.data(), s.size()); }
+// A view of a temporary string would dangle the same way.
+std::string_view sv(json::string&& s) = delete;
 
 Result<const json::object*> as_object(const json::value& v, const std::string& path) {
   if (!v.is_object()) return field_error(path, "expected an object");
