@@ -118,4 +118,9 @@ class Ppm {
 Result<DurationMs> parse_duration(std::string_view text);
 std::string format_duration(DurationMs d);  // "1h30m", "45s", "0s"
 
+// "2030-01-01T00:00:00Z" (exactly this form, UTC, as python-tuf writes it and as
+// scenario files use it) -> milliseconds since the Unix epoch; the day must exist
+// in its month. kInvalidArgument otherwise, quoting the input.
+Result<TimeMs> parse_utc_time(std::string_view text);
+
 }  // namespace tranche::core

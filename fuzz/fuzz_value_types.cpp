@@ -1,4 +1,4 @@
-// The value-type parsers of core/types.h and sim::parse_utc. Every input goes to
+// The value-type parsers of core/types.h and core::parse_utc_time. Every input goes to
 // every parser. Properties, beyond "never crashes": what each accepts keeps the
 // contract its header states, checked by printing the value back and parsing that.
 #include <cstddef>
@@ -9,7 +9,7 @@
 
 #include "core/types.h"
 #include "fuzz/fuzz_check.h"
-#include "sim/scenario.h"
+#include "core/types.h"
 
 namespace {
 
@@ -28,8 +28,8 @@ char lower(char c) {
 }
 
 // Milliseconds since the epoch -> "YYYY-MM-DDThh:mm:ssZ" (Howard Hinnant's
-// civil_from_days), written independently of parse_utc so the two check each
-// other: parse_utc accepts exactly the texts this prints back unchanged.
+// civil_from_days), written independently of core::parse_utc_time so the two check each
+// other: it accepts exactly the texts this prints back unchanged.
 std::string format_utc(core::TimeMs t) {
   if (t % 1000 != 0) return "(not whole seconds)";
   std::int64_t secs = t / 1000;
@@ -99,8 +99,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_name<core::TenantId>(text);
   check_name<core::RolloutId>(text);
 
-  if (auto t = tranche::sim::parse_utc(text); t.ok()) {
-    check(format_utc(*t) == text, "parse_utc accepted a text that is not the time it returns",
+  if (auto t = tranche::core::parse_utc_time(text); t.ok()) {
+    check(format_utc(*t) == text, "parse_utc_time accepted a text that is not the time it returns",
           text);
   }
   return 0;

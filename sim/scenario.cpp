@@ -112,7 +112,7 @@ core::Status read_scenario(const YAML::Node& doc, const std::string& file, Scena
   {
     std::string text;
     TRY(take(config::as_string(doc["start"], file, "start"), text));
-    auto t = parse_utc(text);
+    auto t = core::parse_utc_time(text);
     if (!t.ok()) return config::error_at(file, doc["start"], "start: " + t.error().message);
     s.start = t.value();
   }
@@ -317,38 +317,6 @@ core::Status read_scenario(const YAML::Node& doc, const std::string& file, Scena
 #undef TRY
 
 }  // namespace
-
-Result<core::TimeMs> parse_utc(std::string_view text) {
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
-  char z = 0;
-  const std::string t(text);
-  // sscanf's %2d also takes a sign or a leading space ("T-1:00:00Z"): digits are
-  // checked here first. And a day must exist in its month (not 2024-02-31).
-  constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:ddZ";
-  bool shaped = t.size() == kShape.size();
-  for (std::size_t i = 0; shaped && i < t.size(); ++i) {
-    shaped = kShape[i] == 'd' ? t[i] >= '0' && t[i] <= '9' : t[i] == kShape[i];
-  }
-  const auto days_in_month = [](int year, int month) {
-    constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    return kDays[month - 1] + (month == 2 && leap ? 1 : 0);
-  };
-  if (!shaped ||
-      std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &sec, &z) != 7 ||
-      z != 'Z' || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
-      sec > 59 || y < 1970) {
-    return Error{ErrorCode::kParse, "expected a UTC time like 2024-07-19T04:09:00Z, got '" + t + "'"};
-  }
-  // Days from civil (Howard Hinnant's algorithm).
-  const int yy = y - (mo <= 2 ? 1 : 0);
-  const int era = yy / 400;
-  const int yoe = yy - era * 400;
-  const int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  const std::int64_t days = static_cast<std::int64_t>(era) * 146097 + doe - 719468;
-  return ((days * 24 + h) * 60 + mi) * 60 * 1000 + static_cast<std::int64_t>(sec) * 1000;
-}
 
 std::string resolve_scenario_path(const std::string& name_or_path, const std::string& dir) {
   if (name_or_path.find('/') != std::string::npos || name_or_path.ends_with(".yaml")) {

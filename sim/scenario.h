@@ -93,7 +93,4 @@ core::Result<Scenario> load_scenario(const std::string& path, const Overrides& o
 // Finds a scenario by name in `dir` (scenarios/NAME.yaml) or takes a path.
 std::string resolve_scenario_path(const std::string& name_or_path, const std::string& dir);
 
-// Parses "2024-07-19T04:09:00Z" (UTC only).
-core::Result<core::TimeMs> parse_utc(std::string_view text);
-
 }  // namespace tranche::sim

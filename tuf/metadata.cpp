@@ -287,16 +287,6 @@ Result<Metadata<Body>> parse_typed(std::string_view bytes, std::string_view type
   return md;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
 bool match_class(std::string_view pattern, std::size_t& pi, char c, bool& matched) {
   // pattern[pi] == '['; on success pi points past ']'.
   std::size_t i = pi + 1;
@@ -354,40 +344,6 @@ Result<TargetPath> TargetPath::parse(std::string_view text) {
     start = end + 1;
   }
   return TargetPath(std::string(text));
-}
-
-Result<core::TimeMs> parse_utc_time(std::string_view t) {
-  auto bad = [&] {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "expected a UTC time like 2030-01-01T00:00:00Z, got '" +
-                          std::string(t.substr(0, 40)) + "'");
-  };
-  // YYYY-MM-DDTHH:MM:SSZ
-  if (t.size() != 20 || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' ||
-      t[16] != ':' || t[19] != 'Z') {
-    return bad();
-  }
-  auto num = [&](std::size_t pos, std::size_t len, unsigned& out) {
-    out = 0;
-    for (std::size_t i = pos; i < pos + len; ++i) {
-      if (t[i] < '0' || t[i] > '9') return false;
-      out = out * 10 + static_cast<unsigned>(t[i] - '0');
-    }
-    return true;
-  };
-  unsigned year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  if (!num(0, 4, year) || !num(5, 2, month) || !num(8, 2, day) || !num(11, 2, hour) ||
-      !num(14, 2, minute) || !num(17, 2, second)) {
-    return bad();
-  }
-  static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-  if (month < 1 || month > 12) return bad();
-  unsigned dim = kDays[month - 1] + ((month == 2 && leap) ? 1u : 0u);
-  if (day < 1 || day > dim || hour > 23 || minute > 59 || second > 59) return bad();
-  std::int64_t days = days_from_civil(static_cast<std::int64_t>(year), month, day);
-  std::int64_t secs = days * 86400 + static_cast<std::int64_t>(hour * 3600 + minute * 60 + second);
-  return secs * 1000;
 }
 
 bool fnmatch_component(std::string_view p, std::string_view s) {

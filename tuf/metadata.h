@@ -42,9 +42,8 @@ class TargetPath {
   std::string value_;
 };
 
-// "2030-01-01T00:00:00Z" (exactly this form, UTC, as python-tuf writes and reads
-// it) -> milliseconds since the Unix epoch. kInvalidArgument otherwise.
-core::Result<core::TimeMs> parse_utc_time(std::string_view text);
+// Metadata times ("expires") are read by core::parse_utc_time.
+using core::parse_utc_time;
 
 struct Signature {
   std::string keyid;

@@ -311,3 +311,22 @@ TEST(DurationTest, Rejects) {
 
 }  // namespace
 }  // namespace tranche::core
+
+namespace tranche::core {
+namespace {
+
+TEST(UtcTime, ParsesTheOneFormTufAndScenariosUse) {
+  EXPECT_EQ(parse_utc_time("1970-01-01T00:00:00Z").value(), 0);
+  EXPECT_EQ(parse_utc_time("2024-07-19T04:09:00Z").value(), 1721362140000);  // a Friday
+  EXPECT_EQ(parse_utc_time("2000-03-01T00:00:01Z").value(), 951868801000);
+  EXPECT_TRUE(parse_utc_time("2024-02-29T12:00:00Z").ok());
+  for (const char* bad : {"2024-07-19 04:09", "2024-13-19T04:09:00Z", "2023-02-29T00:00:00Z",
+                          "2024-02-31T00:00:00Z", "2024-07-19T-1:00:00Z", "2024-07-19T04:09:00+01"}) {
+    auto r = parse_utc_time(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().message.find(bad), std::string::npos) << r.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace tranche::core

@@ -153,12 +153,6 @@ TEST_F(ScenarioFile, MissingPlanFileIsNamed) {
   EXPECT_NE(s.error().message.find("nowhere.yaml"), std::string::npos) << s.error().message;
 }
 
-TEST(Scenario, ParsesUtcTimes) {
-  EXPECT_EQ(parse_utc("1970-01-01T00:00:00Z").value(), 0);
-  EXPECT_EQ(parse_utc("2024-07-19T04:09:00Z").value(), 1721362140000);
-  EXPECT_FALSE(parse_utc("2024-07-19 04:09").ok());
-  EXPECT_FALSE(parse_utc("2024-13-19T04:09:00Z").ok());
-}
 
 }  // namespace
 }  // namespace tranche::sim
