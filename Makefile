@@ -6,7 +6,7 @@ BUILD := build
 BIN := $(BUILD)/bin
 SCENARIO ?= crowdstrike-2024
 
-.PHONY: all deps configure build test test-fast fuzz run bench asan clean help
+.PHONY: all deps configure build test fuzz run bench asan clean help
 
 all: build
 

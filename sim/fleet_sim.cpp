@@ -236,6 +236,12 @@ class Simulator {
   void send_previous(Run& r, std::uint32_t now);
   void finish(Run& r);
   bool crash_prone(std::uint32_t d) const;
+  // The device's cohort bucket in the rollout (core::cohort_bucket of its id).
+  std::uint32_t bucket_of(std::uint32_t d) const {
+    char id[32];
+    std::snprintf(id, sizeof id, "dev-%08u", d);
+    return core::cohort_bucket(id, salt_);
+  }
   std::uint8_t run_index(const Run& r) const {
     return static_cast<std::uint8_t>(&r - runs_.data());
   }
@@ -247,7 +253,7 @@ class Simulator {
   EventQueue queue_;
   std::uint32_t n_ = 0;
   std::vector<Device> devices_;
-  std::vector<std::uint32_t> bucket_;  // cohort bucket in the rollout
+  std::uint64_t salt_ = 0;             // the rollout's cohort salt
   std::vector<std::uint32_t> order_;   // devices by bucket: the cohort order
   std::vector<core::Tags> stratum_tags_;
   std::uint64_t ever_online_ = 0;
@@ -333,7 +339,7 @@ double Simulator::start_session(Device& dv, Rng& rng) const {
 void Simulator::build_fleet() {
   n_ = static_cast<std::uint32_t>(s_.devices);
   devices_.assign(n_, Device{});
-  bucket_.resize(n_);
+  std::vector<std::uint32_t> bucket(n_);  // only to sort by: recomputed when dispatching
   order_.resize(n_);
   const std::size_t nr = s_.regions.size();
   for (std::size_t ci = 0; ci < s_.classes.size(); ++ci) {
@@ -342,8 +348,7 @@ void Simulator::build_fleet() {
       stratum_tags_.push_back(std::move(tags));
     }
   }
-  const std::uint64_t salt = core::rollout_salt(s_.name + "-release-2");
-  char id[32];
+  salt_ = core::rollout_salt(s_.name + "-release-2");
   for (std::uint32_t d = 0; d < n_; ++d) {
     Rng rng(mix64(o_.seed * 0x100000001b3ULL + d));
     double u = rng.uniform();
@@ -353,13 +358,13 @@ void Simulator::build_fleet() {
     std::size_t ri = 0;
     while (ri + 1 < nr && u >= s_.regions[ri].share) u -= s_.regions[ri++].share;
     devices_[d].stratum = static_cast<std::uint8_t>(ci * nr + ri);
-    std::snprintf(id, sizeof id, "dev-%08u", d);
-    bucket_[d] = core::cohort_bucket(id, salt);
+    bucket[d] = bucket_of(d);
   }
   std::iota(order_.begin(), order_.end(), 0U);
   std::sort(order_.begin(), order_.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return bucket_[a] != bucket_[b] ? bucket_[a] < bucket_[b] : a < b;
+    return bucket[a] != bucket[b] ? bucket[a] < bucket[b] : a < b;
   });
+  std::vector<std::uint32_t>().swap(bucket);
   // Initial sessions: online with the probability of the local hour at t = 0.
   for (std::uint32_t d = 0; d < n_; ++d) {
     Device& dv = devices_[d];
@@ -600,7 +605,7 @@ void Simulator::dispatch_stage(Run& r, std::uint32_t now) {
   const core::Plan& plan = r.policy->plan;
   const core::Stage& stage = plan.stages[r.status.stage];
   const core::Ppm share = core::effective_share(stage.percent, stage.min_devices, n_);
-  while (r.dispatched < n_ && bucket_[order_[r.dispatched]] < share.value()) {
+  while (r.dispatched < n_ && bucket_of(order_[r.dispatched]) < share.value()) {
     const std::uint32_t d = order_[r.dispatched++];
     if (!stage.selector.matches(stratum_tags_[devices_[d].stratum])) continue;
     r.at(d).flags |= kAdmitted;

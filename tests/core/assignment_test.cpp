@@ -106,6 +106,10 @@ struct ChannelCase {
   std::vector<std::string> releases;  // oldest first: N-2, N-1, N
 };
 
+// Printed by name: without it GoogleTest dumps the bytes, and CTest's test names
+// (which carry the parameter) become unreadable.
+void PrintTo(const ChannelCase& c, std::ostream* os) { *os << c.channel; }
+
 class PinTest : public ::testing::TestWithParam<ChannelCase> {
  protected:
   ChannelReleases releases() const {
