@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -257,6 +256,9 @@ class Simulator {
   std::vector<std::uint32_t> order_;   // devices by bucket: the cohort order
   std::vector<core::Tags> stratum_tags_;
   std::uint64_t ever_online_ = 0;
+  // TRANCHE_SIM_TRACE=1: the gate's reason every 10 simulated minutes, and the
+  // devices that took the bad release without crashing, on stderr.
+  const bool trace_ = std::getenv("TRANCHE_SIM_TRACE") != nullptr;
   std::vector<Run> runs_;
   std::vector<RunDevice> run_devices_;  // device-major: [device][run]
   std::uint64_t events_ = 0;
@@ -861,7 +863,7 @@ void Simulator::on_tick(std::uint32_t now) {
         obs.stage_elapsed = static_cast<core::DurationMs>(now) - r.status.stage_started_at;
         obs.stage_bake = plan.stages[r.status.stage].bake;
         core::TickDecision decision = core::decide_tick(r.status, plan, r.gate, obs, now);
-        if (std::getenv("TRANCHE_SIM_TRACE") && (now % (10 * kMinuteMs)) == 0) {
+        if (trace_ && (now % (10 * kMinuteMs)) == 0) {
           std::fprintf(stderr, "[%s %s t=%um] stage %u: %s\n", r.policy->name.c_str(), r.bad ? "bad" : "good",
                        now / kMinuteMs, r.status.stage, decision.reason.c_str());
         }
@@ -890,7 +892,7 @@ void Simulator::on_tick(std::uint32_t now) {
 
 void Simulator::finish(Run& r) {
   integrate(r, horizon_ms_);
-  if (std::getenv("TRANCHE_SIM_TRACE")) {
+  if (trace_) {
     for (std::uint32_t d = 0; d < n_; ++d) {
       const RunDevice& x = r.at(d);
       if ((x.flags & kExposed) && !(x.flags & kCrashedEver) && r.bad) {
