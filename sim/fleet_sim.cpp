@@ -718,6 +718,8 @@ void Simulator::on_shared_silence(std::uint32_t d, std::uint8_t gen, std::uint32
   core::GateSettings gs;
   gs.heartbeat_interval = s_.heartbeat_interval;
   gs.silent_after_missed = s_.silent_after_missed;
+  // The check was scheduled at last heartbeat + allowed silence + 1 ms (see
+  // on_session), so that is when the device was last heard of.
   const core::TimeMs last = static_cast<core::TimeMs>(now) - s_.heartbeat_interval * s_.silent_after_missed - 1;
   if (!core::is_silent(gs, last, false, now)) return;
   for (Run& r : runs_) {
