@@ -1,9 +1,11 @@
 // tranche — the operator's command line. Subcommands arrive layer by layer; today:
-// `tranche sim`, the fleet simulator.
+// `tranche sim`, the fleet simulator, and `tranche release check`, the content
+// contract check.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 
+#include "cli/release_command.h"
 #include "cli/sim_command.h"
 
 // Exceptions from outside data are caught where they arise (CLI11's here, yaml-cpp's
@@ -19,6 +21,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.require_subcommand(1);
   tranche::cli::SimArgs sim_args;
   tranche::cli::add_sim_command(app, sim_args);
+  tranche::cli::ReleaseArgs release_args;
+  tranche::cli::add_release_command(app, release_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -26,5 +30,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     return code == 0 ? 0 : 2;  // usage errors are bad input
   }
   if (app.got_subcommand("sim")) return tranche::cli::run_sim_command(sim_args);
+  if (release_args.check != nullptr && release_args.check->parsed()) {
+    return tranche::cli::run_release_command(release_args);
+  }
   return 2;
 }
