@@ -152,7 +152,7 @@ Result<core::Criterion> read_criterion(Reader& r, const YAML::Node& node, const 
   // the other violations, rather than the file being refused.
   if (ec == std::errc::result_out_of_range || n < 0 ||
       n > std::int64_t{std::numeric_limits<std::uint32_t>::max()}) {
-    return r.fail(*field_node, field_path, "must be between 1 and 4294967295, got " + *s,
+    return r.fail(*field_node, field_path, "must be between 0 and 4294967295, got " + *s,
                   ErrorCode::kOutOfRange);
   }
   c.field = static_cast<std::uint32_t>(n);
