@@ -1,6 +1,7 @@
 #include "cli/release_command.h"
 
 #include <cstdio>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -91,7 +92,8 @@ int run_release_command(const ReleaseArgs& args) {
     std::fprintf(stderr, "tranche release check: %s\n", consumer.error().to_string().c_str());
     return 2;
   }
-  auto bundle = config::load_content_bundle_file(args.bundle);
+  std::vector<int> lines;
+  auto bundle = config::load_content_bundle_file(args.bundle, &lines);
   if (!bundle) {
     std::fprintf(stderr, "tranche release check: %s\n", bundle.error().to_string().c_str());
     return 2;
@@ -100,8 +102,17 @@ int run_release_command(const ReleaseArgs& args) {
   if (args.json) {
     std::fputs(to_json(violations).c_str(), stdout);
   } else {
+    // Instance ids are unique in a bundle (the reader refuses a repeat), so a
+    // violation's instance leads back to its line.
+    std::map<std::string_view, int> line_of;
+    for (std::size_t i = 0; i < bundle->instances.size() && i < lines.size(); ++i) {
+      line_of.emplace(bundle->instances[i].id, lines[i]);
+    }
     for (const core::Violation& v : violations) {
-      std::printf("%s: %s: %s\n", args.bundle.c_str(), std::string(kind_name(v.kind)).c_str(),
+      const auto at = line_of.find(v.instance);
+      const std::string where =
+          args.bundle + (at == line_of.end() ? "" : ":" + std::to_string(at->second));
+      std::printf("%s: %s: %s\n", where.c_str(), std::string(kind_name(v.kind)).c_str(),
                   v.message.c_str());
     }
     std::size_t criteria = 0;

@@ -174,7 +174,8 @@ Result<core::Criterion> read_criterion(Reader& r, const YAML::Node& node, const 
   return c;
 }
 
-Result<core::ContentBundle> read_bundle(Reader& r, const YAML::Node& root) {
+Result<core::ContentBundle> read_bundle(Reader& r, const YAML::Node& root,
+                                        std::vector<int>* lines) {
   if (Status s = r.mapping(root, {"format", "templates"}, ""); !s) return s.error();
   if (Status s = r.format(root, kContentFormat); !s) return s.error();
   auto templates = r.required(root, "templates", "");
@@ -222,6 +223,7 @@ Result<core::ContentBundle> read_bundle(Reader& r, const YAML::Node& root) {
       instance.criteria.push_back(std::move(*criterion));
     }
     bundle.instances.push_back(std::move(instance));
+    if (lines != nullptr) lines->push_back(line_of(item));
   }
   return bundle;
 }
@@ -283,14 +285,21 @@ Result<T> parse_with(std::string_view yaml_text, const std::string& file, Read r
 }  // namespace
 
 Result<core::ContentBundle> parse_content_bundle(std::string_view yaml_text,
-                                                 const std::string& file) {
-  return parse_with<core::ContentBundle>(yaml_text, file, read_bundle);
+                                                 const std::string& file,
+                                                 std::vector<int>* instance_lines) {
+  std::vector<int> lines;
+  auto bundle = parse_with<core::ContentBundle>(
+      yaml_text, file,
+      [&lines](Reader& r, const YAML::Node& root) { return read_bundle(r, root, &lines); });
+  if (bundle && instance_lines != nullptr) *instance_lines = std::move(lines);
+  return bundle;
 }
 
-Result<core::ContentBundle> load_content_bundle_file(const std::string& path) {
+Result<core::ContentBundle> load_content_bundle_file(const std::string& path,
+                                                     std::vector<int>* instance_lines) {
   auto text = read_file_limited(path, kMaxContentBundleBytes);
   if (!text) return text.error();
-  return parse_content_bundle(*text, path);
+  return parse_content_bundle(*text, path, instance_lines);
 }
 
 Result<core::ConsumerInterface> parse_consumer_interface(std::string_view yaml_text,

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/contract.h"
 #include "core/result.h"
@@ -24,9 +25,13 @@ inline constexpr std::string_view kInterfaceFormat = "tranche-interface/1";
 inline constexpr std::size_t kMaxContentBundleBytes = 8u << 20;  // 8 MiB
 inline constexpr std::size_t kMaxInterfaceBytes = 1u << 20;      // 1 MiB
 
+// With `instance_lines`, also the 1-based line of each instance, in bundle order (for
+// pointing a violation, which names an instance, back into the file).
 core::Result<core::ContentBundle> parse_content_bundle(std::string_view yaml_text,
-                                                       const std::string& file);
-core::Result<core::ContentBundle> load_content_bundle_file(const std::string& path);
+                                                       const std::string& file,
+                                                       std::vector<int>* instance_lines = nullptr);
+core::Result<core::ContentBundle> load_content_bundle_file(
+    const std::string& path, std::vector<int>* instance_lines = nullptr);
 
 core::Result<core::ConsumerInterface> parse_consumer_interface(std::string_view yaml_text,
                                                                const std::string& file);

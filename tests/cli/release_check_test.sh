@@ -29,8 +29,9 @@ check "good bundle --json is ok with no violations" grep -q '^{"ok": true, "viol
 "$TRANCHE" release check examples/content/channel-291.yaml --interface "$I" > "$tmp/out" 2> "$tmp/err"
 rc=$?
 check "channel-291 exits 1 (got $rc)" test $rc -eq 1
-check "channel-291 violation names template, instance and field 21" \
-  grep -q "field_not_supplied: template 'ChannelFile291Ipc' instance 'channel-291-ipc-new': field 21 is not supplied (consumer supplies 20 fields)" "$tmp/out"
+line=$(grep -n 'id: channel-291-ipc-new' examples/content/channel-291.yaml | cut -d: -f1)
+check "channel-291 violation names template, instance (line $line) and field 21" \
+  grep -q "^examples/content/channel-291.yaml:$line: field_not_supplied: template 'ChannelFile291Ipc' instance 'channel-291-ipc-new': field 21 is not supplied (consumer supplies 20 fields)" "$tmp/out"
 check "one violation, no more" test "$(grep -c 'field_not_supplied' "$tmp/out")" -eq 1
 "$TRANCHE" release check examples/content/channel-291.yaml --interface "$I" --json > "$tmp/out"
 rc=$?

@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/contract.h"
 
@@ -66,7 +67,8 @@ void expect_error(Parse parse, const std::string& text, const std::string& file,
 
 void bundle_error(const std::string& text, int line, std::initializer_list<const char*> mentions,
                   ErrorCode code = ErrorCode::kParse) {
-  expect_error(parse_content_bundle, text, kBundleFile, line, mentions, code);
+  expect_error([](std::string_view t, const std::string& f) { return parse_content_bundle(t, f); },
+               text, kBundleFile, line, mentions, code);
 }
 void interface_error(const std::string& text, int line,
                      std::initializer_list<const char*> mentions,
@@ -92,6 +94,13 @@ TEST(ContentBundle, ParsesInstancesAndCriteriaInOrder) {
   EXPECT_EQ(b.criteria[0].type, FieldType::kInteger);
   EXPECT_EQ(b.criteria[0].value, "-7");
   EXPECT_EQ(b.criteria[1].type, FieldType::kBoolean);
+}
+
+TEST(ContentBundle, GivesTheLineOfEachInstance) {
+  std::vector<int> lines;
+  auto r = parse_content_bundle(kBundle, kBundleFile, &lines);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(lines, (std::vector<int>{3, 8}));
 }
 
 TEST(ContentBundle, EmptyTemplateListIsAnEmptyBundle) {
