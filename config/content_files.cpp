@@ -19,10 +19,6 @@ using core::Status;
 
 namespace {
 
-int line_of(const YAML::Node& node) {
-  return node.Mark().is_null() ? 0 : node.Mark().line + 1;
-}
-
 // What both readers share: errors at a node's line with a path, keys checked, and a
 // bound on how much a file may expand to. YAML aliases (*a) let a small file name
 // the same subtree many times over; without the bound, a kilobyte of aliases could

@@ -18,10 +18,6 @@ using core::Status;
 
 namespace {
 
-int line_of(const YAML::Node& node) {
-  return node.Mark().is_null() ? 0 : node.Mark().line + 1;
-}
-
 // Reads one plan file. Remembers the line of every field it read, so that an
 // error found later by Plan::validate — which knows fields by path
 // ("stages[2].percent"), not by line — can still point into the file.

@@ -39,8 +39,12 @@ core::Result<YAML::Node> parse_yaml(std::string_view text, const std::string& fi
   }
 }
 
+int line_of(const YAML::Node& node) {
+  return node.Mark().is_null() ? 0 : node.Mark().line + 1;
+}
+
 Error error_at(const std::string& file, const YAML::Node& node, std::string_view what) {
-  const int line = node.Mark().is_null() ? 0 : node.Mark().line + 1;
+  const int line = line_of(node);
   return Error{ErrorCode::kParse, file + ":" + std::to_string(line) + ": " + std::string(what)};
 }
 

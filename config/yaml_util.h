@@ -24,6 +24,9 @@ core::Result<std::string> read_file_limited(const std::string& path,
 // Parses one YAML document; syntax errors carry file and line.
 core::Result<YAML::Node> parse_yaml(std::string_view text, const std::string& file);
 
+// The 1-based line of a node; 0 when yaml-cpp has no mark for it.
+int line_of(const YAML::Node& node);
+
 // "file:LINE: what" for a node (line is 1-based; 0 when yaml-cpp has no mark).
 core::Error error_at(const std::string& file, const YAML::Node& node, std::string_view what);
 
