@@ -3,13 +3,8 @@
 # template, the instance and the field (docs/content.md).
 set -u
 TRANCHE="$1"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() {  # check NAME CONDITION...
-  local name="$1"; shift
-  if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fail=1; fi
-}
+# shellcheck source=../cli_lib.sh
+source "$(dirname "$0")/../cli_lib.sh"
 I=examples/content/interface.yaml
 
 "$TRANCHE" release check --help > "$tmp/help" 2>&1

@@ -2,13 +2,8 @@
 # tranche sim's command line: exit codes, messages and files that scripts rely on.
 set -u
 TRANCHE="$1"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() {  # check NAME CONDITION...
-  local name="$1"; shift
-  if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fail=1; fi
-}
+# shellcheck source=../cli_lib.sh
+source "$(dirname "$0")/../cli_lib.sh"
 
 # --help explains the command and its options.
 "$TRANCHE" sim --help > "$tmp/help" 2>&1
