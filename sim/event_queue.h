@@ -47,7 +47,6 @@ class EventQueue {
     } else {
       buckets_[b].push_back(e);
     }
-    ++size_;
   }
 
   bool pop(Event& out) {
@@ -69,7 +68,6 @@ class EventQueue {
       late_.pop_back();
     }
     now_ms_ = out.time_ms;
-    --size_;
     return true;
   }
 
@@ -79,8 +77,6 @@ class EventQueue {
     return next_ + k < sorted_.size() ? &sorted_[next_ + k] : nullptr;
   }
 
-  std::uint32_t now_ms() const { return now_ms_; }
-  std::size_t size() const { return size_; }
 
  private:
   struct Earlier {
@@ -101,7 +97,6 @@ class EventQueue {
   bool active_ = false;
   std::uint32_t seq_ = 0;
   std::uint32_t now_ms_ = 0;
-  std::size_t size_ = 0;
 };
 
 }  // namespace tranche::sim

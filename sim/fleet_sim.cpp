@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -150,7 +151,17 @@ struct Run {
   bool reverted = false;
   std::optional<std::uint32_t> halted_at_ms;
 
-  std::array<std::int64_t, kMembershipCount> count{};
+  std::array<std::int64_t, kMembershipCount> count{};  // devices per membership bit
+  std::int64_t in(Membership which) const {
+    return count[static_cast<std::size_t>(std::countr_zero(static_cast<unsigned>(which)))];
+  }
+  // A device's memberships went from `before` to `after`.
+  void recount(std::uint8_t before, std::uint8_t after) {
+    if (before == after) return;
+    for (std::size_t b = 0; b < kMembershipCount; ++b) {
+      count[b] += static_cast<std::int64_t>((after >> b) & 1) - ((before >> b) & 1);
+    }
+  }
   std::uint32_t integrated_ms = 0;
   double exposure_exposed_ms = 0;
   double exposure_control_ms = 0;
@@ -423,9 +434,9 @@ void Simulator::add_runs() {
 void Simulator::integrate(Run& r, std::uint32_t now) {
   if (now <= r.integrated_ms) return;
   const double dt = now - r.integrated_ms;
-  r.exposure_exposed_ms += dt * static_cast<double>(r.count[0]);
-  r.exposure_control_ms += dt * static_cast<double>(r.count[1]);
-  r.down_ms += dt * static_cast<double>(r.count[2]);
+  r.exposure_exposed_ms += dt * static_cast<double>(r.in(kAtRiskExposed));
+  r.exposure_control_ms += dt * static_cast<double>(r.in(kAtRiskControl));
+  r.down_ms += dt * static_cast<double>(r.in(kIsDown));
   r.integrated_ms = now;
 }
 
@@ -435,11 +446,7 @@ void Simulator::change(Run& r, std::uint32_t d, std::uint32_t now, F&& mutate) {
   const std::uint8_t before = classify(devices_[d], r.at(d));
   mutate(r.at(d));
   const std::uint8_t after = classify(devices_[d], r.at(d));
-  if (before != after) {
-    for (std::size_t b = 0; b < kMembershipCount; ++b) {
-      r.count[b] += static_cast<std::int64_t>((after >> b) & 1) - ((before >> b) & 1);
-    }
-  }
+  r.recount(before, after);
 }
 
 bool Simulator::crash_prone(std::uint32_t d) const {
@@ -667,11 +674,7 @@ void Simulator::on_session(std::uint32_t d, std::uint32_t now) {
     const std::uint8_t before = classify(dv, r.at(d));
     dv.flags ^= kOnline;
     const std::uint8_t after = classify(dv, r.at(d));
-    if (before != after) {
-      for (std::size_t b = 0; b < kMembershipCount; ++b) {
-        r.count[b] += static_cast<std::int64_t>((after >> b) & 1) - ((before >> b) & 1);
-      }
-    }
+    r.recount(before, after);
     if (!going_online && !(r.at(d).flags & kDown)) {
       // Shutting down stops the protected service: pending crash and trial
       // events of this run no longer apply (a trial restarts its clock at boot).
@@ -850,7 +853,7 @@ void Simulator::on_revert(Run& r, std::uint32_t now) {
 void Simulator::on_tick(std::uint32_t now) {
   for (Run& r : runs_) {
     integrate(r, now);
-    r.m.down_series.push_back(static_cast<std::uint32_t>(r.count[2]));
+    r.m.down_series.push_back(static_cast<std::uint32_t>(r.in(kIsDown)));
     if (r.policy->kind == PolicyKind::kRings) {
       const core::Plan& plan = r.policy->plan;
       // Compared as DurationMs: a tick of 2^32 ms or more from a plan file would
@@ -872,17 +875,17 @@ void Simulator::on_tick(std::uint32_t now) {
         r.gate = decision.gate.state;
         apply(r, decision.event, std::move(decision.reason), now);
       }
-      if (r.status.state == core::RolloutState::kRollingBack && r.count[6] == 0) {
+      if (r.status.state == core::RolloutState::kRollingBack && r.in(kOnNewExposed) == 0) {
         apply(r, core::RolloutEvent::kRollbackDone,
               "every exposed device runs the previous version", now);
       }
     }
-    if (r.bad && r.halted_at_ms && !r.m.time_to_rollback99_s && r.count[3] > 0 &&
-        static_cast<double>(r.count[4]) >= 0.99 * static_cast<double>(r.count[3])) {
+    if (r.bad && r.halted_at_ms && !r.m.time_to_rollback99_s && r.in(kExposedOnline) > 0 &&
+        static_cast<double>(r.in(kExposedOnlineOk)) >= 0.99 * static_cast<double>(r.in(kExposedOnline))) {
       r.m.time_to_rollback99_s = now / 1000.0;
     }
     if (!r.bad) {
-      const double up_new = static_cast<double>(r.count[5]);
+      const double up_new = static_cast<double>(r.in(kRunsNewUp));
       if (!r.m.t99_all_s && up_new >= 0.99 * n_) r.m.t99_all_s = now / 1000.0;
       if (!r.m.t99_online_s && ever_online_ > 0 && up_new >= 0.99 * static_cast<double>(ever_online_)) {
         r.m.t99_online_s = now / 1000.0;
@@ -903,7 +906,7 @@ void Simulator::finish(Run& r) {
       }
     }
   }
-  r.m.still_down_at_horizon = static_cast<std::uint64_t>(r.count[2]);
+  r.m.still_down_at_horizon = static_cast<std::uint64_t>(r.in(kIsDown));
   r.m.device_hours_down = r.down_ms / static_cast<double>(core::kHour);
   const auto sample = [&](double days) -> std::uint64_t {
     const auto i = static_cast<std::size_t>(std::llround(days * 24 * 60));
