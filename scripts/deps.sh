@@ -12,10 +12,16 @@ PACKAGES=(
   libyaml-cpp-dev      # plan and scenario files
   libcli11-dev         # command lines
   libboost-json1.81-dev  # JSON (Boost 1.81: Boost.JSON is not in 1.74)
-  libssl-dev           # signatures and hashes (tuf/)
+  libssl-dev           # signatures and hashes (tuf/), HTTPS (server)
+  libboost1.81-dev     # Beast and Asio (server, test HTTP servers)
+  libcurl4-openssl-dev # HTTP client (tranche-tuf-client, agent, CLI)
+  libsqlite3-dev       # embedded store (server default)
+  libpq-dev            # PostgreSQL store
+  postgresql           # a real PostgreSQL 15 server for the tests (label postgres)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   time                 # /usr/bin/time in bench/
+  wrk nginx-light      # bench/checkin.sh: load generator and the nginx anchor
 )
 
 missing=()
