@@ -11,6 +11,7 @@ PACKAGES=(
   # libraries
   libyaml-cpp-dev      # plan and scenario files
   libcli11-dev         # command lines
+  libspdlog-dev        # server and agent logs
   libboost-json1.81-dev  # JSON (Boost 1.81: Boost.JSON is not in 1.74)
   libssl-dev           # signatures and hashes (tuf/), HTTPS (server)
   libboost1.81-dev     # Beast and Asio (server, test HTTP servers)
