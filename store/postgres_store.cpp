@@ -1,0 +1,622 @@
+// store::Store over PostgreSQL (libpq): one connection per Store, every value
+// sent as a parameter of PQexecParams (text format), one transaction per write
+// that touches more than one row, and a session advisory lock for the engine.
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "store/backends.h"
+#include "store/migrations.h"
+
+namespace tranche::store {
+namespace {
+
+using core::Error;
+using core::ErrorCode;
+using core::make_error;
+using core::Ok;
+using core::Result;
+using core::Status;
+
+// Advisory lock keys, fixed so that every tranche-server on one database agrees
+// on them: "tranche" in ASCII and a number.
+constexpr std::int64_t kEngineLockKey = 0x7472'616e'6368'6501;     // the rollout engine (session)
+constexpr std::int64_t kAuditLockKey = 0x7472'616e'6368'6502;      // audit seq order (transaction)
+constexpr std::int64_t kMigrationLockKey = 0x7472'616e'6368'6503;  // schema migrations (transaction)
+
+// Rows per multi-row INSERT in write_batch: 7 parameters a row stays far below
+// the protocol's 65,535 parameters a statement.
+constexpr std::size_t kRowsPerInsert = 1000;
+// Rows per FETCH when loading devices and their states at start: a million rows
+// never sit in one PGresult beside the vector they are copied into.
+constexpr std::string_view kFetchRows = "10000";
+
+struct ClearResult {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+using PgResult = std::unique_ptr<PGresult, ClearResult>;
+
+struct FinishConn {
+  void operator()(PGconn* conn) const { PQfinish(conn); }
+};
+
+// Text-format parameters for PQexecParams, $1 onwards in the order added.
+class Params {
+ public:
+  Params& add(std::string_view text) {
+    values_.emplace_back(text);
+    return *this;
+  }
+  Params& add(std::int64_t value) {
+    values_.push_back(std::to_string(value));
+    return *this;
+  }
+  Params& add(std::int32_t value) { return add(static_cast<std::int64_t>(value)); }
+  Params& add(bool value) { return add(std::string_view(value ? "true" : "false")); }
+  std::size_t size() const { return values_.size(); }
+  // Pointers into values_, valid until the next add.
+  std::vector<const char*> pointers() const {
+    std::vector<const char*> out;
+    out.reserve(values_.size());
+    for (const std::string& v : values_) out.push_back(v.c_str());
+    return out;
+  }
+
+ private:
+  std::vector<std::string> values_;
+};
+
+// One row of a result, read by column.
+class Cells {
+ public:
+  Cells(const PGresult* result, int row) : result_(result), row_(row) {}
+  std::string text(int column) const {
+    return std::string(PQgetvalue(result_, row_, column),
+                       static_cast<std::size_t>(PQgetlength(result_, row_, column)));
+  }
+  // Integer columns are ours (BIGINT, INTEGER, SMALLINT), so text that does
+  // not parse is a broken invariant, not bad input.
+  std::int64_t integer(int column) const {
+    const char* begin = PQgetvalue(result_, row_, column);
+    const char* end = begin + PQgetlength(result_, row_, column);
+    std::int64_t value = 0;
+    const auto [ptr, ec] = std::from_chars(begin, end, value);
+    TRANCHE_ASSERT(ec == std::errc() && ptr == end, "integer column holds no integer");
+    return value;
+  }
+  bool boolean(int column) const { return PQgetvalue(result_, row_, column)[0] == 't'; }
+
+ private:
+  const PGresult* result_;
+  int row_;
+};
+
+std::int64_t clamp_limit(std::size_t limit) {
+  constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(limit < kMax ? limit : kMax);
+}
+
+// "($1, $2, $3), ($4, $5, $6)" for rows × columns, numbered from `first`.
+std::string value_rows(std::size_t rows, std::size_t columns) {
+  std::string out;
+  std::size_t n = 1;
+  for (std::size_t r = 0; r < rows; ++r) {
+    out += r == 0 ? "(" : ", (";
+    for (std::size_t c = 0; c < columns; ++c) {
+      if (c != 0) out += ", ";
+      out += "$" + std::to_string(n++);
+    }
+    out += ")";
+  }
+  return out;
+}
+
+class PostgresStore final : public Store {
+ public:
+  explicit PostgresStore(PGconn* conn) : conn_(conn) {}
+
+  Status configure();
+  Status migrate(int target);
+
+  // --- TenantStore ---
+  Status put_tenant(const TenantRow& row) override {
+    return run("INSERT INTO tenants (id, enrollment_key_hash, policy_json) VALUES ($1, $2, $3) "
+               "ON CONFLICT (id) DO UPDATE SET enrollment_key_hash = EXCLUDED.enrollment_key_hash, "
+               "policy_json = EXCLUDED.policy_json",
+               Params().add(row.id).add(row.enrollment_key_hash).add(row.policy_json));
+  }
+  Result<std::vector<TenantRow>> load_tenants() override {
+    return load<TenantRow>("SELECT id, enrollment_key_hash, policy_json FROM tenants ORDER BY id",
+                           Params(), [](const Cells& c) {
+                             return TenantRow{c.text(0), c.text(1), c.text(2)};
+                           });
+  }
+  Status put_operator_token(const OperatorTokenRow& row) override {
+    return run("INSERT INTO operator_tokens (token_hash, name, role) VALUES ($1, $2, $3) "
+               "ON CONFLICT (token_hash) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role",
+               Params().add(row.token_hash).add(row.name).add(static_cast<std::int64_t>(row.role)));
+  }
+  Result<std::vector<OperatorTokenRow>> load_operator_tokens() override {
+    // The role column's CHECK keeps it in 0..2.
+    return load<OperatorTokenRow>(
+        "SELECT token_hash, name, role FROM operator_tokens ORDER BY name, token_hash", Params(),
+        [](const Cells& c) {
+          return OperatorTokenRow{c.text(0), c.text(1), static_cast<Role>(c.integer(2))};
+        });
+  }
+
+  // --- DeviceStore ---
+  Status insert_device(const DeviceRow& row) override {
+    return run("INSERT INTO devices (id, tenant, token_hash, tags_json, utc_offset_minutes, "
+               "enrolled_at) VALUES ($1, $2, $3, $4, $5, $6)",
+               Params()
+                   .add(row.id)
+                   .add(row.tenant)
+                   .add(row.token_hash)
+                   .add(row.tags_json)
+                   .add(row.utc_offset_minutes)
+                   .add(row.enrolled_at));
+  }
+  Result<std::vector<DeviceRow>> load_devices() override {
+    return load_by_cursor<DeviceRow>(
+        "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices",
+        [](const Cells& c) {
+          return DeviceRow{c.text(0), c.text(1), c.text(2), c.text(3),
+                           static_cast<std::int32_t>(c.integer(4)), c.integer(5)};
+        });
+  }
+  Result<std::vector<DeviceStateRow>> load_device_states() override {
+    return load_by_cursor<DeviceStateRow>(
+        "SELECT device, versions_json, failed_json, health_json, last_seen, said_goodbye, "
+        "last_event_seq FROM device_states",
+        [](const Cells& c) {
+          return DeviceStateRow{c.text(0),    c.text(1),     c.text(2),   c.text(3),
+                                c.integer(4), c.boolean(5), c.integer(6)};
+        });
+  }
+  Status write_batch(const std::vector<DeviceStateRow>& states,
+                     const std::vector<DeviceEventRow>& events) override;
+  Result<std::vector<DeviceEventRow>> load_events(std::string_view device,
+                                                  std::size_t limit) override {
+    // The newest `limit`, returned oldest first.
+    return load<DeviceEventRow>(
+        "SELECT device, seq, kind, channel, version, detail_json, at FROM "
+        "(SELECT * FROM device_events WHERE device = $1 ORDER BY seq DESC LIMIT $2) AS newest "
+        "ORDER BY seq",
+        Params().add(device).add(clamp_limit(limit)), [](const Cells& c) {
+          return DeviceEventRow{c.text(0), c.integer(1), c.text(2),   c.text(3),
+                                c.text(4), c.text(5),    c.integer(6)};
+        });
+  }
+
+  // --- ReleaseStore ---
+  Status insert_release(const ReleaseRow& row) override {
+    return run("INSERT INTO releases (channel, version, targets_json, contract_bypassed, "
+               "registered_at) VALUES ($1, $2, $3, $4, $5)",
+               Params()
+                   .add(row.channel)
+                   .add(row.version)
+                   .add(row.targets_json)
+                   .add(row.contract_bypassed)
+                   .add(row.registered_at));
+  }
+  Result<std::vector<ReleaseRow>> load_releases() override {
+    return load<ReleaseRow>(
+        "SELECT channel, version, targets_json, contract_bypassed, registered_at FROM releases "
+        "ORDER BY registered_at, channel, version",
+        Params(), [](const Cells& c) {
+          return ReleaseRow{c.text(0), c.text(1), c.text(2), c.boolean(3), c.integer(4)};
+        });
+  }
+
+  // --- RolloutStore ---
+  Status insert_rollout(const RolloutRow& row, const AuditRow& audit) override;
+  Status update_rollout(const RolloutRow& row, std::int64_t expected_generation,
+                        const TransitionRow& transition, const AuditRow& audit) override;
+  Status save_gate(std::string_view id, std::int64_t expected_generation,
+                   std::string_view gate_json, TimeMs updated_at) override;
+  Result<std::vector<RolloutRow>> load_rollouts() override {
+    return load<RolloutRow>(
+        "SELECT id, channel, version, previous, plan_yaml, salt, status_json, gate_json, "
+        "generation, created_at, updated_at FROM rollouts ORDER BY created_at, id",
+        Params(), [](const Cells& c) {
+          return RolloutRow{c.text(0),
+                            c.text(1),
+                            c.text(2),
+                            c.text(3),
+                            c.text(4),
+                            static_cast<std::uint64_t>(c.integer(5)),
+                            c.text(6),
+                            c.text(7),
+                            c.integer(8),
+                            c.integer(9),
+                            c.integer(10)};
+        });
+  }
+  Result<std::vector<TransitionRow>> load_transitions(std::string_view rollout) override {
+    return load<TransitionRow>(
+        "SELECT rollout, generation, from_state, to_state, event, reason, at "
+        "FROM rollout_transitions WHERE rollout = $1 ORDER BY generation",
+        Params().add(rollout), [](const Cells& c) {
+          return TransitionRow{c.text(0), c.integer(1), c.text(2),   c.text(3),
+                               c.text(4), c.text(5),    c.integer(6)};
+        });
+  }
+
+  // --- AuditStore ---
+  Status append_audit(const AuditRow& row) override {
+    if (auto s = begin(); !s) return s;
+    if (auto s = insert_audit(row); !s) return rollback(s);
+    return commit();
+  }
+  Result<std::vector<AuditRow>> load_audit(std::int64_t after_seq, std::size_t limit) override {
+    return load<AuditRow>(
+        "SELECT seq, at, actor, action, target, reason FROM audit WHERE seq > $1 "
+        "ORDER BY seq LIMIT $2",
+        Params().add(after_seq).add(clamp_limit(limit)), [](const Cells& c) {
+          return AuditRow{c.integer(0), c.integer(1), c.text(2), c.text(3), c.text(4), c.text(5)};
+        });
+  }
+
+  // --- EngineLock ---
+  Result<bool> try_acquire_engine_lock() override;
+
+  // --- Store ---
+  Result<int> schema_version() override {
+    auto r = exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", Params(),
+                  "schema version");
+    if (!r) return r.error();
+    return static_cast<int>(Cells(r->get(), 0).integer(0));
+  }
+  std::string_view backend() const override { return "postgres"; }
+
+ private:
+  // Runs one statement. Errors carry the server's SQLSTATE as a code:
+  // unique_violation → kConflict (the header's contract), any other integrity
+  // violation → kInvalidArgument, the rest → kParse with the server's text.
+  Result<PgResult> exec(std::string_view sql, const Params& params, std::string_view what = {}) {
+    const std::string text(sql);
+    const std::vector<const char*> values = params.pointers();
+    PgResult r(PQexecParams(conn_.get(), text.c_str(), static_cast<int>(values.size()), nullptr,
+                            values.data(), nullptr, nullptr, 0));
+    const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
+    return error(r.get(), what.empty() ? sql.substr(0, sql.find(' ', 7)) : what);
+  }
+  Status run(std::string_view sql, const Params& params, std::string_view what = {}) {
+    auto r = exec(sql, params, what);
+    if (!r) return r.error();
+    return Ok{};
+  }
+  Error error(const PGresult* r, std::string_view what) const {
+    const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    const char* primary = r != nullptr ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+    const char* detail = r != nullptr ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : nullptr;
+    // No result fields: the connection failed; libpq's own message says how.
+    std::string message = "postgres: " + std::string(what) + ": " +
+                          (primary != nullptr ? primary : PQerrorMessage(conn_.get()));
+    if (detail != nullptr) message += std::string(" (") + detail + ")";
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    const std::string_view code = state != nullptr ? state : "";
+    if (code == "23505") return make_error(ErrorCode::kConflict, std::move(message));
+    if (code.starts_with("23")) return make_error(ErrorCode::kInvalidArgument, std::move(message));
+    return make_error(ErrorCode::kParse, std::move(message));
+  }
+
+  Status begin() { return run("BEGIN", Params()); }
+  Status commit() { return run("COMMIT", Params()); }
+  // Rolls back and returns the error that made it necessary. A failed ROLLBACK
+  // changes nothing for the caller: the transaction is lost either way.
+  Status rollback(const Status& cause) {
+    (void)run("ROLLBACK", Params());
+    return cause;
+  }
+  // Rows an INSERT, UPDATE or DELETE touched.
+  static std::int64_t affected(PGresult* r) {
+    const std::string_view text = PQcmdTuples(r);
+    std::int64_t n = 0;
+    std::from_chars(text.data(), text.data() + text.size(), n);
+    return n;
+  }
+
+  template <typename Row, typename Read>
+  Result<std::vector<Row>> load(std::string_view sql, const Params& params, Read read) {
+    auto r = exec(sql, params);
+    if (!r) return r.error();
+    std::vector<Row> rows;
+    const int n = PQntuples(r->get());
+    rows.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) rows.push_back(read(Cells(r->get(), i)));
+    return rows;
+  }
+  template <typename Row, typename Read>
+  Result<std::vector<Row>> load_by_cursor(std::string_view select, Read read);
+
+  // Within the caller's transaction: the audit lock, held to commit, makes seqs
+  // commit in the order the sequence hands them out (0001_init.sql).
+  Status insert_audit(const AuditRow& row) {
+    if (auto s = run("SELECT pg_advisory_xact_lock($1::bigint)", Params().add(kAuditLockKey));
+        !s) {
+      return s;
+    }
+    return run("INSERT INTO audit (at, actor, action, target, reason) VALUES ($1, $2, $3, $4, $5)",
+               Params().add(row.at).add(row.actor).add(row.action).add(row.target).add(row.reason));
+  }
+  Status guard_failed(std::string_view id, std::int64_t expected_generation);
+
+  std::unique_ptr<PGconn, FinishConn> conn_;
+  bool holds_engine_lock_ = false;
+};
+
+Status PostgresStore::configure() {
+  // NOTICEs ("relation already exists, skipping") would go to stderr.
+  PQsetNoticeProcessor(conn_.get(), [](void*, const char*) {}, nullptr);
+  // synchronous_commit=on whatever the server's default: COMMIT returns only
+  // once the commit record is flushed, so what the server acknowledges survives
+  // a crash of the database machine.
+  return run("SET synchronous_commit = on", Params());
+}
+
+// One transaction per version, under a transaction-level advisory lock: two
+// servers starting together on an empty database apply each migration once,
+// the second finding it done when it gets the lock.
+Status PostgresStore::migrate(int target) {
+  const auto migrations = postgres_migrations();
+  for (;;) {
+    if (auto s = begin(); !s) return s;
+    if (auto s = run("SELECT pg_advisory_xact_lock($1::bigint)", Params().add(kMigrationLockKey));
+        !s) {
+      return rollback(s);
+    }
+    if (auto s = run("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                     "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                     Params());
+        !s) {
+      return rollback(s);
+    }
+    auto current = schema_version();
+    if (!current) return rollback(current.error());
+    if (*current > latest_schema_version()) return rollback(schema_too_new(*current));
+    if (*current >= target) return commit();
+    const Migration& m = migrations[static_cast<std::size_t>(*current)];  // version current + 1
+    // PQexec, not PQexecParams: a migration is several statements of our own
+    // text, which only the simple query protocol runs in one call.
+    PgResult r(PQexec(conn_.get(), std::string(m.sql).c_str()));
+    if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      return rollback(error(r.get(), "migration " + std::string(m.name)));
+    }
+    if (auto s = run("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                     Params().add(static_cast<std::int64_t>(m.version)).add(m.name));
+        !s) {
+      return rollback(s);
+    }
+    if (auto s = commit(); !s) return s;
+  }
+}
+
+template <typename Row, typename Read>
+Result<std::vector<Row>> PostgresStore::load_by_cursor(std::string_view select, Read read) {
+  if (auto s = begin(); !s) return s.error();
+  if (auto s = run("DECLARE rows NO SCROLL CURSOR FOR " + std::string(select), Params()); !s) {
+    return rollback(s).error();
+  }
+  std::vector<Row> rows;
+  const std::string fetch = "FETCH FORWARD " + std::string(kFetchRows) + " FROM rows";
+  for (;;) {
+    auto r = exec(fetch, Params());
+    if (!r) return rollback(r.error()).error();
+    const int n = PQntuples(r->get());
+    if (n == 0) break;
+    for (int i = 0; i < n; ++i) rows.push_back(read(Cells(r->get(), i)));
+  }
+  // COMMIT closes the cursor.
+  if (auto s = commit(); !s) return s.error();
+  return rows;
+}
+
+Status PostgresStore::write_batch(const std::vector<DeviceStateRow>& states,
+                                  const std::vector<DeviceEventRow>& events) {
+  if (states.empty() && events.empty()) return Ok{};
+  // One INSERT ... ON CONFLICT DO UPDATE may not touch a row twice, so a device
+  // that appears twice in the batch keeps only its last state (what a sequence
+  // of single upserts would leave, and what SQLite does).
+  std::vector<const DeviceStateRow*> unique;
+  unique.reserve(states.size());
+  {
+    std::unordered_map<std::string_view, std::size_t> slot;
+    slot.reserve(states.size());
+    for (const DeviceStateRow& row : states) {
+      const auto [it, inserted] = slot.try_emplace(row.device, unique.size());
+      if (inserted) {
+        unique.push_back(&row);
+      } else {
+        unique[it->second] = &row;
+      }
+    }
+  }
+  if (auto s = begin(); !s) return s;
+  for (std::size_t first = 0; first < unique.size(); first += kRowsPerInsert) {
+    const std::size_t n = std::min(kRowsPerInsert, unique.size() - first);
+    Params params;
+    for (std::size_t i = first; i < first + n; ++i) {
+      const DeviceStateRow& row = *unique[i];
+      params.add(row.device)
+          .add(row.versions_json)
+          .add(row.failed_json)
+          .add(row.health_json)
+          .add(row.last_seen)
+          .add(row.said_goodbye)
+          .add(row.last_event_seq);
+    }
+    const std::string sql =
+        "INSERT INTO device_states (device, versions_json, failed_json, health_json, last_seen, "
+        "said_goodbye, last_event_seq) VALUES " +
+        value_rows(n, 7) +
+        " ON CONFLICT (device) DO UPDATE SET versions_json = EXCLUDED.versions_json, "
+        "failed_json = EXCLUDED.failed_json, health_json = EXCLUDED.health_json, "
+        "last_seen = EXCLUDED.last_seen, said_goodbye = EXCLUDED.said_goodbye, "
+        "last_event_seq = EXCLUDED.last_event_seq";
+    if (auto s = run(sql, params, "device states"); !s) return rollback(s);
+  }
+  for (std::size_t first = 0; first < events.size(); first += kRowsPerInsert) {
+    const std::size_t n = std::min(kRowsPerInsert, events.size() - first);
+    Params params;
+    for (std::size_t i = first; i < first + n; ++i) {
+      const DeviceEventRow& row = events[i];
+      params.add(row.device)
+          .add(row.seq)
+          .add(row.kind)
+          .add(row.channel)
+          .add(row.version)
+          .add(row.detail_json)
+          .add(row.at);
+    }
+    const std::string sql =
+        "INSERT INTO device_events (device, seq, kind, channel, version, detail_json, at) "
+        "VALUES " +
+        value_rows(n, 7);
+    if (auto s = run(sql, params, "device events"); !s) return rollback(s);
+  }
+  return commit();
+}
+
+Status PostgresStore::insert_rollout(const RolloutRow& row, const AuditRow& audit) {
+  if (auto s = begin(); !s) return s;
+  auto s = run("INSERT INTO rollouts (id, channel, version, previous, plan_yaml, salt, "
+               "status_json, gate_json, generation, created_at, updated_at) "
+               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+               Params()
+                   .add(row.id)
+                   .add(row.channel)
+                   .add(row.version)
+                   .add(row.previous)
+                   .add(row.plan_yaml)
+                   .add(static_cast<std::int64_t>(row.salt))  // the bits, see 0001_init.sql
+                   .add(row.status_json)
+                   .add(row.gate_json)
+                   .add(row.generation)
+                   .add(row.created_at)
+                   .add(row.updated_at),
+               "rollout " + row.id);
+  if (!s) return rollback(s);
+  if (auto a = insert_audit(audit); !a) return rollback(a);
+  return commit();
+}
+
+Status PostgresStore::guard_failed(std::string_view id, std::int64_t expected_generation) {
+  auto r = exec("SELECT 1 FROM rollouts WHERE id = $1", Params().add(id));
+  if (!r) return r.error();
+  if (PQntuples(r->get()) == 0) {
+    return make_error(ErrorCode::kNotFound, "rollout " + std::string(id) + " not found");
+  }
+  return make_error(ErrorCode::kConflict, "rollout " + std::string(id) +
+                                              ": generation is no longer " +
+                                              std::to_string(expected_generation));
+}
+
+// READ COMMITTED is enough for the guard: a second UPDATE of the same row waits
+// for the first to commit, then re-checks `generation = $expected` against the
+// committed row and matches nothing.
+Status PostgresStore::update_rollout(const RolloutRow& row, std::int64_t expected_generation,
+                                     const TransitionRow& transition, const AuditRow& audit) {
+  if (auto s = check_rollout_update(row, expected_generation, transition); !s) return s;
+  if (auto s = begin(); !s) return s;
+  auto r = exec("UPDATE rollouts SET channel = $1, version = $2, previous = $3, plan_yaml = $4, "
+                "salt = $5, status_json = $6, gate_json = $7, generation = $8, created_at = $9, "
+                "updated_at = $10 WHERE id = $11 AND generation = $12",
+                Params()
+                    .add(row.channel)
+                    .add(row.version)
+                    .add(row.previous)
+                    .add(row.plan_yaml)
+                    .add(static_cast<std::int64_t>(row.salt))
+                    .add(row.status_json)
+                    .add(row.gate_json)
+                    .add(row.generation)
+                    .add(row.created_at)
+                    .add(row.updated_at)
+                    .add(row.id)
+                    .add(expected_generation),
+                "rollout " + row.id);
+  if (!r) return rollback(r.error());
+  if (affected(r->get()) == 0) return rollback(guard_failed(row.id, expected_generation));
+  if (auto s = run("INSERT INTO rollout_transitions (rollout, generation, from_state, to_state, "
+                   "event, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                   Params()
+                       .add(transition.rollout)
+                       .add(transition.generation)
+                       .add(transition.from_state)
+                       .add(transition.to_state)
+                       .add(transition.event)
+                       .add(transition.reason)
+                       .add(transition.at),
+                   "transition");
+      !s) {
+    return rollback(s);
+  }
+  if (auto a = insert_audit(audit); !a) return rollback(a);
+  return commit();
+}
+
+Status PostgresStore::save_gate(std::string_view id, std::int64_t expected_generation,
+                                std::string_view gate_json, TimeMs updated_at) {
+  auto r = exec("UPDATE rollouts SET gate_json = $1, updated_at = $2 "
+                "WHERE id = $3 AND generation = $4",
+                Params().add(gate_json).add(updated_at).add(id).add(expected_generation),
+                "save gate");
+  if (!r) return r.error();
+  if (affected(r->get()) == 0) return guard_failed(id, expected_generation);
+  return Ok{};
+}
+
+// Session-level: the lock lives as long as this connection, and a server that
+// dies (kill -9 included) loses it when the kernel closes its socket. Once held,
+// asking again checks that the connection — and with it the lock — is still
+// there; the Store never reconnects, because a new session would not hold it.
+Result<bool> PostgresStore::try_acquire_engine_lock() {
+  if (holds_engine_lock_) {
+    if (auto s = run("SELECT 1", Params(), "engine lock check"); !s) {
+      holds_engine_lock_ = false;
+      return s.error();
+    }
+    return true;
+  }
+  auto r = exec("SELECT pg_try_advisory_lock($1::bigint)", Params().add(kEngineLockKey),
+                "engine lock");
+  if (!r) return r.error();
+  holds_engine_lock_ = Cells(r->get(), 0).boolean(0);
+  return holds_engine_lock_;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo, int migrate_to) {
+  // expand_dbname: "dbname" holds the whole URI; the fallback name shows in
+  // pg_stat_activity unless the URI sets its own.
+  const char* const keywords[] = {"dbname", "fallback_application_name", nullptr};
+  const char* const values[] = {conninfo.c_str(), "tranche-server", nullptr};
+  std::unique_ptr<PGconn, FinishConn> conn(PQconnectdbParams(keywords, values, 1));
+  if (!conn) return make_error(ErrorCode::kParse, "postgres: out of memory");
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    std::string message = PQerrorMessage(conn.get());
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    // libpq's message names host and port, never the password.
+    return make_error(ErrorCode::kParse, "postgres: cannot connect: " + message);
+  }
+  auto store = std::make_unique<PostgresStore>(conn.release());
+  if (auto s = store->configure(); !s) return s.error();
+  if (auto s = store->migrate(migrate_to); !s) return s.error();
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace tranche::store

@@ -1,0 +1,667 @@
+// store::Store over embedded SQLite: one connection, every statement prepared
+// once and kept, WAL journal with synchronous=FULL (see open_sqlite_store for
+// why FULL), and an flock'd PATH.lock so that one process owns the database.
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "store/backends.h"
+#include "store/migrations.h"
+
+namespace tranche::store {
+namespace {
+
+using core::Error;
+using core::ErrorCode;
+using core::make_error;
+using core::Ok;
+using core::Result;
+using core::Status;
+
+// How long a statement waits for a lock held by another connection before it
+// fails with SQLITE_BUSY. Only this process writes (PATH.lock), so the wait is
+// for a checkpoint or an outside reader such as the sqlite3 shell.
+constexpr int kBusyTimeoutMs = 5000;
+
+// Every statement the store runs, prepared on first use and kept for the life
+// of the connection. Indexes into kSql.
+enum class Q : std::size_t {
+  kBegin,
+  kCommit,
+  kRollback,
+  kSchemaVersion,
+  kPutTenant,
+  kLoadTenants,
+  kPutToken,
+  kLoadTokens,
+  kInsertDevice,
+  kLoadDevices,
+  kLoadStates,
+  kUpsertState,
+  kInsertEvent,
+  kLoadEvents,
+  kInsertRelease,
+  kLoadReleases,
+  kInsertRollout,
+  kUpdateRollout,
+  kSaveGate,
+  kRolloutExists,
+  kLoadRollouts,
+  kInsertTransition,
+  kLoadTransitions,
+  kInsertAudit,
+  kLoadAudit,
+  kCount,
+};
+
+constexpr std::array<std::string_view, static_cast<std::size_t>(Q::kCount)> kSql = {
+    // IMMEDIATE: take the write lock at BEGIN, not at the first write, so a
+    // transaction never fails half-way for a lock it could not upgrade.
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+    "INSERT INTO tenants (id, enrollment_key_hash, policy_json) VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET enrollment_key_hash = excluded.enrollment_key_hash, "
+    "policy_json = excluded.policy_json",
+    "SELECT id, enrollment_key_hash, policy_json FROM tenants ORDER BY id",
+    "INSERT INTO operator_tokens (token_hash, name, role) VALUES (?, ?, ?) "
+    "ON CONFLICT (token_hash) DO UPDATE SET name = excluded.name, role = excluded.role",
+    "SELECT token_hash, name, role FROM operator_tokens ORDER BY name, token_hash",
+    "INSERT INTO devices (id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    // Table order (no ORDER BY): a million rows at start, read as they lie.
+    "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices",
+    "SELECT device, versions_json, failed_json, health_json, last_seen, said_goodbye, "
+    "last_event_seq FROM device_states",
+    "INSERT INTO device_states (device, versions_json, failed_json, health_json, last_seen, "
+    "said_goodbye, last_event_seq) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (device) DO UPDATE SET versions_json = excluded.versions_json, "
+    "failed_json = excluded.failed_json, health_json = excluded.health_json, "
+    "last_seen = excluded.last_seen, said_goodbye = excluded.said_goodbye, "
+    "last_event_seq = excluded.last_event_seq",
+    "INSERT INTO device_events (device, seq, kind, channel, version, detail_json, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    // The newest `limit`, returned oldest first.
+    "SELECT device, seq, kind, channel, version, detail_json, at FROM "
+    "(SELECT * FROM device_events WHERE device = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+    "INSERT INTO releases (channel, version, targets_json, contract_bypassed, registered_at) "
+    "VALUES (?, ?, ?, ?, ?)",
+    "SELECT channel, version, targets_json, contract_bypassed, registered_at FROM releases "
+    "ORDER BY registered_at, channel, version",
+    "INSERT INTO rollouts (id, channel, version, previous, plan_yaml, salt, status_json, "
+    "gate_json, generation, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "UPDATE rollouts SET channel = ?, version = ?, previous = ?, plan_yaml = ?, salt = ?, "
+    "status_json = ?, gate_json = ?, generation = ?, created_at = ?, updated_at = ? "
+    "WHERE id = ? AND generation = ?",
+    "UPDATE rollouts SET gate_json = ?, updated_at = ? WHERE id = ? AND generation = ?",
+    "SELECT 1 FROM rollouts WHERE id = ?",
+    "SELECT id, channel, version, previous, plan_yaml, salt, status_json, gate_json, "
+    "generation, created_at, updated_at FROM rollouts ORDER BY created_at, id",
+    "INSERT INTO rollout_transitions (rollout, generation, from_state, to_state, event, "
+    "reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "SELECT rollout, generation, from_state, to_state, event, reason, at "
+    "FROM rollout_transitions WHERE rollout = ? ORDER BY generation",
+    "INSERT INTO audit (at, actor, action, target, reason) VALUES (?, ?, ?, ?, ?)",
+    "SELECT seq, at, actor, action, target, reason FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+};
+
+// A database error as a value: uniqueness → kConflict (the header's contract),
+// any other constraint → kInvalidArgument (a row the store refuses), the rest
+// → kParse with SQLite's text.
+Error db_error(sqlite3* db, std::string_view what) {
+  const int code = sqlite3_extended_errcode(db);
+  std::string message = "sqlite: " + std::string(what) + ": " + sqlite3_errmsg(db);
+  if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE) {
+    return make_error(ErrorCode::kConflict, std::move(message));
+  }
+  if ((code & 0xff) == SQLITE_CONSTRAINT) {
+    return make_error(ErrorCode::kInvalidArgument, std::move(message));
+  }
+  return make_error(ErrorCode::kParse, std::move(message));
+}
+
+std::int64_t clamp_limit(std::size_t limit) {
+  constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(limit < kMax ? limit : kMax);
+}
+
+// One use of a cached statement: bind in order, step, read columns. Resets the
+// statement when it goes out of scope, so the next use starts clean and a
+// reader never holds its snapshot open longer than the call.
+class Use {
+ public:
+  Use(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  ~Use() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  Use(const Use&) = delete;
+  Use& operator=(const Use&) = delete;
+
+  Use& bind(std::string_view text) {
+    // A null data pointer would bind SQL NULL; an empty string_view may have one.
+    const char* data = text.data() != nullptr ? text.data() : "";
+    // A null destructor is SQLITE_STATIC (whose macro is an old-style cast):
+    // the bound text outlives the step, which happens within this Use.
+    if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_text64(stmt_, ++index_, data, text.size(), nullptr, SQLITE_UTF8);
+    return *this;
+  }
+  Use& bind(std::int64_t value) {
+    if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_int64(stmt_, ++index_, value);
+    return *this;
+  }
+  Use& bind(std::int32_t value) { return bind(static_cast<std::int64_t>(value)); }
+  Use& bind(bool value) { return bind(static_cast<std::int64_t>(value ? 1 : 0)); }
+
+  // true: a row is ready to read; false: done.
+  Result<bool> step() {
+    if (rc_ != SQLITE_OK) return db_error(db_, "bind");
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return db_error(db_, sqlite3_sql(stmt_));
+  }
+  // Runs a statement that returns no rows.
+  Status run() {
+    auto stepped = step();
+    if (!stepped) return stepped.error();
+    return Ok{};
+  }
+
+  std::string text(int column) const {
+    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+    const int size = sqlite3_column_bytes(stmt_, column);
+    return data == nullptr ? std::string() : std::string(data, static_cast<std::size_t>(size));
+  }
+  std::int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  int index_ = 0;
+  int rc_ = SQLITE_OK;
+};
+
+struct CloseDb {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct FinalizeStmt {
+  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+};
+
+// PATH.lock, flock'd exclusively for as long as the Store lives. flock and not
+// SQLite's own locking: SQLite lets any number of processes share a WAL
+// database, and two servers on one data directory would each run an engine.
+// The kernel drops the lock when the process dies, so kill -9 leaves nothing
+// stale behind.
+class LockFile {
+ public:
+  static Result<LockFile> take(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "cannot open lock file " + path + ": " + std::strerror(errno));
+    }
+    LockFile lock(fd);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) {
+        return make_error(ErrorCode::kConflict,
+                          "database in use: " + path +
+                              " is locked by another tranche-server on this data directory");
+      }
+      return make_error(ErrorCode::kParse, "cannot lock " + path + ": " + std::strerror(errno));
+    }
+    return lock;
+  }
+  LockFile(LockFile&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  LockFile& operator=(LockFile&&) = delete;
+  LockFile(const LockFile&) = delete;
+  LockFile& operator=(const LockFile&) = delete;
+  ~LockFile() {
+    if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the flock
+  }
+
+ private:
+  explicit LockFile(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(LockFile lock, sqlite3* db) : lock_(std::move(lock)), db_(db) {}
+
+  Status configure();
+  Status migrate(int target);
+
+  // --- TenantStore ---
+  Status put_tenant(const TenantRow& row) override {
+    return use(Q::kPutTenant).bind(row.id).bind(row.enrollment_key_hash).bind(row.policy_json).run();
+  }
+  Result<std::vector<TenantRow>> load_tenants() override {
+    return load<TenantRow>(Q::kLoadTenants, [](const Use& u) {
+      return TenantRow{u.text(0), u.text(1), u.text(2)};
+    });
+  }
+  Status put_operator_token(const OperatorTokenRow& row) override {
+    return use(Q::kPutToken)
+        .bind(row.token_hash)
+        .bind(row.name)
+        .bind(static_cast<std::int64_t>(row.role))
+        .run();
+  }
+  Result<std::vector<OperatorTokenRow>> load_operator_tokens() override {
+    // The role column's CHECK keeps it in 0..2.
+    return load<OperatorTokenRow>(Q::kLoadTokens, [](const Use& u) {
+      return OperatorTokenRow{u.text(0), u.text(1), static_cast<Role>(u.integer(2))};
+    });
+  }
+
+  // --- DeviceStore ---
+  Status insert_device(const DeviceRow& row) override {
+    return use(Q::kInsertDevice)
+        .bind(row.id)
+        .bind(row.tenant)
+        .bind(row.token_hash)
+        .bind(row.tags_json)
+        .bind(row.utc_offset_minutes)
+        .bind(row.enrolled_at)
+        .run();
+  }
+  Result<std::vector<DeviceRow>> load_devices() override {
+    return load<DeviceRow>(Q::kLoadDevices, [](const Use& u) {
+      return DeviceRow{u.text(0), u.text(1), u.text(2), u.text(3),
+                       static_cast<std::int32_t>(u.integer(4)), u.integer(5)};
+    });
+  }
+  Result<std::vector<DeviceStateRow>> load_device_states() override {
+    return load<DeviceStateRow>(Q::kLoadStates, [](const Use& u) {
+      return DeviceStateRow{u.text(0),    u.text(1),         u.text(2),   u.text(3),
+                            u.integer(4), u.integer(5) != 0, u.integer(6)};
+    });
+  }
+  Status write_batch(const std::vector<DeviceStateRow>& states,
+                     const std::vector<DeviceEventRow>& events) override;
+  Result<std::vector<DeviceEventRow>> load_events(std::string_view device,
+                                                  std::size_t limit) override {
+    Use q = use(Q::kLoadEvents);
+    q.bind(device).bind(clamp_limit(limit));
+    return load<DeviceEventRow>(q, [](const Use& u) {
+                                  return DeviceEventRow{u.text(0), u.integer(1), u.text(2),
+                                                        u.text(3), u.text(4),    u.text(5),
+                                                        u.integer(6)};
+                                });
+  }
+
+  // --- ReleaseStore ---
+  Status insert_release(const ReleaseRow& row) override {
+    return use(Q::kInsertRelease)
+        .bind(row.channel)
+        .bind(row.version)
+        .bind(row.targets_json)
+        .bind(row.contract_bypassed)
+        .bind(row.registered_at)
+        .run();
+  }
+  Result<std::vector<ReleaseRow>> load_releases() override {
+    return load<ReleaseRow>(Q::kLoadReleases, [](const Use& u) {
+      return ReleaseRow{u.text(0), u.text(1), u.text(2), u.integer(3) != 0, u.integer(4)};
+    });
+  }
+
+  // --- RolloutStore ---
+  Status insert_rollout(const RolloutRow& row, const AuditRow& audit) override;
+  Status update_rollout(const RolloutRow& row, std::int64_t expected_generation,
+                        const TransitionRow& transition, const AuditRow& audit) override;
+  Status save_gate(std::string_view id, std::int64_t expected_generation,
+                   std::string_view gate_json, TimeMs updated_at) override;
+  Result<std::vector<RolloutRow>> load_rollouts() override {
+    return load<RolloutRow>(Q::kLoadRollouts, [](const Use& u) {
+      return RolloutRow{u.text(0),
+                        u.text(1),
+                        u.text(2),
+                        u.text(3),
+                        u.text(4),
+                        static_cast<std::uint64_t>(u.integer(5)),
+                        u.text(6),
+                        u.text(7),
+                        u.integer(8),
+                        u.integer(9),
+                        u.integer(10)};
+    });
+  }
+  Result<std::vector<TransitionRow>> load_transitions(std::string_view rollout) override {
+    Use q = use(Q::kLoadTransitions);
+    q.bind(rollout);
+    return load<TransitionRow>(q, [](const Use& u) {
+      return TransitionRow{u.text(0), u.integer(1), u.text(2),   u.text(3),
+                           u.text(4), u.text(5),    u.integer(6)};
+    });
+  }
+
+  // --- AuditStore ---
+  Status append_audit(const AuditRow& row) override { return insert_audit(row); }
+  Result<std::vector<AuditRow>> load_audit(std::int64_t after_seq, std::size_t limit) override {
+    Use q = use(Q::kLoadAudit);
+    q.bind(after_seq).bind(clamp_limit(limit));
+    return load<AuditRow>(q, [](const Use& u) {
+                            return AuditRow{u.integer(0), u.integer(1), u.text(2),
+                                            u.text(3),    u.text(4),    u.text(5)};
+                          });
+  }
+
+  // --- EngineLock ---
+  // PATH.lock makes this process the database's only user, so its engine runs.
+  Result<bool> try_acquire_engine_lock() override { return true; }
+
+  // --- Store ---
+  Result<int> schema_version() override {
+    Use u = use(Q::kSchemaVersion);
+    auto row = u.step();
+    if (!row) return row.error();
+    return static_cast<int>(u.integer(0));
+  }
+  std::string_view backend() const override { return "sqlite"; }
+
+ private:
+  // A transaction that rolls back unless committed.
+  class Tx {
+   public:
+    explicit Tx(SqliteStore& store) : store_(store) {}
+    ~Tx() {
+      if (open_) (void)store_.use(Q::kRollback).run();  // nothing to do if it fails: the
+                                                        // connection rolls back on its own
+    }
+    Tx(const Tx&) = delete;
+    Tx& operator=(const Tx&) = delete;
+    Status begin() {
+      auto begun = store_.use(Q::kBegin).run();
+      open_ = begun.ok();
+      return begun;
+    }
+    Status commit() {
+      auto committed = store_.use(Q::kCommit).run();
+      if (committed) open_ = false;
+      return committed;
+    }
+
+   private:
+    SqliteStore& store_;
+    bool open_ = false;
+  };
+
+  // The cached statement for `q`, prepared on first use. A statement that does
+  // not prepare is a bug in kSql (the schema is ours), hence the assertion.
+  Use use(Q q) {
+    auto& slot = stmts_[static_cast<std::size_t>(q)];
+    if (!slot) {
+      const std::string_view sql = kSql[static_cast<std::size_t>(q)];
+      sqlite3_stmt* stmt = nullptr;
+      const int rc = sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
+                                        SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+      TRANCHE_ASSERT(rc == SQLITE_OK, sqlite3_errmsg(db_.get()));
+      slot.reset(stmt);
+    }
+    return Use(db_.get(), slot.get());
+  }
+
+  // Every row of a bound statement, read by `read`.
+  template <typename Row, typename Read>
+  static Result<std::vector<Row>> load(Use& u, Read read) {
+    std::vector<Row> rows;
+    for (;;) {
+      auto row = u.step();
+      if (!row) return row.error();
+      if (!*row) return rows;
+      rows.push_back(read(u));
+    }
+  }
+  template <typename Row, typename Read>
+  Result<std::vector<Row>> load(Q q, Read read) {
+    Use u = use(q);
+    return load<Row>(u, read);
+  }
+
+  Status insert_audit(const AuditRow& row) {
+    return use(Q::kInsertAudit)
+        .bind(row.at)
+        .bind(row.actor)
+        .bind(row.action)
+        .bind(row.target)
+        .bind(row.reason)
+        .run();
+  }
+  // After a guarded update changed no row: kNotFound or kConflict.
+  Status guard_failed(std::string_view id, std::int64_t expected_generation);
+  Status exec(std::string_view sql, std::string_view what);
+
+  // Destroyed in reverse order: statements before the connection, the
+  // connection before the lock.
+  LockFile lock_;
+  std::unique_ptr<sqlite3, CloseDb> db_;
+  std::array<std::unique_ptr<sqlite3_stmt, FinalizeStmt>, static_cast<std::size_t>(Q::kCount)>
+      stmts_;
+};
+
+Status SqliteStore::exec(std::string_view sql, std::string_view what) {
+  // sqlite3_exec needs a terminated string; every caller passes a literal or
+  // migration text, which are.
+  char* message = nullptr;
+  const int rc = sqlite3_exec(db_.get(), std::string(sql).c_str(), nullptr, nullptr, &message);
+  if (rc == SQLITE_OK) return Ok{};
+  std::string text = message != nullptr ? message : sqlite3_errstr(rc);
+  sqlite3_free(message);
+  return make_error(ErrorCode::kParse, "sqlite: " + std::string(what) + ": " + text);
+}
+
+// Durability. WAL with synchronous=NORMAL survives a crash of the process (a
+// kill -9) but not of the machine: the WAL is fsynced only at checkpoints, so a
+// power cut can lose the last commits. The server acknowledges operator actions
+// and enrollments after they commit, and acknowledged must mean durable, so
+// FULL: an fsync of the WAL at every commit. The cost is one fsync per
+// transaction — per operator action, and per batch of device states (at most
+// four a second), never per check-in.
+Status SqliteStore::configure() {
+  if (sqlite3_busy_timeout(db_.get(), kBusyTimeoutMs) != SQLITE_OK) {
+    return db_error(db_.get(), "busy_timeout");
+  }
+  // journal_mode answers with the mode it ended in; anything but "wal" (say, a
+  // file system without shared memory) is refused rather than run slower and
+  // differently from what was tested.
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_.get(), "PRAGMA journal_mode=WAL", -1, &raw, nullptr) != SQLITE_OK) {
+    return db_error(db_.get(), "journal_mode");
+  }
+  std::unique_ptr<sqlite3_stmt, FinalizeStmt> stmt(raw);
+  if (sqlite3_step(raw) != SQLITE_ROW) return db_error(db_.get(), "journal_mode");
+  const auto* mode = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
+  if (mode == nullptr || std::string_view(mode) != "wal") {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "sqlite: cannot use WAL journal mode (got '" +
+                          std::string(mode != nullptr ? mode : "") + "')");
+  }
+  stmt.reset();
+  if (auto s = exec("PRAGMA synchronous=FULL", "synchronous"); !s) return s;
+  // rollout_transitions.rollout references rollouts; SQLite checks that only
+  // when asked, per connection.
+  return exec("PRAGMA foreign_keys=ON", "foreign_keys");
+}
+
+// Each migration in its own transaction with its row in schema_migrations, so a
+// failure leaves the database at the previous version, never between two.
+Status SqliteStore::migrate(int target) {
+  if (auto s = exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                    "applied_at TEXT NOT NULL DEFAULT (datetime('now')))",
+                    "schema_migrations");
+      !s) {
+    return s;
+  }
+  auto current = schema_version();
+  if (!current) return current.error();
+  if (*current > latest_schema_version()) return schema_too_new(*current);
+  for (const Migration& m : sqlite_migrations()) {
+    if (m.version <= *current || m.version > target) continue;
+    if (auto s = exec("BEGIN IMMEDIATE", "begin"); !s) return s;
+    auto applied = exec(m.sql, m.name);
+    if (applied) {
+      applied = exec("INSERT INTO schema_migrations (version, name) VALUES (" +
+                         std::to_string(m.version) + ", '" + std::string(m.name) + "')",
+                     m.name);
+    }
+    if (applied) applied = exec("COMMIT", m.name);
+    if (!applied) {
+      (void)exec("ROLLBACK", "rollback");
+      return applied.error().with_context("migration " + std::string(m.name) + ": ");
+    }
+  }
+  return Ok{};
+}
+
+Status SqliteStore::write_batch(const std::vector<DeviceStateRow>& states,
+                                const std::vector<DeviceEventRow>& events) {
+  if (states.empty() && events.empty()) return Ok{};
+  Tx tx(*this);
+  if (auto s = tx.begin(); !s) return s;
+  for (const DeviceStateRow& row : states) {
+    auto s = use(Q::kUpsertState)
+                 .bind(row.device)
+                 .bind(row.versions_json)
+                 .bind(row.failed_json)
+                 .bind(row.health_json)
+                 .bind(row.last_seen)
+                 .bind(row.said_goodbye)
+                 .bind(row.last_event_seq)
+                 .run();
+    if (!s) return s;
+  }
+  for (const DeviceEventRow& row : events) {
+    auto s = use(Q::kInsertEvent)
+                 .bind(row.device)
+                 .bind(row.seq)
+                 .bind(row.kind)
+                 .bind(row.channel)
+                 .bind(row.version)
+                 .bind(row.detail_json)
+                 .bind(row.at)
+                 .run();
+    if (!s) {
+      return s.error().with_context("event " + row.device + "#" + std::to_string(row.seq) + ": ");
+    }
+  }
+  return tx.commit();
+}
+
+Status SqliteStore::insert_rollout(const RolloutRow& row, const AuditRow& audit) {
+  Tx tx(*this);
+  if (auto s = tx.begin(); !s) return s;
+  auto s = use(Q::kInsertRollout)
+               .bind(row.id)
+               .bind(row.channel)
+               .bind(row.version)
+               .bind(row.previous)
+               .bind(row.plan_yaml)
+               .bind(static_cast<std::int64_t>(row.salt))  // the bits, see 0001_init.sql
+               .bind(row.status_json)
+               .bind(row.gate_json)
+               .bind(row.generation)
+               .bind(row.created_at)
+               .bind(row.updated_at)
+               .run();
+  if (!s) return s.error().with_context("rollout " + row.id + ": ");
+  if (auto a = insert_audit(audit); !a) return a;
+  return tx.commit();
+}
+
+Status SqliteStore::guard_failed(std::string_view id, std::int64_t expected_generation) {
+  Use u = use(Q::kRolloutExists);
+  auto exists = u.bind(id).step();
+  if (!exists) return exists.error();
+  if (!*exists) return make_error(ErrorCode::kNotFound, "rollout " + std::string(id) + " not found");
+  return make_error(ErrorCode::kConflict, "rollout " + std::string(id) +
+                                              ": generation is no longer " +
+                                              std::to_string(expected_generation));
+}
+
+Status SqliteStore::update_rollout(const RolloutRow& row, std::int64_t expected_generation,
+                                   const TransitionRow& transition, const AuditRow& audit) {
+  if (auto s = check_rollout_update(row, expected_generation, transition); !s) return s;
+  Tx tx(*this);
+  if (auto s = tx.begin(); !s) return s;
+  {
+    auto s = use(Q::kUpdateRollout)
+                 .bind(row.channel)
+                 .bind(row.version)
+                 .bind(row.previous)
+                 .bind(row.plan_yaml)
+                 .bind(static_cast<std::int64_t>(row.salt))
+                 .bind(row.status_json)
+                 .bind(row.gate_json)
+                 .bind(row.generation)
+                 .bind(row.created_at)
+                 .bind(row.updated_at)
+                 .bind(row.id)
+                 .bind(expected_generation)
+                 .run();
+    if (!s) return s;
+  }
+  if (sqlite3_changes(db_.get()) == 0) return guard_failed(row.id, expected_generation);
+  auto t = use(Q::kInsertTransition)
+               .bind(transition.rollout)
+               .bind(transition.generation)
+               .bind(transition.from_state)
+               .bind(transition.to_state)
+               .bind(transition.event)
+               .bind(transition.reason)
+               .bind(transition.at)
+               .run();
+  if (!t) return t;
+  if (auto a = insert_audit(audit); !a) return a;
+  return tx.commit();
+}
+
+Status SqliteStore::save_gate(std::string_view id, std::int64_t expected_generation,
+                              std::string_view gate_json, TimeMs updated_at) {
+  auto s = use(Q::kSaveGate).bind(gate_json).bind(updated_at).bind(id).bind(expected_generation).run();
+  if (!s) return s;
+  if (sqlite3_changes(db_.get()) == 0) return guard_failed(id, expected_generation);
+  return Ok{};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, int migrate_to) {
+  // The lock first: a second server must fail before it touches the database.
+  auto lock = LockFile::take(path + ".lock");
+  if (!lock) return lock.error();
+  sqlite3* raw = nullptr;
+  // NOMUTEX: the header's contract is one caller at a time per Store, so
+  // SQLite's own per-call mutex would be pure cost.
+  const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    sqlite3_close_v2(raw);
+    return make_error(ErrorCode::kInvalidArgument, "sqlite: cannot open " + path + ": " + message);
+  }
+  auto store = std::make_unique<SqliteStore>(std::move(*lock), raw);
+  if (auto s = store->configure(); !s) return s.error().with_context(path + ": ");
+  if (auto s = store->migrate(migrate_to); !s) return s.error().with_context(path + ": ");
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace tranche::store
