@@ -1,0 +1,501 @@
+// The contract of store/store.h, run against every backend (store_contract.h).
+// Each case opens an empty database of its own.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "store/store.h"
+#include "tests/store/store_contract.h"
+
+namespace tranche::store {
+namespace {
+
+using core::ErrorCode;
+
+// Status or Result: "ok", or the error as text, so a failure says which.
+template <typename R>
+std::string status_of(const R& r) {
+  return r.ok() ? "ok" : r.error().to_string();
+}
+
+#define ASSERT_OK(expr)                                       \
+  do {                                                        \
+    const auto& tranche_r = (expr);                           \
+    ASSERT_TRUE(tranche_r.ok()) << tranche_r.error().to_string(); \
+  } while (false)
+
+// Unwraps a Result or fails the test.
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                       \
+  auto lhs##_result = (expr);                                 \
+  ASSERT_TRUE(lhs##_result.ok()) << lhs##_result.error().to_string(); \
+  auto lhs = std::move(lhs##_result).value()
+
+TenantRow tenant(const std::string& id) {
+  return TenantRow{id, "hash-" + id, R"({"pin":"N-1"})"};
+}
+DeviceRow device(const std::string& id) {
+  return DeviceRow{id, "acme", "tok-" + id, R"({"class":"laptop"})", -330, 1'700'000'000'000};
+}
+DeviceStateRow state(const std::string& dev, std::int64_t seen, std::int64_t seq) {
+  return DeviceStateRow{dev,  R"({"content":"291.1"})", R"({"content":["291.2"]})",
+                        R"({"crashes":0})", seen, (seen % 2) == 0, seq};
+}
+DeviceEventRow event(const std::string& dev, std::int64_t seq) {
+  return DeviceEventRow{dev, seq, "installed", "content", "291." + std::to_string(seq),
+                        R"({"exit":0})", 1000 + seq};
+}
+ReleaseRow release(const std::string& version) {
+  return ReleaseRow{"content", version, R"([{"path":"c.bin","length":12,"sha256":"ab"}])", false,
+                    5000};
+}
+RolloutRow rollout(const std::string& id) {
+  return RolloutRow{id,
+                    "content",
+                    "291.2",
+                    "291.1",
+                    "name: rings\nstages: []\n",
+                    std::numeric_limits<std::uint64_t>::max() - 7,  // bit 63 set: stored as bits
+                    R"({"state":"pending"})",
+                    R"({"state":"collecting"})",
+                    0,
+                    10'000,
+                    10'000};
+}
+AuditRow audit(const std::string& action, const std::string& target) {
+  return AuditRow{0, 42, "alice", action, target, "because"};
+}
+
+// The next generation of `row`, with its transition.
+struct Step {
+  RolloutRow row;
+  TransitionRow transition;
+};
+Step step(const RolloutRow& from, const std::string& to_state) {
+  Step s{from, {}};
+  s.row.generation = from.generation + 1;
+  s.row.status_json = R"({"state":")" + to_state + R"("})";
+  s.row.updated_at = from.updated_at + 1000;
+  s.transition = TransitionRow{from.id,       s.row.generation, "pending", to_state,
+                               "tick",        "bake time over", s.row.updated_at};
+  return s;
+}
+
+bool operator==(const TenantRow& a, const TenantRow& b) {
+  return a.id == b.id && a.enrollment_key_hash == b.enrollment_key_hash &&
+         a.policy_json == b.policy_json;
+}
+bool operator==(const OperatorTokenRow& a, const OperatorTokenRow& b) {
+  return a.token_hash == b.token_hash && a.name == b.name && a.role == b.role;
+}
+bool operator==(const DeviceRow& a, const DeviceRow& b) {
+  return a.id == b.id && a.tenant == b.tenant && a.token_hash == b.token_hash &&
+         a.tags_json == b.tags_json && a.utc_offset_minutes == b.utc_offset_minutes &&
+         a.enrolled_at == b.enrolled_at;
+}
+bool operator==(const DeviceStateRow& a, const DeviceStateRow& b) {
+  return a.device == b.device && a.versions_json == b.versions_json &&
+         a.failed_json == b.failed_json && a.health_json == b.health_json &&
+         a.last_seen == b.last_seen && a.said_goodbye == b.said_goodbye &&
+         a.last_event_seq == b.last_event_seq;
+}
+bool operator==(const DeviceEventRow& a, const DeviceEventRow& b) {
+  return a.device == b.device && a.seq == b.seq && a.kind == b.kind && a.channel == b.channel &&
+         a.version == b.version && a.detail_json == b.detail_json && a.at == b.at;
+}
+bool operator==(const ReleaseRow& a, const ReleaseRow& b) {
+  return a.channel == b.channel && a.version == b.version && a.targets_json == b.targets_json &&
+         a.contract_bypassed == b.contract_bypassed && a.registered_at == b.registered_at;
+}
+bool operator==(const RolloutRow& a, const RolloutRow& b) {
+  return a.id == b.id && a.channel == b.channel && a.version == b.version &&
+         a.previous == b.previous && a.plan_yaml == b.plan_yaml && a.salt == b.salt &&
+         a.status_json == b.status_json && a.gate_json == b.gate_json &&
+         a.generation == b.generation && a.created_at == b.created_at &&
+         a.updated_at == b.updated_at;
+}
+bool operator==(const TransitionRow& a, const TransitionRow& b) {
+  return a.rollout == b.rollout && a.generation == b.generation && a.from_state == b.from_state &&
+         a.to_state == b.to_state && a.event == b.event && a.reason == b.reason && a.at == b.at;
+}
+// seq is the store's: compared by the caller.
+bool same_entry(const AuditRow& a, const AuditRow& b) {
+  return a.at == b.at && a.actor == b.actor && a.action == b.action && a.target == b.target &&
+         a.reason == b.reason;
+}
+
+template <typename Row, typename Key>
+std::vector<Row> sorted(std::vector<Row> rows, Key key) {
+  std::sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) { return key(a) < key(b); });
+  return rows;
+}
+
+TEST_P(StoreContract, EmptyStoreIsAtTheLatestSchema) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  EXPECT_EQ(store->backend(), GetParam()->name);
+  ASSERT_OK_AND_ASSIGN(version, store->schema_version());
+  EXPECT_EQ(version, latest_schema_version());
+  EXPECT_GE(latest_schema_version(), 2);
+  ASSERT_OK_AND_ASSIGN(tenants, store->load_tenants());
+  ASSERT_OK_AND_ASSIGN(devices, store->load_devices());
+  ASSERT_OK_AND_ASSIGN(rollouts, store->load_rollouts());
+  ASSERT_OK_AND_ASSIGN(entries, store->load_audit(0, 100));
+  EXPECT_TRUE(tenants.empty() && devices.empty() && rollouts.empty() && entries.empty());
+}
+
+TEST_P(StoreContract, TenantsAndOperatorTokensAreReplacedWhole) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK(store->put_tenant(tenant("acme")));
+  ASSERT_OK(store->put_tenant(tenant("globex")));
+  TenantRow changed = tenant("acme");
+  changed.policy_json = "{}";
+  changed.enrollment_key_hash = "rotated";
+  ASSERT_OK(store->put_tenant(changed));
+  ASSERT_OK_AND_ASSIGN(tenants, store->load_tenants());
+  ASSERT_EQ(tenants.size(), 2u);
+  EXPECT_TRUE(tenants[0] == changed);
+  EXPECT_TRUE(tenants[1] == tenant("globex"));
+
+  const OperatorTokenRow alice{"h-alice", "alice", Role::kAdmin};
+  const OperatorTokenRow ci{"h-ci", "ci", Role::kViewer};
+  ASSERT_OK(store->put_operator_token(alice));
+  ASSERT_OK(store->put_operator_token(ci));
+  const OperatorTokenRow ci_promoted{"h-ci", "ci", Role::kOperator};
+  ASSERT_OK(store->put_operator_token(ci_promoted));
+  ASSERT_OK_AND_ASSIGN(tokens, store->load_operator_tokens());
+  ASSERT_EQ(tokens.size(), 2u);
+  EXPECT_TRUE(tokens[0] == alice);
+  EXPECT_TRUE(tokens[1] == ci_promoted);
+}
+
+TEST_P(StoreContract, DevicesRoundTripAndADuplicateIdIsAConflict) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK(store->insert_device(device("d-1")));
+  ASSERT_OK(store->insert_device(device("d-2")));
+  DeviceRow again = device("d-1");
+  again.tenant = "globex";
+  auto dup = store->insert_device(again);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict) << dup.error().to_string();
+  ASSERT_OK_AND_ASSIGN(devices, store->load_devices());
+  devices = sorted(devices, [](const DeviceRow& r) { return r.id; });
+  ASSERT_EQ(devices.size(), 2u);
+  EXPECT_TRUE(devices[0] == device("d-1"));  // the first one, untouched
+  EXPECT_TRUE(devices[1] == device("d-2"));
+}
+
+TEST_P(StoreContract, StatesAreUpsertedAndTheLastOfABatchWins) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK(store->write_batch({state("d-1", 1, 0), state("d-2", 2, 0)}, {}));
+  // d-1 twice in one batch: the later state is the one kept.
+  ASSERT_OK(store->write_batch({state("d-1", 3, 1), state("d-3", 4, 0), state("d-1", 5, 2)},
+                               {event("d-1", 1), event("d-1", 2)}));
+  ASSERT_OK(store->write_batch({}, {}));  // an empty batch is fine
+  ASSERT_OK_AND_ASSIGN(states, store->load_device_states());
+  states = sorted(states, [](const DeviceStateRow& r) { return r.device; });
+  ASSERT_EQ(states.size(), 3u);
+  EXPECT_TRUE(states[0] == state("d-1", 5, 2));
+  EXPECT_TRUE(states[1] == state("d-2", 2, 0));
+  EXPECT_TRUE(states[2] == state("d-3", 4, 0));
+  EXPECT_FALSE(states[0].said_goodbye);
+  EXPECT_TRUE(states[1].said_goodbye);
+}
+
+TEST_P(StoreContract, EventsComeBackOldestFirstTheNewestLimit) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  std::vector<DeviceEventRow> events;
+  for (std::int64_t seq = 1; seq <= 5; ++seq) events.push_back(event("d-1", seq));
+  events.push_back(event("d-2", 1));
+  DeviceEventRow goodbye{"d-1", 6, "goodbye", "", "", "{}", 2000};  // empty text stays empty
+  events.push_back(goodbye);
+  ASSERT_OK(store->write_batch({}, events));
+
+  ASSERT_OK_AND_ASSIGN(all, store->load_events("d-1", 100));
+  ASSERT_EQ(all.size(), 6u);
+  for (std::size_t i = 0; i < 5; ++i) EXPECT_TRUE(all[i] == events[i]) << i;
+  EXPECT_TRUE(all[5] == goodbye);
+
+  ASSERT_OK_AND_ASSIGN(newest, store->load_events("d-1", 2));
+  ASSERT_EQ(newest.size(), 2u);
+  EXPECT_EQ(newest[0].seq, 5);
+  EXPECT_EQ(newest[1].seq, 6);
+  ASSERT_OK_AND_ASSIGN(none, store->load_events("d-9", 10));
+  EXPECT_TRUE(none.empty());
+}
+
+TEST_P(StoreContract, ABatchWithADuplicateEventWritesNothing) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK(store->write_batch({state("d-1", 1, 1)}, {event("d-1", 1)}));
+
+  // A replay of (d-1, 1), after the states of the same batch were written.
+  auto replay = store->write_batch({state("d-1", 9, 2), state("d-2", 9, 0)},
+                                   {event("d-1", 2), event("d-1", 1)});
+  ASSERT_FALSE(replay.ok());
+  EXPECT_EQ(replay.error().code, ErrorCode::kConflict) << replay.error().to_string();
+  // The same (device, seq) twice in one batch.
+  auto twice = store->write_batch({state("d-3", 9, 0)}, {event("d-3", 1), event("d-3", 1)});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().code, ErrorCode::kConflict) << twice.error().to_string();
+
+  ASSERT_OK_AND_ASSIGN(states, store->load_device_states());
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_TRUE(states[0] == state("d-1", 1, 1));
+  ASSERT_OK_AND_ASSIGN(events, store->load_events("d-1", 10));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0] == event("d-1", 1));
+  ASSERT_OK_AND_ASSIGN(d3, store->load_events("d-3", 10));
+  EXPECT_TRUE(d3.empty());
+
+  // The store is usable after a failed batch.
+  ASSERT_OK(store->write_batch({state("d-2", 3, 0)}, {event("d-1", 2)}));
+  ASSERT_OK_AND_ASSIGN(after, store->load_events("d-1", 10));
+  EXPECT_EQ(after.size(), 2u);
+}
+
+TEST_P(StoreContract, ABatchLargerThanOneStatement) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  std::vector<DeviceStateRow> states;
+  std::vector<DeviceEventRow> events;
+  for (int i = 0; i < 2500; ++i) {
+    states.push_back(state("d-" + std::to_string(i), i, 1));
+    events.push_back(event("d-" + std::to_string(i), 1));
+  }
+  ASSERT_OK(store->write_batch(states, events));
+  ASSERT_OK_AND_ASSIGN(loaded, store->load_device_states());
+  EXPECT_EQ(loaded.size(), states.size());
+  // A duplicate in the last event of the third chunk undoes the first two.
+  std::vector<DeviceEventRow> more;
+  for (int i = 0; i < 2500; ++i) more.push_back(event("d-" + std::to_string(i), 2));
+  more.push_back(event("d-0", 2));
+  ASSERT_FALSE(store->write_batch({}, more).ok());
+  ASSERT_OK_AND_ASSIGN(d0, store->load_events("d-0", 10));
+  EXPECT_EQ(d0.size(), 1u);
+}
+
+TEST_P(StoreContract, ReleasesRoundTripAndADuplicateIsAConflict) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK(store->insert_release(release("291.1")));
+  ReleaseRow bypassed = release("291.2");
+  bypassed.contract_bypassed = true;
+  bypassed.registered_at = 6000;
+  ASSERT_OK(store->insert_release(bypassed));
+  ReleaseRow other_channel = release("291.1");
+  other_channel.channel = "sensor";
+  ASSERT_OK(store->insert_release(other_channel));
+  auto dup = store->insert_release(release("291.1"));
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
+  ASSERT_OK_AND_ASSIGN(releases, store->load_releases());
+  ASSERT_EQ(releases.size(), 3u);
+  EXPECT_TRUE(releases[0] == release("291.1"));
+  EXPECT_TRUE(releases[1] == other_channel);
+  EXPECT_TRUE(releases[2] == bypassed);
+}
+
+TEST_P(StoreContract, ARolloutIsInsertedWithItsAuditEntryOnce) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK(store->insert_rollout(rollout("r-1"), audit("rollout.create", "rollout r-1")));
+  auto dup = store->insert_rollout(rollout("r-1"), audit("rollout.create", "again"));
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
+  ASSERT_OK_AND_ASSIGN(rollouts, store->load_rollouts());
+  ASSERT_EQ(rollouts.size(), 1u);
+  EXPECT_TRUE(rollouts[0] == rollout("r-1"));
+  EXPECT_EQ(rollouts[0].salt, std::numeric_limits<std::uint64_t>::max() - 7);
+  ASSERT_OK_AND_ASSIGN(entries, store->load_audit(0, 10));
+  ASSERT_EQ(entries.size(), 1u);  // the refused insert wrote no audit entry
+  EXPECT_TRUE(same_entry(entries[0], audit("rollout.create", "rollout r-1")));
+}
+
+TEST_P(StoreContract, UpdatesAreGuardedByTheGeneration) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  const RolloutRow r0 = rollout("r-1");
+  ASSERT_OK(store->insert_rollout(r0, audit("rollout.create", "rollout r-1")));
+  const Step s1 = step(r0, "canary");
+  ASSERT_OK(store->update_rollout(s1.row, 0, s1.transition, audit("rollout.advance", "r-1")));
+
+  // A second engine that read generation 0 too: refused, nothing written.
+  Step stale = step(r0, "aborted");
+  auto refused = store->update_rollout(stale.row, 0, stale.transition, audit("stale", "r-1"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict) << refused.error().to_string();
+  auto gate = store->save_gate("r-1", 0, R"({"stale":true})", 99'999);
+  ASSERT_FALSE(gate.ok());
+  EXPECT_EQ(gate.error().code, ErrorCode::kConflict);
+
+  ASSERT_OK_AND_ASSIGN(rollouts, store->load_rollouts());
+  ASSERT_EQ(rollouts.size(), 1u);
+  EXPECT_TRUE(rollouts[0] == s1.row);
+  ASSERT_OK_AND_ASSIGN(transitions, store->load_transitions("r-1"));
+  ASSERT_EQ(transitions.size(), 1u);
+  EXPECT_TRUE(transitions[0] == s1.transition);
+  ASSERT_OK_AND_ASSIGN(entries, store->load_audit(0, 10));
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[1].action, "rollout.advance");
+
+  // The current generation goes through; save_gate changes only gate and time.
+  ASSERT_OK(store->save_gate("r-1", 1, R"({"ok":1})", 20'000));
+  const Step s2 = step(s1.row, "early");
+  ASSERT_OK(store->update_rollout(s2.row, 1, s2.transition, audit("rollout.advance", "r-1")));
+  ASSERT_OK_AND_ASSIGN(after, store->load_rollouts());
+  EXPECT_TRUE(after[0] == s2.row);
+  ASSERT_OK_AND_ASSIGN(all, store->load_transitions("r-1"));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1].generation, 2);
+  ASSERT_OK(store->save_gate("r-1", 2, R"({"ok":2})", 30'000));
+  ASSERT_OK_AND_ASSIGN(saved, store->load_rollouts());
+  EXPECT_EQ(saved[0].gate_json, R"({"ok":2})");
+  EXPECT_EQ(saved[0].updated_at, 30'000);
+  EXPECT_EQ(saved[0].status_json, s2.row.status_json);
+  EXPECT_EQ(saved[0].generation, 2);
+}
+
+TEST_P(StoreContract, UpdatesOfAMissingRolloutOrWithAMismatchedTransitionAreRefused) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  const Step s = step(rollout("r-9"), "canary");
+  auto missing = store->update_rollout(s.row, 0, s.transition, audit("x", "r-9"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound) << missing.error().to_string();
+  auto gate = store->save_gate("r-9", 0, "{}", 1);
+  ASSERT_FALSE(gate.ok());
+  EXPECT_EQ(gate.error().code, ErrorCode::kNotFound);
+
+  ASSERT_OK(store->insert_rollout(rollout("r-1"), audit("rollout.create", "r-1")));
+  Step wrong = step(rollout("r-1"), "canary");
+  wrong.transition.rollout = "r-2";
+  EXPECT_EQ(store->update_rollout(wrong.row, 0, wrong.transition, audit("x", "r-1")).error().code,
+            ErrorCode::kInvalidArgument);
+  Step same = step(rollout("r-1"), "canary");
+  same.row.generation = 0;  // a generation that does not move would defeat the guard
+  same.transition.generation = 0;
+  EXPECT_EQ(store->update_rollout(same.row, 0, same.transition, audit("x", "r-1")).error().code,
+            ErrorCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(entries, store->load_audit(0, 10));
+  EXPECT_EQ(entries.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(transitions, store->load_transitions("r-1"));
+  EXPECT_TRUE(transitions.empty());
+}
+
+TEST_P(StoreContract, AuditSeqsIncreaseAndPageWithoutGapsOrRepeats) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  for (int i = 0; i < 25; ++i) {
+    AuditRow row = audit("action." + std::to_string(i), "tenant acme");
+    row.seq = 1000;  // ignored: the store assigns it
+    ASSERT_OK(store->append_audit(row));
+  }
+  std::vector<AuditRow> seen;
+  std::int64_t after = 0;
+  for (;;) {
+    ASSERT_OK_AND_ASSIGN(page, store->load_audit(after, 10));
+    if (page.empty()) break;
+    EXPECT_LE(page.size(), 10u);
+    for (const AuditRow& row : page) {
+      EXPECT_GT(row.seq, after);
+      after = row.seq;
+      seen.push_back(row);
+    }
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].action, "action." + std::to_string(i));
+  }
+  ASSERT_OK_AND_ASSIGN(tail, store->load_audit(seen[19].seq, 100));
+  ASSERT_EQ(tail.size(), 5u);
+  EXPECT_EQ(tail[0].seq, seen[20].seq);
+}
+
+TEST_P(StoreContract, WhatWasWrittenIsThereAfterReopening) {
+  {
+    ASSERT_OK_AND_ASSIGN(store, open());
+    ASSERT_OK(store->put_tenant(tenant("acme")));
+    ASSERT_OK(store->put_operator_token({"h-alice", "alice", Role::kOperator}));
+    ASSERT_OK(store->insert_device(device("d-1")));
+    ASSERT_OK(store->write_batch({state("d-1", 7, 3)}, {event("d-1", 3)}));
+    ASSERT_OK(store->insert_release(release("291.2")));
+    ASSERT_OK(store->insert_rollout(rollout("r-1"), audit("rollout.create", "r-1")));
+    const Step s = step(rollout("r-1"), "canary");
+    ASSERT_OK(store->update_rollout(s.row, 0, s.transition, audit("rollout.advance", "r-1")));
+  }
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK_AND_ASSIGN(tenants, store->load_tenants());
+  ASSERT_EQ(tenants.size(), 1u);
+  EXPECT_TRUE(tenants[0] == tenant("acme"));
+  ASSERT_OK_AND_ASSIGN(tokens, store->load_operator_tokens());
+  ASSERT_EQ(tokens.size(), 1u);
+  EXPECT_EQ(tokens[0].role, Role::kOperator);
+  ASSERT_OK_AND_ASSIGN(devices, store->load_devices());
+  ASSERT_EQ(devices.size(), 1u);
+  EXPECT_TRUE(devices[0] == device("d-1"));
+  ASSERT_OK_AND_ASSIGN(states, store->load_device_states());
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_TRUE(states[0] == state("d-1", 7, 3));
+  ASSERT_OK_AND_ASSIGN(events, store->load_events("d-1", 10));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0] == event("d-1", 3));
+  ASSERT_OK_AND_ASSIGN(releases, store->load_releases());
+  ASSERT_EQ(releases.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(rollouts, store->load_rollouts());
+  ASSERT_EQ(rollouts.size(), 1u);
+  EXPECT_EQ(rollouts[0].generation, 1);
+  ASSERT_OK_AND_ASSIGN(transitions, store->load_transitions("r-1"));
+  EXPECT_EQ(transitions.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(entries, store->load_audit(0, 10));
+  EXPECT_EQ(entries.size(), 2u);
+}
+
+// Migration walk (STYLE.md #10): data written at version 1 survives every later
+// migration, one version at a time, and the walk ends at the latest.
+TEST_P(StoreContract, MigrationsWalkFromTheFirstVersionToTheLatest) {
+  {
+    ASSERT_OK_AND_ASSIGN(store, open(1));
+    ASSERT_OK_AND_ASSIGN(version, store->schema_version());
+    ASSERT_EQ(version, 1);
+    ASSERT_OK(store->put_tenant(tenant("acme")));
+    ASSERT_OK(store->insert_device(device("d-1")));
+    ASSERT_OK(store->write_batch({state("d-1", 7, 3)}, {event("d-1", 3)}));
+    ASSERT_OK(store->insert_release(release("291.2")));
+    ASSERT_OK(store->insert_rollout(rollout("r-1"), audit("rollout.create", "rollout r-1")));
+  }
+  for (int v = 2; v <= latest_schema_version(); ++v) {
+    SCOPED_TRACE("schema version " + std::to_string(v));
+    ASSERT_OK_AND_ASSIGN(store, open(v));
+    ASSERT_OK_AND_ASSIGN(version, store->schema_version());
+    EXPECT_EQ(version, v);
+    ASSERT_OK_AND_ASSIGN(tenants, store->load_tenants());
+    ASSERT_EQ(tenants.size(), 1u);
+    EXPECT_TRUE(tenants[0] == tenant("acme"));
+    ASSERT_OK_AND_ASSIGN(devices, store->load_devices());
+    ASSERT_EQ(devices.size(), 1u);
+    ASSERT_OK_AND_ASSIGN(states, store->load_device_states());
+    ASSERT_EQ(states.size(), 1u);
+    EXPECT_TRUE(states[0] == state("d-1", 7, 3));
+    ASSERT_OK_AND_ASSIGN(events, store->load_events("d-1", 10));
+    ASSERT_EQ(events.size(), 1u);
+    ASSERT_OK_AND_ASSIGN(rollouts, store->load_rollouts());
+    ASSERT_EQ(rollouts.size(), 1u);
+    EXPECT_TRUE(rollouts[0] == rollout("r-1"));
+    // Each version also takes new writes.
+    ASSERT_OK(store->append_audit(audit("walk", "v" + std::to_string(v))));
+    ASSERT_OK_AND_ASSIGN(entries, store->load_audit(0, 100));
+    EXPECT_EQ(entries.size(), static_cast<std::size_t>(v));
+  }
+  // Opening at a lower version than the database's never goes back.
+  ASSERT_OK_AND_ASSIGN(store, open(1));
+  ASSERT_OK_AND_ASSIGN(version, store->schema_version());
+  EXPECT_EQ(version, latest_schema_version());
+}
+
+TEST_P(StoreContract, AVersionOutsideTheKnownOnesIsRefused) {
+  for (int v : {0, -1, latest_schema_version() + 1}) {
+    auto store = open(v);
+    ASSERT_FALSE(store.ok()) << v;
+    EXPECT_EQ(store.error().code, ErrorCode::kInvalidArgument);
+  }
+}
+
+}  // namespace
+}  // namespace tranche::store
