@@ -1,5 +1,6 @@
 #include "tuf/metadata.h"
 
+#include <cstdio>
 #include <set>
 #include <utility>
 
@@ -315,6 +316,35 @@ bool match_class(std::string_view pattern, std::size_t& pi, char c, bool& matche
 }
 
 }  // namespace
+
+std::string format_utc_time(core::TimeMs t) {
+  // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z in ms since the epoch.
+  constexpr core::TimeMs kMin = -62167219200000;
+  constexpr core::TimeMs kMax = 253402300799000;
+  t = t < kMin ? kMin : (t > kMax ? kMax : t);
+  auto floor_div = [](std::int64_t a, std::int64_t b) {
+    return a / b - ((a % b != 0 && (a < 0) != (b < 0)) ? 1 : 0);
+  };
+  const std::int64_t secs = floor_div(t, 1000);
+  const std::int64_t days = floor_div(secs, 86400);
+  const std::int64_t sod = secs - days * 86400;
+  // days-to-civil (Howard Hinnant's algorithm), as core::parse_utc_time inverts.
+  const std::int64_t z = days + 719468;
+  const std::int64_t era = floor_div(z, 146097);
+  const std::int64_t doe = z - era * 146097;
+  const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const std::int64_t mp = (5 * doy + 2) / 153;
+  const std::int64_t day = doy - (153 * mp + 2) / 5 + 1;
+  const std::int64_t month = mp < 10 ? mp + 3 : mp - 9;
+  const std::int64_t year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lldZ",
+                static_cast<long long>(year), static_cast<long long>(month),
+                static_cast<long long>(day), static_cast<long long>(sod / 3600),
+                static_cast<long long>(sod / 60 % 60), static_cast<long long>(sod % 60));
+  return buf;
+}
 
 Result<TargetPath> TargetPath::parse(std::string_view text) {
   if (text.empty()) return make_error(ErrorCode::kInvalidArgument, "target path is empty");

@@ -44,6 +44,10 @@ class TargetPath {
 
 // Metadata times ("expires") are read by core::parse_utc_time.
 using core::parse_utc_time;
+// And written in the same form, "2030-01-01T00:00:00Z" (milliseconds dropped,
+// rounding down). Years outside 0000..9999 cannot be written in that form:
+// they are clamped to its ends.
+std::string format_utc_time(core::TimeMs t);
 
 struct Signature {
   std::string keyid;

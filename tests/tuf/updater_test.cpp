@@ -1,0 +1,283 @@
+// Updater (tuf/updater.h) over in-memory fakes of its ports: the order of a
+// refresh, what is persisted, the root chain's end, fast-forward recovery
+// (5.3.11), the delegation search (5.6.7) and target download (5.7).
+#include "tuf/updater.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <map>
+#include <string>
+
+#include "tests/tuf/repo_builder.h"
+
+namespace tranche::tuf {
+namespace {
+
+namespace json = boost::json;
+using core::ErrorCode;
+using testing::kNow;
+using testing::RepoBuilder;
+
+// Files by name; a missing file is kNotFound, a longer one kTooLarge.
+struct FakeFetcher : Fetcher {
+  std::map<std::string, std::string> metadata;
+  std::map<std::string, std::string> targets;
+  std::vector<std::string> requested;
+  bool fail_transport = false;
+
+  core::Result<std::string> get(std::map<std::string, std::string>& files, const std::string& name,
+                                std::size_t max_bytes) {
+    requested.push_back(name);
+    if (fail_transport) return core::make_error(ErrorCode::kConflict, "connection refused");
+    auto it = files.find(name);
+    if (it == files.end()) return core::make_error(ErrorCode::kNotFound, "404");
+    if (it->second.size() > max_bytes) return core::make_error(ErrorCode::kTooLarge, "too long");
+    return it->second;
+  }
+  core::Result<std::string> fetch_metadata(const std::string& name, std::size_t max) override {
+    return get(metadata, name, max);
+  }
+  core::Result<std::string> fetch_target(const std::string& path, std::size_t max) override {
+    return get(targets, path, max);
+  }
+};
+
+struct FakeStore : MetadataStore {
+  std::map<std::string, std::string> files;
+  core::Result<std::string> load(const std::string& name, std::size_t max) override {
+    auto it = files.find(name);
+    if (it == files.end()) return core::make_error(ErrorCode::kNotFound, name);
+    if (it->second.size() > max) return core::make_error(ErrorCode::kTooLarge, name);
+    return it->second;
+  }
+  core::Status store(const std::string& name, std::string_view bytes) override {
+    files[name] = std::string(bytes);
+    return core::Ok{};
+  }
+  core::Status remove(const std::string& name) override {
+    files.erase(name);
+    return core::Ok{};
+  }
+};
+
+// A repository that publishes through tuf/repository.h's functions.
+struct World {
+  RepoBuilder b;
+  FakeFetcher remote;
+  FakeStore local;
+  std::int64_t targets_version = 0, snapshot_version = 0, timestamp_version = 0;
+  std::map<TargetPath, TargetFile> files;
+
+  World() {
+    remote.metadata["1.root.json"] = b.root(1);
+    local.files["root.json"] = b.root(1);
+    publish();
+  }
+  void publish(json::object targets_obj) {
+    ++targets_version;
+    targets_obj["version"] = targets_version;
+    const std::string t = RepoBuilder::sign(targets_obj, b.targets_keys);
+    remote.metadata[std::to_string(targets_version) + ".targets.json"] = t;
+    const std::string s = b.snapshot_for(++snapshot_version, targets_version, t);
+    remote.metadata[std::to_string(snapshot_version) + ".snapshot.json"] = s;
+    remote.metadata["timestamp.json"] = b.timestamp(++timestamp_version, snapshot_version, s);
+  }
+  void publish() { publish(targets_signed(1, b.expires, files)); }
+  void add_target(const std::string& path, const std::string& bytes) {
+    TargetFile f = testing::target_file_of(bytes);
+    files[testing::target_path(path)] = f;
+    remote.targets[target_remote_path(testing::target_path(path), f, true)] = bytes;
+    publish();
+  }
+  core::Status refresh(core::TimeMs now = kNow) {
+    auto u = Updater::create(remote, local, now);
+    if (!u) return u.error();
+    return u->refresh();
+  }
+};
+
+TEST(Updater, FirstRefreshPersistsEveryTopLevelRole) {
+  World w;
+  ASSERT_TRUE(w.refresh().ok());
+  for (const char* f : {"root.json", "timestamp.json", "snapshot.json", "targets.json"}) {
+    EXPECT_EQ(w.local.files.count(f), 1u) << f;
+  }
+  EXPECT_EQ(w.local.files["snapshot.json"], w.remote.metadata["1.snapshot.json"]);
+  // 5.3.3: the chain asked for 2.root.json and stopped at its 404.
+  EXPECT_EQ(w.remote.requested.front(), "2.root.json");
+}
+
+TEST(Updater, UnchangedRepositoryFetchesOnlyRootAndTimestamp) {
+  World w;
+  ASSERT_TRUE(w.refresh().ok());
+  w.remote.requested.clear();
+  ASSERT_TRUE(w.refresh().ok());
+  EXPECT_EQ(w.remote.requested, (std::vector<std::string>{"2.root.json", "timestamp.json"}));
+}
+
+TEST(Updater, RootChainTransportFailureIsNotTheEndOfTheChain) {
+  World w;
+  w.remote.fail_transport = true;
+  auto st = w.refresh();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("fetching 2.root.json"), std::string::npos);
+}
+
+TEST(Updater, RootChainIsFollowedAndPersisted) {
+  World w;
+  ASSERT_TRUE(w.refresh().ok());
+  RepoBuilder next = w.b;
+  next.root_keys = {testing::new_key()};
+  w.remote.metadata["2.root.json"] =
+      RepoBuilder::sign(root_signed(next.root_def(2)), {w.b.root_keys[0], next.root_keys[0]});
+  w.remote.metadata["3.root.json"] = next.root(3);
+  ASSERT_TRUE(w.refresh().ok());
+  EXPECT_EQ(w.local.files["root.json"], w.remote.metadata["3.root.json"]);
+}
+
+TEST(Updater, FastForwardRecoveryAfterTimestampKeyRotation) {
+  World w;
+  ASSERT_TRUE(w.refresh().ok());
+  // A compromised timestamp key pushes the version to 1000 ...
+  const std::string snap = w.remote.metadata["1.snapshot.json"];
+  w.remote.metadata["timestamp.json"] = w.b.timestamp(1000, 1, snap);
+  ASSERT_TRUE(w.refresh().ok());
+  // ... the repository recovers: a new timestamp key in root 2 and a timestamp
+  // at a normal version.
+  RepoBuilder next = w.b;
+  next.timestamp_keys = {testing::new_key()};
+  w.remote.metadata["2.root.json"] = next.root(2);
+  w.remote.metadata["timestamp.json"] = next.timestamp(2, 1, snap);
+  ASSERT_TRUE(w.refresh().ok());  // 5.3.11 deleted the trusted timestamp
+  EXPECT_EQ(w.local.files["timestamp.json"], w.remote.metadata["timestamp.json"]);
+}
+
+TEST(Updater, WithoutRotationTheFastForwardedTimestampBlocks) {
+  World w;
+  const std::string snap = w.remote.metadata["1.snapshot.json"];
+  w.remote.metadata["timestamp.json"] = w.b.timestamp(1000, 1, snap);
+  ASSERT_TRUE(w.refresh().ok());
+  w.remote.metadata["timestamp.json"] = w.b.timestamp(2, 1, snap);
+  auto st = w.refresh();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("5.4.3.1"), std::string::npos) << st.error().message;
+}
+
+TEST(Updater, DownloadsAndVerifiesTargets) {
+  World w;
+  w.add_target("dir/app.bin", "version 1");
+  auto u = Updater::create(w.remote, w.local, kNow).value();
+  const TargetPath p = testing::target_path("dir/app.bin");
+  TargetFile info = u.get_target_info(p).value();
+  EXPECT_EQ(u.download_target(p, info).value(), "version 1");
+  EXPECT_EQ(u.get_target_info(testing::target_path("nope")).error().code, ErrorCode::kNotFound);
+  // Arbitrary software: other bytes of the same length (5.7.2).
+  w.remote.targets[target_remote_path(p, info, true)] = "version 2";
+  EXPECT_EQ(u.download_target(p, info).error().code, ErrorCode::kUnverified);
+  // Endless data: a longer file is cut at the signed length by the fetcher.
+  w.remote.targets[target_remote_path(p, info, true)] = "version 1 and more";
+  EXPECT_EQ(u.download_target(p, info).error().code, ErrorCode::kTooLarge);
+}
+
+// Top-level targets delegates, in order, to "a" (paths "x/*", non-terminating)
+// and "b" (paths "x/*"); "a" delegates to "c" (terminating, "x/*") and "d".
+struct DelegationWorld : World {
+  std::map<std::string, SigningKey> keys;
+  std::map<std::string, std::string> role_bytes;
+
+  static json::object role_entry(const std::string& name, const SigningKey& k, bool terminating,
+                                 const char* pattern) {
+    return json::object{{"name", name},
+                        {"keyids", json::array{key_id(k.public_key)}},
+                        {"threshold", 1},
+                        {"terminating", terminating},
+                        {"paths", json::array{pattern}}};
+  }
+  json::object delegations(std::initializer_list<std::pair<std::string, bool>> roles) {
+    json::object ks;
+    json::array rs;
+    for (const auto& [name, terminating] : roles) {
+      const SigningKey& k = keys.at(name);
+      ks[key_id(k.public_key)] = k.public_key.json;
+      rs.emplace_back(role_entry(name, k, terminating, "x/*"));
+    }
+    return json::object{{"keys", ks}, {"roles", rs}};
+  }
+
+  DelegationWorld() {
+    for (const char* n : {"a", "b", "c", "d"}) keys.emplace(n, testing::new_key());
+  }
+  // role -> the targets it lists; publishes everything at version 1 of each role
+  void build(const std::map<std::string, std::map<TargetPath, TargetFile>>& listed) {
+    std::map<std::string, MetaInfo> meta;
+    auto role_doc = [&](const std::string& name, json::object obj) {
+      role_bytes[name] = RepoBuilder::sign(obj, {keys.at(name)});
+      remote.metadata["1." + name + ".json"] = role_bytes[name];
+      meta[name + ".json"] = meta_info_of(1, role_bytes[name]);
+    };
+    auto listed_by = [&](const std::string& r) {
+      auto it = listed.find(r);
+      return it == listed.end() ? std::map<TargetPath, TargetFile>{} : it->second;
+    };
+    json::object a = targets_signed(1, b.expires, listed_by("a"));
+    a["delegations"] = delegations({{"c", true}, {"d", false}});
+    role_doc("a", a);
+    for (const char* n : {"b", "c", "d"}) role_doc(n, targets_signed(1, b.expires, listed_by(n)));
+    json::object top = targets_signed(9, b.expires, listed_by("targets"));
+    top["delegations"] = delegations({{"a", false}, {"b", false}});
+    const std::string t = RepoBuilder::sign(top, b.targets_keys);
+    remote.metadata["9.targets.json"] = t;
+    meta["targets.json"] = meta_info_of(9, t);
+    const std::string s = b.snapshot(9, meta);
+    remote.metadata["9.snapshot.json"] = s;
+    remote.metadata["timestamp.json"] = b.timestamp(9, 9, s);
+  }
+};
+
+TEST(UpdaterDelegations, PreOrderSearchStopsAtTerminatingRole) {
+  DelegationWorld w;
+  const TargetPath p = testing::target_path("x/f");
+  // c (terminating, below a) lists it as "c", b as "b": c wins, being first in
+  // pre-order; d and b are never fetched (c terminates the search).
+  w.build({{"c", {{p, testing::target_file_of("c")}}}, {"b", {{p, testing::target_file_of("b")}}}});
+  auto u = Updater::create(w.remote, w.local, kNow).value();
+  auto info = u.get_target_info(p);
+  ASSERT_TRUE(info.ok()) << info.error().to_string();
+  EXPECT_EQ(info->length, 1);
+  EXPECT_EQ(info->hashes.at("sha256"), sha256_hex("c"));
+  EXPECT_EQ(w.local.files.count("c.json"), 1u);
+  EXPECT_EQ(w.local.files.count("b.json"), 0u);
+  EXPECT_EQ(w.local.files.count("d.json"), 0u);
+  // A target only b lists is not found: c's terminating delegation ends it.
+  EXPECT_EQ(u.get_target_info(testing::target_path("x/g")).error().code, ErrorCode::kNotFound);
+}
+
+TEST(UpdaterDelegations, SearchVisitsAtMostMaxDelegationsRoles) {
+  DelegationWorld w;
+  const TargetPath p = testing::target_path("x/f");
+  w.build({{"c", {{p, testing::target_file_of("c")}}}});  // third in pre-order
+  ClientLimits limits;
+  limits.max_delegations = 2;  // targets and a: then the budget is gone
+  auto u = Updater::create(w.remote, w.local, kNow, limits).value();
+  EXPECT_EQ(u.get_target_info(p).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(w.local.files.count("c.json"), 0u);
+  limits.max_delegations = 3;
+  auto u2 = Updater::create(w.remote, w.local, kNow, limits).value();
+  EXPECT_TRUE(u2.get_target_info(p).ok());
+}
+
+TEST(UpdaterDelegations, DelegatedRoleMetadataIsVerified) {
+  DelegationWorld w;
+  const TargetPath p = testing::target_path("x/f");
+  w.build({{"a", {{p, testing::target_file_of("a")}}}});
+  // "a" served with other bytes than the snapshot lists (5.6.2).
+  w.remote.metadata["1.a.json"] = w.role_bytes["b"];
+  auto u = Updater::create(w.remote, w.local, kNow).value();
+  auto info = u.get_target_info(p);
+  ASSERT_FALSE(info.ok());
+  EXPECT_NE(info.error().message.find("5.6.2"), std::string::npos) << info.error().message;
+}
+
+}  // namespace
+}  // namespace tranche::tuf
