@@ -148,7 +148,8 @@ class DeviceStore {
   // nothing of the batch is written.
   virtual core::Status write_batch(const std::vector<DeviceStateRow>& states,
                                    const std::vector<DeviceEventRow>& events) = 0;
-  // Events of one device, oldest first (the device view and tests).
+  // Events of one device, oldest first (the device view and tests): the newest
+  // `limit` of them when there are more.
   virtual core::Result<std::vector<DeviceEventRow>> load_events(std::string_view device,
                                                                 std::size_t limit) = 0;
 };
@@ -168,7 +169,9 @@ class RolloutStore {
   virtual core::Status insert_rollout(const RolloutRow& row, const AuditRow& audit) = 0;
   // Replaces the row if its stored generation equals `expected_generation`, and
   // appends `transition` and `audit` — all in one transaction. kConflict (and
-  // nothing written) when the generation moved.
+  // nothing written) when the generation moved; kNotFound when there is no such
+  // rollout; kInvalidArgument unless row.generation > expected_generation and
+  // transition.{rollout, generation} == row.{id, generation}.
   virtual core::Status update_rollout(const RolloutRow& row, std::int64_t expected_generation,
                                       const TransitionRow& transition, const AuditRow& audit) = 0;
   // Replaces the gate and status columns without a transition (the engine saves
@@ -183,7 +186,9 @@ class AuditStore {
  public:
   virtual ~AuditStore() = default;
   virtual core::Status append_audit(const AuditRow& row) = 0;
-  // Entries with seq > after_seq, oldest first, at most `limit`.
+  // Entries with seq > after_seq, oldest first, at most `limit`. append_audit
+  // ignores row.seq; seqs are assigned in commit order, so paging by the last
+  // seq seen never skips an entry.
   virtual core::Result<std::vector<AuditRow>> load_audit(std::int64_t after_seq,
                                                          std::size_t limit) = 0;
 };
