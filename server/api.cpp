@@ -1,0 +1,1182 @@
+// The HTTP API, v1 (docs/api.md, docs/openapi.yaml). Every body from outside is
+// size-limited (the listener) and validated here before anything changes; an
+// error names what is wrong and carries a stable code.
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <string>
+
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "config/content_files.h"
+#include "config/plan_yaml.h"
+#include "core/cohort.h"
+#include "core/contract.h"
+#include "server/codec.h"
+#include "server/server_impl.h"
+#include "tuf/crypto.h"
+
+namespace tranche::server {
+namespace json = boost::json;
+using core::ErrorCode;
+
+std::string random_hex(std::size_t bytes);  // server.cpp
+
+namespace {
+
+constexpr std::size_t kMaxEventsPerUpload = 100;
+constexpr std::size_t kMaxHealthBytes = 4096;
+
+unsigned status_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kParse:
+    case ErrorCode::kOutOfRange:
+      return 400;
+    case ErrorCode::kTooLarge:
+      return 413;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kInvalidTransition:
+    case ErrorCode::kConflict:
+    case ErrorCode::kVersionRejected:
+      return 409;
+    case ErrorCode::kContractViolation:
+      return 422;
+    case ErrorCode::kUnverified:
+      return 401;
+  }
+  return 500;
+}
+
+ApiError bad_request(std::string message) { return {400, "invalid_argument", std::move(message)}; }
+
+std::string_view role_name(store::Role r) {
+  switch (r) {
+    case store::Role::kViewer:
+      return "viewer";
+    case store::Role::kOperator:
+      return "operator";
+    case store::Role::kAdmin:
+      return "admin";
+  }
+  return "viewer";
+}
+
+std::optional<store::Role> role_from(std::string_view s) {
+  if (s == "viewer") return store::Role::kViewer;
+  if (s == "operator") return store::Role::kOperator;
+  if (s == "admin") return store::Role::kAdmin;
+  return std::nullopt;
+}
+
+std::string bearer(const HttpRequest& req) {
+  constexpr std::string_view kPrefix = "Bearer ";
+  std::string_view a = req.authorization;
+  if (a.size() <= kPrefix.size() || a.substr(0, kPrefix.size()) != kPrefix) return {};
+  return std::string(a.substr(kPrefix.size()));
+}
+
+bool same_hash(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// Query parameter `name` (no decoding beyond what ids and numbers need).
+std::string query_param(const std::string& query, std::string_view name) {
+  std::string_view q = query;
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto part = q.substr(0, amp);
+    auto eq = part.find('=');
+    if (eq != std::string_view::npos && part.substr(0, eq) == name) {
+      return std::string(part.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+// Splits "/v1/rollouts/r-1/pause" into {"v1", "rollouts", "r-1", "pause"}.
+std::vector<std::string> segments(std::string_view path) {
+  std::vector<std::string> out;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    auto slash = path.find('/');
+    out.emplace_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash);
+  }
+  return out;
+}
+
+const json::value* member(const json::object& o, std::string_view key) { return o.if_contains(key); }
+
+std::optional<std::string> string_member(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (v == nullptr || !v->is_string()) return std::nullopt;
+  return std::string(v->as_string());
+}
+
+// Refuses keys not in `allowed`: a misspelt field must not be silently ignored.
+std::optional<ApiError> check_fields(const json::object& o, std::initializer_list<std::string_view> allowed,
+                                     std::string_view where) {
+  for (const auto& [key, v] : o) {
+    if (std::find(allowed.begin(), allowed.end(), std::string_view(key)) == allowed.end()) {
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      return bad_request(std::string(where) + "." + std::string(key) + ": unknown field (expected " +
+                         list + ")");
+    }
+  }
+  return std::nullopt;
+}
+
+json::value version_or_null(const std::optional<core::Version>& v) {
+  if (!v) return nullptr;
+  return json::value(v->to_string());
+}
+
+std::string_view reason_code(core::AssignmentReason::Code c) {
+  using C = core::AssignmentReason::Code;
+  switch (c) {
+    case C::kInStage: return "in_stage";
+    case C::kNotYetInStage: return "not_yet_in_stage";
+    case C::kSelectorExcludes: return "selector_excludes";
+    case C::kCriticalWaits: return "critical_waits";
+    case C::kOutsideWindow: return "outside_window";
+    case C::kPinned: return "pinned";
+    case C::kRolledBack: return "rolled_back";
+    case C::kFailedHere: return "failed_here";
+    case C::kNoRollout: return "no_rollout";
+    case C::kPaused: return "paused";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+// --- plumbing -------------------------------------------------------------------------
+
+void ServerImpl::reply_json(Responder& respond, unsigned status, const json::value& body) const {
+  HttpResponse r;
+  r.status = status;
+  r.body = json::serialize(body);
+  respond(std::move(r));
+}
+
+void ServerImpl::reply_error(Responder& respond, const ApiError& e) const {
+  if (e.status >= 400 && e.status < 500) {
+    const_cast<Metrics&>(metrics_).requests_rejected.fetch_add(1);
+  }
+  reply_json(respond, e.status,
+             json::object{{"error", json::object{{"code", e.code}, {"message", e.message}}}});
+}
+
+void ServerImpl::reply_error(Responder& respond, const core::Error& e) const {
+  reply_error(respond, ApiError{status_for(e.code), std::string(core::error_code_name(e.code)),
+                                e.message});
+}
+
+std::optional<ApiError> ServerImpl::authorize_operator(const HttpRequest& req, store::Role needed,
+                                                       Caller* caller) const {
+  std::string token = bearer(req);
+  if (token.empty()) {
+    return ApiError{401, "unauthorized",
+                    "missing operator token: send 'Authorization: Bearer <token>'"};
+  }
+  auto snap = fleet_.snapshot();
+  auto it = snap->operators.find(tuf::sha256_hex(token));
+  if (it == snap->operators.end()) {
+    return ApiError{401, "unauthorized", "the operator token is not known to this server"};
+  }
+  if (it->second.role < needed) {
+    return ApiError{403, "forbidden",
+                    "needs role " + std::string(role_name(needed)) + "; token '" + it->second.name +
+                        "' has role " + std::string(role_name(it->second.role))};
+  }
+  caller->name = it->second.name;
+  caller->role = it->second.role;
+  return std::nullopt;
+}
+
+void ServerImpl::handle(HttpRequest&& request, Responder respond) {
+  try {
+    route(request, respond);
+  } catch (const std::exception& e) {
+    // A bug, not bad input: answer 500 and say so in the log.
+    spdlog::error("{} {}: internal error: {}", request.method, request.path, e.what());
+    reply_error(respond, ApiError{500, "internal", "internal error"});
+  }
+}
+
+void ServerImpl::route(HttpRequest& req, Responder& respond) {
+  auto seg = segments(req.path);
+  const std::string& m = req.method;
+  auto needs = [&](store::Role role, Caller* caller) {
+    if (auto err = authorize_operator(req, role, caller)) {
+      reply_error(respond, *err);
+      return false;
+    }
+    return true;
+  };
+  auto method_not_allowed = [&] {
+    reply_error(respond, ApiError{405, "method_not_allowed",
+                                  m + " is not allowed on " + req.path});
+  };
+  Caller caller;
+
+  if (seg.size() == 1 && seg[0] == "healthz") {
+    return reply_json(respond, 200, json::object{{"status", "ok"}});
+  }
+  if (seg.size() == 1 && seg[0] == "metrics") return api_metrics(respond);
+  if (seg.empty() || seg[0] != "v1") {
+    return reply_error(respond, ApiError{404, "not_found", "no route " + req.path + " (API is under /v1)"});
+  }
+  if (seg.size() == 2 && seg[1] == "enroll") {
+    return m == "POST" ? api_enroll(req, respond) : method_not_allowed();
+  }
+  if (seg.size() == 2 && seg[1] == "checkin") {
+    return m == "POST" ? api_checkin(req, respond) : method_not_allowed();
+  }
+  if (seg.size() == 2 && seg[1] == "events") {
+    return m == "POST" ? api_events(req, respond) : method_not_allowed();
+  }
+  if (seg.size() == 2 && seg[1] == "tenants") {
+    if (m != "POST") return method_not_allowed();
+    if (needs(store::Role::kAdmin, &caller)) api_create_tenant(req, respond, caller);
+    return;
+  }
+  if (seg.size() == 4 && seg[1] == "tenants" && seg[3] == "policy") {
+    if (m != "PUT") return method_not_allowed();
+    if (needs(store::Role::kOperator, &caller)) api_put_policy(req, respond, caller, seg[2]);
+    return;
+  }
+  if (seg.size() == 2 && seg[1] == "tokens") {
+    if (m != "POST") return method_not_allowed();
+    if (needs(store::Role::kAdmin, &caller)) api_create_token(req, respond, caller);
+    return;
+  }
+  if (seg.size() == 2 && seg[1] == "releases") {
+    if (m == "GET") {
+      if (needs(store::Role::kViewer, &caller)) api_list_releases(respond);
+      return;
+    }
+    if (m != "POST") return method_not_allowed();
+    if (needs(store::Role::kOperator, &caller)) api_register_release(req, respond, caller);
+    return;
+  }
+  if (seg.size() == 2 && seg[1] == "rollouts") {
+    if (m == "GET") {
+      if (needs(store::Role::kViewer, &caller)) api_list_rollouts(respond);
+      return;
+    }
+    if (m != "POST") return method_not_allowed();
+    if (needs(store::Role::kOperator, &caller)) api_create_rollout(req, respond, caller);
+    return;
+  }
+  if (seg.size() == 3 && seg[1] == "rollouts") {
+    if (m != "GET") return method_not_allowed();
+    if (needs(store::Role::kViewer, &caller)) api_get_rollout(respond, seg[2]);
+    return;
+  }
+  if (seg.size() == 4 && seg[1] == "rollouts") {
+    if (m != "POST") return method_not_allowed();
+    // The role check depends on the action and the stage (api_rollout_action).
+    if (needs(store::Role::kOperator, &caller)) {
+      api_rollout_action(req, respond, caller, seg[2], seg[3]);
+    }
+    return;
+  }
+  if (seg.size() == 2 && seg[1] == "fleet") {
+    if (m != "GET") return method_not_allowed();
+    if (needs(store::Role::kViewer, &caller)) api_fleet(respond);
+    return;
+  }
+  if (seg.size() == 3 && seg[1] == "devices") {
+    if (m != "GET") return method_not_allowed();
+    if (needs(store::Role::kViewer, &caller)) api_device(req, respond, seg[2]);
+    return;
+  }
+  if (seg.size() == 2 && seg[1] == "audit") {
+    if (m != "GET") return method_not_allowed();
+    if (needs(store::Role::kViewer, &caller)) api_audit(req, respond);
+    return;
+  }
+  reply_error(respond, ApiError{404, "not_found", "no route " + m + " " + req.path});
+}
+
+// --- device endpoints -------------------------------------------------------------------
+
+void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
+  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  if (!body) return reply_error(respond, body.error());
+  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
+  const auto& o = body->as_object();
+  if (auto e = check_fields(o, {"tenant", "enrollment_key", "device_id", "tags", "utc_offset_minutes"},
+                            "body")) {
+    return reply_error(respond, *e);
+  }
+  auto tenant = string_member(o, "tenant");
+  auto key = string_member(o, "enrollment_key");
+  auto device_id = string_member(o, "device_id");
+  if (!tenant) return reply_error(respond, bad_request("tenant: required string"));
+  if (!key) return reply_error(respond, bad_request("enrollment_key: required string"));
+  if (!device_id) return reply_error(respond, bad_request("device_id: required string"));
+  auto id = core::DeviceId::parse(*device_id);
+  if (!id) return reply_error(respond, id.error().with_context("device_id: "));
+  core::Tags tags;
+  if (auto* t = member(o, "tags")) {
+    auto parsed = tags_from_json(*t);
+    if (!parsed) return reply_error(respond, parsed.error());
+    tags = std::move(*parsed);
+  }
+  std::int32_t offset = 0;
+  if (auto* off = member(o, "utc_offset_minutes")) {
+    if (!off->is_int64() || off->as_int64() < -14 * 60 || off->as_int64() > 14 * 60) {
+      return reply_error(respond, bad_request("utc_offset_minutes: expected an integer in -840..840"));
+    }
+    offset = static_cast<std::int32_t>(off->as_int64());
+  }
+  auto snap = fleet_.snapshot();
+  auto t = snap->tenants.find(*tenant);
+  if (t == snap->tenants.end() || !same_hash(t->second.row.enrollment_key_hash, tuf::sha256_hex(*key))) {
+    return reply_error(respond, ApiError{401, "unauthorized",
+                                         "unknown tenant or wrong enrollment key for tenant '" +
+                                             *tenant + "'"});
+  }
+  std::string token = id->str() + "." + random_hex(24);
+  Device d;
+  d.id = id->str();
+  d.tenant = *tenant;
+  d.token_hash = tuf::sha256_hex(token);
+  d.tags = tags;
+  d.utc_offset_minutes = offset;
+  d.enrolled_at = clock_->now();
+  store::DeviceRow row{d.id, d.tenant, d.token_hash, json::serialize(tags_to_json(tags)), offset,
+                       d.enrolled_at};
+  {
+    // Durable before the token is handed out: a device must never hold a token
+    // the server forgets.
+    std::lock_guard lock(store_mu_);
+    if (auto st = store_->insert_device(row); !st) return reply_error(respond, st.error());
+  }
+  if (auto st = fleet_.add_device(std::move(d)); !st) return reply_error(respond, st.error());
+  metrics_.enrollments.fetch_add(1);
+  reply_json(respond, 201, json::object{{"device_id", id->str()}, {"device_token", token}});
+}
+
+namespace {
+
+// The device named by a device token ("<device id>.<secret>").
+std::optional<std::string> device_of_token(const std::string& token) {
+  auto dot = token.rfind('.');
+  if (dot == std::string::npos || dot == 0) return std::nullopt;
+  return token.substr(0, dot);
+}
+
+}  // namespace
+
+bool ServerImpl::answer_is_rest(const std::vector<ChannelAnswer>& answers) const {
+  for (const auto& a : answers) {
+    if (a.assignment.desired && a.assignment.desired != a.current) return false;
+  }
+  return true;
+}
+
+json::object ServerImpl::answer_json(const std::vector<ChannelAnswer>& answers,
+                                     const Snapshot& snapshot, TimeMs now) const {
+  json::object channels;
+  TimeMs ask_again = now + std::chrono::duration_cast<std::chrono::milliseconds>(options_.ask_again).count();
+  for (const auto& a : answers) {
+    json::object c;
+    c["current"] = version_or_null(a.current);
+    c["desired"] = version_or_null(a.assignment.desired);
+    std::string_view action = "keep";
+    if (a.assignment.desired && a.assignment.desired != a.current) {
+      action = (a.current && *a.assignment.desired < *a.current) ? "rollback" : "install";
+    }
+    c["action"] = action;
+    c["reason"] = a.assignment.reason.text;
+    c["code"] = reason_code(a.assignment.reason.code);
+    if (!a.rollout.empty()) {
+      c["rollout"] = a.rollout;
+      c["stage"] = a.stage;
+    }
+    if (a.assignment.desired) {
+      auto ch = snapshot.channels.find(a.channel);
+      if (ch != snapshot.channels.end()) {
+        for (const auto& r : ch->second.releases) {
+          if (r.version == *a.assignment.desired) {
+            boost::system::error_code ec;
+            auto targets = json::parse(r.row.targets_json, ec);
+            if (!ec) c["targets"] = std::move(targets);
+          }
+        }
+      }
+    }
+    if (a.assignment.ask_again_at) ask_again = std::min(ask_again, *a.assignment.ask_again_at);
+    channels[a.channel] = std::move(c);
+  }
+  return json::object{{"channels", std::move(channels)},
+                      {"ask_again_s", std::max<TimeMs>(1, (ask_again - now + 999) / 1000)},
+                      {"server_time", now}};
+}
+
+void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
+  std::string token = bearer(req);
+  auto device_id = device_of_token(token);
+  if (!device_id) {
+    return reply_error(respond, ApiError{401, "unauthorized",
+                                         "missing device token: send 'Authorization: Bearer "
+                                         "<device token>' from enrollment"});
+  }
+  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  if (!body) return reply_error(respond, body.error());
+  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
+  const auto& o = body->as_object();
+  if (auto e = check_fields(o, {"versions", "health", "wait_s"}, "body")) return reply_error(respond, *e);
+  std::map<std::string, core::Version> versions;
+  if (auto* v = member(o, "versions")) {
+    if (!v->is_object()) return reply_error(respond, bad_request("versions: expected {channel: version}"));
+    if (v->as_object().size() > 32) return reply_error(respond, bad_request("versions: at most 32 channels"));
+    for (const auto& [ch, ver] : v->as_object()) {
+      auto channel = core::Channel::parse(ch);
+      if (!channel) return reply_error(respond, channel.error().with_context("versions: "));
+      if (!ver.is_string()) {
+        return reply_error(respond, bad_request("versions." + std::string(ch) + ": expected a version string"));
+      }
+      auto parsed = core::Version::parse(ver.as_string());
+      if (!parsed) return reply_error(respond, parsed.error().with_context("versions." + std::string(ch) + ": "));
+      versions.emplace(std::string(ch), *parsed);
+    }
+  }
+  std::string health = "{}";
+  if (auto* h = member(o, "health")) {
+    if (!h->is_object()) return reply_error(respond, bad_request("health: expected an object of counters"));
+    health = json::serialize(*h);
+    if (health.size() > kMaxHealthBytes) {
+      return reply_error(respond, ApiError{413, "too_large", "health: more than 4096 bytes"});
+    }
+  }
+  std::int64_t wait_s = 0;
+  if (auto* w = member(o, "wait_s")) {
+    if (!w->is_int64() || w->as_int64() < 0) {
+      return reply_error(respond, bad_request("wait_s: expected a non-negative integer"));
+    }
+    wait_s = std::min<std::int64_t>(w->as_int64(), options_.long_poll_max.count());
+  }
+
+  auto snap = fleet_.snapshot();
+  TimeMs now = clock_->now();
+  std::vector<ChannelAnswer> answers;
+  DeviceWrite write;
+  bool token_ok = false;
+  auto st = fleet_.with_device(*device_id, [&](Device& d) {
+    if (!same_hash(d.token_hash, tuf::sha256_hex(token))) return;
+    token_ok = true;
+    write = fleet_.check_in(d, *snap, std::move(versions), std::move(health), now);
+    answers = Fleet::answer(d, *snap, now);
+  });
+  if (!st || !token_ok) {
+    return reply_error(respond, ApiError{401, "unauthorized",
+                                         "the device token is not valid (unknown device or wrong secret)"});
+  }
+  enqueue(std::move(write));
+  metrics_.checkins.fetch_add(1);
+  bool rest = answer_is_rest(answers);
+  for (const auto& a : answers) {
+    if (a.assignment.desired && a.assignment.desired != a.current) {
+      metrics_.decisions_install.fetch_add(1);
+    } else {
+      metrics_.decisions_keep.fetch_add(1);
+    }
+  }
+  if (wait_s > 0 && rest && !stopping_) {
+    // Hold it: the poller answers when the answer changes or the wait is over.
+    Waiter w;
+    w.device = *device_id;
+    w.generation = snap->generation;
+    w.held_since = std::chrono::steady_clock::now();
+    w.deadline = w.held_since + std::chrono::seconds(wait_s);
+    w.respond = std::move(respond);
+    metrics_.checkins_held.fetch_add(1);
+    std::lock_guard lock(waiters_mu_);
+    waiters_.push_back(std::move(w));
+    return;
+  }
+  reply_json(respond, 200, answer_json(answers, *snap, now));
+}
+
+void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
+  std::string token = bearer(req);
+  auto device_id = device_of_token(token);
+  if (!device_id) {
+    return reply_error(respond, ApiError{401, "unauthorized", "missing device token"});
+  }
+  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  if (!body) return reply_error(respond, body.error());
+  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
+  const auto& o = body->as_object();
+  if (auto e = check_fields(o, {"events"}, "body")) return reply_error(respond, *e);
+  auto* list = member(o, "events");
+  if (list == nullptr || !list->is_array()) return reply_error(respond, bad_request("events: required list"));
+  if (list->as_array().size() > kMaxEventsPerUpload) {
+    return reply_error(respond, ApiError{413, "too_large", "events: at most 100 per upload"});
+  }
+  std::vector<DeviceEvent> events;
+  std::size_t i = 0;
+  for (const auto& ev : list->as_array()) {
+    std::string where = "events[" + std::to_string(i++) + "]";
+    if (!ev.is_object()) return reply_error(respond, bad_request(where + ": expected an object"));
+    const auto& e = ev.as_object();
+    if (auto err = check_fields(e, {"seq", "kind", "channel", "version", "exit_code", "signal", "message"},
+                                where)) {
+      return reply_error(respond, *err);
+    }
+    DeviceEvent out;
+    auto* seq = member(e, "seq");
+    if (seq == nullptr || !seq->is_int64() || seq->as_int64() < 1) {
+      return reply_error(respond, bad_request(where + ".seq: expected an integer >= 1"));
+    }
+    out.seq = seq->as_int64();
+    auto kind = string_member(e, "kind");
+    static constexpr std::array<std::string_view, 5> kKinds = {"installed", "install_failed", "crashed",
+                                                               "rolled_back", "goodbye"};
+    if (!kind || std::find(kKinds.begin(), kKinds.end(), *kind) == kKinds.end()) {
+      return reply_error(respond, bad_request(where + ".kind: expected installed, install_failed, "
+                                                      "crashed, rolled_back or goodbye"));
+    }
+    out.kind = *kind;
+    if (out.kind != "goodbye") {
+      auto channel = string_member(e, "channel");
+      if (!channel || !core::Channel::parse(*channel)) {
+        return reply_error(respond, bad_request(where + ".channel: expected a channel name"));
+      }
+      out.channel = *channel;
+      auto version = string_member(e, "version");
+      if (!version) return reply_error(respond, bad_request(where + ".version: required string"));
+      auto v = core::Version::parse(*version);
+      if (!v) return reply_error(respond, v.error().with_context(where + ".version: "));
+      out.version = *v;
+    }
+    json::object detail;
+    if (auto* x = member(e, "exit_code")) {
+      if (!x->is_int64()) return reply_error(respond, bad_request(where + ".exit_code: expected an integer"));
+      detail["exit_code"] = x->as_int64();
+    }
+    if (auto* x = member(e, "signal")) {
+      if (!x->is_int64()) return reply_error(respond, bad_request(where + ".signal: expected an integer"));
+      detail["signal"] = x->as_int64();
+    }
+    if (auto msg = string_member(e, "message")) {
+      if (msg->size() > 1024) return reply_error(respond, bad_request(where + ".message: at most 1024 bytes"));
+      detail["message"] = *msg;
+    }
+    out.detail_json = json::serialize(detail);
+    if (!events.empty() && out.seq <= events.back().seq) {
+      return reply_error(respond, bad_request(where + ".seq: sequence numbers must increase"));
+    }
+    events.push_back(std::move(out));
+  }
+
+  auto snap = fleet_.snapshot();
+  TimeMs now = clock_->now();
+  std::optional<ApiError> refused;
+  DeviceWrite write;
+  bool token_ok = false;
+  auto st = fleet_.with_device(*device_id, [&](Device& d) {
+    if (!same_hash(d.token_hash, tuf::sha256_hex(token))) return;
+    token_ok = true;
+    // All or nothing: a replayed event refuses the whole upload before any of
+    // it counts.
+    if (!events.empty() && events.front().seq <= d.last_event_seq) {
+      refused = ApiError{409, "replayed",
+                         "event seq " + std::to_string(events.front().seq) +
+                             " was already accepted (last accepted seq is " +
+                             std::to_string(d.last_event_seq) + ")"};
+      return;
+    }
+    write = fleet_.record_events(d, *snap, events, now);
+  });
+  if (!st || !token_ok) {
+    return reply_error(respond, ApiError{401, "unauthorized", "the device token is not valid"});
+  }
+  if (refused) return reply_error(respond, *refused);
+  enqueue(std::move(write));
+  metrics_.events.fetch_add(events.size());
+  for (const auto& e : events) {
+    if (e.kind != "installed" && e.kind != "goodbye") {
+      spdlog::info("device {}: {} {} {}", *device_id, e.kind, e.channel,
+                   e.version ? e.version->to_string() : "");
+    }
+  }
+  reply_json(respond, 200, json::object{{"accepted", events.size()}});
+}
+
+// --- operator endpoints --------------------------------------------------------------------
+
+void ServerImpl::api_create_tenant(HttpRequest& req, Responder& respond, const Caller& caller) {
+  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  if (!body) return reply_error(respond, body.error());
+  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
+  const auto& o = body->as_object();
+  if (auto e = check_fields(o, {"id", "enrollment_key", "policy"}, "body")) return reply_error(respond, *e);
+  auto id = string_member(o, "id");
+  auto key = string_member(o, "enrollment_key");
+  if (!id || !core::TenantId::parse(*id)) return reply_error(respond, bad_request("id: expected a tenant name"));
+  if (!key || key->size() < 16 || key->size() > 256) {
+    return reply_error(respond, bad_request("enrollment_key: expected a string of 16..256 bytes"));
+  }
+  core::TenantPolicy policy;
+  if (auto* p = member(o, "policy")) {
+    auto parsed = policy_from_json(*p);
+    if (!parsed) return reply_error(respond, parsed.error());
+    policy = *parsed;
+  }
+  store::TenantRow row{*id, tuf::sha256_hex(*key), json::serialize(policy_to_json(policy))};
+  TimeMs now = clock_->now();
+  {
+    std::lock_guard lock(store_mu_);
+    if (auto st = store_->put_tenant(row); !st) return reply_error(respond, st.error());
+  }
+  (void)audit(caller.name, "tenant.put", "tenant " + *id, "created or replaced with a new enrollment key", now);
+  fleet_.update([&](Snapshot& s) { s.tenants[*id] = TenantInfo{row, policy}; });
+  reply_json(respond, 201, json::object{{"id", *id}, {"policy", policy_to_json(policy)}});
+}
+
+void ServerImpl::api_put_policy(HttpRequest& req, Responder& respond, const Caller& caller,
+                                const std::string& tenant) {
+  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  if (!body) return reply_error(respond, body.error());
+  auto policy = policy_from_json(*body);
+  if (!policy) return reply_error(respond, policy.error());
+  auto snap = fleet_.snapshot();
+  auto t = snap->tenants.find(tenant);
+  if (t == snap->tenants.end()) {
+    return reply_error(respond, ApiError{404, "not_found", "tenant '" + tenant + "' does not exist"});
+  }
+  store::TenantRow row = t->second.row;
+  row.policy_json = json::serialize(policy_to_json(*policy));
+  {
+    std::lock_guard lock(store_mu_);
+    if (auto st = store_->put_tenant(row); !st) return reply_error(respond, st.error());
+  }
+  (void)audit(caller.name, "tenant.policy", "tenant " + tenant, row.policy_json, clock_->now());
+  fleet_.update([&](Snapshot& s) { s.tenants[tenant] = TenantInfo{row, *policy}; });
+  reply_json(respond, 200, json::object{{"id", tenant}, {"policy", policy_to_json(*policy)}});
+}
+
+void ServerImpl::api_create_token(HttpRequest& req, Responder& respond, const Caller& caller) {
+  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  if (!body) return reply_error(respond, body.error());
+  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
+  const auto& o = body->as_object();
+  if (auto e = check_fields(o, {"name", "role"}, "body")) return reply_error(respond, *e);
+  auto name = string_member(o, "name");
+  auto role_text = string_member(o, "role");
+  if (!name || name->empty() || name->size() > 64) return reply_error(respond, bad_request("name: 1..64 bytes"));
+  auto role = role_text ? role_from(*role_text) : std::nullopt;
+  if (!role) return reply_error(respond, bad_request("role: expected viewer, operator or admin"));
+  std::string token = "tro_" + random_hex(24);
+  store::OperatorTokenRow row{tuf::sha256_hex(token), *name, *role};
+  {
+    std::lock_guard lock(store_mu_);
+    if (auto st = store_->put_operator_token(row); !st) return reply_error(respond, st.error());
+  }
+  (void)audit(caller.name, "token.create", "token " + *name, "role " + std::string(role_name(*role)),
+              clock_->now());
+  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{*name, *role}; });
+  reply_json(respond, 201, json::object{{"name", *name}, {"role", role_name(*role)}, {"token", token}});
+}
+
+void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, const Caller& caller) {
+  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  if (!body) return reply_error(respond, body.error());
+  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
+  const auto& o = body->as_object();
+  if (auto e = check_fields(o, {"channel", "version", "targets", "content_bundle", "skip_contract_check"},
+                            "body")) {
+    return reply_error(respond, *e);
+  }
+  auto channel = string_member(o, "channel");
+  if (!channel || !core::Channel::parse(*channel)) {
+    return reply_error(respond, bad_request("channel: expected a channel name like 'content'"));
+  }
+  auto version_text = string_member(o, "version");
+  if (!version_text) return reply_error(respond, bad_request("version: required string"));
+  auto version = core::Version::parse(*version_text);
+  if (!version) return reply_error(respond, version.error().with_context("version: "));
+  auto* targets = member(o, "targets");
+  if (targets == nullptr || !targets->is_array() || targets->as_array().empty() ||
+      targets->as_array().size() > 64) {
+    return reply_error(respond, bad_request("targets: expected a list of 1..64 {path, length, sha256}"));
+  }
+  std::size_t i = 0;
+  for (const auto& t : targets->as_array()) {
+    std::string where = "targets[" + std::to_string(i++) + "]";
+    if (!t.is_object()) return reply_error(respond, bad_request(where + ": expected an object"));
+    if (auto e = check_fields(t.as_object(), {"path", "length", "sha256"}, where)) return reply_error(respond, *e);
+    auto path = string_member(t.as_object(), "path");
+    if (!path || path->empty() || path->size() > 1024 || path->find("..") != std::string::npos ||
+        path->front() == '/') {
+      return reply_error(respond, bad_request(where + ".path: expected a relative path without '..'"));
+    }
+    auto* len = member(t.as_object(), "length");
+    if (len == nullptr || !len->is_int64() || len->as_int64() < 0) {
+      return reply_error(respond, bad_request(where + ".length: expected a non-negative integer"));
+    }
+    auto sha = string_member(t.as_object(), "sha256");
+    if (!sha || !core::Sha256::parse(*sha)) {
+      return reply_error(respond, bad_request(where + ".sha256: expected 64 hex characters"));
+    }
+  }
+  bool skip = false;
+  if (auto* s = member(o, "skip_contract_check")) {
+    if (!s->is_bool()) return reply_error(respond, bad_request("skip_contract_check: expected a boolean"));
+    skip = s->as_bool();
+  }
+  if (skip && caller.role < store::Role::kAdmin) {
+    return reply_error(respond, ApiError{403, "forbidden",
+                                         "skip_contract_check needs role admin; token '" + caller.name +
+                                             "' has role " + std::string(role_name(caller.role))});
+  }
+  // The content contract (issue 4 section 4): a bundle is checked against what
+  // the channel's consumer really supplies, and refused with every violation.
+  std::string bundle_text;
+  if (auto b = string_member(o, "content_bundle")) bundle_text = *b;
+  auto iface = interfaces_.find(*channel);
+  if (!skip && !bundle_text.empty() && iface != interfaces_.end()) {
+    auto bundle = config::parse_content_bundle(bundle_text, "content_bundle");
+    if (!bundle) return reply_error(respond, bundle.error());
+    auto violations = core::check_contract(iface->second, *bundle);
+    if (!violations.empty()) {
+      json::array list;
+      for (const auto& v : violations) list.emplace_back(v.message);
+      metrics_.requests_rejected.fetch_add(1);
+      return reply_json(
+          respond, 422,
+          json::object{{"error", json::object{{"code", "contract_violation"},
+                                              {"message", std::to_string(violations.size()) +
+                                                              " contract violation(s): " + violations.front().message},
+                                              {"violations", std::move(list)}}}});
+    }
+  }
+  store::ReleaseRow row{*channel, version->to_string(), json::serialize(*targets), skip, clock_->now()};
+  {
+    std::lock_guard lock(store_mu_);
+    if (auto st = store_->insert_release(row); !st) {
+      if (st.error().code == ErrorCode::kConflict) {
+        return reply_error(respond, ApiError{409, "conflict",
+                                             "release " + *channel + " " + row.version + " already exists"});
+      }
+      return reply_error(respond, st.error());
+    }
+  }
+  (void)audit(caller.name, "release.register", "release " + *channel + " " + row.version,
+              skip ? "contract check explicitly skipped" : "registered", row.registered_at);
+  fleet_.update([&](Snapshot& s) {
+    auto& list = s.channels[*channel].releases;
+    list.push_back(ReleaseInfo{*version, row});
+    std::sort(list.begin(), list.end(),
+              [](const ReleaseInfo& a, const ReleaseInfo& b) { return a.version < b.version; });
+  });
+  reply_json(respond, 201, json::object{{"channel", *channel}, {"version", row.version},
+                                        {"contract_check", skip ? "skipped" : "passed"}});
+}
+
+void ServerImpl::api_list_releases(Responder& respond) {
+  auto snap = fleet_.snapshot();
+  json::array out;
+  for (const auto& [channel, info] : snap->channels) {
+    for (const auto& r : info.releases) {
+      boost::system::error_code ec;
+      auto targets = json::parse(r.row.targets_json, ec);
+      out.push_back(json::object{{"channel", channel},
+                                 {"version", r.row.version},
+                                 {"targets", ec ? json::value(json::array{}) : targets},
+                                 {"contract_bypassed", r.row.contract_bypassed},
+                                 {"registered_at", r.row.registered_at},
+                                 {"baseline", info.baseline && *info.baseline == r.version}});
+    }
+  }
+  reply_json(respond, 200, json::object{{"releases", std::move(out)}});
+}
+
+json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snapshot) const {
+  json::array stages;
+  std::uint64_t eligible = eligible_devices(snapshot);
+  for (std::size_t i = 0; i < r.plan.stages.size(); ++i) {
+    const auto& st = r.plan.stages[i];
+    core::Ppm share = core::effective_share(st.percent, st.min_devices, eligible);
+    stages.push_back(json::object{
+        {"name", st.name},
+        {"percent", st.percent.to_string()},
+        {"effective_share", share.to_string()},
+        {"target_devices", static_cast<std::uint64_t>(static_cast<double>(share.value()) / 1e6 *
+                                                      static_cast<double>(eligible) + 0.5)},
+        {"bake_s", st.bake / 1000},
+        {"admits_critical", st.admits_critical},
+        {"state", i < r.status.stage ? "done" : i == r.status.stage ? "current" : "waiting"}});
+  }
+  json::object gate{
+      {"exposed_failures", r.counters->exposed_failures.load()},
+      {"exposed_device_s", r.counters->exposed_s.load()},
+      {"control_failures", r.counters->control_failures.load()},
+      {"control_device_s", r.counters->control_s.load()},
+      {"acknowledged", r.counters->acknowledged.load()},
+      {"log_lr", r.verdict.log_lr},
+      {"halt_threshold", r.verdict.threshold},
+      {"ratio_estimate", r.verdict.ratio_estimate},
+      {"ratio_upper", std::isfinite(r.verdict.ratio_upper) ? json::value(r.verdict.ratio_upper)
+                                                           : json::value(nullptr)},
+      {"verdict_reason", r.verdict.reason},
+      {"halted", r.gate.halted}};
+  json::array actions;
+  for (auto ev : {core::RolloutEvent::kPause, core::RolloutEvent::kResume, core::RolloutEvent::kPromote,
+                  core::RolloutEvent::kAbort, core::RolloutEvent::kRollback}) {
+    if (core::is_allowed(r.status.state, ev)) actions.emplace_back(core::to_string(ev));
+  }
+  return json::object{{"id", r.row.id},
+                      {"channel", r.channel},
+                      {"version", r.version.to_string()},
+                      {"previous", version_or_null(r.previous)},
+                      {"plan", r.plan.name},
+                      {"on_failure", r.plan.on_failure == core::OnFailure::kRollback ? "rollback" : "halt"},
+                      {"status", status_to_json(r.status)},
+                      {"stages", std::move(stages)},
+                      {"gate", std::move(gate)},
+                      {"allowed_actions", std::move(actions)},
+                      {"generation", r.row.generation},
+                      {"created_at", r.row.created_at},
+                      {"updated_at", r.row.updated_at}};
+}
+
+void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const Caller& caller) {
+  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  if (!body) return reply_error(respond, body.error());
+  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
+  const auto& o = body->as_object();
+  if (auto e = check_fields(o, {"channel", "version", "plan_yaml", "id"}, "body")) return reply_error(respond, *e);
+  auto channel = string_member(o, "channel");
+  auto version_text = string_member(o, "version");
+  auto plan_yaml = string_member(o, "plan_yaml");
+  if (!channel) return reply_error(respond, bad_request("channel: required string"));
+  if (!version_text) return reply_error(respond, bad_request("version: required string"));
+  if (!plan_yaml) return reply_error(respond, bad_request("plan_yaml: required string (the plan file's text)"));
+  auto version = core::Version::parse(*version_text);
+  if (!version) return reply_error(respond, version.error().with_context("version: "));
+  auto plan = config::parse_plan(*plan_yaml, "plan_yaml");
+  if (!plan) return reply_error(respond, plan.error());
+  std::string id = "r-" + random_hex(4);
+  if (auto given = string_member(o, "id")) {
+    if (!core::RolloutId::parse(*given)) return reply_error(respond, bad_request("id: expected a rollout name"));
+    id = *given;
+  }
+
+  TimeMs now = clock_->now();
+  std::lock_guard engine_lock(engine_mu_);
+  auto snap = fleet_.snapshot();
+  auto ch = snap->channels.find(*channel);
+  bool known = ch != snap->channels.end() &&
+               std::any_of(ch->second.releases.begin(), ch->second.releases.end(),
+                           [&](const ReleaseInfo& r) { return r.version == *version; });
+  if (!known) {
+    return reply_error(respond, ApiError{404, "not_found",
+                                         "release " + *channel + " " + version->to_string() +
+                                             " is not registered (POST /v1/releases first)"});
+  }
+  if (const RolloutInfo* live = snap->live_rollout_for(*channel)) {
+    return reply_error(respond, ApiError{409, "conflict",
+                                         "channel '" + *channel + "' already has live rollout " +
+                                             live->row.id + " (" +
+                                             std::string(core::to_string(live->status.state)) +
+                                             "); finish, abort or roll it back first"});
+  }
+  auto info = std::make_shared<RolloutInfo>();
+  info->plan = std::move(*plan);
+  info->channel = *channel;
+  info->version = *version;
+  info->previous = ch->second.baseline;
+  info->counters = std::make_shared<RolloutCounters>();
+  info->row.id = id;
+  info->row.channel = *channel;
+  info->row.version = version->to_string();
+  info->row.previous = info->previous ? info->previous->to_string() : "";
+  info->row.plan_yaml = *plan_yaml;
+  info->row.salt = core::rollout_salt(id);
+  info->row.status_json = json::serialize(status_to_json(info->status));
+  info->row.gate_json = "{}";
+  info->row.generation = 0;
+  info->row.created_at = now;
+  info->row.updated_at = now;
+  {
+    std::lock_guard lock(store_mu_);
+    store::AuditRow a{0, now, caller.name, "rollout.create", "rollout " + id,
+                      "release " + *channel + " " + version->to_string() + " with plan '" +
+                          info->plan.name + "'"};
+    if (auto st = store_->insert_rollout(info->row, a); !st) return reply_error(respond, st.error());
+  }
+  std::shared_ptr<const RolloutInfo> published = info;
+  fleet_.update([&](Snapshot& s) { s.rollouts[id] = published; });
+  auto started = transition(id, core::RolloutEvent::kStart, caller.name,
+                            "started by " + caller.name, now);
+  if (!started) return reply_error(respond, started.error());
+  auto snap2 = fleet_.snapshot();
+  reply_json(respond, 201, rollout_json(**started, *snap2));
+}
+
+void ServerImpl::api_rollout_action(HttpRequest& req, Responder& respond, const Caller& caller,
+                                    const std::string& id, const std::string& action) {
+  static const std::map<std::string, core::RolloutEvent> kActions = {
+      {"pause", core::RolloutEvent::kPause},     {"resume", core::RolloutEvent::kResume},
+      {"promote", core::RolloutEvent::kPromote}, {"abort", core::RolloutEvent::kAbort},
+      {"rollback", core::RolloutEvent::kRollback}};
+  auto a = kActions.find(action);
+  if (a == kActions.end()) {
+    return reply_error(respond, ApiError{404, "not_found",
+                                         "no action '" + action +
+                                             "' (pause, resume, promote, abort, rollback)"});
+  }
+  std::string reason;
+  if (!req.body.empty()) {
+    auto body = parse_json_body(req.body, options_.max_body_bytes);
+    if (!body) return reply_error(respond, body.error());
+    if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
+    if (auto e = check_fields(body->as_object(), {"reason"}, "body")) return reply_error(respond, *e);
+    if (auto r = string_member(body->as_object(), "reason")) reason = r->substr(0, 512);
+  }
+  auto snap = fleet_.snapshot();
+  auto it = snap->rollouts.find(id);
+  if (it == snap->rollouts.end()) {
+    return reply_error(respond, ApiError{404, "not_found", "rollout '" + id + "' does not exist"});
+  }
+  const RolloutInfo& r = *it->second;
+  // Abort, rollback, and promotion into a stage that admits critical devices
+  // need an admin (issue 3 section 5).
+  bool needs_admin = a->second == core::RolloutEvent::kAbort ||
+                     a->second == core::RolloutEvent::kRollback;
+  if (a->second == core::RolloutEvent::kPromote && r.status.stage + 1 < r.plan.stages.size() &&
+      r.plan.stages[r.status.stage + 1].admits_critical) {
+    needs_admin = true;
+  }
+  if (needs_admin && caller.role < store::Role::kAdmin) {
+    std::string what = a->second == core::RolloutEvent::kPromote
+                           ? "promotion into stage '" + r.plan.stages[r.status.stage + 1].name +
+                                 "' (admits critical devices)"
+                           : action;
+    return reply_error(respond, ApiError{403, "forbidden",
+                                         what + " needs role admin; token '" + caller.name +
+                                             "' has role " + std::string(role_name(caller.role))});
+  }
+  if (reason.empty()) reason = action + " by " + caller.name;
+  auto done = transition(id, a->second, caller.name, reason, clock_->now());
+  if (!done) return reply_error(respond, done.error());
+  auto snap2 = fleet_.snapshot();
+  reply_json(respond, 200, rollout_json(**done, *snap2));
+}
+
+void ServerImpl::api_get_rollout(Responder& respond, const std::string& id) {
+  auto snap = fleet_.snapshot();
+  auto it = snap->rollouts.find(id);
+  if (it == snap->rollouts.end()) {
+    return reply_error(respond, ApiError{404, "not_found", "rollout '" + id + "' does not exist"});
+  }
+  auto out = rollout_json(*it->second, *snap);
+  std::vector<store::TransitionRow> transitions;
+  {
+    std::lock_guard lock(store_mu_);
+    if (auto t = store_->load_transitions(id)) transitions = std::move(*t);
+  }
+  json::array tr;
+  for (const auto& t : transitions) {
+    tr.push_back(json::object{{"generation", t.generation}, {"from", t.from_state}, {"to", t.to_state},
+                              {"event", t.event}, {"reason", t.reason}, {"at", t.at}});
+  }
+  out["transitions"] = std::move(tr);
+  reply_json(respond, 200, out);
+}
+
+void ServerImpl::api_list_rollouts(Responder& respond) {
+  auto snap = fleet_.snapshot();
+  json::array out;
+  for (const auto& [id, r] : snap->rollouts) out.push_back(rollout_json(*r, *snap));
+  reply_json(respond, 200, json::object{{"rollouts", std::move(out)}});
+}
+
+void ServerImpl::api_fleet(Responder& respond) {
+  auto snap = fleet_.snapshot();
+  TimeMs now = clock_->now();
+  std::map<std::string, std::map<std::string, std::uint64_t>> by_version;  // channel -> version -> n
+  std::map<std::string, std::uint64_t> by_tenant;
+  std::map<std::string, std::map<std::string, std::uint64_t>> by_stage;  // rollout -> stage -> n
+  std::uint64_t total = 0, online = 0;
+  fleet_.for_each_device([&](const Device& d) {
+    ++total;
+    if (d.last_seen > 0 && now - d.last_seen <= 3 * 60 * 1000 && !d.said_goodbye) ++online;
+    ++by_tenant[d.tenant];
+    for (const auto& [ch, v] : d.versions) ++by_version[ch][v.to_string()];
+    for (const auto& [ch, id] : snap->live_rollout) {
+      const RolloutInfo* r = snap->live_rollout_for(ch);
+      if (r == nullptr) continue;
+      // The first stage whose share admits the device's bucket.
+      std::uint32_t bucket = core::cohort_bucket(d.id, r->row.salt);
+      std::string stage = "not yet";
+      for (const auto& st : r->plan.stages) {
+        if (core::bucket_admitted(bucket, core::effective_share(st.percent, st.min_devices, snap->device_count))) {
+          stage = st.name;
+          break;
+        }
+      }
+      ++by_stage[id][stage];
+    }
+  });
+  json::object versions;
+  for (const auto& [ch, m] : by_version) {
+    json::object o;
+    for (const auto& [v, n] : m) o[v] = n;
+    versions[ch] = std::move(o);
+  }
+  json::object tenants;
+  for (const auto& [t, n] : by_tenant) tenants[t] = n;
+  json::object stages;
+  for (const auto& [id, m] : by_stage) {
+    json::object o;
+    for (const auto& [s, n] : m) o[s] = n;
+    stages[id] = std::move(o);
+  }
+  reply_json(respond, 200, json::object{{"devices", total}, {"online", online},
+                                        {"by_version", std::move(versions)},
+                                        {"by_tenant", std::move(tenants)},
+                                        {"by_stage", std::move(stages)}});
+}
+
+void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::string& id) {
+  auto snap = fleet_.snapshot();
+  TimeMs now = clock_->now();
+  json::object out;
+  std::vector<ChannelAnswer> answers;
+  auto st = fleet_.with_device(id, [&](Device& d) {
+    answers = Fleet::answer(d, *snap, now);
+    json::object failed;
+    for (const auto& [ch, list] : d.failed) {
+      json::array a;
+      for (const auto& v : list) a.emplace_back(v.to_string());
+      failed[ch] = std::move(a);
+    }
+    boost::system::error_code ec;
+    auto health = json::parse(d.health_json, ec);
+    out = json::object{{"id", d.id},
+                       {"tenant", d.tenant},
+                       {"tags", tags_to_json(d.tags)},
+                       {"utc_offset_minutes", d.utc_offset_minutes},
+                       {"enrolled_at", d.enrolled_at},
+                       {"last_seen", d.last_seen},
+                       {"said_goodbye", d.said_goodbye},
+                       {"failed", std::move(failed)},
+                       {"health", ec ? json::value(json::object{}) : health}};
+  });
+  if (!st) return reply_error(respond, st.error());
+  // "Why has (or hasn't) this device got version V?" — with ?version=V the answer
+  // names V explicitly.
+  std::string asked = query_param(req.query, "version");
+  json::object channels = answer_json(answers, *snap, now)["channels"].as_object();
+  out["channels"] = std::move(channels);
+  if (!asked.empty()) {
+    auto v = core::Version::parse(asked);
+    if (!v) return reply_error(respond, v.error().with_context("version: "));
+    std::string why;
+    for (const auto& a : answers) {
+      bool has = a.current && *a.current == *v;
+      bool gets = a.assignment.desired && *a.assignment.desired == *v;
+      bool relevant = has || gets;
+      if (!relevant) {
+        if (auto ch = snap->channels.find(a.channel); ch != snap->channels.end()) {
+          for (const auto& r : ch->second.releases) relevant = relevant || r.version == *v;
+        }
+      }
+      if (!relevant) continue;
+      why = std::string(has ? "runs " : "does not run ") + v->to_string() + " on " + a.channel + "; " +
+            (gets ? "it is the desired version: " : "the desired version is " +
+                                                        (a.assignment.desired ? a.assignment.desired->to_string()
+                                                                              : std::string("unchanged")) +
+                                                        ": ") +
+            a.assignment.reason.text;
+    }
+    out["why"] = why.empty() ? "no channel has a release " + v->to_string() : why;
+  }
+  reply_json(respond, 200, out);
+}
+
+void ServerImpl::api_audit(HttpRequest& req, Responder& respond) {
+  std::int64_t after = 0;
+  std::size_t limit = 100;
+  std::string a = query_param(req.query, "after");
+  std::string l = query_param(req.query, "limit");
+  if (!a.empty()) {
+    auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), after);
+    if (ec != std::errc() || p != a.data() + a.size() || after < 0) {
+      return reply_error(respond, bad_request("after: expected a non-negative integer"));
+    }
+  }
+  if (!l.empty()) {
+    auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
+    if (ec != std::errc() || p != l.data() + l.size() || limit == 0 || limit > 1000) {
+      return reply_error(respond, bad_request("limit: expected an integer in 1..1000"));
+    }
+  }
+  core::Result<std::vector<store::AuditRow>> rows = std::vector<store::AuditRow>{};
+  {
+    std::lock_guard lock(store_mu_);
+    rows = store_->load_audit(after, limit);
+  }
+  if (!rows) return reply_error(respond, rows.error());
+  json::array out;
+  for (const auto& r : *rows) {
+    out.push_back(json::object{{"seq", r.seq}, {"at", r.at}, {"actor", r.actor}, {"action", r.action},
+                               {"target", r.target}, {"reason", r.reason}});
+  }
+  reply_json(respond, 200, json::object{{"entries", std::move(out)}});
+}
+
+void ServerImpl::api_metrics(Responder& respond) {
+  std::string text = metrics_.render();
+  auto snap = fleet_.snapshot();
+  text += "# HELP tranche_devices Devices enrolled.\n# TYPE tranche_devices gauge\ntranche_devices " +
+          std::to_string(fleet_.device_count()) + "\n";
+  text +=
+      "# HELP tranche_gate_log_lr Log likelihood ratio of the gate's test, per rollout and stage.\n"
+      "# TYPE tranche_gate_log_lr gauge\n";
+  std::string failures =
+      "# HELP tranche_gate_failures Failing devices counted by the gate.\n"
+      "# TYPE tranche_gate_failures gauge\n";
+  std::string exposure =
+      "# HELP tranche_gate_exposure_seconds Device-seconds of evidence.\n"
+      "# TYPE tranche_gate_exposure_seconds gauge\n";
+  for (const auto& [id, r] : snap->rollouts) {
+    if (!r->live()) continue;
+    std::string stage = r->status.stage < r->plan.stages.size() ? r->plan.stages[r->status.stage].name : "";
+    std::string labels = "{rollout=\"" + id + "\",stage=\"" + stage + "\"";
+    text += "tranche_gate_log_lr" + labels + "} " + std::to_string(r->verdict.log_lr) + "\n";
+    failures += "tranche_gate_failures" + labels + ",group=\"exposed\"} " +
+                std::to_string(r->counters->exposed_failures.load()) + "\n";
+    failures += "tranche_gate_failures" + labels + ",group=\"control\"} " +
+                std::to_string(r->counters->control_failures.load()) + "\n";
+    exposure += "tranche_gate_exposure_seconds" + labels + ",group=\"exposed\"} " +
+                std::to_string(r->counters->exposed_s.load()) + "\n";
+    exposure += "tranche_gate_exposure_seconds" + labels + ",group=\"control\"} " +
+                std::to_string(r->counters->control_s.load()) + "\n";
+  }
+  HttpResponse res;
+  res.content_type = "text/plain; version=0.0.4";
+  res.body = text + failures + exposure;
+  respond(std::move(res));
+}
+
+}  // namespace tranche::server

@@ -1,0 +1,301 @@
+#include "server/http_server.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/version.hpp>
+
+namespace tranche::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string error_body(std::string_view code, std::string_view message) {
+  // The API's error shape (docs/api.md), written by hand here: the HTTP layer
+  // refuses a request before any handler (and its JSON library) sees it.
+  std::string out = R"({"error":{"code":")";
+  out += code;
+  out += R"(","message":")";
+  for (char c : message) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) out += c;
+  }
+  out += "\"}}";
+  return out;
+}
+
+struct Shared {
+  Handler handler;
+  HttpServerOptions options;
+  std::atomic<std::size_t> open_sessions{0};
+  std::atomic<bool> stopping{false};
+};
+
+// One connection. Stream is beast::tcp_stream or beast::ssl_stream<tcp_stream>.
+template <typename Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  template <typename... Args>
+  Session(std::shared_ptr<Shared> shared, Args&&... args)
+      : shared_(std::move(shared)), stream_(std::forward<Args>(args)...) {
+    ++shared_->open_sessions;
+  }
+  ~Session() { --shared_->open_sessions; }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void run() {
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->on_run(); });
+  }
+
+ private:
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  void on_run() {
+    if constexpr (kTls) {
+      lowest().expires_after(shared_->options.idle_timeout);
+      stream_.async_handshake(asio::ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) {
+                                if (!ec) self->do_read();
+                              });
+    } else {
+      do_read();
+    }
+  }
+
+  void do_read() {
+    if (shared_->stopping) return close();
+    parser_.emplace();
+    parser_->body_limit(shared_->options.max_body_bytes);
+    parser_->header_limit(static_cast<std::uint32_t>(shared_->options.max_header_bytes));
+    lowest().expires_after(shared_->options.idle_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->on_read(ec);
+                     });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+        ec == asio::ssl::error::stream_truncated) {
+      return close();
+    }
+    if (ec == http::error::body_limit) {
+      return refuse(413, "too_large",
+                    "request body exceeds " + std::to_string(shared_->options.max_body_bytes) +
+                        " bytes");
+    }
+    if (ec == http::error::header_limit) {
+      return refuse(431, "too_large", "request headers exceed the limit");
+    }
+    if (ec) return refuse(400, "bad_request", "malformed HTTP request: " + ec.message());
+
+    http::request<http::string_body> req = parser_->release();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    HttpRequest out;
+    out.method = std::string(req.method_string());
+    std::string_view target = req.target();
+    auto q = target.find('?');
+    out.path = std::string(target.substr(0, q));
+    if (q != std::string_view::npos) out.query = std::string(target.substr(q + 1));
+    out.authorization = std::string(req[http::field::authorization]);
+    out.content_type = std::string(req[http::field::content_type]);
+    out.body = std::move(req.body());
+    beast::error_code ignored;
+    auto endpoint = lowest().socket().remote_endpoint(ignored);
+    if (!ignored) out.remote = endpoint.address().to_string();
+
+    // A held request is not idle: the server is the one taking its time.
+    lowest().expires_never();
+    auto self = this->shared_from_this();
+    shared_->handler(std::move(out), [self](HttpResponse response) {
+      auto exec = self->stream_.get_executor();
+      asio::post(exec, [self, r = std::move(response)]() mutable { self->write(std::move(r)); });
+    });
+  }
+
+  void refuse(unsigned status, std::string_view code, const std::string& message) {
+    keep_alive_ = false;
+    HttpResponse r;
+    r.status = status;
+    r.body = error_body(code, message);
+    write(std::move(r));
+  }
+
+  void write(HttpResponse response) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(response.status), version_ == 0 ? 11 : version_);
+    res->set(http::field::server, "tranche");
+    res->set(http::field::content_type, response.content_type);
+    for (auto& [name, value] : response.headers) res->set(name, value);
+    res->body() = std::move(response.body);
+    res->keep_alive(keep_alive_ && !shared_->stopping);
+    res->prepare_payload();
+    lowest().expires_after(shared_->options.idle_timeout);
+    http::async_write(stream_, *res,
+                      [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
+                        if (ec || !res->keep_alive()) return self->close();
+                        self->do_read();
+                      });
+  }
+
+  void close() {
+    beast::error_code ec;
+    if constexpr (kTls) {
+      lowest().expires_after(std::chrono::seconds(2));
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+        beast::error_code ignored;
+        self->lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+      });
+    } else {
+      lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+  }
+
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  std::shared_ptr<Shared> shared_;
+  Stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool keep_alive_ = false;
+  unsigned version_ = 11;
+};
+
+class BeastServer final : public HttpServer {
+ public:
+  BeastServer(std::shared_ptr<Shared> shared, unsigned threads)
+      : shared_(std::move(shared)), ioc_(static_cast<int>(threads)), acceptor_(ioc_) {}
+
+  ~BeastServer() override { stop(std::chrono::milliseconds(0)); }
+
+  core::Status open(tcp::endpoint endpoint) {
+    beast::error_code ec;
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return core::make_error(core::ErrorCode::kInvalidArgument,
+                              "cannot listen on " + endpoint.address().to_string() + ":" +
+                                  std::to_string(endpoint.port()) + ": " + ec.message());
+    }
+    port_ = acceptor_.local_endpoint().port();
+    return core::Ok{};
+  }
+
+  core::Status load_tls(const TlsFiles& files) {
+    ssl_.emplace(asio::ssl::context::tls_server);
+    ssl_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                      asio::ssl::context::no_tlsv1_1);
+    beast::error_code ec;
+    ssl_->use_certificate_chain_file(files.cert_chain_pem, ec);
+    if (ec) {
+      return core::make_error(core::ErrorCode::kInvalidArgument,
+                              "--tls-cert " + files.cert_chain_pem + ": " + ec.message());
+    }
+    ssl_->use_private_key_file(files.private_key_pem, asio::ssl::context::pem, ec);
+    if (ec) {
+      return core::make_error(core::ErrorCode::kInvalidArgument,
+                              "--tls-key " + files.private_key_pem + ": " + ec.message());
+    }
+    return core::Ok{};
+  }
+
+  void run(unsigned threads) {
+    do_accept();
+    threads_.reserve(threads);
+    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
+  }
+
+  std::uint16_t port() const override { return port_; }
+
+  void stop(std::chrono::milliseconds grace) override {
+    if (stopped_.exchange(true)) return;
+    shared_->stopping = true;
+    asio::post(ioc_, [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+    });
+    // Connections finish the request they are on (stopping turns keep-alive off).
+    auto deadline = std::chrono::steady_clock::now() + grace;
+    while (shared_->open_sessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ioc_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void do_accept() {
+    acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
+      if (ec) {
+        if (!acceptor_.is_open()) return;
+      } else {
+        beast::error_code ignored;
+        s.set_option(tcp::no_delay(true), ignored);
+        if (ssl_) {
+          std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(shared_, std::move(s),
+                                                                           *ssl_)
+              ->run();
+        } else {
+          std::make_shared<Session<beast::tcp_stream>>(shared_, std::move(s))->run();
+        }
+      }
+      do_accept();
+    });
+  }
+
+  std::shared_ptr<Shared> shared_;
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;
+  std::optional<asio::ssl::context> ssl_;
+  std::vector<std::thread> threads_;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace
+
+core::Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options,
+                                                            Handler handler) {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(options.address, ec);
+  if (ec) {
+    return core::make_error(core::ErrorCode::kInvalidArgument,
+                            "listen address '" + options.address + "': " + ec.message());
+  }
+  auto shared = std::make_shared<Shared>();
+  shared->handler = std::move(handler);
+  shared->options = options;
+  unsigned threads = options.threads == 0 ? 1 : options.threads;
+  auto server = std::make_unique<BeastServer>(shared, threads);
+  if (options.tls) {
+    if (auto st = server->load_tls(*options.tls); !st) return st.error();
+  }
+  if (auto st = server->open(tcp::endpoint(address, options.port)); !st) return st.error();
+  server->run(threads);
+  return std::unique_ptr<HttpServer>(std::move(server));
+}
+
+}  // namespace tranche::server

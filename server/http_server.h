@@ -1,0 +1,75 @@
+// The HTTP/1.1 listener of tranche-server: Boost.Beast over Asio with a pool of
+// worker threads, plain TCP or TLS (OpenSSL). Beast stays inside
+// http_server.cpp; the rest of the server sees these plain structs.
+//
+// A handler receives each request and a Responder, and must call the Responder
+// exactly once — now, or later from any thread (long-polled check-ins are
+// answered when the answer changes). The connection waits for it; HTTP
+// pipelining is not supported (one request at a time per connection).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+
+namespace tranche::server {
+
+struct HttpRequest {
+  std::string method;         // "GET", "POST", ...
+  std::string path;           // target up to '?', not decoded
+  std::string query;          // after '?', may be empty
+  std::string authorization;  // the Authorization header, may be empty
+  std::string content_type;
+  std::string body;
+  std::string remote;  // peer address, for logs
+};
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+using Responder = std::function<void(HttpResponse)>;
+using Handler = std::function<void(HttpRequest&&, Responder)>;
+
+struct TlsFiles {
+  std::string cert_chain_pem;  // path
+  std::string private_key_pem;  // path
+};
+
+struct HttpServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 0;  // 0: any free port (see HttpServer::port)
+  unsigned threads = 2;
+  std::size_t max_body_bytes = 1 << 20;
+  std::size_t max_header_bytes = 16 * 1024;
+  // A connection that sends nothing for this long is closed. It is not a limit on
+  // a held (long-poll) request: the server's answer is what it waits for then.
+  std::chrono::seconds idle_timeout{60};
+  std::optional<TlsFiles> tls;
+};
+
+class HttpServer {
+ public:
+  // Binds, listens and starts the worker threads. Errors name the address and the
+  // reason (port in use, certificate unreadable).
+  static core::Result<std::unique_ptr<HttpServer>> start(const HttpServerOptions& options,
+                                                         Handler handler);
+  virtual ~HttpServer() = default;
+  virtual std::uint16_t port() const = 0;
+  // Stops accepting, lets requests in flight be answered (their Responders still
+  // work) for up to `grace`, then closes every connection and joins the threads.
+  virtual void stop(std::chrono::milliseconds grace) = 0;
+};
+
+}  // namespace tranche::server

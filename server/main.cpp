@@ -1,0 +1,190 @@
+// tranche-server: flags and an optional YAML config file (flags win), signals,
+// and the server's lifetime.
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "config/yaml_util.h"
+#include "server/server.h"
+
+namespace {
+
+using tranche::server::ServerOptions;
+
+// Config file keys, each the long name of a flag.
+tranche::core::Status apply_config_file(const std::string& path, ServerOptions& o,
+                                        std::vector<std::string>& interfaces) {
+  namespace config = tranche::config;
+  auto text = config::read_file_limited(path, 64 * 1024);
+  if (!text) return text.error();
+  auto root = config::parse_yaml(*text, path);
+  if (!root) return root.error();
+  if (!root->IsMap()) return config::error_at(path, *root, "expected a mapping of settings");
+  if (auto st = config::check_keys(*root,
+                                   {"listen", "port", "threads", "data-dir", "store", "tls-cert", "tls-key",
+                                    "allow-insecure-remote", "tick-ms", "batch-ms", "batch-max",
+                                    "long-poll-max-s", "ask-again-s", "interface"},
+                                   path, "");
+      !st) {
+    return st;
+  }
+  auto str = [&](const char* key, std::string& out) -> tranche::core::Status {
+    if (!(*root)[key]) return tranche::core::Ok{};
+    auto v = config::as_string((*root)[key], path, key);
+    if (!v) return v.error();
+    out = *v;
+    return tranche::core::Ok{};
+  };
+  auto num = [&](const char* key, auto& out, std::int64_t lo, std::int64_t hi) -> tranche::core::Status {
+    if (!(*root)[key]) return tranche::core::Ok{};
+    auto v = config::as_int((*root)[key], path, key);
+    if (!v) return v.error();
+    if (*v < lo || *v > hi) {
+      return config::error_at(path, (*root)[key],
+                              std::string(key) + ": must be in " + std::to_string(lo) + ".." + std::to_string(hi));
+    }
+    out = static_cast<std::remove_reference_t<decltype(out)>>(*v);
+    return tranche::core::Ok{};
+  };
+  std::string cert, key;
+  std::int64_t tick = o.tick.count(), batch = o.batch_interval.count(), lp = o.long_poll_max.count(),
+               ask = o.ask_again.count();
+  for (auto st : {str("listen", o.listen_address), str("data-dir", o.data_dir), str("store", o.store_url),
+                  str("tls-cert", cert), str("tls-key", key), num("port", o.port, 0, 65535),
+                  num("threads", o.threads, 0, 256), num("tick-ms", tick, 10, 3'600'000),
+                  num("batch-ms", batch, 1, 60'000), num("batch-max", o.batch_max_records, 1, 1'000'000),
+                  num("long-poll-max-s", lp, 0, 3600), num("ask-again-s", ask, 1, 86400)}) {
+    if (!st) return st;
+  }
+  if ((*root)["allow-insecure-remote"]) {
+    auto v = config::as_bool((*root)["allow-insecure-remote"], path, "allow-insecure-remote");
+    if (!v) return v.error();
+    o.allow_insecure_remote = *v;
+  }
+  if (auto node = (*root)["interface"]) {
+    if (!node.IsSequence()) return config::error_at(path, node, "interface: expected a list of CHANNEL=FILE");
+    for (const auto& item : node) {
+      auto v = config::as_string(item, path, "interface[]");
+      if (!v) return v.error();
+      interfaces.push_back(*v);
+    }
+  }
+  o.tick = std::chrono::milliseconds(tick);
+  o.batch_interval = std::chrono::milliseconds(batch);
+  o.long_poll_max = std::chrono::seconds(lp);
+  o.ask_again = std::chrono::seconds(ask);
+  if (!cert.empty() || !key.empty()) o.tls = tranche::server::TlsFiles{cert, key};
+  return tranche::core::Ok{};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "tranche-server: the control plane of tranche. Devices enroll and check in; operators register\n"
+      "releases and start rollouts; the engine walks each rollout through its plan's stages, halting\n"
+      "(and rolling back) when the health gate sees exposed devices fail more than the control group.\n"
+      "API: docs/api.md. Data: embedded SQLite under --data-dir unless --store names PostgreSQL."};
+  app.set_version_flag("--version", TRANCHE_VERSION);
+  ServerOptions o;
+  std::string config_file, tls_cert, tls_key;
+  std::vector<std::string> interfaces;
+  std::int64_t tick_ms = o.tick.count(), batch_ms = o.batch_interval.count(),
+               long_poll_s = o.long_poll_max.count(), ask_again_s = o.ask_again.count();
+  app.add_option("-c,--config", config_file, "YAML file of settings (keys are these flags' long names)");
+  app.add_option("--listen", o.listen_address, "address to listen on")->capture_default_str();
+  app.add_option("--port", o.port, "TCP port (0: any free port, printed at start)")->capture_default_str();
+  app.add_option("--threads", o.threads, "HTTP worker threads (0: one per core)")->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "directory for the SQLite store and the admin token")
+      ->capture_default_str();
+  app.add_option("--store", o.store_url,
+                 "store URL: sqlite:PATH or postgres://user@host/db (default: sqlite:DATA_DIR/tranche.db)");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve HTTPS");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  app.add_flag("--allow-insecure-remote", o.allow_insecure_remote,
+               "allow plain HTTP on an address other than loopback");
+  app.add_option("--tick-ms", tick_ms, "rollout engine period")->capture_default_str();
+  app.add_option("--batch-ms", batch_ms, "device state is written at least this often")->capture_default_str();
+  app.add_option("--batch-max", o.batch_max_records, "... or when this many records wait")->capture_default_str();
+  app.add_option("--long-poll-max-s", long_poll_s, "longest a check-in is held waiting for a change")
+      ->capture_default_str();
+  app.add_option("--ask-again-s", ask_again_s, "when a device at rest should check in again")
+      ->capture_default_str();
+  app.add_option("--interface", interfaces,
+                 "CHANNEL=FILE: check content bundles of CHANNEL against this consumer interface "
+                 "when a release is registered (repeatable)");
+  app.add_option("--admin-token", o.admin_token,
+                 "bootstrap admin token (also from TRANCHE_ADMIN_TOKEN); without one, a first start "
+                 "writes a generated token to DATA_DIR/admin-token")
+      ->envname("TRANCHE_ADMIN_TOKEN");
+  CLI11_PARSE(app, argc, argv);
+
+  if (!config_file.empty()) {
+    // Defaults, then the file, then flags: re-parse so flags win.
+    ServerOptions from_file;
+    std::vector<std::string> file_interfaces;
+    if (auto st = apply_config_file(config_file, from_file, file_interfaces); !st) {
+      std::cerr << "tranche-server: " << st.error().to_string() << "\n";
+      return 2;
+    }
+    auto given = [&](const char* flag) { return app.count(flag) > 0; };
+    if (!given("--listen")) o.listen_address = from_file.listen_address;
+    if (!given("--port")) o.port = from_file.port;
+    if (!given("--threads")) o.threads = from_file.threads;
+    if (!given("--data-dir")) o.data_dir = from_file.data_dir;
+    if (!given("--store")) o.store_url = from_file.store_url;
+    if (!given("--allow-insecure-remote")) o.allow_insecure_remote = from_file.allow_insecure_remote;
+    if (!given("--tick-ms")) tick_ms = from_file.tick.count();
+    if (!given("--batch-ms")) batch_ms = from_file.batch_interval.count();
+    if (!given("--batch-max")) o.batch_max_records = from_file.batch_max_records;
+    if (!given("--long-poll-max-s")) long_poll_s = from_file.long_poll_max.count();
+    if (!given("--ask-again-s")) ask_again_s = from_file.ask_again.count();
+    if (!given("--interface")) interfaces = file_interfaces;
+    if (!given("--tls-cert") && from_file.tls) tls_cert = from_file.tls->cert_chain_pem;
+    if (!given("--tls-key") && from_file.tls) tls_key = from_file.tls->private_key_pem;
+  }
+  if (tls_cert.empty() != tls_key.empty()) {
+    std::cerr << "tranche-server: --tls-cert and --tls-key go together\n";
+    return 2;
+  }
+  if (!tls_cert.empty()) o.tls = tranche::server::TlsFiles{tls_cert, tls_key};
+  o.tick = std::chrono::milliseconds(tick_ms);
+  o.batch_interval = std::chrono::milliseconds(batch_ms);
+  o.long_poll_max = std::chrono::seconds(long_poll_s);
+  o.ask_again = std::chrono::seconds(ask_again_s);
+  for (const auto& item : interfaces) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
+      std::cerr << "tranche-server: --interface " << item << ": expected CHANNEL=FILE\n";
+      return 2;
+    }
+    o.interfaces[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+
+  // Signals are taken by a waiting thread, not a handler: shutdown needs locks.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  auto server = tranche::server::Server::start(o, std::make_shared<tranche::server::SystemClock>());
+  if (!server) {
+    std::cerr << "tranche-server: " << server.error().to_string() << "\n";
+    return 1;
+  }
+  // One machine-readable line for scripts and tests: where to reach the server.
+  std::cout << "tranche-server listening on " << (o.tls ? "https" : "http") << "://" << o.listen_address
+            << ":" << (*server)->port() << std::endl;
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("{}: shutting down (flushing buffered writes)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->shutdown();
+  return 0;
+}

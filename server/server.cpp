@@ -1,0 +1,606 @@
+#include "server/server.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <boost/json.hpp>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include "config/content_files.h"
+#include "config/plan_yaml.h"
+#include "core/cohort.h"
+#include "server/codec.h"
+#include "server/server_impl.h"
+#include "tuf/crypto.h"
+
+namespace tranche::server {
+namespace json = boost::json;
+using core::ErrorCode;
+using core::make_error;
+
+core::TimeMs SystemClock::now() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::string raw(bytes, '\0');
+  TRANCHE_ASSERT(RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()),
+                            static_cast<int>(raw.size())) == 1,
+                 "OpenSSL's random generator failed");
+  return tuf::hex_encode(raw);
+}
+
+ServerImpl::ServerImpl(ServerOptions options, std::shared_ptr<Clock> clock)
+    : options_(std::move(options)), clock_(std::move(clock)) {}
+
+ServerImpl::~ServerImpl() { shutdown(); }
+
+core::Result<std::unique_ptr<Server>> Server::start(ServerOptions options,
+                                                    std::shared_ptr<Clock> clock) {
+  auto impl = std::make_unique<ServerImpl>(std::move(options), std::move(clock));
+  if (auto st = impl->open(); !st) return st.error();
+  return std::unique_ptr<Server>(std::move(impl));
+}
+
+namespace {
+
+bool is_loopback(const std::string& address) {
+  return address == "127.0.0.1" || address == "::1" || address.rfind("127.", 0) == 0 ||
+         address == "localhost";
+}
+
+}  // namespace
+
+core::Status ServerImpl::open() {
+  if (!options_.tls && !options_.allow_insecure_remote && !is_loopback(options_.listen_address)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "refusing plain HTTP on " + options_.listen_address +
+                          ": tokens would cross the network in clear text; give --tls-cert and "
+                          "--tls-key, or --allow-insecure-remote");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options_.data_dir, ec);
+  if (ec) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--data-dir " + options_.data_dir + ": " + ec.message());
+  }
+  std::string url = options_.store_url.empty()
+                        ? "sqlite:" + (std::filesystem::path(options_.data_dir) / "tranche.db").string()
+                        : options_.store_url;
+  auto store = store::open_store(url);
+  if (!store) return store.error().with_context("store " + url + ": ");
+  store_ = std::move(*store);
+  spdlog::info("store: {} (schema version {})", store_->backend(), store::latest_schema_version());
+
+  for (const auto& [channel, path] : options_.interfaces) {
+    auto iface = config::load_consumer_interface_file(path);
+    if (!iface) return iface.error().with_context("--interface " + channel + "=");
+    interfaces_.emplace(channel, std::move(*iface));
+  }
+
+  if (auto st = load(); !st) return st;
+  if (auto st = ensure_admin_token(); !st) return st;
+
+  writer_ = std::thread([this] { writer_loop(); });
+  engine_ = std::thread([this] { engine_loop(); });
+  poller_ = std::thread([this] { poller_loop(); });
+
+  HttpServerOptions http;
+  http.address = options_.listen_address;
+  http.port = options_.port;
+  http.threads = options_.threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
+                                       : options_.threads;
+  http.max_body_bytes = options_.max_body_bytes;
+  http.tls = options_.tls;
+  auto listener = HttpServer::start(
+      http, [this](HttpRequest&& req, Responder respond) { handle(std::move(req), std::move(respond)); });
+  if (!listener) {
+    shutdown();
+    return listener.error();
+  }
+  http_ = std::move(*listener);
+  spdlog::info("listening on {}://{}:{} with {} worker threads", options_.tls ? "https" : "http",
+               options_.listen_address, http_->port(), http.threads);
+  return core::Ok{};
+}
+
+// --- loading ------------------------------------------------------------------------
+
+core::Status ServerImpl::load() {
+  auto tenants = store_->load_tenants();
+  if (!tenants) return tenants.error();
+  auto tokens = store_->load_operator_tokens();
+  if (!tokens) return tokens.error();
+  auto releases = store_->load_releases();
+  if (!releases) return releases.error();
+  auto rollouts = store_->load_rollouts();
+  if (!rollouts) return rollouts.error();
+  auto devices = store_->load_devices();
+  if (!devices) return devices.error();
+  auto states = store_->load_device_states();
+  if (!states) return states.error();
+
+  Snapshot snap;
+  for (auto& row : *tenants) {
+    TenantInfo info;
+    boost::system::error_code ec;
+    auto policy_value = json::parse(row.policy_json, ec);
+    if (!ec) {
+      auto policy = policy_from_json(policy_value);
+      if (!policy) return policy.error().with_context("tenant " + row.id + ": ");
+      info.policy = std::move(*policy);
+    }
+    info.row = std::move(row);
+    snap.tenants.emplace(info.row.id, std::move(info));
+  }
+  for (auto& row : *tokens) snap.operators.emplace(row.token_hash, OperatorInfo{row.name, row.role});
+  for (auto& row : *releases) {
+    auto v = core::Version::parse(row.version);
+    if (!v) return v.error().with_context("release " + row.channel + " ");
+    snap.channels[row.channel].releases.push_back(ReleaseInfo{*v, std::move(row)});
+  }
+  for (auto& [channel, info] : snap.channels) {
+    std::sort(info.releases.begin(), info.releases.end(),
+              [](const ReleaseInfo& a, const ReleaseInfo& b) { return a.version < b.version; });
+  }
+  for (auto& row : *rollouts) {
+    auto info = std::make_shared<RolloutInfo>();
+    auto plan = config::parse_plan(row.plan_yaml, "rollout " + row.id);
+    if (!plan) return plan.error();
+    auto status = status_from_json(row.status_json);
+    if (!status) return status.error().with_context("rollout " + row.id + ": ");
+    auto gate = gate_from_json(row.gate_json);
+    if (!gate) return gate.error().with_context("rollout " + row.id + ": ");
+    auto version = core::Version::parse(row.version);
+    if (!version) return version.error();
+    info->plan = std::move(*plan);
+    info->status = *status;
+    info->gate = gate->state;
+    info->channel = row.channel;
+    info->version = *version;
+    if (!row.previous.empty()) {
+      auto prev = core::Version::parse(row.previous);
+      if (prev) info->previous = *prev;
+    }
+    info->counters = std::make_shared<RolloutCounters>();
+    info->counters->exposed_s = gate->exposed.exposure_s;
+    info->counters->exposed_failures = gate->exposed.failures;
+    info->counters->control_s = gate->control.exposure_s;
+    info->counters->control_failures = gate->control.failures;
+    info->counters->acknowledged = gate->acknowledged;
+    info->row = std::move(row);
+    if (info->status.state == core::RolloutState::kCompleted) {
+      auto& baseline = snap.channels[info->channel].baseline;
+      if (!baseline || *baseline < info->version) baseline = info->version;
+    }
+    if (info->live()) snap.live_rollout[info->channel] = info->row.id;
+    snap.rollouts.emplace(info->row.id, std::move(info));
+  }
+
+  std::unordered_map<std::string, store::DeviceStateRow> state_by_device;
+  for (auto& s : *states) state_by_device.emplace(s.device, std::move(s));
+  for (auto& row : *devices) {
+    Device d;
+    d.id = row.id;
+    d.tenant = row.tenant;
+    d.token_hash = row.token_hash;
+    d.utc_offset_minutes = row.utc_offset_minutes;
+    d.enrolled_at = row.enrolled_at;
+    boost::system::error_code ec;
+    if (auto tags = json::parse(row.tags_json, ec); !ec) {
+      if (auto t = tags_from_json(tags)) d.tags = std::move(*t);
+    }
+    if (auto it = state_by_device.find(row.id); it != state_by_device.end()) {
+      const auto& s = it->second;
+      d.last_seen = s.last_seen;
+      d.said_goodbye = s.said_goodbye;
+      d.last_event_seq = s.last_event_seq;
+      if (auto v = json::parse(s.versions_json, ec); !ec && v.is_object()) {
+        for (const auto& [ch, ver] : v.as_object()) {
+          if (ver.is_string()) {
+            if (auto p = core::Version::parse(ver.as_string())) d.versions.emplace(ch, *p);
+          }
+        }
+      }
+      if (auto f = json::parse(s.failed_json, ec); !ec && f.is_object()) {
+        for (const auto& [ch, list] : f.as_object()) {
+          if (!list.is_array()) continue;
+          for (const auto& ver : list.as_array()) {
+            if (!ver.is_string()) continue;
+            if (auto p = core::Version::parse(ver.as_string())) d.failed[ch].push_back(*p);
+          }
+        }
+      }
+      if (auto h = json::parse(s.health_json, ec); !ec && h.is_object()) {
+        auto& o = h.as_object();
+        if (auto* marks = o.if_contains("_marks"); marks != nullptr && marks->is_array()) {
+          for (const auto& m : marks->as_array()) {
+            if (!m.is_object()) continue;
+            RolloutMark mark;
+            const auto& mo = m.as_object();
+            if (auto* r = mo.if_contains("rollout"); r != nullptr && r->is_string()) {
+              mark.rollout = std::string(r->as_string());
+            }
+            if (auto* a = mo.if_contains("acknowledged_at"); a != nullptr && a->is_int64()) {
+              mark.acknowledged_at = a->as_int64();
+            }
+            if (auto* fc = mo.if_contains("failure_counted"); fc != nullptr && fc->is_bool()) {
+              mark.failure_counted = fc->as_bool();
+            }
+            if (mark.acknowledged_at > 0) {
+              if (auto r = snap.rollouts.find(mark.rollout); r != snap.rollouts.end()) {
+                r->second->counters->acknowledged_devices.push_back(d.id);
+              }
+            }
+            d.marks.push_back(std::move(mark));
+          }
+          o.erase("_marks");
+        }
+        d.health_json = json::serialize(o);
+      }
+    }
+    if (auto st = fleet_.add_device(std::move(d)); !st) return st;
+  }
+  fleet_.update([&](Snapshot& s) { s = std::move(snap); });
+  spdlog::info("loaded {} tenants, {} devices, {} releases, {} rollouts ({} live)",
+               tenants->size(), devices->size(), releases->size(), rollouts->size(),
+               fleet_.snapshot()->live_rollout.size());
+  return core::Ok{};
+}
+
+core::Status ServerImpl::ensure_admin_token() {
+  std::string token = options_.admin_token;
+  auto snap = fleet_.snapshot();
+  if (token.empty()) {
+    if (!snap->operators.empty()) return core::Ok{};
+    token = "tro_" + random_hex(24);
+    auto path = std::filesystem::path(options_.data_dir) / "admin-token";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+      return make_error(ErrorCode::kInvalidArgument, "cannot write " + path.string());
+    }
+    std::string line = token + "\n";
+    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ok = ::fsync(fd) == 0 && ok;
+    ::close(fd);
+    if (!ok) return make_error(ErrorCode::kInvalidArgument, "cannot write " + path.string());
+    spdlog::info("no operator token yet: wrote an admin token to {}", path.string());
+  }
+  store::OperatorTokenRow row{tuf::sha256_hex(token), "admin", store::Role::kAdmin};
+  {
+    std::lock_guard lock(store_mu_);
+    if (auto st = store_->put_operator_token(row); !st) return st;
+  }
+  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{row.name, row.role}; });
+  bootstrap_token_ = token;
+  return core::Ok{};
+}
+
+// --- shutdown -----------------------------------------------------------------------
+
+void ServerImpl::shutdown() {
+  std::call_once(shutdown_once_, [this] {
+    stopping_ = true;
+    // Held check-ins are answered now (with what they would get anyway).
+    waiters_cv_.notify_all();
+    fleet_.wake_all();
+    if (poller_.joinable()) poller_.join();
+    if (http_) http_->stop(std::chrono::milliseconds(3000));
+    writer_cv_.notify_all();
+    if (engine_.joinable()) engine_.join();
+    if (writer_.joinable()) writer_.join();  // its last round flushes everything
+    std::lock_guard lock(store_mu_);
+    store_.reset();
+    spdlog::info("stopped; every acknowledged write is in the store");
+  });
+}
+
+// --- batch writer -------------------------------------------------------------------
+
+void ServerImpl::enqueue(DeviceWrite write) {
+  std::size_t pending = 0;
+  {
+    std::lock_guard lock(writer_mu_);
+    pending_states_.insert_or_assign(write.state.device, std::move(write.state));
+    for (auto& e : write.events) pending_events_.push_back(std::move(e));
+    pending = pending_states_.size() + pending_events_.size();
+  }
+  if (pending >= options_.batch_max_records) writer_cv_.notify_one();
+}
+
+void ServerImpl::flush_pending() {
+  std::vector<store::DeviceStateRow> states;
+  std::vector<store::DeviceEventRow> events;
+  {
+    std::lock_guard lock(writer_mu_);
+    states.reserve(pending_states_.size());
+    for (auto& [id, s] : pending_states_) states.push_back(std::move(s));
+    pending_states_.clear();
+    events.swap(pending_events_);
+  }
+  if (states.empty() && events.empty()) return;
+  auto t0 = std::chrono::steady_clock::now();
+  core::Status st = core::Ok{};
+  {
+    std::lock_guard lock(store_mu_);
+    if (!store_) return;
+    st = store_->write_batch(states, events);
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  metrics_.store_flush_seconds.observe(seconds);
+  if (st) {
+    metrics_.store_flushes.fetch_add(1);
+    metrics_.store_flush_records.fetch_add(states.size() + events.size());
+    return;
+  }
+  metrics_.store_flush_errors.fetch_add(1);
+  spdlog::error("store: batch of {} states and {} events not written, retrying: {}",
+                states.size(), events.size(), st.error().to_string());
+  // Put the batch back; a state written since is newer and wins.
+  std::lock_guard lock(writer_mu_);
+  for (auto& s : states) pending_states_.try_emplace(s.device, std::move(s));
+  pending_events_.insert(pending_events_.begin(), std::make_move_iterator(events.begin()),
+                         std::make_move_iterator(events.end()));
+}
+
+void ServerImpl::writer_loop() {
+  while (!stopping_) {
+    {
+      std::unique_lock lock(writer_mu_);
+      writer_cv_.wait_for(lock, options_.batch_interval, [this] {
+        return stopping_.load() ||
+               pending_states_.size() + pending_events_.size() >= options_.batch_max_records;
+      });
+    }
+    flush_pending();
+  }
+  // Shutdown: the listener has stopped, so nothing new arrives; write the rest.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    flush_pending();
+    std::lock_guard lock(writer_mu_);
+    if (pending_states_.empty() && pending_events_.empty()) break;
+  }
+}
+
+// --- engine ---------------------------------------------------------------------------
+
+void ServerImpl::engine_loop() {
+  auto next = std::chrono::steady_clock::now();
+  while (!stopping_) {
+    if (!engine_leader_) {
+      core::Result<bool> got = false;
+      {
+        std::lock_guard lock(store_mu_);
+        got = store_->try_acquire_engine_lock();
+      }
+      if (got && *got) {
+        engine_leader_ = true;
+        spdlog::info("engine: this server runs the rollout engine");
+      }
+    }
+    if (engine_leader_) tick(clock_->now());
+    next += options_.tick;
+    auto now = std::chrono::steady_clock::now();
+    if (next < now) next = now;
+    std::unique_lock lock(writer_mu_);  // any mutex: only to sleep interruptibly
+    writer_cv_.wait_until(lock, next, [this] { return stopping_.load(); });
+  }
+}
+
+core::Status ServerImpl::audit(const std::string& actor, const std::string& action,
+                               const std::string& target, const std::string& reason,
+                               TimeMs now) {
+  store::AuditRow row{0, now, actor, action, target, reason};
+  std::lock_guard lock(store_mu_);
+  return store_->append_audit(row);
+}
+
+core::GateObservation ServerImpl::observe(const RolloutInfo& r, TimeMs now) {
+  core::GateObservation obs;
+  obs.exposed = {r.counters->exposed_s.load(), r.counters->exposed_failures.load()};
+  obs.control = {r.counters->control_s.load(), r.counters->control_failures.load()};
+  obs.acknowledged = r.counters->acknowledged.load();
+  obs.stage_elapsed = std::max<core::DurationMs>(0, now - r.status.stage_started_at);
+  if (r.status.stage < r.plan.stages.size()) obs.stage_bake = r.plan.stages[r.status.stage].bake;
+  return obs;
+}
+
+namespace {
+
+std::string gate_json_of(const RolloutInfo& r) {
+  GateRecord rec;
+  rec.state = r.gate;
+  rec.exposed = {r.counters->exposed_s.load(), r.counters->exposed_failures.load()};
+  rec.control = {r.counters->control_s.load(), r.counters->control_failures.load()};
+  rec.acknowledged = r.counters->acknowledged.load();
+  return json::serialize(gate_to_json(rec));
+}
+
+}  // namespace
+
+void ServerImpl::save_gate_evidence(const RolloutInfo& r, TimeMs now) {
+  std::lock_guard lock(store_mu_);
+  auto st = store_->save_gate(r.row.id, r.row.generation, gate_json_of(r), now);
+  if (!st) spdlog::warn("engine: gate evidence of {} not saved: {}", r.row.id, st.error().to_string());
+}
+
+core::Result<std::shared_ptr<const RolloutInfo>> ServerImpl::transition(
+    const std::string& rollout_id, core::RolloutEvent event, const std::string& actor,
+    std::string reason, TimeMs now) {
+  std::lock_guard engine_lock(engine_mu_);
+  auto snap = fleet_.snapshot();
+  auto it = snap->rollouts.find(rollout_id);
+  if (it == snap->rollouts.end()) {
+    return make_error(ErrorCode::kNotFound, "rollout '" + rollout_id + "' does not exist");
+  }
+  const RolloutInfo& cur = *it->second;
+  auto t = core::apply_event(cur.status, event, cur.plan, now, reason);
+  if (!t) return t.error();
+
+  auto next = std::make_shared<RolloutInfo>(cur);
+  next->status = t->next;
+  next->row.status_json = json::serialize(status_to_json(next->status));
+  next->row.gate_json = gate_json_of(*next);
+  next->row.generation = cur.row.generation + 1;
+  next->row.updated_at = now;
+  store::TransitionRow tr{rollout_id, next->row.generation, std::string(core::to_string(cur.status.state)),
+                          std::string(core::to_string(next->status.state)),
+                          std::string(core::to_string(event)), reason, now};
+  store::AuditRow audit_row{0, now, actor, "rollout." + std::string(core::to_string(event)),
+                            "rollout " + rollout_id, reason};
+  {
+    // Persisted before anything acts on it: the snapshot (what check-ins see)
+    // changes only after the store has the transition.
+    std::lock_guard lock(store_mu_);
+    if (auto st = store_->update_rollout(next->row, cur.row.generation, tr, audit_row); !st) {
+      return st.error();
+    }
+  }
+  metrics_.transitions.fetch_add(1);
+  spdlog::info("rollout {}: {} -> {} ({}) by {}: {}", rollout_id, tr.from_state, tr.to_state,
+               tr.event, actor, reason);
+  std::shared_ptr<const RolloutInfo> published = next;
+  fleet_.update([&](Snapshot& s) {
+    s.rollouts[rollout_id] = published;
+    if (published->live()) {
+      s.live_rollout[published->channel] = rollout_id;
+    } else if (auto lr = s.live_rollout.find(published->channel);
+               lr != s.live_rollout.end() && lr->second == rollout_id) {
+      s.live_rollout.erase(lr);
+    }
+    if (published->status.state == core::RolloutState::kCompleted) {
+      auto& baseline = s.channels[published->channel].baseline;
+      if (!baseline || *baseline < published->version) baseline = published->version;
+    }
+  });
+  return published;
+}
+
+void ServerImpl::tick(TimeMs now) {
+  metrics_.engine_ticks.fetch_add(1);
+  auto snap = fleet_.snapshot();
+  for (const auto& [channel, id] : snap->live_rollout) {
+    auto it = snap->rollouts.find(id);
+    if (it == snap->rollouts.end()) continue;
+    const RolloutInfo& r = *it->second;
+
+    // Silence: an acknowledged device that stopped talking without a goodbye
+    // counts as failing (a crashed machine cannot report its crash).
+    std::vector<std::string> acknowledged;
+    {
+      std::lock_guard lock(r.counters->acknowledged_mu);
+      acknowledged = r.counters->acknowledged_devices;
+    }
+    std::size_t still_on_version = 0;
+    for (const auto& device_id : acknowledged) {
+      (void)fleet_.with_device(device_id, [&](Device& d) {
+        bool silent = core::is_silent(r.plan.gate, d.last_seen, d.said_goodbye, now);
+        auto v = d.versions.find(channel);
+        bool on_version = v != d.versions.end() && v->second == r.version;
+        if (on_version && !silent) ++still_on_version;
+        RolloutMark& mark = d.mark(id);
+        if (silent && !mark.failure_counted && r.status.state == core::RolloutState::kRunning) {
+          mark.failure_counted = true;
+          r.counters->exposed_failures.fetch_add(1);
+          enqueue(DeviceWrite{d.state_row(), {}});
+        }
+      });
+    }
+
+    // Decide on the rollout as it is now (an operator may have acted since the
+    // snapshot above was taken).
+    std::lock_guard engine_lock(engine_mu_);
+    auto fresh = fleet_.snapshot();
+    auto fit = fresh->rollouts.find(id);
+    if (fit == fresh->rollouts.end() || fit->second->row.generation != r.row.generation) continue;
+
+    if (r.status.state == core::RolloutState::kRollingBack) {
+      if (still_on_version == 0) {
+        (void)transition(id, core::RolloutEvent::kRollbackDone, "engine",
+                         "no reachable device runs " + r.version.to_string() + " any more", now);
+      }
+      continue;
+    }
+    if (r.status.state != core::RolloutState::kRunning) continue;
+
+    const RolloutInfo& cur = *fit->second;
+    auto decision = core::decide_tick(cur.status, cur.plan, cur.gate, observe(cur, now), now);
+    if (decision.event == core::RolloutEvent::kHold) {
+      // Keep the gate's state and verdict in the snapshot (the API shows them) and
+      // its evidence in the store; no transition.
+      auto next = std::make_shared<RolloutInfo>(cur);
+      next->gate = decision.gate.state;
+      next->verdict = decision.gate.verdict;
+      next->status.reason = decision.reason;
+      next->status.recheck_at = decision.recheck_at;
+      fleet_.update([&](Snapshot& s) { s.rollouts[id] = next; });
+      save_gate_evidence(*next, now);
+      continue;
+    }
+    // Promote or halt: the gate state the verdict came from goes into the row.
+    {
+      auto next = std::make_shared<RolloutInfo>(cur);
+      next->gate = decision.gate.state;
+      next->verdict = decision.gate.verdict;
+      fleet_.update([&](Snapshot& s) { s.rollouts[id] = next; });
+    }
+    auto done = transition(id, decision.event, "engine", decision.reason, now);
+    if (!done) {
+      spdlog::error("engine: {} on rollout {} not applied: {}", core::to_string(decision.event), id,
+                    done.error().to_string());
+    }
+  }
+}
+
+// --- long poll ----------------------------------------------------------------------
+
+void ServerImpl::poller_loop() {
+  std::uint64_t seen = 0;
+  while (true) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    auto snap = stopping_ ? fleet_.snapshot() : fleet_.wait_for_change(seen, deadline);
+    seen = snap->generation;
+    auto now_steady = std::chrono::steady_clock::now();
+    TimeMs now = clock_->now();
+    std::vector<std::pair<Responder, json::object>> ready;
+    {
+      std::lock_guard lock(waiters_mu_);
+      for (auto it = waiters_.begin(); it != waiters_.end();) {
+        bool expired = stopping_ || now_steady >= it->deadline;
+        bool changed = it->generation < snap->generation;
+        if (!expired && !changed) {
+          ++it;
+          continue;
+        }
+        std::vector<ChannelAnswer> answers;
+        (void)fleet_.with_device(it->device,
+                                 [&](Device& d) { answers = Fleet::answer(d, *snap, now); });
+        it->generation = snap->generation;
+        if (expired || !answer_is_rest(answers)) {
+          ready.emplace_back(std::move(it->respond), answer_json(answers, *snap, now));
+          it = waiters_.erase(it);
+          metrics_.checkins_held.fetch_sub(1);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& [respond, body] : ready) reply_json(respond, 200, body);
+    if (stopping_) {
+      std::lock_guard lock(waiters_mu_);
+      if (waiters_.empty()) return;
+    }
+  }
+}
+
+}  // namespace tranche::server

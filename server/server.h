@@ -1,0 +1,72 @@
+// tranche-server: the control plane. Owns the store, the in-memory fleet, the
+// batch writer, the rollout engine and the HTTP API (docs/api.md).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/result.h"
+#include "core/types.h"
+#include "server/http_server.h"
+
+namespace tranche::server {
+
+// The one clock port (STYLE.md #5): the engine samples it once per tick and
+// passes the time into core.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual core::TimeMs now() const = 0;
+};
+class SystemClock final : public Clock {
+ public:
+  core::TimeMs now() const override;
+};
+
+struct ServerOptions {
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0: any free port
+  unsigned threads = 0;       // 0: the number of cores
+  // Plain HTTP on an address other than loopback needs this: tokens would cross
+  // the network in clear text.
+  bool allow_insecure_remote = false;
+  std::optional<TlsFiles> tls;
+
+  std::string data_dir = "tranche-data";
+  std::string store_url;  // empty: "sqlite:<data_dir>/tranche.db"
+
+  std::chrono::milliseconds tick{1000};            // rollout engine period
+  std::chrono::milliseconds batch_interval{250};   // device state flush period
+  std::size_t batch_max_records = 2000;            // ... or this many pending records
+  std::chrono::seconds long_poll_max{30};          // longest hold of a check-in
+  std::chrono::seconds ask_again{60};              // "ask again" for a device at rest
+  std::size_t max_body_bytes = 1 << 20;
+
+  // Bootstrap admin token (e.g. from TRANCHE_ADMIN_TOKEN). When empty and the
+  // store has no operator token yet, one is generated and written to
+  // <data_dir>/admin-token (mode 0600).
+  std::string admin_token;
+  // channel -> consumer interface file: releases of that channel that carry a
+  // content bundle are checked against it when registered (issue 4 section 4).
+  std::map<std::string, std::string> interfaces;
+};
+
+class Server {
+ public:
+  static core::Result<std::unique_ptr<Server>> start(ServerOptions options,
+                                                     std::shared_ptr<Clock> clock);
+  virtual ~Server() = default;
+  virtual std::uint16_t port() const = 0;
+  // The admin token this start wrote or was given (empty when the store already
+  // had operator tokens and none was given).
+  virtual std::string bootstrap_token() const = 0;
+  // Graceful: stop accepting, answer held check-ins, flush every buffered write,
+  // close the store. Idempotent.
+  virtual void shutdown() = 0;
+};
+
+}  // namespace tranche::server

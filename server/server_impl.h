@@ -1,0 +1,154 @@
+// Internal: the parts of tranche-server and how they share state. server.cpp
+// has the lifecycle, loading, the batch writer and the engine; api.cpp the HTTP
+// routes.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/json/value.hpp>
+
+#include "core/contract.h"
+#include "server/fleet.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+#include "server/server.h"
+#include "store/store.h"
+
+namespace tranche::server {
+
+// What an API handler returns: a response, or an error the router renders as
+// {"error": {"code", "message"}} with the status its code maps to.
+struct ApiError {
+  unsigned status;
+  std::string code;
+  std::string message;
+};
+
+struct Caller {
+  std::string name;
+  store::Role role = store::Role::kViewer;
+};
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(ServerOptions options, std::shared_ptr<Clock> clock);
+  ~ServerImpl() override;
+
+  core::Status open();  // store, load, bootstrap token, threads, listener
+  std::uint16_t port() const override { return http_ ? http_->port() : 0; }
+  std::string bootstrap_token() const override { return bootstrap_token_; }
+  void shutdown() override;
+
+  // --- api.cpp ---
+  void handle(HttpRequest&& request, Responder respond);
+
+ private:
+  // --- loading (server.cpp) ---
+  core::Status load();
+  core::Status ensure_admin_token();
+
+  // --- the batch writer ---
+  void enqueue(DeviceWrite write);
+  void writer_loop();
+  void flush_pending();
+
+  // --- the engine ---
+  void engine_loop();
+  void tick(TimeMs now);
+  // Applies `event` to a rollout, persists the transition and its audit entry
+  // (store first), then publishes. Used by the engine and by operators.
+  core::Result<std::shared_ptr<const RolloutInfo>> transition(const std::string& rollout_id,
+                                                              core::RolloutEvent event,
+                                                              const std::string& actor,
+                                                              std::string reason, TimeMs now);
+  core::Status audit(const std::string& actor, const std::string& action,
+                     const std::string& target, const std::string& reason, TimeMs now);
+  core::GateObservation observe(const RolloutInfo& rollout, TimeMs now);
+  void save_gate_evidence(const RolloutInfo& rollout, TimeMs now);
+
+  // --- api.cpp ---
+  struct Route;
+  void route(HttpRequest& req, Responder& respond);
+  std::optional<ApiError> authorize_operator(const HttpRequest& req, store::Role needed,
+                                             Caller* caller) const;
+  void reply_json(Responder& respond, unsigned status, const boost::json::value& body) const;
+  void reply_error(Responder& respond, const ApiError& error) const;
+  void reply_error(Responder& respond, const core::Error& error) const;
+
+  void api_enroll(HttpRequest& req, Responder& respond);
+  void api_checkin(HttpRequest& req, Responder& respond);
+  void api_events(HttpRequest& req, Responder& respond);
+  void api_create_tenant(HttpRequest& req, Responder& respond, const Caller& caller);
+  void api_put_policy(HttpRequest& req, Responder& respond, const Caller& caller,
+                      const std::string& tenant);
+  void api_create_token(HttpRequest& req, Responder& respond, const Caller& caller);
+  void api_register_release(HttpRequest& req, Responder& respond, const Caller& caller);
+  void api_list_releases(Responder& respond);
+  void api_create_rollout(HttpRequest& req, Responder& respond, const Caller& caller);
+  void api_rollout_action(HttpRequest& req, Responder& respond, const Caller& caller,
+                          const std::string& id, const std::string& action);
+  void api_get_rollout(Responder& respond, const std::string& id);
+  void api_list_rollouts(Responder& respond);
+  void api_fleet(Responder& respond);
+  void api_device(HttpRequest& req, Responder& respond, const std::string& id);
+  void api_audit(HttpRequest& req, Responder& respond);
+  void api_metrics(Responder& respond);
+
+  boost::json::object rollout_json(const RolloutInfo& rollout, const Snapshot& snapshot) const;
+  boost::json::object answer_json(const std::vector<ChannelAnswer>& answers,
+                                  const Snapshot& snapshot, TimeMs now) const;
+  bool answer_is_rest(const std::vector<ChannelAnswer>& answers) const;
+
+  // Long-polled check-ins, answered by the poller thread when the snapshot
+  // changes or their deadline passes.
+  struct Waiter {
+    std::string device;
+    std::uint64_t generation = 0;
+    std::chrono::steady_clock::time_point deadline;
+    Responder respond;
+    std::chrono::steady_clock::time_point held_since;
+  };
+  void poller_loop();
+
+  ServerOptions options_;
+  std::shared_ptr<Clock> clock_;
+  Metrics metrics_;
+
+  std::mutex store_mu_;  // one Store object, one caller at a time
+  std::unique_ptr<store::Store> store_;
+  Fleet fleet_;
+  std::map<std::string, core::ConsumerInterface> interfaces_;
+  std::string bootstrap_token_;
+  bool engine_leader_ = false;
+
+  // Serialises transitions (engine ticks and operators); recursive because a
+  // tick decides under it and then applies through transition().
+  std::recursive_mutex engine_mu_;
+
+  std::mutex writer_mu_;
+  std::condition_variable writer_cv_;
+  std::unordered_map<std::string, store::DeviceStateRow> pending_states_;  // by device
+  std::vector<store::DeviceEventRow> pending_events_;
+  std::atomic<bool> stopping_{false};
+
+  std::mutex waiters_mu_;
+  std::condition_variable waiters_cv_;
+  std::list<Waiter> waiters_;
+  std::uint64_t waiters_generation_ = 0;
+
+  std::thread writer_;
+  std::thread engine_;
+  std::thread poller_;
+  std::unique_ptr<HttpServer> http_;
+  std::once_flag shutdown_once_;
+};
+
+}  // namespace tranche::server
