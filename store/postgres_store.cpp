@@ -30,9 +30,10 @@ using core::Status;
 
 // Advisory lock keys, fixed so that every tranche-server on one database agrees
 // on them: "tranche" in ASCII and a number.
-constexpr std::int64_t kEngineLockKey = 0x7472'616e'6368'6501;     // the rollout engine (session)
-constexpr std::int64_t kAuditLockKey = 0x7472'616e'6368'6502;      // audit seq order (transaction)
-constexpr std::int64_t kMigrationLockKey = 0x7472'616e'6368'6503;  // schema migrations (transaction)
+constexpr std::int64_t kEngineLockKey = 0x7472'616e'6368'6501;  // the rollout engine (session)
+constexpr std::int64_t kAuditLockKey = 0x7472'616e'6368'6502;   // audit seq order (transaction)
+constexpr std::int64_t kMigrationLockKey =
+    0x7472'616e'6368'6503;  // schema migrations (transaction)
 
 // Rows per multi-row INSERT in write_batch: 7 parameters a row stays far below
 // the protocol's 65,535 parameters a statement.
@@ -130,10 +131,11 @@ class PostgresStore final : public Store {
 
   // --- TenantStore ---
   Status put_tenant(const TenantRow& row) override {
-    return run("INSERT INTO tenants (id, enrollment_key_hash, policy_json) VALUES ($1, $2, $3) "
-               "ON CONFLICT (id) DO UPDATE SET enrollment_key_hash = EXCLUDED.enrollment_key_hash, "
-               "policy_json = EXCLUDED.policy_json",
-               Params().add(row.id).add(row.enrollment_key_hash).add(row.policy_json));
+    return run(
+        "INSERT INTO tenants (id, enrollment_key_hash, policy_json) VALUES ($1, $2, $3) "
+        "ON CONFLICT (id) DO UPDATE SET enrollment_key_hash = EXCLUDED.enrollment_key_hash, "
+        "policy_json = EXCLUDED.policy_json",
+        Params().add(row.id).add(row.enrollment_key_hash).add(row.policy_json));
   }
   Result<std::vector<TenantRow>> load_tenants() override {
     return load<TenantRow>("SELECT id, enrollment_key_hash, policy_json FROM tenants ORDER BY id",
@@ -142,9 +144,10 @@ class PostgresStore final : public Store {
                            });
   }
   Status put_operator_token(const OperatorTokenRow& row) override {
-    return run("INSERT INTO operator_tokens (token_hash, name, role) VALUES ($1, $2, $3) "
-               "ON CONFLICT (token_hash) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role",
-               Params().add(row.token_hash).add(row.name).add(static_cast<std::int64_t>(row.role)));
+    return run(
+        "INSERT INTO operator_tokens (token_hash, name, role) VALUES ($1, $2, $3) "
+        "ON CONFLICT (token_hash) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role",
+        Params().add(row.token_hash).add(row.name).add(static_cast<std::int64_t>(row.role)));
   }
   Result<std::vector<OperatorTokenRow>> load_operator_tokens() override {
     // The role column's CHECK keeps it in 0..2.
@@ -157,22 +160,24 @@ class PostgresStore final : public Store {
 
   // --- DeviceStore ---
   Status insert_device(const DeviceRow& row) override {
-    return run("INSERT INTO devices (id, tenant, token_hash, tags_json, utc_offset_minutes, "
-               "enrolled_at) VALUES ($1, $2, $3, $4, $5, $6)",
-               Params()
-                   .add(row.id)
-                   .add(row.tenant)
-                   .add(row.token_hash)
-                   .add(row.tags_json)
-                   .add(row.utc_offset_minutes)
-                   .add(row.enrolled_at));
+    return run(
+        "INSERT INTO devices (id, tenant, token_hash, tags_json, utc_offset_minutes, "
+        "enrolled_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        Params()
+            .add(row.id)
+            .add(row.tenant)
+            .add(row.token_hash)
+            .add(row.tags_json)
+            .add(row.utc_offset_minutes)
+            .add(row.enrolled_at));
   }
   Result<std::vector<DeviceRow>> load_devices() override {
     return load_by_cursor<DeviceRow>(
         "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices",
         [](const Cells& c) {
-          return DeviceRow{c.text(0), c.text(1), c.text(2), c.text(3),
-                           static_cast<std::int32_t>(c.integer(4)), c.integer(5)};
+          return DeviceRow{
+              c.text(0),   c.text(1), c.text(2), c.text(3), static_cast<std::int32_t>(c.integer(4)),
+              c.integer(5)};
         });
   }
   Result<std::vector<DeviceStateRow>> load_device_states() override {
@@ -180,7 +185,7 @@ class PostgresStore final : public Store {
         "SELECT device, versions_json, failed_json, health_json, last_seen, said_goodbye, "
         "last_event_seq FROM device_states",
         [](const Cells& c) {
-          return DeviceStateRow{c.text(0),    c.text(1),     c.text(2),   c.text(3),
+          return DeviceStateRow{c.text(0),    c.text(1),    c.text(2),   c.text(3),
                                 c.integer(4), c.boolean(5), c.integer(6)};
         });
   }
@@ -201,14 +206,15 @@ class PostgresStore final : public Store {
 
   // --- ReleaseStore ---
   Status insert_release(const ReleaseRow& row) override {
-    return run("INSERT INTO releases (channel, version, targets_json, contract_bypassed, "
-               "registered_at) VALUES ($1, $2, $3, $4, $5)",
-               Params()
-                   .add(row.channel)
-                   .add(row.version)
-                   .add(row.targets_json)
-                   .add(row.contract_bypassed)
-                   .add(row.registered_at));
+    return run(
+        "INSERT INTO releases (channel, version, targets_json, contract_bypassed, "
+        "registered_at) VALUES ($1, $2, $3, $4, $5)",
+        Params()
+            .add(row.channel)
+            .add(row.version)
+            .add(row.targets_json)
+            .add(row.contract_bypassed)
+            .add(row.registered_at));
   }
   Result<std::vector<ReleaseRow>> load_releases() override {
     return load<ReleaseRow>(
@@ -230,17 +236,10 @@ class PostgresStore final : public Store {
         "SELECT id, channel, version, previous, plan_yaml, salt, status_json, gate_json, "
         "generation, created_at, updated_at FROM rollouts ORDER BY created_at, id",
         Params(), [](const Cells& c) {
-          return RolloutRow{c.text(0),
-                            c.text(1),
-                            c.text(2),
-                            c.text(3),
-                            c.text(4),
-                            static_cast<std::uint64_t>(c.integer(5)),
-                            c.text(6),
-                            c.text(7),
-                            c.integer(8),
-                            c.integer(9),
-                            c.integer(10)};
+          return RolloutRow{c.text(0),    c.text(1),    c.text(2),
+                            c.text(3),    c.text(4),    static_cast<std::uint64_t>(c.integer(5)),
+                            c.text(6),    c.text(7),    c.integer(8),
+                            c.integer(9), c.integer(10)};
         });
   }
   Result<std::vector<TransitionRow>> load_transitions(std::string_view rollout) override {
@@ -273,8 +272,8 @@ class PostgresStore final : public Store {
 
   // --- Store ---
   Result<int> schema_version() override {
-    auto r = exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", Params(),
-                  "schema version");
+    auto r =
+        exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", Params(), "schema version");
     if (!r) return r.error();
     return static_cast<int>(Cells(r->get(), 0).integer(0));
   }
@@ -345,8 +344,7 @@ class PostgresStore final : public Store {
   // Within the caller's transaction: the audit lock, held to commit, makes seqs
   // commit in the order the sequence hands them out (0001_init.sql).
   Status insert_audit(const AuditRow& row) {
-    if (auto s = run("SELECT pg_advisory_xact_lock($1::bigint)", Params().add(kAuditLockKey));
-        !s) {
+    if (auto s = run("SELECT pg_advisory_xact_lock($1::bigint)", Params().add(kAuditLockKey)); !s) {
       return s;
     }
     return run("INSERT INTO audit (at, actor, action, target, reason) VALUES ($1, $2, $3, $4, $5)",
@@ -360,7 +358,8 @@ class PostgresStore final : public Store {
 
 Status PostgresStore::configure() {
   // NOTICEs ("relation already exists, skipping") would go to stderr.
-  PQsetNoticeProcessor(conn_.get(), [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn_.get(), [](void*, const char*) {}, nullptr);
   // synchronous_commit=on whatever the server's default: COMMIT returns only
   // once the commit record is flushed, so what the server acknowledges survives
   // a crash of the database machine.
@@ -492,22 +491,23 @@ Status PostgresStore::write_batch(const std::vector<DeviceStateRow>& states,
 
 Status PostgresStore::insert_rollout(const RolloutRow& row, const AuditRow& audit) {
   if (auto s = begin(); !s) return s;
-  auto s = run("INSERT INTO rollouts (id, channel, version, previous, plan_yaml, salt, "
-               "status_json, gate_json, generation, created_at, updated_at) "
-               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-               Params()
-                   .add(row.id)
-                   .add(row.channel)
-                   .add(row.version)
-                   .add(row.previous)
-                   .add(row.plan_yaml)
-                   .add(static_cast<std::int64_t>(row.salt))  // the bits, see 0001_init.sql
-                   .add(row.status_json)
-                   .add(row.gate_json)
-                   .add(row.generation)
-                   .add(row.created_at)
-                   .add(row.updated_at),
-               "rollout " + row.id);
+  auto s =
+      run("INSERT INTO rollouts (id, channel, version, previous, plan_yaml, salt, "
+          "status_json, gate_json, generation, created_at, updated_at) "
+          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+          Params()
+              .add(row.id)
+              .add(row.channel)
+              .add(row.version)
+              .add(row.previous)
+              .add(row.plan_yaml)
+              .add(static_cast<std::int64_t>(row.salt))  // the bits, see 0001_init.sql
+              .add(row.status_json)
+              .add(row.gate_json)
+              .add(row.generation)
+              .add(row.created_at)
+              .add(row.updated_at),
+          "rollout " + row.id);
   if (!s) return rollback(s);
   if (auto a = insert_audit(audit); !a) return rollback(a);
   return commit();
@@ -531,23 +531,24 @@ Status PostgresStore::update_rollout(const RolloutRow& row, std::int64_t expecte
                                      const TransitionRow& transition, const AuditRow& audit) {
   if (auto s = check_rollout_update(row, expected_generation, transition); !s) return s;
   if (auto s = begin(); !s) return s;
-  auto r = exec("UPDATE rollouts SET channel = $1, version = $2, previous = $3, plan_yaml = $4, "
-                "salt = $5, status_json = $6, gate_json = $7, generation = $8, created_at = $9, "
-                "updated_at = $10 WHERE id = $11 AND generation = $12",
-                Params()
-                    .add(row.channel)
-                    .add(row.version)
-                    .add(row.previous)
-                    .add(row.plan_yaml)
-                    .add(static_cast<std::int64_t>(row.salt))
-                    .add(row.status_json)
-                    .add(row.gate_json)
-                    .add(row.generation)
-                    .add(row.created_at)
-                    .add(row.updated_at)
-                    .add(row.id)
-                    .add(expected_generation),
-                "rollout " + row.id);
+  auto r = exec(
+      "UPDATE rollouts SET channel = $1, version = $2, previous = $3, plan_yaml = $4, "
+      "salt = $5, status_json = $6, gate_json = $7, generation = $8, created_at = $9, "
+      "updated_at = $10 WHERE id = $11 AND generation = $12",
+      Params()
+          .add(row.channel)
+          .add(row.version)
+          .add(row.previous)
+          .add(row.plan_yaml)
+          .add(static_cast<std::int64_t>(row.salt))
+          .add(row.status_json)
+          .add(row.gate_json)
+          .add(row.generation)
+          .add(row.created_at)
+          .add(row.updated_at)
+          .add(row.id)
+          .add(expected_generation),
+      "rollout " + row.id);
   if (!r) return rollback(r.error());
   if (affected(r->get()) == 0) return rollback(guard_failed(row.id, expected_generation));
   if (auto s = run("INSERT INTO rollout_transitions (rollout, generation, from_state, to_state, "
@@ -570,10 +571,10 @@ Status PostgresStore::update_rollout(const RolloutRow& row, std::int64_t expecte
 
 Status PostgresStore::save_gate(std::string_view id, std::int64_t expected_generation,
                                 std::string_view gate_json, TimeMs updated_at) {
-  auto r = exec("UPDATE rollouts SET gate_json = $1, updated_at = $2 "
-                "WHERE id = $3 AND generation = $4",
-                Params().add(gate_json).add(updated_at).add(id).add(expected_generation),
-                "save gate");
+  auto r = exec(
+      "UPDATE rollouts SET gate_json = $1, updated_at = $2 "
+      "WHERE id = $3 AND generation = $4",
+      Params().add(gate_json).add(updated_at).add(id).add(expected_generation), "save gate");
   if (!r) return r.error();
   if (affected(r->get()) == 0) return guard_failed(id, expected_generation);
   return Ok{};
@@ -591,8 +592,8 @@ Result<bool> PostgresStore::try_acquire_engine_lock() {
     }
     return true;
   }
-  auto r = exec("SELECT pg_try_advisory_lock($1::bigint)", Params().add(kEngineLockKey),
-                "engine lock");
+  auto r =
+      exec("SELECT pg_try_advisory_lock($1::bigint)", Params().add(kEngineLockKey), "engine lock");
   if (!r) return r.error();
   holds_engine_lock_ = Cells(r->get(), 0).boolean(0);
   return holds_engine_lock_;

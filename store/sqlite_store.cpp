@@ -157,7 +157,8 @@ class Use {
     const char* data = text.data() != nullptr ? text.data() : "";
     // A null destructor is SQLITE_STATIC (whose macro is an old-style cast):
     // the bound text outlives the step, which happens within this Use.
-    if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_text64(stmt_, ++index_, data, text.size(), nullptr, SQLITE_UTF8);
+    if (rc_ == SQLITE_OK)
+      rc_ = sqlite3_bind_text64(stmt_, ++index_, data, text.size(), nullptr, SQLITE_UTF8);
     return *this;
   }
   Use& bind(std::int64_t value) {
@@ -249,7 +250,11 @@ class SqliteStore final : public Store {
 
   // --- TenantStore ---
   Status put_tenant(const TenantRow& row) override {
-    return use(Q::kPutTenant).bind(row.id).bind(row.enrollment_key_hash).bind(row.policy_json).run();
+    return use(Q::kPutTenant)
+        .bind(row.id)
+        .bind(row.enrollment_key_hash)
+        .bind(row.policy_json)
+        .run();
   }
   Result<std::vector<TenantRow>> load_tenants() override {
     return load<TenantRow>(Q::kLoadTenants, [](const Use& u) {
@@ -283,8 +288,9 @@ class SqliteStore final : public Store {
   }
   Result<std::vector<DeviceRow>> load_devices() override {
     return load<DeviceRow>(Q::kLoadDevices, [](const Use& u) {
-      return DeviceRow{u.text(0), u.text(1), u.text(2), u.text(3),
-                       static_cast<std::int32_t>(u.integer(4)), u.integer(5)};
+      return DeviceRow{
+          u.text(0),   u.text(1), u.text(2), u.text(3), static_cast<std::int32_t>(u.integer(4)),
+          u.integer(5)};
     });
   }
   Result<std::vector<DeviceStateRow>> load_device_states() override {
@@ -300,10 +306,9 @@ class SqliteStore final : public Store {
     Use q = use(Q::kLoadEvents);
     q.bind(device).bind(clamp_limit(limit));
     return load<DeviceEventRow>(q, [](const Use& u) {
-                                  return DeviceEventRow{u.text(0), u.integer(1), u.text(2),
-                                                        u.text(3), u.text(4),    u.text(5),
-                                                        u.integer(6)};
-                                });
+      return DeviceEventRow{u.text(0), u.integer(1), u.text(2),   u.text(3),
+                            u.text(4), u.text(5),    u.integer(6)};
+    });
   }
 
   // --- ReleaseStore ---
@@ -330,17 +335,10 @@ class SqliteStore final : public Store {
                    std::string_view gate_json, TimeMs updated_at) override;
   Result<std::vector<RolloutRow>> load_rollouts() override {
     return load<RolloutRow>(Q::kLoadRollouts, [](const Use& u) {
-      return RolloutRow{u.text(0),
-                        u.text(1),
-                        u.text(2),
-                        u.text(3),
-                        u.text(4),
-                        static_cast<std::uint64_t>(u.integer(5)),
-                        u.text(6),
-                        u.text(7),
-                        u.integer(8),
-                        u.integer(9),
-                        u.integer(10)};
+      return RolloutRow{u.text(0),    u.text(1),    u.text(2),
+                        u.text(3),    u.text(4),    static_cast<std::uint64_t>(u.integer(5)),
+                        u.text(6),    u.text(7),    u.integer(8),
+                        u.integer(9), u.integer(10)};
     });
   }
   Result<std::vector<TransitionRow>> load_transitions(std::string_view rollout) override {
@@ -358,9 +356,8 @@ class SqliteStore final : public Store {
     Use q = use(Q::kLoadAudit);
     q.bind(after_seq).bind(clamp_limit(limit));
     return load<AuditRow>(q, [](const Use& u) {
-                            return AuditRow{u.integer(0), u.integer(1), u.text(2),
-                                            u.text(3),    u.text(4),    u.text(5)};
-                          });
+      return AuditRow{u.integer(0), u.integer(1), u.text(2), u.text(3), u.text(4), u.text(5)};
+    });
   }
 
   // --- EngineLock ---
@@ -382,8 +379,9 @@ class SqliteStore final : public Store {
    public:
     explicit Tx(SqliteStore& store) : store_(store) {}
     ~Tx() {
-      if (open_) (void)store_.use(Q::kRollback).run();  // nothing to do if it fails: the
-                                                        // connection rolls back on its own
+      if (open_)
+        (void)store_.use(Q::kRollback).run();  // nothing to do if it fails: the
+                                               // connection rolls back on its own
     }
     Tx(const Tx&) = delete;
     Tx& operator=(const Tx&) = delete;
@@ -489,9 +487,9 @@ Status SqliteStore::configure() {
   if (sqlite3_step(raw) != SQLITE_ROW) return db_error(db_.get(), "journal_mode");
   const auto* mode = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
   if (mode == nullptr || std::string_view(mode) != "wal") {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "sqlite: cannot use WAL journal mode (got '" +
-                          std::string(mode != nullptr ? mode : "") + "')");
+    return make_error(ErrorCode::kInvalidArgument, "sqlite: cannot use WAL journal mode (got '" +
+                                                       std::string(mode != nullptr ? mode : "") +
+                                                       "')");
   }
   stmt.reset();
   if (auto s = exec("PRAGMA synchronous=FULL", "synchronous"); !s) return s;
@@ -590,7 +588,8 @@ Status SqliteStore::guard_failed(std::string_view id, std::int64_t expected_gene
   Use u = use(Q::kRolloutExists);
   auto exists = u.bind(id).step();
   if (!exists) return exists.error();
-  if (!*exists) return make_error(ErrorCode::kNotFound, "rollout " + std::string(id) + " not found");
+  if (!*exists)
+    return make_error(ErrorCode::kNotFound, "rollout " + std::string(id) + " not found");
   return make_error(ErrorCode::kConflict, "rollout " + std::string(id) +
                                               ": generation is no longer " +
                                               std::to_string(expected_generation));
@@ -635,7 +634,8 @@ Status SqliteStore::update_rollout(const RolloutRow& row, std::int64_t expected_
 
 Status SqliteStore::save_gate(std::string_view id, std::int64_t expected_generation,
                               std::string_view gate_json, TimeMs updated_at) {
-  auto s = use(Q::kSaveGate).bind(gate_json).bind(updated_at).bind(id).bind(expected_generation).run();
+  auto s =
+      use(Q::kSaveGate).bind(gate_json).bind(updated_at).bind(id).bind(expected_generation).run();
   if (!s) return s;
   if (sqlite3_changes(db_.get()) == 0) return guard_failed(id, expected_generation);
   return Ok{};
@@ -650,9 +650,9 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, int mi
   sqlite3* raw = nullptr;
   // NOMUTEX: the header's contract is one caller at a time per Store, so
   // SQLite's own per-call mutex would be pure cost.
-  const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
     sqlite3_close_v2(raw);

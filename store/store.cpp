@@ -1,8 +1,9 @@
+#include "store/store.h"
+
 #include <string>
 #include <string_view>
 
 #include "store/backends.h"
-#include "store/store.h"
 
 namespace tranche::store {
 
@@ -14,9 +15,9 @@ using core::Status;
 Status check_rollout_update(const RolloutRow& row, std::int64_t expected_generation,
                             const TransitionRow& transition) {
   if (transition.rollout != row.id) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "transition is for rollout '" + transition.rollout + "', not '" + row.id +
-                          "'");
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        "transition is for rollout '" + transition.rollout + "', not '" + row.id + "'");
   }
   if (row.generation <= expected_generation) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -43,9 +44,9 @@ Result<std::unique_ptr<Store>> open_store(std::string_view url, std::optional<in
   const int latest = latest_schema_version();
   const int target = migrate_to.value_or(latest);
   if (target < 1 || target > latest) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "schema version " + std::to_string(target) + " is not between 1 and " +
-                          std::to_string(latest));
+    return make_error(ErrorCode::kInvalidArgument, "schema version " + std::to_string(target) +
+                                                       " is not between 1 and " +
+                                                       std::to_string(latest));
   }
   constexpr std::string_view kSqlite = "sqlite:";
   if (url.starts_with(kSqlite)) {

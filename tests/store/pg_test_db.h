@@ -36,8 +36,8 @@ inline std::string pg_server_url(std::string& why) {
   std::ifstream in(path);
   std::string url;
   if (!std::getline(in, url) || url.empty()) {
-    why = "no PostgreSQL URL in " + path + " (run under ctest, which starts the server: " +
-          "fixture postgres)";
+    why = "no PostgreSQL URL in " + path +
+          " (run under ctest, which starts the server: " + "fixture postgres)";
     return "";
   }
   return url;
@@ -92,8 +92,7 @@ class PgTestDb {
       error_ = "cannot connect to " + server_url_ + ": " + PQerrorMessage(conn.get());
       return false;
     }
-    std::unique_ptr<PGresult, void (*)(PGresult*)> result(PQexec(conn.get(), sql.c_str()),
-                                                          PQclear);
+    std::unique_ptr<PGresult, void (*)(PGresult*)> result(PQexec(conn.get(), sql.c_str()), PQclear);
     if (PQresultStatus(result.get()) != PGRES_COMMAND_OK) {
       error_ = sql + ": " + PQerrorMessage(conn.get());
       return false;

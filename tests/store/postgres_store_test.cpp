@@ -1,9 +1,8 @@
 // The store contract against PostgreSQL, and what only PostgreSQL has: the
 // engine lock between servers, and generation guards under real concurrency
 // (issue 3, section 6: no transition lost or doubled).
-#include <libpq-fe.h>
-
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
 #include <atomic>
 #include <chrono>
@@ -90,8 +89,9 @@ TEST(PostgresStore, ALostConnectionLosesTheLockAndSaysSo) {
   ASSERT_TRUE(engine);
   ASSERT_TRUE(engine->try_acquire_engine_lock().value());
   // What a kill -9 of the server does to its session, seen from the database.
-  EXPECT_EQ(run_sql(db.url(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = current_database() AND pid <> pg_backend_pid()"),
+  EXPECT_EQ(run_sql(db.url(),
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"),
             "");
   auto check = engine->try_acquire_engine_lock();
   EXPECT_FALSE(check.ok());  // an error, never a stale "yes"

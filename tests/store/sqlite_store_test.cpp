@@ -1,9 +1,8 @@
 // The store contract against SQLite, and what only SQLite has: the data
 // directory's lock file, WAL mode, and the url forms open_store accepts.
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
-
-#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>

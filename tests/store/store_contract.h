@@ -44,6 +44,8 @@ class StoreContract : public ::testing::TestWithParam<const Backend*> {
 
 // Names the case "store/StoreContract.Case/sqlite" in CTest: gtest lists the
 // parameter as "/0  # GetParam() = sqlite", which gtest_discover_tests folds.
-inline void PrintTo(const Backend* backend, std::ostream* os) { *os << backend->name; }
+inline void PrintTo(const Backend* backend, std::ostream* os) {
+  *os << backend->name;
+}
 
 }  // namespace tranche::store

@@ -1,5 +1,7 @@
 // The contract of store/store.h, run against every backend (store_contract.h).
 // Each case opens an empty database of its own.
+#include "tests/store/store_contract.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,7 +12,6 @@
 #include <vector>
 
 #include "store/store.h"
-#include "tests/store/store_contract.h"
 
 namespace tranche::store {
 namespace {
@@ -23,15 +24,15 @@ std::string status_of(const R& r) {
   return r.ok() ? "ok" : r.error().to_string();
 }
 
-#define ASSERT_OK(expr)                                       \
-  do {                                                        \
-    const auto& tranche_r = (expr);                           \
+#define ASSERT_OK(expr)                                           \
+  do {                                                            \
+    const auto& tranche_r = (expr);                               \
     ASSERT_TRUE(tranche_r.ok()) << tranche_r.error().to_string(); \
   } while (false)
 
 // Unwraps a Result or fails the test.
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                       \
-  auto lhs##_result = (expr);                                 \
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                               \
+  auto lhs##_result = (expr);                                         \
   ASSERT_TRUE(lhs##_result.ok()) << lhs##_result.error().to_string(); \
   auto lhs = std::move(lhs##_result).value()
 
@@ -42,12 +43,17 @@ DeviceRow device(const std::string& id) {
   return DeviceRow{id, "acme", "tok-" + id, R"({"class":"laptop"})", -330, 1'700'000'000'000};
 }
 DeviceStateRow state(const std::string& dev, std::int64_t seen, std::int64_t seq) {
-  return DeviceStateRow{dev,  R"({"content":"291.1"})", R"({"content":["291.2"]})",
-                        R"({"crashes":0})", seen, (seen % 2) == 0, seq};
+  return DeviceStateRow{dev,
+                        R"({"content":"291.1"})",
+                        R"({"content":["291.2"]})",
+                        R"({"crashes":0})",
+                        seen,
+                        (seen % 2) == 0,
+                        seq};
 }
 DeviceEventRow event(const std::string& dev, std::int64_t seq) {
-  return DeviceEventRow{dev, seq, "installed", "content", "291." + std::to_string(seq),
-                        R"({"exit":0})", 1000 + seq};
+  return DeviceEventRow{
+      dev, seq, "installed", "content", "291." + std::to_string(seq), R"({"exit":0})", 1000 + seq};
 }
 ReleaseRow release(const std::string& version) {
   return ReleaseRow{"content", version, R"([{"path":"c.bin","length":12,"sha256":"ab"}])", false,
@@ -80,8 +86,8 @@ Step step(const RolloutRow& from, const std::string& to_state) {
   s.row.generation = from.generation + 1;
   s.row.status_json = R"({"state":")" + to_state + R"("})";
   s.row.updated_at = from.updated_at + 1000;
-  s.transition = TransitionRow{from.id,       s.row.generation, "pending", to_state,
-                               "tick",        "bake time over", s.row.updated_at};
+  s.transition = TransitionRow{from.id, s.row.generation, "pending",       to_state,
+                               "tick",  "bake time over", s.row.updated_at};
   return s;
 }
 
