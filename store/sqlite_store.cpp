@@ -36,8 +36,8 @@ using core::Status;
 // for a checkpoint or an outside reader such as the sqlite3 shell.
 constexpr int kBusyTimeoutMs = 5000;
 
-// Every statement the store runs, prepared on first use and kept for the life
-// of the connection. Indexes into kSql.
+// Every statement the store runs, prepared at open and kept for the life of
+// the connection. Indexes into kSql.
 enum class Q : std::size_t {
   kBegin,
   kCommit,
@@ -247,6 +247,13 @@ class SqliteStore final : public Store {
 
   Status configure();
   Status migrate(int target);
+  // Every statement of kSql, so that one that cannot be prepared fails the open.
+  Status prepare_all() {
+    for (std::size_t q = 0; q < kSql.size(); ++q) {
+      if (auto s = prepare(static_cast<Q>(q)); !s) return s;
+    }
+    return Ok{};
+  }
 
   // --- TenantStore ---
   Status put_tenant(const TenantRow& row) override {
@@ -401,19 +408,27 @@ class SqliteStore final : public Store {
     bool open_ = false;
   };
 
-  // The cached statement for `q`, prepared on first use. A statement that does
-  // not prepare is a bug in kSql (the schema is ours), hence the assertion.
-  Use use(Q q) {
+  Status prepare(Q q) {
     auto& slot = stmts_[static_cast<std::size_t>(q)];
-    if (!slot) {
-      const std::string_view sql = kSql[static_cast<std::size_t>(q)];
-      sqlite3_stmt* stmt = nullptr;
-      const int rc = sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
-                                        SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-      TRANCHE_ASSERT(rc == SQLITE_OK, sqlite3_errmsg(db_.get()));
-      slot.reset(stmt);
+    if (slot) return Ok{};
+    const std::string_view sql = kSql[static_cast<std::size_t>(q)];
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
+                           SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+      return db_error(db_.get(), "prepare");
     }
-    return Use(db_.get(), slot.get());
+    slot.reset(stmt);
+    return Ok{};
+  }
+
+  // The cached statement for `q`. open_sqlite_store prepares every statement
+  // (prepare_all), so after open a statement that does not prepare is a bug,
+  // hence the assertion; before it, migrate uses only statements on
+  // schema_migrations, which exists by then.
+  Use use(Q q) {
+    const auto prepared = prepare(q);
+    TRANCHE_ASSERT(prepared.ok(), "a store statement does not prepare");
+    return Use(db_.get(), stmts_[static_cast<std::size_t>(q)].get());
   }
 
   // Every row of a bound statement, read by `read`.
@@ -516,6 +531,7 @@ Status SqliteStore::migrate(int target) {
     if (auto s = exec("BEGIN IMMEDIATE", "begin"); !s) return s;
     auto applied = exec(m.sql, m.name);
     if (applied) {
+      // The name is spliced in, not bound: CMake admits only [a-z0-9_] names.
       applied = exec("INSERT INTO schema_migrations (version, name) VALUES (" +
                          std::to_string(m.version) + ", '" + std::string(m.name) + "')",
                      m.name);
@@ -661,6 +677,7 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, int mi
   auto store = std::make_unique<SqliteStore>(std::move(*lock), raw);
   if (auto s = store->configure(); !s) return s.error().with_context(path + ": ");
   if (auto s = store->migrate(migrate_to); !s) return s.error().with_context(path + ": ");
+  if (auto s = store->prepare_all(); !s) return s.error().with_context(path + ": ");
   return std::unique_ptr<Store>(std::move(store));
 }
 
