@@ -1,11 +1,13 @@
 // tranche — the operator's command line. Subcommands arrive layer by layer; today:
-// `tranche sim`, the fleet simulator, and `tranche release check`, the content
-// contract check.
+// `tranche sim`, the fleet simulator, `tranche release check`, the content
+// contract check, and the TUF repository: `keys gen`, `repo init|publish`,
+// `release sign`, `root rotate`.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 
+#include "cli/keys_command.h"
 #include "cli/release_command.h"
+#include "cli/repo_command.h"
 #include "cli/sim_command.h"
 
 // Exceptions from outside data are caught where they arise (CLI11's here, yaml-cpp's
@@ -23,6 +25,10 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   tranche::cli::add_sim_command(app, sim_args);
   tranche::cli::ReleaseArgs release_args;
   tranche::cli::add_release_command(app, release_args);
+  tranche::cli::KeysArgs keys_args;
+  tranche::cli::add_keys_command(app, keys_args);
+  tranche::cli::RepoArgs repo_args;  // after release: adds `release sign`
+  tranche::cli::add_repo_commands(app, repo_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -30,6 +36,10 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     return code == 0 ? 0 : 2;  // usage errors are bad input
   }
   if (app.got_subcommand("sim")) return tranche::cli::run_sim_command(sim_args);
+  if (tranche::cli::keys_command_parsed(keys_args))
+    return tranche::cli::run_keys_command(keys_args);
+  if (tranche::cli::repo_command_parsed(repo_args))
+    return tranche::cli::run_repo_command(repo_args);
   if (release_args.check != nullptr && release_args.check->parsed()) {
     return tranche::cli::run_release_command(release_args);
   }

@@ -99,7 +99,7 @@ Status Updater::load_snapshot() {
   if (auto local = store_->load(kSnapshotFile, d->max_bytes)) {
     auto st = set_->update_snapshot(*local, /*from_local=*/true);
     if (st) return core::Ok{};
-    notes_.push_back("local snapshot.json not final: " + st.error().message);
+    notes_.push_back("local snapshot.json is not current: " + st.error().message);
   }
   auto bytes = fetcher_->fetch_metadata(d->file_name, d->max_bytes);  // 5.5.1
   if (!bytes) return bytes.error().with_context("fetching " + d->file_name + ": ");
@@ -120,7 +120,7 @@ Status Updater::load_targets(const std::string& role, const std::string& delegat
   if (auto local = store_->load(local_name, d->max_bytes)) {
     auto st = set_->update_delegated_targets(*local, role, delegator);
     if (st) return core::Ok{};
-    notes_.push_back("local " + local_name + " not used: " + st.error().message);
+    notes_.push_back("local " + local_name + " is not current: " + st.error().message);
   }
   auto bytes = fetcher_->fetch_metadata(d->file_name, d->max_bytes);  // 5.6.1
   if (!bytes) return bytes.error().with_context("fetching " + d->file_name + ": ");
