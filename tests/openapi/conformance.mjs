@@ -118,9 +118,9 @@ let failures = 0;
 const transcript = [];
 
 // Checks one exchange against the document; returns a list of problems.
-function checkAgainstSpec(ex) {
+function checkAgainstSpec(ex, fallback) {
   const problems = [];
-  const where = operationOf(ex.method, ex.target);
+  const where = fallback ? { fallback } : operationOf(ex.method, ex.target);
   let schema;
   let mediaTypes;
   let label;
@@ -189,7 +189,7 @@ function record(ex, expect) {
     const got = ex.json && ex.json.error && ex.json.error.code;
     if (got !== expect.code) problems.push(`expected error code ${expect.code}, got ${got}`);
   }
-  const { problems: specProblems, label } = checkAgainstSpec(ex);
+  const { problems: specProblems, label } = checkAgainstSpec(ex, expect.fallback);
   problems.push(...specProblems);
   if (ex.requestJson !== undefined) {
     const want = expect.requestValid ?? (ex.status < 400 ? true : undefined);
@@ -271,6 +271,12 @@ async function call(method, target, opts, expect) {
 // connection; a client still writing then gets a reset that may discard the
 // answer. So the body follows only if no answer came within a second.
 function sendOversized(target, bytes) {
+  return sendRaw('POST', target, `Content-Type: application/json\r\nContent-Length: ${bytes}\r\n`, bytes);
+}
+
+// Writes `head` (a request line's method and target, then header lines) and, if
+// no answer came within a second, `bytes` of body.
+function sendRaw(method, target, headerLines, bytes, requestLine) {
   return new Promise((resolve, reject) => {
     const sock = net.connect(port, '127.0.0.1');
     const chunks = [];
@@ -290,8 +296,8 @@ function sendOversized(target, bytes) {
       if (headers['content-length']) body = body.slice(0, Number(headers['content-length']));
       let json;
       try { json = JSON.parse(body); } catch { json = undefined; }
-      resolve({ method: 'POST', target, status: Number(m[1]), headers, body, json,
-        requestText: `<${bytes} bytes>` });
+      resolve({ method, target, status: Number(m[1]), headers, body, json,
+        requestText: bytes > 0 ? `<${bytes} bytes>` : undefined });
     };
     sock.on('data', (c) => {
       chunks.push(c);
@@ -304,7 +310,7 @@ function sendOversized(target, bytes) {
     sock.on('close', finish);
     sock.on('error', () => finish());
     sock.setTimeout(20000, () => { sock.destroy(); finish(); });
-    sock.write(`POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${bytes}\r\n\r\n`);
+    sock.write(`${requestLine || `${method} ${target} HTTP/1.1`}\r\nHost: 127.0.0.1\r\n${headerLines}\r\n`);
     const chunk = Buffer.alloc(64 * 1024, 0x20);
     let sent = 0;
     const pump = () => {
@@ -665,6 +671,12 @@ async function main() {
   await call('GET', '/v1/rollouts/r-wave/pause', { token: admin }, { status: 405, ...errorIs('method_not_allowed'), note: 'wrong method' });
   await call('POST', '/v1/tenants/acme/policy', { token: admin, body: {} }, { status: 405, ...errorIs('method_not_allowed'), note: 'wrong method' });
   await call('PUT', '/v1/fleet', { token: admin, body: {} }, { status: 405, ...errorIs('method_not_allowed'), note: 'wrong method' });
+
+  // The HTTP layer, before any route.
+  await call('GET', '/v1/fleet', { token: viewer, headers: { 'x-padding': 'a'.repeat(20000) } },
+    { status: 431, ...errorIs('too_large'), fallback: 'headers-too-large', note: 'headers over 16 KiB' });
+  record(await sendRaw('GET', '/v1/fleet', '', 0, 'GARBAGE'),
+    { status: 400, ...errorIs('bad_request'), fallback: 'malformed-request', note: 'not HTTP' });
 
   await call('GET', '/metrics', {}, { status: 200, check: (ex) =>
     (/tranche_checkins_total [1-9]/.test(ex.body) && ex.body.includes('tranche_rollout_transitions_total') ? undefined : 'counters missing') });
