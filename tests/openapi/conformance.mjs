@@ -262,6 +262,19 @@ function send(method, target, { token, body, headers = {} } = {}) {
   });
 }
 
+// A request whose answer is a discrepancy already reported to the server's
+// authors: checked like any other under TRANCHE_OPENAPI_STRICT=1, otherwise
+// noted at the end when it still differs, without failing the run.
+async function probe(method, target, opts, expect) {
+  const ex = await send(method, target, opts);
+  if (strict) return record(ex, expect);
+  const problems = [...checkAgainstSpec(ex, expect.fallback).problems];
+  if (expect.status !== undefined && ex.status !== expect.status) problems.push(`status ${ex.status}, expected ${expect.status}`);
+  if (expect.check) { const p = expect.check(ex); if (p) problems.push(p); }
+  if (problems.length) known.push(`${method} ${target} (${expect.note}): ${problems.join('; ')}`);
+  return ex;
+}
+
 async function call(method, target, opts, expect) {
   return record(await send(method, target, opts), expect);
 }
@@ -671,6 +684,14 @@ async function main() {
   await call('GET', '/v1/rollouts/r-wave/pause', { token: admin }, { status: 405, ...errorIs('method_not_allowed'), note: 'wrong method' });
   await call('POST', '/v1/tenants/acme/policy', { token: admin, body: {} }, { status: 405, ...errorIs('method_not_allowed'), note: 'wrong method' });
   await call('PUT', '/v1/fleet', { token: admin, body: {} }, { status: 405, ...errorIs('method_not_allowed'), note: 'wrong method' });
+
+  // Known discrepancies (see probe).
+  await probe('POST', '/healthz', {}, { status: 405, note: 'only GET is documented' });
+  await probe('DELETE', '/metrics', {}, { status: 405, note: 'only GET is documented' });
+  await probe('POST', '/v1/rollouts/r-wave/explode', {}, { status: 404, note: 'unknown action, no token' });
+  await probe('POST', '/v1/enroll', { body: { tenant: 'acme', enrollment_key: key, device_id: 'd-1' } },
+    { status: 409, note: 'duplicate device', check: (ex) =>
+      (/INSERT|sqlite/i.test(ex.json.error.message) ? `the message shows the SQL: ${ex.json.error.message}` : undefined) });
 
   // The HTTP layer, before any route.
   await call('GET', '/v1/fleet', { token: viewer, headers: { 'x-padding': 'a'.repeat(20000) } },
