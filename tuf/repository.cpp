@@ -1,5 +1,6 @@
 #include "tuf/repository.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <set>
 #include <utility>
@@ -148,7 +149,16 @@ Result<std::string> sign_metadata(const json::object& signed_obj,
     if (!sig) return sig.error();
     sigs.emplace_back(json::object{{"keyid", key_id(k.public_key)}, {"sig", *sig}});
   }
-  return canonical_json(json::object{{"signatures", std::move(sigs)}, {"signed", signed_obj}});
+  const json::object envelope{{"signatures", std::move(sigs)}, {"signed", signed_obj}};
+  auto text = canonical_json(envelope);
+  if (!text) return text.error();
+  // Canonical JSON writes control characters raw, which no JSON parser accepts
+  // (the PEM of an ECDSA or RSA key has newlines): then the file is ordinary
+  // escaped JSON. The signatures are over the canonical form either way.
+  const bool raw_controls = std::any_of(
+      text->begin(), text->end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+  if (raw_controls) return json::serialize(envelope);
+  return text;
 }
 
 MetaInfo meta_info_of(std::int64_t version, std::string_view bytes) {

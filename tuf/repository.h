@@ -8,7 +8,11 @@
 // Files are written as canonical JSON (tuf/canonical_json.h) of the whole
 // envelope {"signatures": [...], "signed": {...}}: deterministic bytes, and
 // "signed" is the envelope's last member, which makes the signed bytes easy to
-// cut out for an independent verifier (tests/tuf/openssl_verify_test.sh).
+// cut out for an independent verifier (tests/tuf/repo_cli_test.sh). Unless the
+// canonical form has control characters (PEM public keys of ECDSA and RSA
+// keys): canonical JSON writes them raw, which is not JSON, so such a file is
+// ordinary escaped JSON instead (the signatures are over the canonical form
+// all the same).
 //
 // Layout, servable by any plain HTTP server (consistent snapshots, spec
 // "Consistent snapshots"):
