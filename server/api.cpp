@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <string>
@@ -73,11 +74,16 @@ std::optional<store::Role> role_from(std::string_view s) {
   return std::nullopt;
 }
 
+// The token of "Authorization: Bearer TOKEN" (the scheme is case-insensitive,
+// RFC 9110 section 11.1).
 std::string bearer(const HttpRequest& req) {
-  constexpr std::string_view kPrefix = "Bearer ";
+  constexpr std::string_view kScheme = "bearer ";
   std::string_view a = req.authorization;
-  if (a.size() <= kPrefix.size() || a.substr(0, kPrefix.size()) != kPrefix) return {};
-  return std::string(a.substr(kPrefix.size()));
+  if (a.size() <= kScheme.size()) return {};
+  for (std::size_t i = 0; i < kScheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != kScheme[i]) return {};
+  }
+  return std::string(a.substr(kScheme.size()));
 }
 
 bool same_hash(const std::string& a, const std::string& b) {
@@ -233,9 +239,13 @@ void ServerImpl::route(HttpRequest& req, Responder& respond) {
   Caller caller;
 
   if (seg.size() == 1 && seg[0] == "healthz") {
+    if (m != "GET") return method_not_allowed();
     return reply_json(respond, 200, json::object{{"status", "ok"}});
   }
-  if (seg.size() == 1 && seg[0] == "metrics") return api_metrics(respond);
+  if (seg.size() == 1 && seg[0] == "metrics") {
+    if (m != "GET") return method_not_allowed();
+    return api_metrics(respond);
+  }
   if (seg.empty() || seg[0] != "v1") {
     return reply_error(respond, ApiError{404, "not_found", "no route " + req.path + " (API is under /v1)"});
   }
@@ -351,6 +361,11 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
                                          "unknown tenant or wrong enrollment key for tenant '" +
                                              *tenant + "'"});
   }
+  bool exists = false;
+  (void)fleet_.with_device(id->str(), [&](Device&) { exists = true; });
+  if (exists) {
+    return reply_error(respond, ApiError{409, "conflict", "device '" + id->str() + "' is already enrolled"});
+  }
   std::string token = id->str() + "." + random_hex(24);
   Device d;
   d.id = id->str();
@@ -365,7 +380,12 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
     // Durable before the token is handed out: a device must never hold a token
     // the server forgets.
     std::lock_guard lock(store_mu_);
-    if (auto st = store_->insert_device(row); !st) return reply_error(respond, st.error());
+    if (auto st = store_->insert_device(row); !st) {
+      if (st.error().code == ErrorCode::kConflict) {
+        return reply_error(respond, ApiError{409, "conflict", "device '" + row.id + "' is already enrolled"});
+      }
+      return reply_error(respond, st.error());
+    }
   }
   if (auto st = fleet_.add_device(std::move(d)); !st) return reply_error(respond, st.error());
   metrics_.enrollments.fetch_add(1);
@@ -825,17 +845,20 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
         {"admits_critical", st.admits_critical},
         {"state", i < r.status.stage ? "done" : i == r.status.stage ? "current" : "waiting"}});
   }
+  bool looked = !r.verdict.reason.empty();
   json::object gate{
       {"exposed_failures", r.counters->exposed_failures.load()},
       {"exposed_device_s", r.counters->exposed_s.load()},
       {"control_failures", r.counters->control_failures.load()},
       {"control_device_s", r.counters->control_s.load()},
       {"acknowledged", r.counters->acknowledged.load()},
-      {"log_lr", r.verdict.log_lr},
-      {"halt_threshold", r.verdict.threshold},
-      {"ratio_estimate", r.verdict.ratio_estimate},
-      {"ratio_upper", std::isfinite(r.verdict.ratio_upper) ? json::value(r.verdict.ratio_upper)
-                                                           : json::value(nullptr)},
+      // Before the engine's first look at this rollout (and after a restart)
+      // there is no verdict: null, not a bound of 0.
+      {"log_lr", looked ? json::value(r.verdict.log_lr) : json::value(nullptr)},
+      {"halt_threshold", looked ? json::value(r.verdict.threshold) : json::value(nullptr)},
+      {"ratio_estimate", looked ? json::value(r.verdict.ratio_estimate) : json::value(nullptr)},
+      {"ratio_upper", looked && std::isfinite(r.verdict.ratio_upper) ? json::value(r.verdict.ratio_upper)
+                                                                      : json::value(nullptr)},
       {"verdict_reason", r.verdict.reason},
       {"halted", r.gate.halted}};
   json::array actions;
@@ -880,6 +903,15 @@ void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const 
     id = *given;
   }
 
+  // A plan whose first stage admits critical devices reaches them at once: the
+  // same rule as promotion into such a stage.
+  if (plan->stages.front().admits_critical && caller.role < store::Role::kAdmin) {
+    return reply_error(respond, ApiError{403, "forbidden",
+                                         "a plan whose first stage '" + plan->stages.front().name +
+                                             "' admits critical devices needs role admin; token '" +
+                                             caller.name + "' has role " +
+                                             std::string(role_name(caller.role))});
+  }
   TimeMs now = clock_->now();
   std::lock_guard engine_lock(engine_mu_);
   auto snap = fleet_.snapshot();
@@ -950,7 +982,12 @@ void ServerImpl::api_rollout_action(HttpRequest& req, Responder& respond, const 
     if (!body) return reply_error(respond, body.error());
     if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
     if (auto e = check_fields(body->as_object(), {"reason"}, "body")) return reply_error(respond, *e);
-    if (auto r = string_member(body->as_object(), "reason")) reason = r->substr(0, 512);
+    if (auto* r = member(body->as_object(), "reason")) {
+      if (!r->is_string() || r->as_string().size() > 512) {
+        return reply_error(respond, bad_request("reason: expected a string of at most 512 bytes"));
+      }
+      reason = std::string(r->as_string());
+    }
   }
   auto snap = fleet_.snapshot();
   auto it = snap->rollouts.find(id);

@@ -43,7 +43,7 @@ std::string error_body(std::string_view code, std::string_view message) {
 struct Shared {
   Handler handler;
   HttpServerOptions options;
-  std::atomic<std::size_t> open_sessions{0};
+  std::atomic<std::size_t> in_flight{0};  // requests read and not yet answered
   std::atomic<bool> stopping{false};
 };
 
@@ -53,10 +53,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
   template <typename... Args>
   Session(std::shared_ptr<Shared> shared, Args&&... args)
-      : shared_(std::move(shared)), stream_(std::forward<Args>(args)...) {
-    ++shared_->open_sessions;
-  }
-  ~Session() { --shared_->open_sessions; }
+      : shared_(std::move(shared)), stream_(std::forward<Args>(args)...) {}
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -125,6 +122,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
     // A held request is not idle: the server is the one taking its time.
     lowest().expires_never();
+    ++shared_->in_flight;
+    counted_ = true;
     auto self = this->shared_from_this();
     shared_->handler(std::move(out), [self](HttpResponse response) {
       auto exec = self->stream_.get_executor();
@@ -152,6 +151,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     lowest().expires_after(shared_->options.idle_timeout);
     http::async_write(stream_, *res,
                       [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
+                        if (self->counted_) {
+                          self->counted_ = false;
+                          --self->shared_->in_flight;
+                        }
                         if (ec || !res->keep_alive()) return self->close();
                         self->do_read();
                       });
@@ -177,6 +180,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = false;
+  bool counted_ = false;  // this connection's request is in Shared::in_flight
   unsigned version_ = 11;
 };
 
@@ -236,9 +240,10 @@ class BeastServer final : public HttpServer {
       beast::error_code ec;
       acceptor_.close(ec);
     });
-    // Connections finish the request they are on (stopping turns keep-alive off).
+    // Requests in flight are answered (stopping turns keep-alive off); idle
+    // keep-alive connections are simply closed with the io_context.
     auto deadline = std::chrono::steady_clock::now() + grace;
-    while (shared_->open_sessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    while (shared_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     ioc_.stop();

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "config/yaml_util.h"
@@ -173,6 +174,8 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Logs go to stderr; stdout carries only the "listening on" line scripts read.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("tranche-server"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   auto server = tranche::server::Server::start(o, std::make_shared<tranche::server::SystemClock>());
   if (!server) {

@@ -84,7 +84,10 @@ class ServerProcess {
     FILE* f = ::fdopen(out[0], "r");
     char line[512];
     std::string first;
-    if (std::fgets(line, sizeof line, f) != nullptr) first = line;
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      first = line;
+      if (first.find("listening on") != std::string::npos) break;
+    }
     // Keep reading stdout in the background so the server never blocks on it.
     std::thread([f] {
       char buf[512];
