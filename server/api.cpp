@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <chrono>
 #include <string>
 
@@ -246,11 +249,26 @@ void ServerImpl::route(HttpRequest& req, Responder& respond) {
     if (m != "GET") return method_not_allowed();
     return api_metrics(respond);
   }
+  if (!seg.empty() && seg[0] == "tuf" && !options_.tuf_repo_dir.empty()) {
+    if (m != "GET") return method_not_allowed();
+    return serve_file(options_.tuf_repo_dir, req.path.substr(std::string_view("/tuf/").size()), respond);
+  }
+  if ((seg.empty() || seg[0] == "ui") && !options_.dashboard_dir.empty()) {
+    if (m != "GET") return method_not_allowed();
+    return serve_file(options_.dashboard_dir,
+                      seg.empty() ? std::string("index.html") : req.path.substr(std::string_view("/ui/").size()),
+                      respond);
+  }
   if (seg.empty() || seg[0] != "v1") {
     return reply_error(respond, ApiError{404, "not_found", "no route " + req.path + " (API is under /v1)"});
   }
   if (seg.size() == 2 && seg[1] == "enroll") {
     return m == "POST" ? api_enroll(req, respond) : method_not_allowed();
+  }
+  if (seg.size() == 3 && seg[1] == "devices" && seg[2] == "bulk") {
+    if (m != "POST") return method_not_allowed();
+    if (needs(store::Role::kAdmin, &caller)) api_bulk_enroll(req, respond, caller);
+    return;
   }
   if (seg.size() == 2 && seg[1] == "checkin") {
     return m == "POST" ? api_checkin(req, respond) : method_not_allowed();
@@ -390,6 +408,87 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
   if (auto st = fleet_.add_device(std::move(d)); !st) return reply_error(respond, st.error());
   metrics_.enrollments.fetch_add(1);
   reply_json(respond, 201, json::object{{"device_id", id->str()}, {"device_token", token}});
+}
+
+void ServerImpl::api_bulk_enroll(HttpRequest& req, Responder& respond, const Caller& caller) {
+  // Provisioning many devices at once (a factory line, a fleet import, a load
+  // test): one transaction, all or none, tokens returned once.
+  constexpr std::size_t kMaxBulk = 10'000;
+  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  if (!body) return reply_error(respond, body.error());
+  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
+  const auto& o = body->as_object();
+  if (auto e = check_fields(o, {"tenant", "devices"}, "body")) return reply_error(respond, *e);
+  auto tenant = string_member(o, "tenant");
+  auto snap = fleet_.snapshot();
+  if (!tenant || snap->tenants.count(*tenant) == 0) {
+    return reply_error(respond, ApiError{404, "not_found", "tenant: no such tenant"});
+  }
+  auto* list = member(o, "devices");
+  if (list == nullptr || !list->is_array() || list->as_array().empty()) {
+    return reply_error(respond, bad_request("devices: expected a non-empty list"));
+  }
+  if (list->as_array().size() > kMaxBulk) {
+    return reply_error(respond, ApiError{413, "too_large", "devices: at most 10000 per request"});
+  }
+  std::vector<Device> devices;
+  std::vector<store::DeviceRow> rows;
+  json::array tokens;
+  std::set<std::string> ids;
+  TimeMs now = clock_->now();
+  std::size_t i = 0;
+  for (const auto& item : list->as_array()) {
+    std::string where = "devices[" + std::to_string(i++) + "]";
+    if (!item.is_object()) return reply_error(respond, bad_request(where + ": expected an object"));
+    const auto& d = item.as_object();
+    if (auto e = check_fields(d, {"device_id", "tags", "utc_offset_minutes"}, where)) return reply_error(respond, *e);
+    auto id_text = string_member(d, "device_id");
+    auto id = id_text ? core::DeviceId::parse(*id_text) : core::Result<core::DeviceId>(core::make_error(
+                                                              ErrorCode::kInvalidArgument, "required string"));
+    if (!id) return reply_error(respond, id.error().with_context(where + ".device_id: "));
+    if (!ids.insert(id->str()).second) {
+      return reply_error(respond, bad_request(where + ".device_id: '" + id->str() + "' is listed twice"));
+    }
+    Device dev;
+    dev.id = id->str();
+    dev.tenant = *tenant;
+    if (auto* t = member(d, "tags")) {
+      auto parsed = tags_from_json(*t);
+      if (!parsed) return reply_error(respond, parsed.error().with_context(where + "."));
+      dev.tags = std::move(*parsed);
+    }
+    if (auto* off = member(d, "utc_offset_minutes")) {
+      if (!off->is_int64() || off->as_int64() < -840 || off->as_int64() > 840) {
+        return reply_error(respond, bad_request(where + ".utc_offset_minutes: expected -840..840"));
+      }
+      dev.utc_offset_minutes = static_cast<std::int32_t>(off->as_int64());
+    }
+    bool exists = false;
+    (void)fleet_.with_device(dev.id, [&](Device&) { exists = true; });
+    if (exists) {
+      return reply_error(respond, ApiError{409, "conflict", "device '" + dev.id + "' is already enrolled"});
+    }
+    std::string token = dev.id + "." + random_hex(24);
+    dev.token_hash = tuf::sha256_hex(token);
+    dev.enrolled_at = now;
+    rows.push_back(store::DeviceRow{dev.id, dev.tenant, dev.token_hash, json::serialize(tags_to_json(dev.tags)),
+                                    dev.utc_offset_minutes, now});
+    tokens.push_back(json::object{{"device_id", dev.id}, {"device_token", token}});
+    devices.push_back(std::move(dev));
+  }
+  {
+    std::lock_guard lock(store_mu_);
+    if (auto st = store_->insert_devices(rows); !st) return reply_error(respond, st.error());
+  }
+  for (auto& d : devices) {
+    if (auto st = fleet_.add_device(std::move(d)); !st) {
+      spdlog::error("bulk enrollment: {}", st.error().to_string());  // raced a single enrollment
+    }
+  }
+  metrics_.enrollments.fetch_add(rows.size());
+  (void)audit(caller.name, "device.bulk_enroll", "tenant " + *tenant,
+              std::to_string(rows.size()) + " devices provisioned", now);
+  reply_json(respond, 201, json::object{{"tenant", *tenant}, {"devices", std::move(tokens)}});
 }
 
 namespace {
@@ -1180,6 +1279,41 @@ void ServerImpl::api_audit(HttpRequest& req, Responder& respond) {
                                {"target", r.target}, {"reason", r.reason}});
   }
   reply_json(respond, 200, json::object{{"entries", std::move(out)}});
+}
+
+void ServerImpl::serve_file(const std::string& root, const std::string& relative, Responder& respond) {
+  constexpr std::uintmax_t kMaxFile = 256ull << 20;
+  // Only plain relative names: no "..", no empty or hidden components, no
+  // backslash or control bytes, so nothing outside `root` can be named.
+  bool ok = !relative.empty() && relative.size() <= 1024;
+  for (const auto& part : segments(relative)) ok = ok && !part.empty() && part[0] != '.';
+  for (char c : relative) {
+    ok = ok && static_cast<unsigned char>(c) >= 0x20 && c != '\\' && c != '%';
+  }
+  ok = ok && relative.front() != '/' && relative.find("//") == std::string::npos;
+  if (!ok) return reply_error(respond, ApiError{404, "not_found", "no such file"});
+  std::filesystem::path path = std::filesystem::path(root) / relative;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return reply_error(respond, ApiError{404, "not_found", "no such file: " + relative});
+  }
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec || size > kMaxFile) return reply_error(respond, ApiError{404, "not_found", "unreadable: " + relative});
+  std::ifstream in(path, std::ios::binary);
+  std::string data(static_cast<std::size_t>(size), '\0');
+  in.read(data.data(), static_cast<std::streamsize>(size));
+  if (!in) return reply_error(respond, ApiError{404, "not_found", "unreadable: " + relative});
+  static const std::map<std::string, std::string> kTypes = {
+      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+      {".json", "application/json"}, {".svg", "image/svg+xml"}, {".png", "image/png"}};
+  auto type = kTypes.find(path.extension().string());
+  HttpResponse r;
+  r.content_type = type == kTypes.end() ? "application/octet-stream" : type->second;
+  r.body = std::move(data);
+  // TUF metadata and the dashboard change; versioned targets do not.
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  respond(std::move(r));
 }
 
 void ServerImpl::api_metrics(Responder& respond) {

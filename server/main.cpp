@@ -1,6 +1,7 @@
 // tranche-server: flags and an optional YAML config file (flags win), signals,
 // and the server's lifetime.
 #include <csignal>
+#include <filesystem>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -29,7 +30,7 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   if (auto st = config::check_keys(*root,
                                    {"listen", "port", "threads", "data-dir", "store", "tls-cert", "tls-key",
                                     "allow-insecure-remote", "tick-ms", "batch-ms", "batch-max",
-                                    "long-poll-max-s", "ask-again-s", "interface"},
+                                    "long-poll-max-s", "ask-again-s", "interface", "tuf-repo", "dashboard-dir"},
                                    path, "");
       !st) {
     return st;
@@ -56,7 +57,8 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   std::int64_t tick = o.tick.count(), batch = o.batch_interval.count(), lp = o.long_poll_max.count(),
                ask = o.ask_again.count();
   for (auto st : {str("listen", o.listen_address), str("data-dir", o.data_dir), str("store", o.store_url),
-                  str("tls-cert", cert), str("tls-key", key), num("port", o.port, 0, 65535),
+                  str("tls-cert", cert), str("tls-key", key), str("tuf-repo", o.tuf_repo_dir),
+                  str("dashboard-dir", o.dashboard_dir), num("port", o.port, 0, 65535),
                   num("threads", o.threads, 0, 256), num("tick-ms", tick, 10, 3'600'000),
                   num("batch-ms", batch, 1, 60'000), num("batch-max", o.batch_max_records, 1, 1'000'000),
                   num("long-poll-max-s", lp, 0, 3600), num("ask-again-s", ask, 1, 86400)}) {
@@ -119,6 +121,10 @@ int main(int argc, char** argv) {
   app.add_option("--interface", interfaces,
                  "CHANNEL=FILE: check content bundles of CHANNEL against this consumer interface "
                  "when a release is registered (repeatable)");
+  app.add_option("--tuf-repo", o.tuf_repo_dir,
+                 "serve this TUF repository directory (made by `tranche repo init`) at /tuf/");
+  app.add_option("--dashboard-dir", o.dashboard_dir,
+                 "serve the dashboard from this directory at / (default: the installed or source copy)");
   app.add_option("--admin-token", o.admin_token,
                  "bootstrap admin token (also from TRANCHE_ADMIN_TOKEN); without one, a first start "
                  "writes a generated token to DATA_DIR/admin-token")
@@ -146,6 +152,8 @@ int main(int argc, char** argv) {
     if (!given("--long-poll-max-s")) long_poll_s = from_file.long_poll_max.count();
     if (!given("--ask-again-s")) ask_again_s = from_file.ask_again.count();
     if (!given("--interface")) interfaces = file_interfaces;
+    if (!given("--tuf-repo")) o.tuf_repo_dir = from_file.tuf_repo_dir;
+    if (!given("--dashboard-dir")) o.dashboard_dir = from_file.dashboard_dir;
     if (!given("--tls-cert") && from_file.tls) tls_cert = from_file.tls->cert_chain_pem;
     if (!given("--tls-key") && from_file.tls) tls_key = from_file.tls->private_key_pem;
   }
@@ -165,6 +173,15 @@ int main(int argc, char** argv) {
       return 2;
     }
     o.interfaces[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+
+  if (o.dashboard_dir.empty()) {
+    for (const char* dir : {TRANCHE_INSTALL_DASHBOARD, TRANCHE_SOURCE_DASHBOARD}) {
+      if (std::filesystem::is_regular_file(std::filesystem::path(dir) / "index.html")) {
+        o.dashboard_dir = dir;
+        break;
+      }
+    }
   }
 
   // Signals are taken by a waiting thread, not a handler: shutdown needs locks.

@@ -53,6 +53,11 @@ struct ServerOptions {
   // channel -> consumer interface file: releases of that channel that carry a
   // content bundle are checked against it when registered (issue 4 section 4).
   std::map<std::string, std::string> interfaces;
+  // Served read-only over GET, as any static HTTP server or CDN could serve them
+  // instead: a TUF repository (metadata/, targets/) at /tuf/, and the dashboard
+  // at / and /ui/. Empty: not served.
+  std::string tuf_repo_dir;
+  std::string dashboard_dir;
 };
 
 class Server {

@@ -101,6 +101,9 @@ class ServerImpl final : public Server {
   void api_device(HttpRequest& req, Responder& respond, const std::string& id);
   void api_audit(HttpRequest& req, Responder& respond);
   void api_metrics(Responder& respond);
+  void api_bulk_enroll(HttpRequest& req, Responder& respond, const Caller& caller);
+  // GET of a file under `root` (validated relative path; 404 when absent).
+  void serve_file(const std::string& root, const std::string& relative, Responder& respond);
 
   boost::json::object rollout_json(const RolloutInfo& rollout, const Snapshot& snapshot) const;
   boost::json::object answer_json(const std::vector<ChannelAnswer>& answers,

@@ -171,6 +171,15 @@ class PostgresStore final : public Store {
             .add(row.utc_offset_minutes)
             .add(row.enrolled_at));
   }
+  Status insert_devices(const std::vector<DeviceRow>& rows) override {
+    if (auto s = begin(); !s) return s;
+    for (const DeviceRow& row : rows) {
+      if (auto s = insert_device(row); !s) {
+        return rollback(core::Status(s.error().with_context("device " + row.id + ": ")));
+      }
+    }
+    return commit();
+  }
   Result<std::vector<DeviceRow>> load_devices() override {
     return load_by_cursor<DeviceRow>(
         "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices",

@@ -293,6 +293,14 @@ class SqliteStore final : public Store {
         .bind(row.enrolled_at)
         .run();
   }
+  Status insert_devices(const std::vector<DeviceRow>& rows) override {
+    Tx tx(*this);
+    if (auto s = tx.begin(); !s) return s;
+    for (const DeviceRow& row : rows) {
+      if (auto s = insert_device(row); !s) return s.error().with_context("device " + row.id + ": ");
+    }
+    return tx.commit();
+  }
   Result<std::vector<DeviceRow>> load_devices() override {
     return load<DeviceRow>(Q::kLoadDevices, [](const Use& u) {
       return DeviceRow{

@@ -142,6 +142,9 @@ class DeviceStore {
   virtual ~DeviceStore() = default;
   // kConflict when the id exists.
   virtual core::Status insert_device(const DeviceRow& row) = 0;
+  // Many at once (bulk provisioning), in one transaction: all or none. kConflict
+  // names the first id that exists.
+  virtual core::Status insert_devices(const std::vector<DeviceRow>& rows) = 0;
   virtual core::Result<std::vector<DeviceRow>> load_devices() = 0;
   virtual core::Result<std::vector<DeviceStateRow>> load_device_states() = 0;
   // One transaction: every state upserted, every event inserted. On error

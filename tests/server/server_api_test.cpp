@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -448,6 +449,60 @@ TEST_F(ServerApiTest, MetricsAndHealthAnswer) {
   EXPECT_NE(m.body.find("tranche_checkins_total 1"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("tranche_store_flush_seconds_bucket"), std::string::npos);
   EXPECT_NE(m.body.find("tranche_devices 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tranche::testing
+
+namespace tranche::testing {
+namespace {
+
+TEST_F(ServerApiTest, BulkEnrollmentIsAllOrNothing) {
+  create_tenant();
+  json::array devices;
+  for (int i = 0; i < 500; ++i) devices.push_back(json::object{{"device_id", "bulk-" + std::to_string(i)}});
+  auto r = op("POST", "/v1/devices/bulk", json::object{{"tenant", "acme"}, {"devices", devices}});
+  ASSERT_EQ(r.status, 201) << r.body.substr(0, 300);
+  auto tokens = r.json().at("devices").as_array();
+  ASSERT_EQ(tokens.size(), 500u);
+  // Each token works for its own device.
+  auto a = checkin(std::string(tokens[7].at("device_token").as_string()), "content", "1.0");
+  EXPECT_EQ(a.at("current").as_string(), "1.0");
+  // One duplicate refuses the whole request.
+  json::array again{json::object{{"device_id", "new-1"}}, json::object{{"device_id", "bulk-3"}}};
+  r = op("POST", "/v1/devices/bulk", json::object{{"tenant", "acme"}, {"devices", again}});
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("bulk-3"), std::string::npos) << r.body;
+  EXPECT_EQ(op("GET", "/v1/devices/new-1").status, 404);
+  EXPECT_EQ(op("GET", "/v1/fleet").json().at("devices").as_int64(), 500);
+  // Operators cannot provision.
+  auto oper = op("POST", "/v1/tokens", json::object{{"name", "olga"}, {"role", "operator"}});
+  r = op("POST", "/v1/devices/bulk", json::object{{"tenant", "acme"}, {"devices", again}},
+         std::string(oper.json().at("token").as_string()));
+  EXPECT_EQ(r.status, 403);
+}
+
+TEST(ServerStaticFiles, ServesTheTufRepositoryAndNothingOutsideIt) {
+  auto dir = fresh_dir("tranche-repo");
+  std::filesystem::create_directories(dir / "metadata");
+  { std::ofstream(dir / "metadata" / "1.root.json") << R"({"signed":{}})"; }
+  { std::ofstream(dir / "secret.txt") << "outside metadata, inside the repo"; }
+  auto data = fresh_dir("tranche-static");
+  ServerProcess server({"--data-dir", data.string(), "--admin-token", kAdmin, "--tuf-repo", dir.string()});
+  HttpClient http;
+  auto r = http.request("GET", server.url("/tuf/metadata/1.root.json"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"signed":{}})");
+  EXPECT_EQ(http.request("GET", server.url("/tuf/metadata/2.root.json")).status, 404);
+  for (const char* evil : {"/tuf/../secret.txt", "/tuf/metadata/../../etc/passwd", "/tuf/%2e%2e/secret.txt",
+                           "/tuf/.hidden", "/tuf//etc/passwd"}) {
+    auto e = http.request("GET", server.url(evil));
+    EXPECT_EQ(e.status, 404) << evil << ": " << e.body;
+    EXPECT_EQ(e.body.find("outside"), std::string::npos) << evil;
+  }
+  EXPECT_EQ(http.request("POST", server.url("/tuf/metadata/1.root.json")).status, 405);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(data);
 }
 
 }  // namespace
