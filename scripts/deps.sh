@@ -24,6 +24,7 @@ PACKAGES=(
   time                 # /usr/bin/time in bench/
   wrk nginx-light      # bench/checkin.sh: load generator and the nginx anchor
   nodejs npm           # tests/openapi: the API's conformance to docs/openapi.yaml
+  chromium             # tests/browser: headless Chromium driven by playwright-core
 )
 
 missing=()
