@@ -1,0 +1,190 @@
+#include "agent/config.h"
+
+#include "config/yaml_util.h"
+
+namespace tranche::agent {
+
+using core::ErrorCode;
+using core::make_error;
+using core::Result;
+using core::Status;
+namespace cfg = tranche::config;
+
+namespace {
+
+Status get_string(const YAML::Node& map, const char* key, std::string& out, const std::string& file,
+                  const std::string& prefix = "") {
+  if (auto n = map[key]) {
+    auto v = cfg::as_string(n, file, prefix + key);
+    if (!v) return v.error();
+    out = *v;
+  }
+  return core::Ok{};
+}
+
+Status get_duration(const YAML::Node& map, const char* key, core::DurationMs& out,
+                    const std::string& file, const std::string& prefix = "") {
+  if (auto n = map[key]) {
+    auto v = cfg::as_string(n, file, prefix + key);
+    if (!v) return v.error();
+    auto d = core::parse_duration(*v);
+    if (!d) return cfg::error_at(file, n, prefix + key + ": " + d.error().message);
+    out = *d;
+  }
+  return core::Ok{};
+}
+
+Status get_list(const YAML::Node& map, const char* key, std::vector<std::string>& out,
+                const std::string& file, const std::string& prefix = "") {
+  if (auto n = map[key]) {
+    if (!n.IsSequence()) return cfg::error_at(file, n, prefix + key + ": expected a list");
+    out.clear();
+    for (const auto& item : n) {
+      auto v = cfg::as_string(item, file, prefix + key + "[]");
+      if (!v) return v.error();
+      out.push_back(*v);
+    }
+  }
+  return core::Ok{};
+}
+
+template <typename T>
+Status get_int(const YAML::Node& map, const char* key, T& out, std::int64_t lo, std::int64_t hi,
+               const std::string& file, const std::string& prefix = "") {
+  if (auto n = map[key]) {
+    auto v = cfg::as_int(n, file, prefix + key);
+    if (!v) return v.error();
+    if (*v < lo || *v > hi) {
+      return cfg::error_at(file, n, prefix + key + ": out of range [" + std::to_string(lo) + ", " +
+                                        std::to_string(hi) + "]");
+    }
+    out = static_cast<T>(*v);
+  }
+  return core::Ok{};
+}
+
+Status get_bool(const YAML::Node& map, const char* key, bool& out, const std::string& file,
+                const std::string& prefix = "") {
+  if (auto n = map[key]) {
+    auto v = cfg::as_bool(n, file, prefix + key);
+    if (!v) return v.error();
+    out = *v;
+  }
+  return core::Ok{};
+}
+
+#define TRY(expr)              \
+  do {                         \
+    auto st_ = (expr);         \
+    if (!st_) return st_.error(); \
+  } while (false)
+
+}  // namespace
+
+Result<AgentSettings> parse_agent_config(const std::string& text, const std::string& file) {
+  auto root = cfg::parse_yaml(text, file);
+  if (!root) return root.error();
+  const YAML::Node& r = *root;
+  if (!r.IsMap()) return make_error(ErrorCode::kParse, file + ": expected a mapping");
+  TRY(cfg::check_keys(r,
+                      {"server_url", "tenant", "enrollment_key", "device_id", "tags",
+                       "utc_offset_minutes", "data_dir", "channel", "tuf", "service", "interface",
+                       "contract_check", "trial", "checkin", "download", "debug"},
+                      file, ""));
+  AgentSettings s;
+  TRY(get_string(r, "server_url", s.server_url, file));
+  TRY(get_string(r, "tenant", s.tenant, file));
+  TRY(get_string(r, "enrollment_key", s.enrollment_key, file));
+  TRY(get_string(r, "device_id", s.device_id, file));
+  TRY(get_int(r, "utc_offset_minutes", s.utc_offset_minutes, -14 * 60, 14 * 60, file));
+  TRY(get_string(r, "data_dir", s.data_dir, file));
+  TRY(get_string(r, "channel", s.channel, file));
+  TRY(get_string(r, "interface", s.interface_file, file));
+  TRY(get_bool(r, "contract_check", s.contract_check, file));
+  if (auto tags = r["tags"]) {
+    if (!tags.IsMap()) return cfg::error_at(file, tags, "tags: expected a mapping");
+    for (const auto& kv : tags) {
+      auto k = cfg::as_string(kv.first, file, "tags");
+      auto v = cfg::as_string(kv.second, file, "tags");
+      if (!k) return k.error();
+      if (!v) return v.error();
+      s.tags[*k] = *v;
+    }
+  }
+  if (auto t = r["tuf"]) {
+    TRY(cfg::check_keys(t, {"url", "root"}, file, "tuf"));
+    TRY(get_string(t, "url", s.tuf_url, file, "tuf."));
+    TRY(get_string(t, "root", s.tuf_root, file, "tuf."));
+  }
+  if (auto sv = r["service"]) {
+    TRY(cfg::check_keys(sv,
+                        {"command", "shipped_slot", "health_command", "health_interval",
+                         "health_timeout", "stop_timeout"},
+                        file, "service"));
+    TRY(get_list(sv, "command", s.service_command, file, "service."));
+    TRY(get_string(sv, "shipped_slot", s.shipped_slot, file, "service."));
+    TRY(get_list(sv, "health_command", s.health_command, file, "service."));
+    TRY(get_duration(sv, "health_interval", s.health_interval, file, "service."));
+    TRY(get_duration(sv, "health_timeout", s.health_timeout, file, "service."));
+    TRY(get_duration(sv, "stop_timeout", s.stop_timeout, file, "service."));
+  }
+  if (auto t = r["trial"]) {
+    TRY(cfg::check_keys(t, {"start_budget", "window", "fallback"}, file, "trial"));
+    TRY(get_int(t, "start_budget", s.trial.start_budget, 1, 100, file, "trial."));
+    TRY(get_duration(t, "window", s.trial.trial_window, file, "trial."));
+    TRY(get_bool(t, "fallback", s.trial.fallback, file, "trial."));
+  }
+  if (auto c = r["checkin"]) {
+    TRY(cfg::check_keys(c, {"interval", "jitter", "long_poll", "max_backoff", "http_timeout"}, file,
+                        "checkin"));
+    TRY(get_duration(c, "interval", s.checkin_interval, file, "checkin."));
+    TRY(get_duration(c, "long_poll", s.long_poll, file, "checkin."));
+    TRY(get_duration(c, "max_backoff", s.max_backoff, file, "checkin."));
+    TRY(get_duration(c, "http_timeout", s.http_timeout, file, "checkin."));
+    if (auto j = c["jitter"]) {
+      auto v = cfg::as_double(j, file, "checkin.jitter");
+      if (!v) return v.error();
+      if (*v < 0 || *v > 0.5) return cfg::error_at(file, j, "checkin.jitter: expected 0..0.5");
+      s.checkin_jitter = *v;
+    }
+  }
+  if (auto d = r["download"]) {
+    TRY(cfg::check_keys(d, {"max_bytes", "timeout"}, file, "download"));
+    TRY(get_int(d, "max_bytes", s.max_target_bytes, 1, std::int64_t{1} << 40, file, "download."));
+    TRY(get_duration(d, "timeout", s.download_timeout, file, "download."));
+  }
+  if (auto d = r["debug"]) {
+    TRY(cfg::check_keys(d, {"step_log", "pause_after_step", "boot_id_file"}, file, "debug"));
+    TRY(get_bool(d, "step_log", s.step_log, file, "debug."));
+    TRY(get_int(d, "pause_after_step", s.pause_after_step, 0, 1'000'000, file, "debug."));
+    TRY(get_string(d, "boot_id_file", s.boot_id_file, file, "debug."));
+  }
+  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"server_url", &s.server_url},
+                                   {"tenant", &s.tenant},
+                                   {"enrollment_key", &s.enrollment_key},
+                                   {"device_id", &s.device_id},
+                                   {"data_dir", &s.data_dir}}) {
+    if (value->empty()) return make_error(ErrorCode::kInvalidArgument, file + ": " + key + " is required");
+  }
+  if (s.service_command.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, file + ": service.command is required");
+  }
+  if (auto ch = core::Channel::parse(s.channel); !ch) {
+    return ch.error().with_context(file + ": channel: ");
+  }
+  if (s.tuf_url.empty()) s.tuf_url = s.server_url + "/tuf";
+  if (s.tuf_root.empty()) return make_error(ErrorCode::kInvalidArgument, file + ": tuf.root is required");
+  if (s.contract_check && s.interface_file.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      file + ": interface is required (or contract_check: false)");
+  }
+  return s;
+}
+
+Result<AgentSettings> load_agent_config(const std::string& path) {
+  auto text = cfg::read_file_limited(path);
+  if (!text) return text.error();
+  return parse_agent_config(*text, path);
+}
+
+}  // namespace tranche::agent
