@@ -106,6 +106,8 @@ void Agent::log(const std::string& line) {
 }
 
 void Agent::on_step(std::string_view op, const std::string& path) {
+  // The check-in thread writes the token only: not a step of an update.
+  if (std::this_thread::get_id() != main_thread_) return;
   ++steps_;
   std::string rel = path;
   if (rel.rfind(data_ + "/", 0) == 0) rel = rel.substr(data_.size() + 1);

@@ -135,6 +135,7 @@ class Agent {
 
   // Steps (the step log and debug.pause_after_step).
   std::uint64_t steps_ = 0;
+  std::thread::id main_thread_ = std::this_thread::get_id();
   bool in_list_ = false;
 
   // Shared with the check-in thread (mu_).

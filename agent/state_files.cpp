@@ -160,11 +160,18 @@ Status EventQueue::save() {
 }
 
 Status EventQueue::push(DeviceEvent e) {
+  // A bounded queue: an agent cut off for a long time keeps the newest 1,000.
+  const auto before = pending_;
   e.seq = next_seq_++;
   pending_.push_back(std::move(e));
-  // A bounded queue: an agent cut off for a long time keeps the newest 1,000.
   if (pending_.size() > 1000) pending_.erase(pending_.begin());
-  return save();
+  auto st = save();
+  if (!st) {
+    // Not durable, so not handed out: the seq may be used again.
+    pending_ = before;
+    --next_seq_;
+  }
+  return st;
 }
 
 Status EventQueue::acknowledge(std::int64_t up_to) {
