@@ -1,11 +1,13 @@
 // tranche — the operator's command line. Subcommands arrive layer by layer; today:
 // `tranche sim`, the fleet simulator, `tranche release check`, the content
 // contract check, and the TUF repository: `keys gen`, `repo init|publish`,
-// `release sign`, `root rotate`.
+// `release sign`, `root rotate`; and against a server: `login`, `release publish`,
+// `rollout`, `fleet`, `device` (ops_command.h).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "cli/keys_command.h"
+#include "cli/ops_command.h"
 #include "cli/release_command.h"
 #include "cli/repo_command.h"
 #include "cli/sim_command.h"
@@ -29,6 +31,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   tranche::cli::add_keys_command(app, keys_args);
   tranche::cli::RepoArgs repo_args;  // after release: adds `release sign`
   tranche::cli::add_repo_commands(app, repo_args);
+  tranche::cli::OpsArgs ops_args;  // after release: adds `release publish`
+  tranche::cli::add_ops_commands(app, ops_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -40,6 +44,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     return tranche::cli::run_keys_command(keys_args);
   if (tranche::cli::repo_command_parsed(repo_args))
     return tranche::cli::run_repo_command(repo_args);
+  if (tranche::cli::ops_command_parsed(ops_args)) return tranche::cli::run_ops_command(ops_args);
   if (release_args.check != nullptr && release_args.check->parsed()) {
     return tranche::cli::run_release_command(release_args);
   }
