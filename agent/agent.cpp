@@ -195,9 +195,17 @@ Status Agent::mark_clean_boot() {
 
 void Agent::set_running_version() {
   const auto running = stored_.record.running();
-  std::lock_guard lock(mu_);
-  running_version_ = running ? running->to_string() : "";
-  health_phase_ = std::string(core::to_string(stored_.record.phase));
+  bool changed = false;
+  {
+    std::lock_guard lock(mu_);
+    const std::string now_running = running ? running->to_string() : "";
+    changed = now_running != running_version_;
+    running_version_ = now_running;
+    health_phase_ = std::string(core::to_string(stored_.record.phase));
+  }
+  // The server hears at once what runs now (a held check-in is abandoned): the
+  // gate counts a device as exposed from its acknowledgement.
+  if (changed) wake_checkin();
 }
 
 void Agent::apply(const AgentEvent& first) {
