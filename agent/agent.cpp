@@ -149,7 +149,7 @@ Status Agent::init() {
   }
   // The trusted root: copied in at the first start only (afterwards the chain of
   // roots the updater verified is what counts).
-  if (p_.fs.size(data_ + "/tuf/root.json").error().code == ErrorCode::kNotFound || false) {
+  if (auto have = p_.fs.size(data_ + "/tuf/root.json"); !have && have.error().code == ErrorCode::kNotFound) {
     auto root = p_.fs.read(s_.tuf_root, 512'000);
     if (!root) return root.error().with_context("tuf.root: ");
     if (auto st = write_durably(p_.fs, data_ + "/tuf/root.json", *root); !st) return st;
