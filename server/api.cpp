@@ -951,11 +951,14 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
       {"control_failures", r.counters->control_failures.load()},
       {"control_device_s", r.counters->control_s.load()},
       {"acknowledged", r.counters->acknowledged.load()},
+      {"exposed_silent", r.counters->exposed_silent.load()},
       // Before the engine's first look at this rollout (and after a restart)
       // there is no verdict: null, not a bound of 0.
       {"log_lr", looked ? json::value(r.verdict.log_lr) : json::value(nullptr)},
       {"halt_threshold", looked ? json::value(r.verdict.threshold) : json::value(nullptr)},
-      {"ratio_estimate", looked ? json::value(r.verdict.ratio_estimate) : json::value(nullptr)},
+      // Undefined (null) without control failures to compare against.
+      {"ratio_estimate", looked && r.verdict.ratio_estimate > 0 ? json::value(r.verdict.ratio_estimate)
+                                                                 : json::value(nullptr)},
       {"ratio_upper", looked && std::isfinite(r.verdict.ratio_upper) ? json::value(r.verdict.ratio_upper)
                                                                       : json::value(nullptr)},
       {"verdict_reason", r.verdict.reason},

@@ -289,13 +289,30 @@ DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
       }
       const RolloutInfo* rollout = snapshot.live_rollout_for(e.channel);
       if (rollout != nullptr) {
+        auto& counters = *rollout->counters;
         RolloutMark& mark = device.mark(rollout->row.id);
+        // The interval since the device was last heard ends in this failure:
+        // it ran (or tried to run) the failing version all that time. Without
+        // it, a release that crashes at its first start — acknowledged and
+        // failed between two check-ins — would bring failures with no exposure,
+        // and the gate holds such failures back (core/gate.h).
+        double online = online_seconds(device, rollout->plan.gate, now);
         if (!mark.failure_counted) {
           mark.failure_counted = true;
           if (*e.version == rollout->version) {
-            rollout->counters->exposed_failures.fetch_add(1);
+            if (mark.acknowledged_at == 0) {
+              // Failing a version is having received it: the 2024 sensor never
+              // lived to report that it runs the new content.
+              mark.acknowledged_at = now;
+              counters.acknowledged.fetch_add(1);
+              std::lock_guard lock(counters.acknowledged_mu);
+              counters.acknowledged_devices.push_back(device.id);
+            }
+            add_atomic(counters.exposed_s, online);
+            counters.exposed_failures.fetch_add(1);
           } else if (mark.acknowledged_at == 0) {
-            rollout->counters->control_failures.fetch_add(1);
+            add_atomic(counters.control_s, online);
+            counters.control_failures.fetch_add(1);
           }
         }
       }

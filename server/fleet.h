@@ -66,6 +66,7 @@ struct RolloutCounters {
   std::atomic<std::uint64_t> exposed_failures{0};
   std::atomic<std::uint64_t> control_failures{0};
   std::atomic<std::uint64_t> acknowledged{0};
+  std::atomic<std::uint64_t> exposed_silent{0};  // of exposed_failures: silence, not a report
   std::mutex acknowledged_mu;
   std::vector<std::string> acknowledged_devices;  // guarded by acknowledged_mu
 };

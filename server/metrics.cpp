@@ -57,6 +57,8 @@ std::string Metrics::render() const {
   counter(out, "tranche_rollout_transitions_total", "Rollout transitions applied.",
           transitions.load());
   counter(out, "tranche_engine_ticks_total", "Rollout engine ticks run.", engine_ticks.load());
+  counter(out, "tranche_engine_leader", "1 while this server runs the rollout engine.",
+          engine_leader.load(), "gauge");
   counter(out, "tranche_store_flushes_total", "Batches of device state written.",
           store_flushes.load());
   counter(out, "tranche_store_flush_records_total", "Device states and events written.",

@@ -34,6 +34,7 @@ struct Metrics {
   std::atomic<std::uint64_t> requests_rejected{0};  // 4xx
   std::atomic<std::uint64_t> transitions{0};
   std::atomic<std::uint64_t> engine_ticks{0};
+  std::atomic<std::uint64_t> engine_leader{0};  // 1 while this server runs the engine
   std::atomic<std::uint64_t> store_flushes{0};
   std::atomic<std::uint64_t> store_flush_records{0};
   std::atomic<std::uint64_t> store_flush_errors{0};

@@ -116,6 +116,52 @@ core::Status ServerImpl::open() {
 
 // --- loading ------------------------------------------------------------------------
 
+core::Result<std::shared_ptr<RolloutInfo>> rollout_from_row(store::RolloutRow row,
+                                                            std::shared_ptr<RolloutCounters> counters) {
+  auto info = std::make_shared<RolloutInfo>();
+  auto plan = config::parse_plan(row.plan_yaml, "rollout " + row.id);
+  if (!plan) return plan.error();
+  auto status = status_from_json(row.status_json);
+  if (!status) return status.error().with_context("rollout " + row.id + ": ");
+  auto gate = gate_from_json(row.gate_json);
+  if (!gate) return gate.error().with_context("rollout " + row.id + ": ");
+  auto version = core::Version::parse(row.version);
+  if (!version) return version.error();
+  info->plan = std::move(*plan);
+  info->status = *status;
+  info->gate = gate->state;
+  info->channel = row.channel;
+  info->version = *version;
+  if (!row.previous.empty()) {
+    auto prev = core::Version::parse(row.previous);
+    if (prev) info->previous = *prev;
+  }
+  if (counters) {
+    info->counters = std::move(counters);  // this server's own evidence goes on
+  } else {
+    info->counters = std::make_shared<RolloutCounters>();
+    info->counters->exposed_s = gate->exposed.exposure_s;
+    info->counters->exposed_failures = gate->exposed.failures;
+    info->counters->control_s = gate->control.exposure_s;
+    info->counters->control_failures = gate->control.failures;
+    info->counters->acknowledged = gate->acknowledged;
+  }
+  info->row = std::move(row);
+  return info;
+}
+
+void derive_channel_state(Snapshot& snap) {
+  snap.live_rollout.clear();
+  for (auto& [channel, info] : snap.channels) info.baseline.reset();
+  for (const auto& [id, r] : snap.rollouts) {
+    if (r->status.state == core::RolloutState::kCompleted) {
+      auto& baseline = snap.channels[r->channel].baseline;
+      if (!baseline || *baseline < r->version) baseline = r->version;
+    }
+    if (r->live()) snap.live_rollout[r->channel] = id;
+  }
+}
+
 core::Status ServerImpl::load() {
   auto tenants = store_->load_tenants();
   if (!tenants) return tenants.error();
@@ -154,38 +200,11 @@ core::Status ServerImpl::load() {
               [](const ReleaseInfo& a, const ReleaseInfo& b) { return a.version < b.version; });
   }
   for (auto& row : *rollouts) {
-    auto info = std::make_shared<RolloutInfo>();
-    auto plan = config::parse_plan(row.plan_yaml, "rollout " + row.id);
-    if (!plan) return plan.error();
-    auto status = status_from_json(row.status_json);
-    if (!status) return status.error().with_context("rollout " + row.id + ": ");
-    auto gate = gate_from_json(row.gate_json);
-    if (!gate) return gate.error().with_context("rollout " + row.id + ": ");
-    auto version = core::Version::parse(row.version);
-    if (!version) return version.error();
-    info->plan = std::move(*plan);
-    info->status = *status;
-    info->gate = gate->state;
-    info->channel = row.channel;
-    info->version = *version;
-    if (!row.previous.empty()) {
-      auto prev = core::Version::parse(row.previous);
-      if (prev) info->previous = *prev;
-    }
-    info->counters = std::make_shared<RolloutCounters>();
-    info->counters->exposed_s = gate->exposed.exposure_s;
-    info->counters->exposed_failures = gate->exposed.failures;
-    info->counters->control_s = gate->control.exposure_s;
-    info->counters->control_failures = gate->control.failures;
-    info->counters->acknowledged = gate->acknowledged;
-    info->row = std::move(row);
-    if (info->status.state == core::RolloutState::kCompleted) {
-      auto& baseline = snap.channels[info->channel].baseline;
-      if (!baseline || *baseline < info->version) baseline = info->version;
-    }
-    if (info->live()) snap.live_rollout[info->channel] = info->row.id;
-    snap.rollouts.emplace(info->row.id, std::move(info));
+    auto info = rollout_from_row(std::move(row), nullptr);
+    if (!info) return info.error();
+    snap.rollouts.emplace((*info)->row.id, std::move(*info));
   }
+  derive_channel_state(snap);
 
   std::unordered_map<std::string, store::DeviceStateRow> state_by_device;
   for (auto& s : *states) state_by_device.emplace(s.device, std::move(s));
@@ -297,6 +316,7 @@ void ServerImpl::shutdown() {
     if (poller_.joinable()) poller_.join();
     if (http_) http_->stop(std::chrono::milliseconds(3000));
     writer_cv_.notify_all();
+    engine_cv_.notify_all();
     if (engine_.joinable()) engine_.join();
     if (writer_.joinable()) writer_.join();  // its last round flushes everything
     std::lock_guard lock(store_mu_);
@@ -376,25 +396,105 @@ void ServerImpl::writer_loop() {
 
 void ServerImpl::engine_loop() {
   auto next = std::chrono::steady_clock::now();
+  const bool shared_store = store_->backend() == "postgres";
   while (!stopping_) {
-    if (!engine_leader_) {
-      core::Result<bool> got = false;
-      {
-        std::lock_guard lock(store_mu_);
-        got = store_->try_acquire_engine_lock();
-      }
-      if (got && *got) {
-        engine_leader_ = true;
+    core::Result<bool> got = false;
+    {
+      std::lock_guard lock(store_mu_);
+      got = store_->try_acquire_engine_lock();
+    }
+    bool leads = got && *got;
+    if (leads != engine_leader_) {
+      if (leads) {
         spdlog::info("engine: this server runs the rollout engine");
+      } else {
+        spdlog::warn("engine: lost the engine lock ({}); following",
+                     got ? "held by another server" : got.error().to_string());
       }
     }
+    engine_leader_ = leads;
+    metrics_.engine_leader.store(leads ? 1 : 0);
+    // With SQLite this process is the only one; with PostgreSQL others may have
+    // changed rollouts, releases, tenants or tokens.
+    if (shared_store) sync_from_store();
     if (engine_leader_) tick(clock_->now());
     next += options_.tick;
     auto now = std::chrono::steady_clock::now();
     if (next < now) next = now;
-    std::unique_lock lock(writer_mu_);  // any mutex: only to sleep interruptibly
-    writer_cv_.wait_until(lock, next, [this] { return stopping_.load(); });
+    std::unique_lock lock(engine_sleep_mu_);
+    engine_cv_.wait_until(lock, next, [this] { return stopping_.load(); });
   }
+}
+
+void ServerImpl::sync_from_store() {
+  core::Result<std::vector<store::RolloutRow>> rollouts = std::vector<store::RolloutRow>{};
+  core::Result<std::vector<store::ReleaseRow>> releases = std::vector<store::ReleaseRow>{};
+  core::Result<std::vector<store::TenantRow>> tenants = std::vector<store::TenantRow>{};
+  core::Result<std::vector<store::OperatorTokenRow>> tokens = std::vector<store::OperatorTokenRow>{};
+  {
+    std::lock_guard lock(store_mu_);
+    rollouts = store_->load_rollouts();
+    releases = store_->load_releases();
+    tenants = store_->load_tenants();
+    tokens = store_->load_operator_tokens();
+  }
+  if (!rollouts || !releases || !tenants || !tokens) {
+    spdlog::warn("sync: store unreadable; serving what this server knows");
+    return;
+  }
+  // Publish only when something moved: a publish wakes every held check-in.
+  std::string fingerprint;
+  for (const auto& r : *rollouts) {
+    fingerprint += r.id + ":" + std::to_string(r.generation) + ":" +
+                   std::to_string(engine_leader_ ? 0 : r.updated_at) + ";";
+  }
+  for (const auto& r : *releases) fingerprint += r.channel + "/" + r.version + ";";
+  for (const auto& t : *tenants) fingerprint += t.id + "=" + t.policy_json + t.enrollment_key_hash + ";";
+  for (const auto& t : *tokens) fingerprint += t.token_hash + std::to_string(static_cast<int>(t.role)) + ";";
+  if (fingerprint == synced_fingerprint_) return;
+  synced_fingerprint_ = fingerprint;
+
+  std::lock_guard engine_lock(engine_mu_);
+  fleet_.update([&](Snapshot& s) {
+    for (auto& row : *rollouts) {
+      auto it = s.rollouts.find(row.id);
+      bool newer = it == s.rollouts.end() || it->second->row.generation < row.generation;
+      bool take_evidence = !engine_leader_ && it != s.rollouts.end() &&
+                           it->second->row.updated_at < row.updated_at;
+      if (!newer && !take_evidence) continue;
+      // The leader keeps counting its own evidence; a follower takes the leader's.
+      std::shared_ptr<RolloutCounters> keep =
+          engine_leader_ && it != s.rollouts.end() ? it->second->counters : nullptr;
+      auto info = rollout_from_row(row, keep);
+      if (!info) {
+        spdlog::error("sync: rollout {}: {}", row.id, info.error().to_string());
+        continue;
+      }
+      if (!keep && it != s.rollouts.end()) {
+        std::lock_guard lock(it->second->counters->acknowledged_mu);
+        (*info)->counters->acknowledged_devices = it->second->counters->acknowledged_devices;
+      }
+      s.rollouts[row.id] = std::move(*info);
+    }
+    s.channels.clear();
+    for (auto& row : *releases) {
+      auto v = core::Version::parse(row.version);
+      if (v) s.channels[row.channel].releases.push_back(ReleaseInfo{*v, std::move(row)});
+    }
+    for (auto& [channel, info] : s.channels) {
+      std::sort(info.releases.begin(), info.releases.end(),
+                [](const ReleaseInfo& a, const ReleaseInfo& b) { return a.version < b.version; });
+    }
+    derive_channel_state(s);
+    for (auto& row : *tenants) {
+      boost::system::error_code ec;
+      auto value = json::parse(row.policy_json, ec);
+      auto policy = ec ? core::Result<core::TenantPolicy>(core::TenantPolicy{}) : policy_from_json(value);
+      if (policy) s.tenants[row.id] = TenantInfo{row, *policy};
+    }
+    s.operators.clear();
+    for (auto& row : *tokens) s.operators.emplace(row.token_hash, OperatorInfo{row.name, row.role});
+  });
 }
 
 core::Status ServerImpl::audit(const std::string& actor, const std::string& action,
@@ -512,6 +612,7 @@ void ServerImpl::tick(TimeMs now) {
         if (silent && !mark.failure_counted && r.status.state == core::RolloutState::kRunning) {
           mark.failure_counted = true;
           r.counters->exposed_failures.fetch_add(1);
+          r.counters->exposed_silent.fetch_add(1);
           enqueue(DeviceWrite{d.state_row(), {}});
         }
       });
@@ -572,30 +673,37 @@ void ServerImpl::poller_loop() {
     seen = snap->generation;
     auto now_steady = std::chrono::steady_clock::now();
     TimeMs now = clock_->now();
-    std::vector<std::pair<Responder, json::object>> ready;
+    // Take out the waiters to look at, answer them without the lock (the first
+    // answer leaves before the thousandth is computed), put back the rest.
+    std::list<Waiter> due;
     {
       std::lock_guard lock(waiters_mu_);
       for (auto it = waiters_.begin(); it != waiters_.end();) {
-        bool expired = stopping_ || now_steady >= it->deadline;
-        bool changed = it->generation < snap->generation;
-        if (!expired && !changed) {
-          ++it;
-          continue;
-        }
-        std::vector<ChannelAnswer> answers;
-        (void)fleet_.with_device(it->device,
-                                 [&](Device& d) { answers = Fleet::answer(d, *snap, now); });
-        it->generation = snap->generation;
-        if (expired || !answer_is_rest(answers)) {
-          ready.emplace_back(std::move(it->respond), answer_json(answers, *snap, now));
-          it = waiters_.erase(it);
-          metrics_.checkins_held.fetch_sub(1);
-        } else {
-          ++it;
-        }
+        bool look = stopping_ || now_steady >= it->deadline || it->generation < snap->generation;
+        auto next = std::next(it);
+        if (look) due.splice(due.end(), waiters_, it);
+        it = next;
       }
     }
-    for (auto& [respond, body] : ready) reply_json(respond, 200, body);
+    std::list<Waiter> still_waiting;
+    for (auto it = due.begin(); it != due.end();) {
+      auto next = std::next(it);
+      bool expired = stopping_ || now_steady >= it->deadline;
+      std::vector<ChannelAnswer> answers;
+      (void)fleet_.with_device(it->device, [&](Device& d) { answers = Fleet::answer(d, *snap, now); });
+      it->generation = snap->generation;
+      if (expired || !answer_is_rest(answers)) {
+        reply_json(it->respond, 200, answer_json(answers, *snap, now));
+        metrics_.checkins_held.fetch_sub(1);
+      } else {
+        still_waiting.splice(still_waiting.end(), due, it);
+      }
+      it = next;
+    }
+    if (!still_waiting.empty()) {
+      std::lock_guard lock(waiters_mu_);
+      waiters_.splice(waiters_.end(), still_waiting);
+    }
     if (stopping_) {
       std::lock_guard lock(waiters_mu_);
       if (waiters_.empty()) return;

@@ -37,6 +37,13 @@ struct Caller {
   store::Role role = store::Role::kViewer;
 };
 
+// A rollout from its stored row; `counters` (when given) are kept instead of
+// the row's evidence.
+core::Result<std::shared_ptr<RolloutInfo>> rollout_from_row(store::RolloutRow row,
+                                                            std::shared_ptr<RolloutCounters> counters);
+// Live rollout per channel and each channel's baseline, from the rollouts.
+void derive_channel_state(Snapshot& snapshot);
+
 class ServerImpl final : public Server {
  public:
   ServerImpl(ServerOptions options, std::shared_ptr<Clock> clock);
@@ -62,6 +69,11 @@ class ServerImpl final : public Server {
 
   // --- the engine ---
   void engine_loop();
+  // Several servers on one PostgreSQL: every tick, pick up what the others
+  // changed — rollouts (by generation), releases, tenants and operator tokens.
+  // A follower also takes the leader's gate evidence; the leader keeps its own.
+  void sync_from_store();
+  std::string synced_fingerprint_;
   void tick(TimeMs now);
   // Applies `event` to a rollout, persists the transition and its audit entry
   // (store first), then publishes. Used by the engine and by operators.
@@ -147,6 +159,8 @@ class ServerImpl final : public Server {
   std::list<Waiter> waiters_;
   std::uint64_t waiters_generation_ = 0;
 
+  std::mutex engine_sleep_mu_;
+  std::condition_variable engine_cv_;  // wakes the engine's sleep at shutdown
   std::thread writer_;
   std::thread engine_;
   std::thread poller_;

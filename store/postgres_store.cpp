@@ -112,10 +112,13 @@ std::string value_rows(std::size_t rows, std::size_t columns) {
   std::string out;
   std::size_t n = 1;
   for (std::size_t r = 0; r < rows; ++r) {
-    out += r == 0 ? "(" : ", (";
+    out.append(r == 0 ? "(" : ", (");
     for (std::size_t c = 0; c < columns; ++c) {
-      if (c != 0) out += ", ";
-      out += "$" + std::to_string(n++);
+      if (c != 0) out.append(", ");
+      // append, not "$" + to_string(): GCC 12 at -O3 reports a false -Wrestrict
+      // on the temporary concatenation.
+      out.push_back('$');
+      out.append(std::to_string(n++));
     }
     out += ")";
   }

@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +71,9 @@ class ServerProcess {
     for (const auto& a : args_) argv_s.push_back(a);
     pid_ = ::fork();
     if (pid_ == 0) {
+      // The server dies with the test, even when the test crashes: a server left
+      // behind would hold CTest's output pipe open.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       ::dup2(out[1], STDOUT_FILENO);
       ::close(out[0]);
       ::close(out[1]);
