@@ -9,11 +9,6 @@
 
 namespace tranche::server {
 
-core::ChannelReleases ChannelInfo::versions() const {
-  core::ChannelReleases out;
-  for (const auto& r : releases) out.versions.push_back(r.version);
-  return out;
-}
 
 bool RolloutInfo::live() const {
   using S = core::RolloutState;
@@ -108,6 +103,19 @@ void Fleet::update(const std::function<void(Snapshot&)>& change) {
   std::lock_guard writer(writer_mu_);
   auto next = std::make_shared<Snapshot>(*snapshot());
   change(*next);
+  // What every check-in would otherwise recompute: each channel's version list
+  // and each release's parsed targets.
+  for (auto& [name, channel] : next->channels) {
+    channel.versions_cache.versions.clear();
+    for (auto& r : channel.releases) {
+      channel.versions_cache.versions.push_back(r.version);
+      if (r.targets.is_null()) {
+        boost::system::error_code ec;
+        r.targets = boost::json::parse(r.row.targets_json, ec);
+        if (ec) r.targets = boost::json::array{};
+      }
+    }
+  }
   next->generation += 1;
   next->device_count = device_count_.load();
   {
@@ -219,7 +227,7 @@ DeviceWrite Fleet::check_in(Device& device, const Snapshot& snapshot,
   device.health_json = std::move(health_json);
   device.last_seen = now;
   device.said_goodbye = false;
-  return DeviceWrite{device.state_row(), {}};
+  return DeviceWrite{device.id, {}};
 }
 
 std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& snapshot,
@@ -247,10 +255,11 @@ std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& s
     auto failed = device.failed.find(channel);
     view.failed = failed == device.failed.end() ? std::vector<core::Version>{} : failed->second;
     a.current = view.current;
-    core::ChannelReleases releases;
+    static const core::ChannelReleases kNoReleases;
+    const core::ChannelReleases* releases = &kNoReleases;
     std::optional<core::Version> baseline;
     if (auto ci = snapshot.channels.find(channel); ci != snapshot.channels.end()) {
-      releases = ci->second.versions();
+      releases = &ci->second.versions();
       baseline = ci->second.baseline;
     }
     const RolloutInfo* rollout = snapshot.live_rollout_for(channel);
@@ -263,7 +272,7 @@ std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& s
       }
     }
     a.assignment =
-        core::assign(view, policy, releases, baseline, rv ? &*rv : nullptr, channel, now);
+        core::assign(view, policy, *releases, baseline, rv ? &*rv : nullptr, channel, now);
     out.push_back(std::move(a));
   }
   return out;
@@ -271,7 +280,7 @@ std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& s
 
 DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
                                  const std::vector<DeviceEvent>& events, TimeMs now) {
-  DeviceWrite write;
+  DeviceWrite write{device.id, {}};
   for (const auto& e : events) {
     device.last_event_seq = std::max(device.last_event_seq, e.seq);
     if (e.kind == "goodbye") {
@@ -328,7 +337,6 @@ DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
     write.events.push_back(std::move(row));
   }
   device.last_seen = now;
-  write.state = device.state_row();
   return write;
 }
 

@@ -23,6 +23,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/json/value.hpp>
+
 #include "core/assignment.h"
 #include "core/gate.h"
 #include "core/plan.h"
@@ -50,12 +52,14 @@ struct OperatorInfo {
 struct ReleaseInfo {
   core::Version version;
   store::ReleaseRow row;
+  boost::json::value targets;  // row.targets_json parsed (Fleet::update fills it)
 };
 
 struct ChannelInfo {
   std::vector<ReleaseInfo> releases;  // oldest first
   std::optional<core::Version> baseline;  // newest version whose rollout completed
-  core::ChannelReleases versions() const;
+  core::ChannelReleases versions_cache;   // the releases' versions (Fleet::update fills it)
+  const core::ChannelReleases& versions() const { return versions_cache; }
 };
 
 // Evidence counters of one rollout: shared by every snapshot of it, updated by
@@ -147,9 +151,10 @@ struct DeviceEvent {
 };
 
 // Reported by check-in and event handling: what the request changed, for the
-// batch writer.
+// batch writer. The device's state row is built when the batch is written (from
+// the device as it is then), not per request.
 struct DeviceWrite {
-  store::DeviceStateRow state;
+  std::string device;
   std::vector<store::DeviceEventRow> events;
 };
 

@@ -193,7 +193,7 @@ core::Status ServerImpl::load() {
   for (auto& row : *releases) {
     auto v = core::Version::parse(row.version);
     if (!v) return v.error().with_context("release " + row.channel + " ");
-    snap.channels[row.channel].releases.push_back(ReleaseInfo{*v, std::move(row)});
+    snap.channels[row.channel].releases.push_back(ReleaseInfo{*v, std::move(row), nullptr});
   }
   for (auto& [channel, info] : snap.channels) {
     std::sort(info.releases.begin(), info.releases.end(),
@@ -331,7 +331,7 @@ void ServerImpl::enqueue(DeviceWrite write) {
   std::size_t pending = 0;
   {
     std::lock_guard lock(writer_mu_);
-    pending_states_.insert_or_assign(write.state.device, std::move(write.state));
+    pending_states_.insert(std::move(write.device));
     for (auto& e : write.events) pending_events_.push_back(std::move(e));
     pending = pending_states_.size() + pending_events_.size();
   }
@@ -339,14 +339,19 @@ void ServerImpl::enqueue(DeviceWrite write) {
 }
 
 void ServerImpl::flush_pending() {
-  std::vector<store::DeviceStateRow> states;
+  std::unordered_set<std::string> devices;
   std::vector<store::DeviceEventRow> events;
   {
     std::lock_guard lock(writer_mu_);
-    states.reserve(pending_states_.size());
-    for (auto& [id, s] : pending_states_) states.push_back(std::move(s));
-    pending_states_.clear();
+    devices.swap(pending_states_);
     events.swap(pending_events_);
+  }
+  // Each device's state as it is now: a device that checked in ten times since
+  // the last batch is written once.
+  std::vector<store::DeviceStateRow> states;
+  states.reserve(devices.size());
+  for (const auto& id : devices) {
+    (void)fleet_.with_device(id, [&](Device& d) { states.push_back(d.state_row()); });
   }
   if (states.empty() && events.empty()) return;
   auto t0 = std::chrono::steady_clock::now();
@@ -366,9 +371,9 @@ void ServerImpl::flush_pending() {
   metrics_.store_flush_errors.fetch_add(1);
   spdlog::error("store: batch of {} states and {} events not written, retrying: {}",
                 states.size(), events.size(), st.error().to_string());
-  // Put the batch back; a state written since is newer and wins.
+  // Put the batch back (the states are rebuilt from the devices next time).
   std::lock_guard lock(writer_mu_);
-  for (auto& s : states) pending_states_.try_emplace(s.device, std::move(s));
+  for (auto& s : states) pending_states_.insert(s.device);
   pending_events_.insert(pending_events_.begin(), std::make_move_iterator(events.begin()),
                          std::make_move_iterator(events.end()));
 }
@@ -479,7 +484,7 @@ void ServerImpl::sync_from_store() {
     s.channels.clear();
     for (auto& row : *releases) {
       auto v = core::Version::parse(row.version);
-      if (v) s.channels[row.channel].releases.push_back(ReleaseInfo{*v, std::move(row)});
+      if (v) s.channels[row.channel].releases.push_back(ReleaseInfo{*v, std::move(row), nullptr});
     }
     for (auto& [channel, info] : s.channels) {
       std::sort(info.releases.begin(), info.releases.end(),
@@ -613,7 +618,7 @@ void ServerImpl::tick(TimeMs now) {
           mark.failure_counted = true;
           r.counters->exposed_failures.fetch_add(1);
           r.counters->exposed_silent.fetch_add(1);
-          enqueue(DeviceWrite{d.state_row(), {}});
+          enqueue(DeviceWrite{d.id, {}});
         }
       });
     }

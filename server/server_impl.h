@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include <boost/json/value.hpp>
@@ -150,7 +151,7 @@ class ServerImpl final : public Server {
 
   std::mutex writer_mu_;
   std::condition_variable writer_cv_;
-  std::unordered_map<std::string, store::DeviceStateRow> pending_states_;  // by device
+  std::unordered_set<std::string> pending_states_;  // devices whose state changed
   std::vector<store::DeviceEventRow> pending_events_;
   std::atomic<bool> stopping_{false};
 
