@@ -38,7 +38,8 @@ sleep 5  # enrolled, first check-in held
 ticks() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
 t0=$(ticks); sleep "$secs"; t1=$(ticks)
 hz=$(getconf CLK_TCK)
-rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
+rss_kb=$(awk "/VmRSS/ {print \$2}" "/proc/$agent/status")
+anon_kb=$(awk "/RssAnon/ {print \$2}" "/proc/$agent/status"); file_kb=$(awk "/RssFile/ {print \$2}" "/proc/$agent/status")
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
 cpu_ms=$(( (t1 - t0) * 1000 / hz ))
-echo "tranche-agent idle over ${secs}s: RSS ${rss_kb} kB (peak ${hwm_kb} kB), CPU ${cpu_ms} ms ($(awk "BEGIN {printf \"%.3f\", $cpu_ms / ($secs * 10)}")% of one core)"
+echo "tranche-agent idle over ${secs}s: RSS ${rss_kb} kB (anonymous ${anon_kb} kB, shared libraries and files ${file_kb} kB; peak ${hwm_kb} kB), CPU ${cpu_ms} ms ($(awk "BEGIN {printf \"%.3f\", $cpu_ms / ($secs * 10)}")% of one core)"
