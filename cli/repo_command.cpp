@@ -20,6 +20,7 @@
 #include "tuf/crypto.h"
 #include "tuf/metadata.h"
 #include "tuf/repository.h"
+#include "config/tuf_repo_dir.h"
 
 namespace tranche::cli {
 namespace {
@@ -44,48 +45,8 @@ Failure refused(core::Error e) {
   return Failure{1, std::move(e)};
 }
 
-Result<std::string> read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return make_error(ErrorCode::kNotFound, p.string() + ": cannot read");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// temp, fsync, rename, fsync dir: a server or CDN syncing DIR never sees half
-// a file.
-Status write_file(const fs::path& p, std::string_view bytes) {
-  std::error_code ec;
-  fs::create_directories(p.parent_path(), ec);
-  if (ec)
-    return make_error(ErrorCode::kInvalidArgument, p.parent_path().string() + ": " + ec.message());
-  const fs::path tmp = p.parent_path() / ("." + p.filename().string() + ".tmp");
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return make_error(ErrorCode::kInvalidArgument, tmp.string() + ": " + std::strerror(errno));
-  std::size_t done = 0;
-  bool ok = true;
-  while (ok && done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n >= 0;
-    if (ok) done += static_cast<std::size_t>(n);
-  }
-  ok = ok && ::fsync(fd) == 0;
-  ok = ::close(fd) == 0 && ok;
-  ok = ok && ::rename(tmp.c_str(), p.c_str()) == 0;
-  if (!ok) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return make_error(ErrorCode::kInvalidArgument, p.string() + ": " + why);
-  }
-  const int dfd = ::open(p.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return core::Ok{};
-}
+Result<std::string> read_file(const fs::path& p) { return config::read_whole_file(p); }
+Status write_file(const fs::path& p, std::string_view bytes) { return config::write_file_atomic(p, bytes); }
 
 core::TimeMs wall_clock() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -103,24 +64,7 @@ Result<core::TimeMs> expiry(const std::string& text, core::DurationMs fallback) 
   return core::saturating_add(wall_clock(), d);
 }
 
-// A private key (PEM) for signing.
-Result<tuf::SigningKey> load_signing_key(const std::string& path) {
-  auto bytes = read_file(path);
-  if (!bytes) return bytes.error();
-  auto key = tuf::signing_key_from_pem(*bytes);
-  if (!key) return key.error().with_context(path + ": ");
-  return key;
-}
-
-Result<std::vector<tuf::SigningKey>> load_signing_keys(const std::vector<std::string>& paths) {
-  std::vector<tuf::SigningKey> out;
-  for (const std::string& p : paths) {
-    auto k = load_signing_key(p);
-    if (!k) return k.error();
-    out.push_back(std::move(*k));
-  }
-  return out;
-}
+using config::load_signing_keys;
 
 // A public key: NAME.pub.json as `tranche keys gen` writes it, or a PEM private
 // key (its public half).
@@ -164,39 +108,12 @@ Result<tuf::RoleDefinition> load_role(const std::vector<std::string>& paths,
   return r;
 }
 
-fs::path metadata_dir(const std::string& dir) {
-  return fs::path(dir) / "metadata";
-}
-
-// The highest N of metadata/N.<role>.json, 0 if none.
+fs::path metadata_dir(const std::string& dir) { return config::repo_metadata_dir(dir); }
 std::int64_t latest_version(const std::string& dir, const std::string& role) {
-  std::int64_t best = 0;
-  std::error_code ec;
-  const std::string suffix = "." + role + ".json";
-  for (const auto& e : fs::directory_iterator(metadata_dir(dir), ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.size() <= suffix.size() ||
-        n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) {
-      continue;
-    }
-    const std::string digits = n.substr(0, n.size() - suffix.size());
-    if (digits.empty() || digits.size() > 18 ||
-        digits.find_first_not_of("0123456789") != std::string::npos) {
-      continue;
-    }
-    best = std::max(best, static_cast<std::int64_t>(std::stoll(digits)));
-  }
-  return best;
+  return config::repo_latest_version(dir, role);
 }
-
-// metadata/<latest N>.<role>.json
 Result<std::string> read_latest(const std::string& dir, const std::string& role) {
-  const std::int64_t v = latest_version(dir, role);
-  if (v == 0) {
-    return make_error(ErrorCode::kNotFound, metadata_dir(dir).string() + ": no N." + role +
-                                                ".json (run tranche repo init first)");
-  }
-  return read_file(metadata_dir(dir) / (std::to_string(v) + "." + role + ".json"));
+  return config::repo_read_latest(dir, role);
 }
 
 #define REPO_TRY(lhs, expr, kind)             \
@@ -292,36 +209,21 @@ std::optional<Failure> run_sign(const RepoArgs& a) {
 std::optional<Failure> run_publish(const RepoArgs& a) {
   REPO_TRY(snapshot_signers, load_signing_keys(a.snapshot_keys), bad_input);
   REPO_TRY(timestamp_signers, load_signing_keys(a.timestamp_keys), bad_input);
-  REPO_TRY(root, read_latest(a.dir, "root"), bad_input);
-  REPO_TRY(targets, read_latest(a.dir, "targets"), bad_input);
-  tuf::PublishRequest req;
-  req.root = root;
-  req.targets = {{"targets", targets}};
-  std::optional<std::string> prev_snapshot, prev_timestamp;
-  if (latest_version(a.dir, "snapshot") != 0) {
-    REPO_TRY(s, read_latest(a.dir, "snapshot"), bad_input);
-    prev_snapshot = s;
-    req.previous_snapshot = *prev_snapshot;
-  }
-  if (auto t = read_file(metadata_dir(a.dir) / tuf::kTimestampFileName)) {
-    prev_timestamp = *t;
-    req.previous_timestamp = *prev_timestamp;
-  }
-  req.snapshot_keys = snapshot_signers;
-  req.timestamp_keys = timestamp_signers;
-  req.now = wall_clock();
+  std::optional<core::DurationMs> lifetime;
   if (!a.expires.empty()) {
     REPO_TRY(d, core::parse_duration(a.expires), bad_input);
-    req.timestamp_expiry = d;
+    lifetime = d;
   }
-  REPO_TRY(published, tuf::publish(req), refused);
-  // The snapshot before the timestamp that points at it.
-  if (auto f =
-          write_or_fail(metadata_dir(a.dir) / tuf::snapshot_file_name(published.snapshot_version),
-                        published.snapshot)) {
-    return f;
+  if (latest_version(a.dir, "root") == 0 || latest_version(a.dir, "targets") == 0) {
+    REPO_TRY(missing, read_latest(a.dir, latest_version(a.dir, "root") == 0 ? "root" : "targets"),
+             bad_input);
+    (void)missing;
   }
-  return write_or_fail(metadata_dir(a.dir) / tuf::kTimestampFileName, published.timestamp);
+  REPO_TRY(version, config::repo_publish(a.dir, snapshot_signers, timestamp_signers, wall_clock(), lifetime),
+           refused);
+  std::printf("wrote %s and %s\n", (metadata_dir(a.dir) / tuf::snapshot_file_name(version)).c_str(),
+              (metadata_dir(a.dir) / tuf::kTimestampFileName).c_str());
+  return std::nullopt;
 }
 
 std::optional<Failure> run_rotate(const RepoArgs& a) {

@@ -123,6 +123,14 @@ int main(int argc, char** argv) {
                  "when a release is registered (repeatable)");
   app.add_option("--tuf-repo", o.tuf_repo_dir,
                  "serve this TUF repository directory (made by `tranche repo init`) at /tuf/");
+  app.add_option("--tuf-snapshot-key", o.tuf_snapshot_keys,
+                 "PEM key of the online snapshot role (repeatable): with --tuf-timestamp-key, the "
+                 "engine signs a new snapshot when a release is signed into --tuf-repo, and renews "
+                 "the timestamp at half its life");
+  app.add_option("--tuf-timestamp-key", o.tuf_timestamp_keys, "PEM key of the online timestamp role (repeatable)");
+  std::int64_t timestamp_lifetime_s = o.tuf_timestamp_lifetime.count();
+  app.add_option("--tuf-timestamp-lifetime-s", timestamp_lifetime_s, "expiry of each timestamp the server signs")
+      ->capture_default_str();
   app.add_option("--dashboard-dir", o.dashboard_dir,
                  "serve the dashboard from this directory at / (default: the installed or source copy)");
   app.add_option("--admin-token", o.admin_token,
@@ -162,6 +170,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!tls_cert.empty()) o.tls = tranche::server::TlsFiles{tls_cert, tls_key};
+  o.tuf_timestamp_lifetime = std::chrono::seconds(timestamp_lifetime_s);
   o.tick = std::chrono::milliseconds(tick_ms);
   o.batch_interval = std::chrono::milliseconds(batch_ms);
   o.long_poll_max = std::chrono::seconds(long_poll_s);

@@ -16,6 +16,7 @@
 
 #include "config/content_files.h"
 #include "config/plan_yaml.h"
+#include "config/tuf_repo_dir.h"
 #include "core/cohort.h"
 #include "server/codec.h"
 #include "server/server_impl.h"
@@ -88,6 +89,19 @@ core::Status ServerImpl::open() {
     interfaces_.emplace(channel, std::move(*iface));
   }
 
+  if (!options_.tuf_snapshot_keys.empty() || !options_.tuf_timestamp_keys.empty()) {
+    if (options_.tuf_repo_dir.empty() || options_.tuf_snapshot_keys.empty() ||
+        options_.tuf_timestamp_keys.empty()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--tuf-snapshot-key and --tuf-timestamp-key go together, with --tuf-repo");
+    }
+    auto s = config::load_signing_keys(options_.tuf_snapshot_keys);
+    if (!s) return s.error().with_context("--tuf-snapshot-key ");
+    auto t = config::load_signing_keys(options_.tuf_timestamp_keys);
+    if (!t) return t.error().with_context("--tuf-timestamp-key ");
+    tuf_snapshot_signers_ = std::move(*s);
+    tuf_timestamp_signers_ = std::move(*t);
+  }
   if (auto st = load(); !st) return st;
   if (auto st = ensure_admin_token(); !st) return st;
 
@@ -422,13 +436,34 @@ void ServerImpl::engine_loop() {
     // With SQLite this process is the only one; with PostgreSQL others may have
     // changed rollouts, releases, tenants or tokens.
     if (shared_store) sync_from_store();
-    if (engine_leader_) tick(clock_->now());
+    if (engine_leader_) {
+      tick(clock_->now());
+      publish_tuf_if_needed(clock_->now());
+    }
     next += options_.tick;
     auto now = std::chrono::steady_clock::now();
     if (next < now) next = now;
     std::unique_lock lock(engine_sleep_mu_);
     engine_cv_.wait_until(lock, next, [this] { return stopping_.load(); });
   }
+}
+
+void ServerImpl::publish_tuf_if_needed(TimeMs now) {
+  if (tuf_snapshot_signers_.empty() || now - tuf_checked_at_ < 2 * core::kSecond) return;
+  tuf_checked_at_ = now;
+  auto lifetime = std::chrono::duration_cast<std::chrono::milliseconds>(options_.tuf_timestamp_lifetime).count();
+  // Renew at half the timestamp's life: a client never sees it expire (5.4.4
+  // freeze check) while the server runs.
+  auto why = config::repo_publish_reason(options_.tuf_repo_dir, now, lifetime / 2);
+  if (!why) return;
+  auto version = config::repo_publish(options_.tuf_repo_dir, tuf_snapshot_signers_, tuf_timestamp_signers_,
+                                      now, lifetime);
+  if (!version) {
+    spdlog::error("tuf: snapshot and timestamp not published ({}): {}", *why, version.error().to_string());
+    return;
+  }
+  spdlog::info("tuf: published snapshot {} and a timestamp ({})", *version, *why);
+  (void)audit("engine", "tuf.publish", "snapshot " + std::to_string(*version), *why, now);
 }
 
 void ServerImpl::sync_from_store() {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/result.h"
 #include "core/types.h"
@@ -58,6 +59,13 @@ struct ServerOptions {
   // at / and /ui/. Empty: not served.
   std::string tuf_repo_dir;
   std::string dashboard_dir;
+  // The online roles (TUF spec: snapshot and timestamp keys live on the
+  // server): with both given, the engine's server signs a new snapshot when a
+  // release's targets metadata appears in tuf_repo_dir, and renews the
+  // timestamp before it expires. Targets stay signed offline (tranche release sign).
+  std::vector<std::string> tuf_snapshot_keys;
+  std::vector<std::string> tuf_timestamp_keys;
+  std::chrono::seconds tuf_timestamp_lifetime{86400};
 };
 
 class Server {

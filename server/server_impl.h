@@ -22,6 +22,7 @@
 #include "server/metrics.h"
 #include "server/server.h"
 #include "store/store.h"
+#include "tuf/crypto.h"
 
 namespace tranche::server {
 
@@ -74,6 +75,11 @@ class ServerImpl final : public Server {
   // changed — rollouts (by generation), releases, tenants and operator tokens.
   // A follower also takes the leader's gate evidence; the leader keeps its own.
   void sync_from_store();
+  // Online TUF roles: publish snapshot and timestamp when needed (leader only).
+  void publish_tuf_if_needed(TimeMs now);
+  std::vector<tuf::SigningKey> tuf_snapshot_signers_;
+  std::vector<tuf::SigningKey> tuf_timestamp_signers_;
+  TimeMs tuf_checked_at_ = 0;
   std::string synced_fingerprint_;
   void tick(TimeMs now);
   // Applies `event` to a rollout, persists the transition and its audit entry
