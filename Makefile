@@ -6,12 +6,14 @@ BUILD := build
 BIN := $(BUILD)/bin
 SCENARIO ?= crowdstrike-2024
 
-.PHONY: all deps configure build test fuzz run bench bench-server asan clean help
+.PHONY: all deps configure build test fuzz run replay bench bench-server asan clean help
 
 all: build
 
 help:
-	@echo "make run    install what is missing, build, run the 2024 replay (table + plot)"
+	@echo "make run    install what is missing, build, run \`tranche demo\`: a real server and fleet on"
+	@echo "           127.0.0.1, a bad release contained (dashboard URL printed; Ctrl-C ends it)"
+	@echo "make replay build, run the 2024 replay in the simulator (table + plot)"
 	@echo "make test   install what is missing, build, run every test (CTest)"
 	@echo "make build  configure and build the dev preset into $(BUILD)/"
 	@echo "make bench  run the benchmarks recorded in docs/benchmarks.md"
@@ -35,7 +37,12 @@ test: build
 fuzz: build
 	@ctest --preset dev -L fuzz -j $(JOBS) --output-on-failure
 
+# AGENTS=N for a bigger or smaller fleet; DEMO_FLAGS=--once to exit after the summary.
+AGENTS ?= 30
 run: build
+	@$(BIN)/tranche demo --agents $(AGENTS) --work-dir $(BUILD)/demo $(DEMO_FLAGS)
+
+replay: build
 	@$(BIN)/tranche sim --scenario $(SCENARIO) \
 	  --json $(BUILD)/$(SCENARIO).json --csv $(BUILD)/$(SCENARIO).csv \
 	  --plot $(BUILD)/$(SCENARIO).svg

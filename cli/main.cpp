@@ -2,10 +2,12 @@
 // `tranche sim`, the fleet simulator, `tranche release check`, the content
 // contract check, and the TUF repository: `keys gen`, `repo init|publish`,
 // `release sign`, `root rotate`; and against a server: `login`, `release publish`,
-// `rollout`, `fleet`, `device` (ops_command.h).
+// `rollout`, `fleet`, `device` (ops_command.h); and `demo`, the whole story with
+// real processes (demo_command.h).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "cli/demo_command.h"
 #include "cli/keys_command.h"
 #include "cli/ops_command.h"
 #include "cli/release_command.h"
@@ -33,6 +35,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   tranche::cli::add_repo_commands(app, repo_args);
   tranche::cli::OpsArgs ops_args;  // after release: adds `release publish`
   tranche::cli::add_ops_commands(app, ops_args);
+  tranche::cli::DemoArgs demo_args;
+  tranche::cli::add_demo_command(app, demo_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -40,6 +44,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     return code == 0 ? 0 : 2;  // usage errors are bad input
   }
   if (app.got_subcommand("sim")) return tranche::cli::run_sim_command(sim_args);
+  if (demo_args.demo->parsed()) return tranche::cli::run_demo_command(demo_args);
   if (tranche::cli::keys_command_parsed(keys_args))
     return tranche::cli::run_keys_command(keys_args);
   if (tranche::cli::repo_command_parsed(repo_args))

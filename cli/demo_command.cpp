@@ -1,0 +1,805 @@
+#include "cli/demo_command.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/api_client.h"
+
+namespace tranche::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Set by SIGINT/SIGTERM; every wait in this file looks at it.
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_stop_signal(int /*sig*/) { g_stop = 1; }
+
+constexpr const char* kTenant = "demo";
+constexpr const char* kEnrollKey = "demo-enrollment-key-0123456789";
+constexpr const char* kGood = "1.0";
+constexpr const char* kBad = "2.0";
+constexpr const char* kMarker = ".tranche-demo";
+// The engine's period. Not 100 ms: core/gate.cpp takes a look's new exposed
+// failures as seen even when the control group gained no exposure in that look,
+// and then the likelihood ratio does not move — those failures are lost. With a
+// few agents checking in every second, a 100 ms look often has no control
+// exposure and a crash-at-start release can slip through its first ring; one-second
+// looks almost always have some. (Reported; the e2e test's TRANCHE_E2E_STRICT_GATE note.)
+constexpr const char* kTickMs = "1000";
+
+// The plan of both releases: three rings, short bakes, an engine that looks every
+// second. The canary's min_devices keeps a small fleet's first ring at 3 devices.
+// With a handful of devices the gate can only see a large regression: the test is
+// tuned to a 10x failure rate (a sensor that dies at start is far beyond that) and
+// a false-halt rate of 20% — a demo's plan, not a production one (see
+// examples/plans/rings.yaml for that).
+constexpr const char* kPlan = R"(name: demo
+on_failure: rollback
+gate:
+  alpha: 0.2
+  alternative_ratio: 10
+  min_acknowledged: 1
+  heartbeat_interval: 1s
+  silent_after_missed: 5
+  tick: 1s
+stages:
+  - {name: canary, percent: 10%, bake: 8s, min_devices: 3}
+  - {name: early, percent: 50%, bake: 8s}
+  - {name: all, percent: 100%, bake: 0s}
+)";
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool write_text(const fs::path& p, const std::string& text) {
+  std::ofstream out(p);
+  out << text;
+  return static_cast<bool>(out);
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  std::string out;
+  static const char* digits = "0123456789abcdef";
+  for (std::size_t i = 0; i < bytes; ++i) {
+    const auto c = static_cast<unsigned char>(in.get());
+    out += digits[c >> 4U];
+    out += digits[c & 0xFU];
+  }
+  return out;
+}
+
+fs::path self_exe() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path() : p;
+}
+
+bool executable(const fs::path& p) { return ::access(p.c_str(), X_OK) == 0 && fs::is_regular_file(p); }
+
+// NAME next to this `tranche` (the same build/bin or install bin), else on PATH.
+std::optional<fs::path> find_binary(const std::string& name) {
+  const fs::path here = self_exe().parent_path() / name;
+  if (executable(here)) return here;
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    if (!dir.empty() && executable(fs::path(dir) / name)) return fs::path(dir) / name;
+  }
+  return std::nullopt;
+}
+
+// examples/ of the source tree, or of the installation this `tranche` belongs to.
+std::optional<fs::path> find_examples() {
+  const fs::path candidates[] = {fs::path(TRANCHE_SOURCE_EXAMPLES), fs::path(TRANCHE_INSTALL_EXAMPLES),
+                                 self_exe().parent_path().parent_path() / "share/tranche/examples"};
+  for (const auto& c : candidates) {
+    if (fs::is_regular_file(c / "content/channel-291.yaml")) return c;
+  }
+  return std::nullopt;
+}
+
+// The processes of the demo: one process group (led by the server) apart from the
+// terminal's, so Ctrl-C reaches only `tranche demo`, which stops them in order.
+// Each child also dies with this process (PR_SET_PDEATHSIG) if it is killed.
+class Processes {
+ public:
+  Processes() = default;
+  Processes(const Processes&) = delete;
+  Processes& operator=(const Processes&) = delete;
+  ~Processes() { stop_all(); }
+
+  // Starts argv with stdout and stderr appended to `log`; returns the pid (-1 on failure).
+  // `grouped`: joins the demo's process group (the long-running processes); the
+  // short `tranche` steps stay in ours.
+  pid_t spawn(const std::vector<std::string>& argv, const fs::path& log, const fs::path& out = {},
+              bool grouped = true) {
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+      if (grouped) ::setpgid(0, group_);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(1);
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      const int ofd = out.empty() ? fd : ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      const int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      ::dup2(devnull, STDIN_FILENO);
+      ::dup2(ofd, STDOUT_FILENO);
+      ::dup2(fd, STDERR_FILENO);
+      std::vector<char*> args;
+      args.reserve(argv.size() + 1);
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));  // NOLINT
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    if (grouped) {
+      ::setpgid(pid, group_);  // both sides: whichever runs first
+      if (group_ == 0) group_ = pid;
+    }
+    pids_.push_back(pid);
+    return pid;
+  }
+
+  // Runs argv to completion (a `tranche` step such as keys gen); true on exit 0.
+  bool run(const std::vector<std::string>& argv, const fs::path& log) {
+    const pid_t pid = spawn(argv, log, {}, false);
+    if (pid < 0) return false;
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    forget(pid);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+
+  bool alive(pid_t pid) {
+    int status = 0;
+    return pid > 0 && ::waitpid(pid, &status, WNOHANG) == 0;
+  }
+
+  // SIGTERM to each of `pids`, then waits up to `grace` for all; SIGKILL after.
+  void stop(const std::vector<pid_t>& pids, std::chrono::milliseconds grace) {
+    for (pid_t p : pids) ::kill(p, SIGTERM);
+    const auto deadline = Clock::now() + grace;
+    for (pid_t p : pids) {
+      int status = 0;
+      while (::waitpid(p, &status, WNOHANG) == 0) {
+        if (Clock::now() > deadline) {
+          ::kill(p, SIGKILL);
+          ::waitpid(p, &status, 0);
+          break;
+        }
+        std::this_thread::sleep_for(20ms);
+      }
+      forget(p);
+    }
+  }
+
+  // Everything still running, the server last; then whatever is left of the group.
+  void stop_all() {
+    if (pids_.empty() && group_ == 0) return;
+    std::vector<pid_t> first = pids_;
+    first.erase(std::remove(first.begin(), first.end(), server_), first.end());
+    stop(first, 8s);
+    if (server_ > 0) stop({server_}, 8s);
+    server_ = -1;
+    if (group_ > 0) ::kill(-group_, SIGKILL);  // nothing of ours should be left; be sure
+    group_ = 0;
+    pids_.clear();
+  }
+  void set_server(pid_t p) { server_ = p; }
+
+ private:
+  void forget(pid_t p) { pids_.erase(std::remove(pids_.begin(), pids_.end(), p), pids_.end()); }
+  pid_t group_ = 0;
+  pid_t server_ = -1;
+  std::vector<pid_t> pids_;
+};
+
+// What one agent keeps on disk (docs/agent.md): record.json, the active slot, the
+// sensor's heartbeat file.
+struct AgentState {
+  std::string phase;
+  std::string good;
+  std::vector<std::string> bad;
+  std::string active;  // the version the active slot holds
+  bool sensor_alive = false;
+  bool bad_has(const std::string& v) const { return std::find(bad.begin(), bad.end(), v) != bad.end(); }
+};
+
+AgentState read_agent(const fs::path& data) {
+  AgentState s;
+  boost::system::error_code ec;
+  const json::value r = json::parse(read_text(data / "record.json"), ec);
+  if (!ec && r.is_object()) {
+    const auto& o = r.as_object();
+    if (const auto* p = o.if_contains("phase"); p != nullptr && p->is_string()) s.phase = std::string(p->as_string());
+    if (const auto* g = o.if_contains("good"); g != nullptr && g->is_string()) s.good = std::string(g->as_string());
+    if (const auto* b = o.if_contains("bad"); b != nullptr && b->is_array()) {
+      for (const auto& v : b->as_array()) {
+        if (v.is_string()) s.bad.emplace_back(v.as_string());
+      }
+    }
+  }
+  std::error_code fec;
+  const auto target = fs::read_symlink(data / "active", fec);
+  if (!fec) {
+    s.active = read_text(data / target / "VERSION");
+    while (!s.active.empty() && (s.active.back() == '\n' || s.active.back() == ' ')) s.active.pop_back();
+  }
+  struct stat st {};
+  if (::stat((data / "heartbeat").c_str(), &st) == 0) {
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    const long long age_ms = (now.tv_sec - st.st_mtim.tv_sec) * 1000LL + (now.tv_nsec - st.st_mtim.tv_nsec) / 1'000'000;
+    s.sensor_alive = age_ms <= 1500;
+  }
+  return s;
+}
+
+// "1.0", "0.967": at most three decimals, at least one.
+std::string fmt_number(double v, int decimals = 3) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  std::string s = buf;
+  while (s.size() > 1 && s.back() == '0' && s[s.size() - 2] != '.') s.pop_back();
+  return s;
+}
+
+std::string sha256_hex(const fs::path& file) {
+  // The same digest the agents verify; computed here to keep the demo self-contained.
+  FILE* p = ::popen(("sha256sum '" + file.string() + "'").c_str(), "r");
+  if (p == nullptr) return "";
+  char buf[128] = {};
+  const bool got = std::fgets(buf, sizeof buf, p) != nullptr;
+  ::pclose(p);
+  return got ? std::string(buf).substr(0, 64) : "";
+}
+
+class Demo {
+ public:
+  Demo(const DemoArgs& args, fs::path work, fs::path examples, std::map<std::string, fs::path> bins)
+      : args_(args), work_(std::move(work)), examples_(std::move(examples)), bins_(std::move(bins)) {}
+
+  int run() {
+    t0_ = Clock::now();
+    if (!make_repo() || !start_server() || !enroll_fleet()) return fail();
+    pause();
+    if (!good_release()) return fail();
+    pause();
+    if (!bad_release()) return fail();
+    const bool contained = summary();
+    if (!args_.once && g_stop == 0) {
+      say("the fleet keeps running: explore " + url_ + "/ (token above); Ctrl-C stops every process");
+      while (g_stop == 0) std::this_thread::sleep_for(200ms);
+      std::printf("\n");
+    }
+    say("stopping " + std::to_string(agents_.size()) + " agents and the server");
+    procs_.stop_all();
+    if (args_.once) std::printf("%s\n", json_line().c_str());  // last, for scripts
+    return contained ? 0 : 1;
+  }
+
+ private:
+  void say(const std::string& line) {
+    const double t = std::chrono::duration<double>(Clock::now() - t0_).count();
+    std::printf("[%6.1fs] %s\n", t, line.c_str());
+    std::fflush(stdout);
+  }
+  void pause() {
+    if (args_.once) return;
+    for (int i = 0; i < 30 && g_stop == 0; ++i) std::this_thread::sleep_for(100ms);
+  }
+  int fail() {
+    if (g_stop != 0) {
+      std::printf("\n");
+      say("interrupted: stopping every process");
+      procs_.stop_all();
+      return 1;
+    }
+    std::fprintf(stderr, "tranche demo: %s\n  logs: %s (server.log, agents/*.log)\n", error_.c_str(),
+                 work_.c_str());
+    procs_.stop_all();
+    return 1;
+  }
+
+  // Polls `done` every 200 ms until true, Ctrl-C, or `limit`.
+  bool wait_for(const std::function<bool()>& done, std::chrono::seconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (g_stop == 0) {
+      if (done()) return true;
+      if (Clock::now() > deadline) return false;
+      std::this_thread::sleep_for(200ms);
+    }
+    return false;
+  }
+
+  std::optional<json::value> api(const std::string& method, const std::string& path, const json::value& body,
+                                 const std::string& token, long want) {
+    ApiClient client(url_, token, 10);
+    auto r = client.request(method, path, body.is_null() ? "" : json::serialize(body));
+    if (!r) {
+      error_ = method + " " + path + ": " + r.error().to_string();
+      return std::nullopt;
+    }
+    if (r->status != want) {
+      error_ = method + " " + path + ": " + std::to_string(r->status) + " " + r->error_code + ": " + r->error_message;
+      return std::nullopt;
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(r->body, ec);
+    if (ec) {
+      error_ = method + " " + path + ": the answer is not JSON";
+      return std::nullopt;
+    }
+    return v;
+  }
+  std::optional<json::value> get(const std::string& path) { return api("GET", path, nullptr, admin_, 200); }
+
+  bool start_server() {
+    admin_ = random_hex(24);
+    const fs::path data = work_ / "server";
+    fs::create_directories(data);
+    const fs::path out = work_ / "server.out";
+    const pid_t pid = procs_.spawn(
+        {bins_["tranche-server"].string(), "--listen", "127.0.0.1", "--port", "0", "--data-dir", data.string(),
+         "--admin-token", admin_, "--tick-ms", kTickMs, "--batch-ms", "50", "--ask-again-s", "1", "--tuf-repo",
+         (work_ / "tuf" / "repo").string(), "--interface",
+         "content=" + (examples_ / "content" / "interface.yaml").string()},
+        work_ / "server.log", out);
+    if (pid < 0) {
+      error_ = "cannot start tranche-server";
+      return false;
+    }
+    procs_.set_server(pid);
+    std::string port;
+    const bool up = wait_for(
+        [&] {
+          const std::string text = read_text(out);
+          const auto at = text.find("listening on");
+          const auto nl = text.find('\n', at);
+          if (at == std::string::npos || nl == std::string::npos) return !procs_.alive(pid);
+          const std::string line = text.substr(at, nl - at);
+          port = line.substr(line.rfind(':') + 1);
+          return true;
+        },
+        15s);
+    if (!up || port.empty()) {
+      error_ = "tranche-server did not start (see server.log)";
+      return false;
+    }
+    url_ = "http://127.0.0.1:" + port;
+    if (!api("POST", "/v1/tenants", json::object{{"id", kTenant}, {"enrollment_key", kEnrollKey}}, admin_, 201)) {
+      return false;
+    }
+    auto tok = api("POST", "/v1/tokens", json::object{{"name", "you"}, {"role", "operator"}}, admin_, 201);
+    if (!tok) return false;
+    const std::string token(tok->at("token").as_string());
+    say("tranche-server on " + url_ + " (SQLite in " + data.string() + ", TUF repo at /tuf/, engine tick " + kTickMs +
+        " ms)");
+    std::printf("\n    dashboard:      %s/\n    operator token: %s\n    admin token:    %s/admin-token\n"
+                "    CLI:            tranche login --server %s --token %s\n\n",
+                url_.c_str(), token.c_str(), data.c_str(), url_.c_str(), token.c_str());
+    std::fflush(stdout);
+    return true;
+  }
+
+  std::string key(const char* role) const { return (work_ / "tuf" / "keys" / (std::string(role) + ".pem")).string(); }
+
+  bool make_repo() {
+    const std::string cli = self_exe().string();
+    const fs::path log = work_ / "tuf.log";
+    fs::create_directories(work_ / "tuf" / "keys");
+    for (const char* role : {"root", "targets", "snapshot", "timestamp"}) {
+      if (!procs_.run({cli, "keys", "gen", "--out", (work_ / "tuf" / "keys" / role).string()}, log)) {
+        error_ = "tranche keys gen failed (see tuf.log)";
+        return false;
+      }
+    }
+    if (!procs_.run({cli, "repo", "init", (work_ / "tuf" / "repo").string(), "--root-key", key("root"),
+                     "--targets-key", key("targets"), "--snapshot-key", key("snapshot"), "--timestamp-key",
+                     key("timestamp")},
+                    log)) {
+      error_ = "tranche repo init failed (see tuf.log)";
+      return false;
+    }
+    say("TUF repository and its four keys made with `tranche keys gen` and `tranche repo init` (" +
+        (work_ / "tuf").string() + ")");
+    return true;
+  }
+
+  std::string agent_config(const std::string& id, const fs::path& data) const {
+    const std::string sensor = bins_.at("tranche-demo-sensor").string();
+    std::string c;
+    c += "server_url: " + url_ + "\n";
+    c += std::string("tenant: ") + kTenant + "\nenrollment_key: " + kEnrollKey + "\n";
+    c += "device_id: " + id + "\n";
+    c += "tags: {class: laptop}\n";
+    c += "data_dir: " + data.string() + "\n";
+    c += "channel: content\n";
+    c += "tuf: {url: \"" + url_ + "/tuf\", root: " + (work_ / "tuf" / "repo" / "metadata" / "1.root.json").string() +
+         "}\n";
+    c += "service:\n  command: [\"" + sensor + "\", \"{slot}\", \"--heartbeat\", \"{data}/heartbeat\", \"--interval-ms\", \"200\"]\n";
+    c += "  health_command: [\"" + sensor + "\", \"--health\", \"{data}/heartbeat\", \"--max-age-ms\", \"2000\"]\n";
+    c += "  health_interval: 500ms\n  stop_timeout: 2s\n";
+    c += "interface: " + (examples_ / "content" / "interface.yaml").string() + "\n";
+    // The 2024 model on the device side: the agent's own contract check would refuse
+    // Channel File 291 (docs/agent.md), so it is off here, as in the fleet e2e test.
+    c += "contract_check: false\n";
+    c += "trial: {start_budget: 3, window: 3s}\n";
+    // No long poll: every agent checks in about once a second, so each engine look
+    // sees control-group exposure (see kTickMs).
+    c += "checkin: {interval: 1s, long_poll: 0s, max_backoff: 2s, http_timeout: 5s}\n";
+    c += "download: {timeout: 5s}\n";
+    return c;
+  }
+
+  bool enroll_fleet() {
+    fs::create_directories(work_ / "agents");
+    for (int i = 0; i < args_.agents; ++i) {
+      char id[32];
+      std::snprintf(id, sizeof id, "dev-%02d", i);
+      const fs::path data = work_ / "agents" / id;
+      fs::create_directories(data);
+      const fs::path config = work_ / "agents" / (std::string(id) + ".yaml");
+      if (!write_text(config, agent_config(id, data))) {
+        error_ = "cannot write " + config.string();
+        return false;
+      }
+      const pid_t pid = procs_.spawn({bins_["tranche-agent"].string(), "--config", config.string()},
+                                     work_ / "agents" / (std::string(id) + ".log"));
+      if (pid < 0) {
+        error_ = "cannot start tranche-agent";
+        return false;
+      }
+      agents_.push_back(pid);
+      data_.push_back(data);
+    }
+    say("started " + std::to_string(args_.agents) + " tranche-agent processes, each with its own data dir and a tranche-demo-sensor");
+    std::int64_t enrolled = 0;
+    const bool all = wait_for(
+        [&] {
+          auto f = get("/v1/fleet");
+          enrolled = f ? f->at("devices").as_int64() : 0;
+          return enrolled >= args_.agents;
+        },
+        60s);
+    if (!all) {
+      error_ = "only " + std::to_string(enrolled) + " of " + std::to_string(args_.agents) + " agents enrolled in 60 s";
+      return false;
+    }
+    say("all " + std::to_string(enrolled) + " agents enrolled with tenant '" + kTenant + "' and checking in");
+    return true;
+  }
+
+  bool publish(const std::string& version, const fs::path& bundle, bool skip_check) {
+    const std::string name = "content/" + version + ".yaml";
+    const fs::path log = work_ / "tuf.log";
+    const std::string cli = self_exe().string();
+    const std::string repo = (work_ / "tuf" / "repo").string();
+    if (!procs_.run({cli, "release", "sign", repo, bundle.string(), "--name", name, "--targets-key", key("targets")},
+                    log) ||
+        !procs_.run({cli, "repo", "publish", repo, "--snapshot-key", key("snapshot"), "--timestamp-key",
+                     key("timestamp")},
+                    log)) {
+      error_ = "signing " + name + " failed (see tuf.log)";
+      return false;
+    }
+    json::object body{{"channel", "content"},
+                      {"version", version},
+                      {"targets", json::array{json::object{{"path", name},
+                                                           {"length", static_cast<std::int64_t>(fs::file_size(bundle))},
+                                                           {"sha256", sha256_hex(bundle)}}}},
+                      {"content_bundle", read_text(bundle)}};
+    if (skip_check) body["skip_contract_check"] = true;
+    auto r = api("POST", "/v1/releases", body, admin_, 201);
+    if (!r) return false;
+    check_result_ = std::string(r->at("contract_check").as_string());
+    return true;
+  }
+
+  std::optional<std::string> start_rollout(const std::string& version) {
+    auto r = api("POST", "/v1/rollouts", json::object{{"channel", "content"}, {"version", version}, {"plan_yaml", kPlan}},
+                 admin_, 201);
+    if (!r) return std::nullopt;
+    return std::string(r->at("id").as_string());
+  }
+
+  static std::string state_of(const json::value& ro) { return std::string(ro.at("status").at("state").as_string()); }
+  static std::int64_t stage_of(const json::value& ro) { return ro.at("status").at("stage").as_int64(); }
+
+  bool good_release() {
+    if (!publish(kGood, examples_ / "content" / "good.yaml", false)) return false;
+    say(std::string("release ") + kGood + " (examples/content/good.yaml) signed into the TUF repo, registered; server contract check: " + check_result_);
+    auto id = start_rollout(kGood);
+    if (!id) return false;
+    good_id_ = *id;
+    say("rollout " + good_id_ + " of " + kGood + ": canary 10% (at least 3) -> early 50% -> all 100%, 8 s bakes");
+    std::int64_t last_stage = -1;
+    std::string state;
+    const bool done = wait_for(
+        [&] {
+          auto ro = get("/v1/rollouts/" + good_id_);
+          if (!ro) return false;
+          state = state_of(*ro);
+          const auto stage = stage_of(*ro);
+          if (stage != last_stage && state == "running") {
+            last_stage = stage;
+            const auto& st = ro->at("stages").at(static_cast<std::size_t>(stage));
+            say("  stage " + std::string(st.at("name").as_string()) + ": " +
+                std::to_string(st.at("target_devices").as_int64()) + " devices");
+          }
+          return state == "completed" || state == "halted" || state == "rolling_back" || state == "rolled_back" ||
+                 state == "aborted";
+        },
+        180s);
+    if (!done || state != "completed") {
+      error_ = "the good rollout did not complete (state '" + state + "')";
+      return false;
+    }
+    int on_good = 0;
+    wait_for(
+        [&] {
+          on_good = 0;
+          for (const auto& d : data_) {
+            const auto s = read_agent(d);
+            if (s.phase == "committed" && s.good == kGood && s.active == kGood && s.sensor_alive) ++on_good;
+          }
+          return on_good == args_.agents;
+        },
+        60s);
+    good_coverage_ = static_cast<double>(on_good) / args_.agents;
+    say("rollout " + good_id_ + " completed: " + std::to_string(on_good) + "/" + std::to_string(args_.agents) +
+        " agents committed " + kGood + " with a running sensor");
+    return g_stop == 0;
+  }
+
+  bool bad_release() {
+    if (!publish(kBad, examples_ / "content" / "channel-291.yaml", true)) return false;
+    say(std::string("release ") + kBad +
+        " = Channel File 291 (reads field 21, the sensor supplies 20), registered with the server's contract check "
+        "BYPASSED (skip_contract_check: " + check_result_ + ") — the 2024 validator bug");
+    say("  the agents run with contract_check: false too (their own check would refuse it), as in tests/agent/fleet_e2e_test.cpp");
+    auto id = start_rollout(kBad);
+    if (!id) return false;
+    bad_id_ = *id;
+    say("rollout " + bad_id_ + " of " + kBad + " started with the same plan");
+    int crashed_seen = 0;
+    std::string state;
+    const bool halted = wait_for(
+        [&] {
+          int crashed = 0;
+          for (const auto& d : data_) crashed += read_agent(d).bad_has(kBad) ? 1 : 0;
+          if (crashed > crashed_seen) {
+            crashed_seen = crashed;
+            say("  " + std::to_string(crashed) + " agent(s) so far saw their sensor die on " + kBad +
+                " (SIGSEGV) and fell back to " + kGood + " on their own");
+          }
+          auto ro = get("/v1/rollouts/" + bad_id_);
+          if (!ro) return false;
+          state = state_of(*ro);
+          return state != "running" && state != "pending";
+        },
+        120s);
+    if (!halted) {
+      error_ = "the gate did not halt rollout " + bad_id_ + " (state '" + state + "')";
+      return false;
+    }
+    auto ro = get("/v1/rollouts/" + bad_id_);
+    if (!ro) return false;
+    halt_stage_ = stage_of(*ro);
+    halted_ = state == "halted" || state == "rolling_back" || state == "rolled_back";
+    const auto& gate = ro->at("gate");
+    std::int64_t created = ro->at("created_at").as_int64();
+    for (const auto& t : ro->at("transitions").as_array()) {
+      const std::string to(t.at("to").as_string());
+      if (to == "halted" || to == "rolling_back") {
+        time_to_halt_s_ = static_cast<double>(t.at("at").as_int64() - created) / 1000.0;
+        halt_reason_ = std::string(t.at("reason").as_string());
+        break;
+      }
+    }
+    if (!halted_) {
+      say("the gate did NOT halt " + bad_id_ + ": it ended '" + state + "' in stage " + std::to_string(halt_stage_) +
+          " with " + std::to_string(gate.at("exposed_failures").as_int64()) + " exposed failures");
+    } else {
+      say("the gate halted " + bad_id_ + " in stage " + std::to_string(halt_stage_) + " (" +
+          std::string(ro->at("stages").at(static_cast<std::size_t>(halt_stage_)).at("name").as_string()) + "), " +
+          fmt_number(time_to_halt_s_, 1) + " s after the start: " + halt_reason_);
+    }
+    // The engine rolls back (on_failure: rollback): wait until it says no device runs 2.0.
+    const bool rolled = halted_ && wait_for(
+        [&] {
+          auto r = get("/v1/rollouts/" + bad_id_);
+          if (!r) return false;
+          state = state_of(*r);
+          return state == "rolled_back" || state == "aborted";
+        },
+        60s);
+    if (halted_) {
+      say(rolled ? "rollout " + bad_id_ + " rolled back by the engine: no device runs " + std::string(kBad)
+                 : "rollout " + bad_id_ + " still " + state + " after 60 s");
+    }
+    // Every agent back on a running 1.0, without anybody touching it.
+    wait_for(
+        [&] {
+          for (const auto& d : data_) {
+            const auto s = read_agent(d);
+            if (s.good != kGood || s.active != kGood || !s.sensor_alive) return false;
+            if (s.phase != "committed" && s.phase != "rolled_back") return false;
+          }
+          return true;
+        },
+        30s);
+    if (auto final_ro = get("/v1/rollouts/" + bad_id_)) exposed_ = final_ro->at("gate").at("acknowledged").as_int64();
+    for (const auto& d : data_) {
+      const auto s = read_agent(d);
+      const bool healthy = s.good == kGood && s.active == kGood && s.sensor_alive;
+      if (s.bad_has(kBad)) ++crashed_;
+      if (s.bad_has(kBad) && healthy) ++self_healed_;
+      if (!healthy) ++manual_repairs_;
+      if (s.sensor_alive) ++sensors_running_;
+    }
+    exposed_ = std::max<std::int64_t>(exposed_, crashed_);
+    say(std::to_string(crashed_) + " agents saw their sensor die on " + kBad + " (SIGSEGV) and went back to " + kGood +
+        " on their own; " + std::to_string(sensors_running_) + " of " + std::to_string(args_.agents) +
+        " sensors running, " + std::to_string(manual_repairs_) + " devices need a person");
+    return g_stop == 0;
+  }
+
+  bool summary() {
+    std::string by_version;
+    if (auto f = get("/v1/fleet")) {
+      if (const auto* c = f->at("by_version").as_object().if_contains("content")) {
+        for (const auto& [v, n] : c->as_object()) {
+          by_version += (by_version.empty() ? "" : ", ") + std::string(v) + ": " + std::to_string(n.as_int64());
+        }
+      }
+    }
+    const double total = std::chrono::duration<double>(Clock::now() - t0_).count();
+    const bool contained = halted_ && crashed_ >= 1 && crashed_ < args_.agents && manual_repairs_ == 0;
+    const std::string n = std::to_string(args_.agents);
+    std::printf("\n  %-34s %s\n", "what", "measured");
+    std::printf("  %-34s %s\n", "----------------------------------", "--------------------------------");
+    std::printf("  %-34s %d\n", "agents (real processes)", args_.agents);
+    std::printf("  %-34s %s of the fleet\n", ("release " + std::string(kGood) + " committed").c_str(),
+                fmt_number(good_coverage_).c_str());
+    std::printf("  %-34s %" PRId64 " of %s (server's gate)\n", ("devices exposed to " + std::string(kBad)).c_str(),
+                exposed_, n.c_str());
+    std::printf("  %-34s %d of %s\n", "sensors crashed on it", crashed_, n.c_str());
+    std::printf("  %-34s %d\n", "agents that healed themselves", self_healed_);
+    std::printf("  %-34s %d\n", "devices needing a manual repair", manual_repairs_);
+    std::printf("  %-34s %s, in stage %" PRId64 " (0 = canary), %s s after the start\n", "gate halted",
+                halted_ ? "yes" : "NO", halt_stage_, fmt_number(time_to_halt_s_, 1).c_str());
+    std::printf("  %-34s %d of %s\n", "sensors running now", sensors_running_, n.c_str());
+    std::printf("  %-34s %s\n", "fleet by version (server)", by_version.c_str());
+    std::printf("  %-34s %s s\n\n", "whole story", fmt_number(total, 1).c_str());
+    std::printf("%s\n", contained ? "contained: the bad release stopped in its first ring and every sensor runs."
+                                  : "NOT contained: see the logs under the work directory.");
+    std::fflush(stdout);
+    return contained;
+  }
+
+  std::string json_line() const {
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "{\"agents\": %d, \"good_release_coverage\": %s, \"bad_release_exposed\": %" PRId64
+                  ", \"bad_release_crashed\": %d, \"self_healed\": %d, \"manual_repairs\": %d, \"halted\": %s, "
+                  "\"time_to_halt_s\": %s}",
+                  args_.agents, fmt_number(good_coverage_).c_str(), exposed_, crashed_, self_healed_, manual_repairs_,
+                  halted_ ? "true" : "false", fmt_number(time_to_halt_s_, 1).c_str());
+    return buf;
+  }
+
+  const DemoArgs& args_;
+  fs::path work_;
+  fs::path examples_;
+  std::map<std::string, fs::path> bins_;
+  Processes procs_;
+  Clock::time_point t0_;
+  std::string url_, admin_, error_, check_result_, good_id_, bad_id_, halt_reason_;
+  std::vector<pid_t> agents_;
+  std::vector<fs::path> data_;
+  double good_coverage_ = 0, time_to_halt_s_ = 0;
+  std::int64_t exposed_ = 0, halt_stage_ = -1;
+  int crashed_ = 0, self_healed_ = 0, manual_repairs_ = 0, sensors_running_ = 0;
+  bool halted_ = false;
+};
+
+}  // namespace
+
+void add_demo_command(CLI::App& app, DemoArgs& args) {
+  args.demo = app.add_subcommand(
+      "demo",
+      "The 2024 outage replayed with real processes on this machine: a tranche-server on 127.0.0.1,\n"
+      "a TUF repository, N tranche-agents each protecting a tranche-demo-sensor. A good content\n"
+      "release rolls out to 100%; then Channel File 291 (reads field 21) is published with the\n"
+      "contract checks bypassed, as in 2024. Watch it crash the first ring only: the agents fall back\n"
+      "by themselves and the gate halts and rolls back. Prints the dashboard URL and an operator\n"
+      "token first. Without --once the fleet keeps running for the dashboard until Ctrl-C.");
+  args.demo->add_option("--agents", args.agents, "number of tranche-agent processes")
+      ->capture_default_str()
+      ->check(CLI::Range(3, 200));
+  args.demo->add_option("--work-dir", args.work_dir,
+                        "where the server's SQLite, the TUF repo, agent data dirs and logs go; emptied first "
+                        "if a previous demo made it (default: build/demo)");
+  args.demo->add_flag("--once", args.once,
+                      "no pauses; stop everything after the summary and print it last as one JSON line");
+}
+
+int run_demo_command(const DemoArgs& args) {
+  std::map<std::string, fs::path> bins;
+  for (const char* name : {"tranche-server", "tranche-agent", "tranche-demo-sensor"}) {
+    auto p = find_binary(name);
+    if (!p) {
+      std::fprintf(stderr,
+                   "tranche demo: %s not found next to %s or on PATH (build it: cmake --build build --target %s)\n",
+                   name, self_exe().c_str(), name);
+      return 2;
+    }
+    bins[name] = *p;
+  }
+  const auto examples = find_examples();
+  if (!examples) {
+    std::fprintf(stderr, "tranche demo: examples/content not found (source tree %s or %s)\n",
+                 TRANCHE_SOURCE_EXAMPLES, TRANCHE_INSTALL_EXAMPLES);
+    return 2;
+  }
+  fs::path work = args.work_dir.empty() ? fs::path("build/demo") : fs::path(args.work_dir);
+  std::error_code ec;
+  work = fs::absolute(work, ec);
+  if (fs::exists(work) && !fs::is_empty(work, ec)) {
+    if (!fs::exists(work / kMarker)) {
+      std::fprintf(stderr, "tranche demo: %s is not empty and not a previous demo's; choose another --work-dir\n",
+                   work.c_str());
+      return 2;
+    }
+    fs::remove_all(work, ec);
+  }
+  fs::create_directories(work, ec);
+  if (ec || !write_text(work / kMarker, "made by tranche demo; emptied by the next one\n")) {
+    std::fprintf(stderr, "tranche demo: cannot create %s\n", work.c_str());
+    return 2;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGHUP, &sa, nullptr);
+  std::printf("tranche demo: %d agents, work dir %s\n", args.agents, work.c_str());
+  Demo demo(args, work, *examples, bins);
+  return demo.run();
+}
+
+}  // namespace tranche::cli
