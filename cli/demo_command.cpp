@@ -68,8 +68,8 @@ gate:
   silent_after_missed: 5
   tick: 1s
 stages:
-  - {name: canary, percent: 10%, bake: 8s, min_devices: 3}
-  - {name: early, percent: 50%, bake: 8s}
+  - {name: canary, percent: 10%, bake: 15s, min_devices: 3}
+  - {name: early, percent: 50%, bake: 15s}
   - {name: all, percent: 100%, bake: 0s}
 )";
 
@@ -318,7 +318,7 @@ class Demo {
   }
   void pause() {
     if (args_.once) return;
-    for (int i = 0; i < 30 && g_stop == 0; ++i) std::this_thread::sleep_for(100ms);
+    for (int i = 0; i < 50 && g_stop == 0; ++i) std::this_thread::sleep_for(100ms);
   }
   int fail() {
     if (g_stop != 0) {
@@ -544,7 +544,7 @@ class Demo {
     auto id = start_rollout(kGood);
     if (!id) return false;
     good_id_ = *id;
-    say("rollout " + good_id_ + " of " + kGood + ": canary 10% (at least 3) -> early 50% -> all 100%, 8 s bakes");
+    say("rollout " + good_id_ + " of " + kGood + ": canary 10% (at least 3) -> early 50% -> all 100%, 15 s bakes");
     std::int64_t last_stage = -1;
     std::string state;
     const bool done = wait_for(
