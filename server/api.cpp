@@ -621,6 +621,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
     token_ok = true;
     write = fleet_.check_in(d, *snap, std::move(versions), std::move(health), now);
     answers = Fleet::answer(d, *snap, now);
+    Fleet::note_offers(d, *snap, answers, now);
   });
   if (!st || !token_ok) {
     return reply_error(respond, ApiError{401, "unauthorized",
@@ -645,6 +646,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
     w.deadline = w.held_since + std::chrono::seconds(wait_s);
     w.respond = std::move(respond);
     metrics_.checkins_held.fetch_add(1);
+    (void)fleet_.with_device(*device_id, [](Device& d) { d.held = true; });
     std::lock_guard lock(waiters_mu_);
     waiters_.push_back(std::move(w));
     return;

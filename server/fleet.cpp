@@ -72,7 +72,8 @@ store::DeviceStateRow Device::state_row() const {
   for (const auto& mark : marks) {
     m.push_back(boost::json::object{{"rollout", mark.rollout},
                                     {"acknowledged_at", mark.acknowledged_at},
-                                    {"failure_counted", mark.failure_counted}});
+                                    {"failure_counted", mark.failure_counted},
+                                    {"offered_at", mark.offered_at}});
   }
   health.as_object()["_marks"] = std::move(m);
   row.health_json = boost::json::serialize(health);
@@ -180,15 +181,6 @@ void add_atomic(std::atomic<double>& a, double d) {
   }
 }
 
-// Exposure since the device was last heard, capped at the silence limit: a device
-// that was away longer was not online all that time.
-double online_seconds(const Device& device, const core::GateSettings& gate, TimeMs now) {
-  if (device.last_seen <= 0 || now <= device.last_seen) return 0;
-  TimeMs cap = gate.heartbeat_interval * static_cast<TimeMs>(gate.silent_after_missed);
-  TimeMs gap = std::min(now - device.last_seen, cap);
-  return static_cast<double>(gap) / 1000.0;
-}
-
 bool is_failure_kind(std::string_view kind) {
   return kind == "install_failed" || kind == "crashed" || kind == "rolled_back";
 }
@@ -198,23 +190,13 @@ bool is_failure_kind(std::string_view kind) {
 DeviceWrite Fleet::check_in(Device& device, const Snapshot& snapshot,
                             std::map<std::string, core::Version> versions, std::string health_json,
                             TimeMs now) {
-  // Evidence first, with the interval that ends now and the versions it ran in it.
+  // Acknowledgements; exposure is counted by the engine's tick (accrue_exposure).
   for (const auto& [channel, rollout_id] : snapshot.live_rollout) {
     const RolloutInfo* rollout = snapshot.live_rollout_for(channel);
     if (rollout == nullptr) continue;
     auto& counters = *rollout->counters;
-    double online = online_seconds(device, rollout->plan.gate, now);
-    auto before = device.versions.find(channel);
-    bool ran_it = before != device.versions.end() && before->second == rollout->version;
-    // Marks exist only for devices that acknowledged or failed (memory: a
-    // million devices in the control group carry none).
     const RolloutMark* seen = device.find_mark(rollout_id);
     bool acknowledged = seen != nullptr && seen->acknowledged_at > 0;
-    if (ran_it && acknowledged) {
-      add_atomic(counters.exposed_s, online);
-    } else if (seen == nullptr) {
-      add_atomic(counters.control_s, online);
-    }
     auto now_runs = versions.find(channel);
     if (now_runs != versions.end() && now_runs->second == rollout->version && !acknowledged) {
       device.mark(rollout_id).acknowledged_at = now;
@@ -278,6 +260,67 @@ std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& s
   return out;
 }
 
+void Fleet::note_offers(Device& device, const Snapshot& snapshot, const std::vector<ChannelAnswer>& answers,
+                        TimeMs now) {
+  for (const auto& a : answers) {
+    if (a.rollout.empty() || !a.assignment.desired || a.assignment.desired == a.current) continue;
+    const RolloutInfo* rollout = snapshot.live_rollout_for(a.channel);
+    if (rollout == nullptr || *a.assignment.desired != rollout->version) continue;
+    RolloutMark& mark = device.mark(rollout->row.id);
+    if (mark.offered_at == 0) mark.offered_at = now;
+  }
+}
+
+void Fleet::accrue_exposure(const Snapshot& snapshot, TimeMs now, core::DurationMs elapsed) {
+  struct Live {
+    const RolloutInfo* rollout;
+    TimeMs window;  // heard within this: online
+    std::uint64_t exposed = 0;
+    std::uint64_t control = 0;
+  };
+  std::vector<Live> live;
+  for (const auto& [channel, id] : snapshot.live_rollout) {
+    if (const RolloutInfo* r = snapshot.live_rollout_for(channel)) {
+      live.push_back(Live{r, r->plan.gate.heartbeat_interval * static_cast<TimeMs>(r->plan.gate.silent_after_missed)});
+    }
+  }
+  if (live.empty() || elapsed <= 0) {
+    last_accrual_.store(now);
+    return;
+  }
+  for (auto& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    for (auto& [id, device] : shard.devices) {
+      Device& d = *device;
+      // A device whose check-in the server holds is connected now.
+      if (d.held) d.last_seen = now;
+      for (auto& l : live) {
+        bool online = d.held || (d.last_seen > 0 && now - d.last_seen <= l.window && !d.said_goodbye);
+        if (!online) continue;
+        const RolloutMark* m = d.find_mark(l.rollout->row.id);
+        if (m == nullptr) {
+          ++l.control;
+          continue;
+        }
+        if (m->failure_counted) continue;
+        auto v = d.versions.find(l.rollout->channel);
+        bool runs = v != d.versions.end() && v->second == l.rollout->version;
+        // Exposed from the moment the server offers the version: a release that
+        // kills its device at first start fails between two check-ins, and that
+        // time at risk must count (else its failures arrive with no exposure and
+        // the gate holds them back).
+        if ((m->acknowledged_at > 0 && runs) || (m->acknowledged_at == 0 && m->offered_at > 0)) ++l.exposed;
+      }
+    }
+  }
+  last_accrual_.store(now);
+  double seconds = static_cast<double>(elapsed) / 1000.0;
+  for (const auto& l : live) {
+    add_atomic(l.rollout->counters->exposed_s, static_cast<double>(l.exposed) * seconds);
+    add_atomic(l.rollout->counters->control_s, static_cast<double>(l.control) * seconds);
+  }
+}
+
 DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
                                  const std::vector<DeviceEvent>& events, TimeMs now) {
   DeviceWrite write{device.id, {}};
@@ -300,15 +343,16 @@ DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
       if (rollout != nullptr) {
         auto& counters = *rollout->counters;
         RolloutMark& mark = device.mark(rollout->row.id);
-        // The interval since the device was last heard ends in this failure:
-        // it ran (or tried to run) the failing version all that time. Without
-        // it, a release that crashes at its first start — acknowledged and
-        // failed between two check-ins — would bring failures with no exposure,
-        // and the gate holds such failures back (core/gate.h).
-        double online = online_seconds(device, rollout->plan.gate, now);
+        // Device-time since the engine last accrued exposure (or since the
+        // offer, if later) ends in this failure. Ticks count it for devices that
+        // live; a release that kills its device within a tick would otherwise
+        // bring a failure with no exposure, which the gate holds back.
+        TimeMs since = std::max(last_accrual_.load(), mark.offered_at);
+        double credit = static_cast<double>(std::max<TimeMs>(1, now - since)) / 1000.0;
         if (!mark.failure_counted) {
           mark.failure_counted = true;
           if (*e.version == rollout->version) {
+            add_atomic(counters.exposed_s, credit);
             if (mark.acknowledged_at == 0) {
               // Failing a version is having received it: the 2024 sensor never
               // lived to report that it runs the new content.
@@ -317,10 +361,9 @@ DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
               std::lock_guard lock(counters.acknowledged_mu);
               counters.acknowledged_devices.push_back(device.id);
             }
-            add_atomic(counters.exposed_s, online);
             counters.exposed_failures.fetch_add(1);
-          } else if (mark.acknowledged_at == 0) {
-            add_atomic(counters.control_s, online);
+          } else if (mark.acknowledged_at == 0 && mark.offered_at == 0) {
+            add_atomic(counters.control_s, credit);
             counters.control_failures.fetch_add(1);
           }
         }

@@ -108,8 +108,9 @@ struct Snapshot {
 // device counts once as acknowledged and once as failing.
 struct RolloutMark {
   std::string rollout;
-  TimeMs acknowledged_at = 0;  // 0: not (yet) exposed
+  TimeMs acknowledged_at = 0;  // 0: not (yet) reported running it
   bool failure_counted = false;
+  TimeMs offered_at = 0;       // when a check-in answer first told it to install the version
 };
 
 struct Device {
@@ -127,6 +128,7 @@ struct Device {
   bool said_goodbye = false;
   std::int64_t last_event_seq = 0;
   std::vector<RolloutMark> marks;
+  bool held = false;  // a long-polled check-in of this device is being held (not stored)
 
   const RolloutMark* find_mark(const std::string& rollout) const;
   RolloutMark& mark(const std::string& rollout);  // created when missing
@@ -193,6 +195,16 @@ class Fleet {
   // The answer alone (long poll, device view), no accounting.
   static std::vector<ChannelAnswer> answer(const Device& device, const Snapshot& snapshot,
                                            TimeMs now);
+  // Remembers which devices were told to install a live rollout's version: they
+  // are exposed from then on (accrue_exposure).
+  static void note_offers(Device& device, const Snapshot& snapshot,
+                          const std::vector<ChannelAnswer>& answers, TimeMs now);
+  // The engine's tick: `elapsed` of device-time for every online device, to the
+  // exposed group (offered or running the version, not failed) or the control
+  // group (no mark) of each live rollout. Online: a check-in is held, or heard
+  // within heartbeat_interval x silent_after_missed without a goodbye. One pass
+  // over the devices, shard by shard.
+  void accrue_exposure(const Snapshot& snapshot, TimeMs now, core::DurationMs elapsed);
   // Applies accepted events (sequence numbers already checked) to the device and
   // the live rollouts' failure counts.
   DeviceWrite record_events(Device& device, const Snapshot& snapshot,
@@ -208,6 +220,7 @@ class Fleet {
 
   std::array<Shard, kShards> shards_;
   std::atomic<std::size_t> device_count_{0};
+  std::atomic<TimeMs> last_accrual_{0};  // accrue_exposure's last `now`
 
   mutable std::mutex snapshot_mu_;  // guards snapshot_ (the pointer)
   std::shared_ptr<const Snapshot> snapshot_;

@@ -270,6 +270,9 @@ core::Status ServerImpl::load() {
             if (auto* fc = mo.if_contains("failure_counted"); fc != nullptr && fc->is_bool()) {
               mark.failure_counted = fc->as_bool();
             }
+            if (auto* off = mo.if_contains("offered_at"); off != nullptr && off->is_int64()) {
+              mark.offered_at = off->as_int64();
+            }
             if (mark.acknowledged_at > 0) {
               if (auto r = snap.rollouts.find(mark.rollout); r != snap.rollouts.end()) {
                 r->second->counters->acknowledged_devices.push_back(d.id);
@@ -629,6 +632,9 @@ core::Result<std::shared_ptr<const RolloutInfo>> ServerImpl::transition(
 void ServerImpl::tick(TimeMs now) {
   metrics_.engine_ticks.fetch_add(1);
   auto snap = fleet_.snapshot();
+  // Exposure since the last tick, for every online device (fleet.h).
+  if (last_accrual_ > 0) fleet_.accrue_exposure(*snap, now, now - last_accrual_);
+  last_accrual_ = now;
   for (const auto& [channel, id] : snap->live_rollout) {
     auto it = snap->rollouts.find(id);
     if (it == snap->rollouts.end()) continue;
@@ -730,9 +736,18 @@ void ServerImpl::poller_loop() {
       auto next = std::next(it);
       bool expired = stopping_ || now_steady >= it->deadline;
       std::vector<ChannelAnswer> answers;
-      (void)fleet_.with_device(it->device, [&](Device& d) { answers = Fleet::answer(d, *snap, now); });
+      bool answer_now = expired;
+      (void)fleet_.with_device(it->device, [&](Device& d) {
+        answers = Fleet::answer(d, *snap, now);
+        answer_now = answer_now || !answer_is_rest(answers);
+        if (answer_now) {
+          Fleet::note_offers(d, *snap, answers, now);
+          d.held = false;
+          d.last_seen = now;  // it was connected until this answer
+        }
+      });
       it->generation = snap->generation;
-      if (expired || !answer_is_rest(answers)) {
+      if (answer_now) {
         reply_json(it->respond, 200, answer_json(answers, *snap, now));
         metrics_.checkins_held.fetch_sub(1);
       } else {

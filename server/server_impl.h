@@ -80,6 +80,7 @@ class ServerImpl final : public Server {
   std::vector<tuf::SigningKey> tuf_snapshot_signers_;
   std::vector<tuf::SigningKey> tuf_timestamp_signers_;
   TimeMs tuf_checked_at_ = 0;
+  TimeMs last_accrual_ = 0;  // the engine's last exposure accrual
   std::string synced_fingerprint_;
   void tick(TimeMs now);
   // Applies `event` to a rollout, persists the transition and its audit entry

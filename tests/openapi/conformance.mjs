@@ -519,7 +519,11 @@ async function main() {
 
   // Rollout 1: one stage for everybody, completes at the first engine tick; its
   // version becomes the channel's baseline.
+  // Admin: its only stage admits critical devices, which an operator may not
+  // reach at once (the same rule as promotion into such a stage).
   await call('POST', '/v1/rollouts', { token: op, body: { channel: 'content', version: '1.0.0', plan_yaml: bootstrapPlan, id: 'r-base' } },
+    { status: 403, ...errorIs('forbidden'), note: 'operator, first stage admits critical' });
+  await call('POST', '/v1/rollouts', { token: admin, body: { channel: 'content', version: '1.0.0', plan_yaml: bootstrapPlan, id: 'r-base' } },
     { status: 201, check: (ex) => (ex.json.status.state === 'running' ? undefined : ex.json.status.state) });
   await waitForState('r-base', 'completed');
   for (const id of Object.keys(devices)) {
@@ -678,7 +682,7 @@ async function main() {
   // Routes and methods that do not exist.
   await call('GET', '/v1/nothing', { token: admin }, { status: 404, ...errorIs('not_found'), note: 'unknown route' });
   await call('GET', '/v2/rollouts', {}, { status: 404, ...errorIs('not_found'), note: 'not under /v1' });
-  await call('GET', '/', {}, { status: 404, ...errorIs('not_found'), note: 'root' });
+  await call('GET', '/', {}, { status: 200, note: 'the dashboard' });
   await call('GET', '/v1/enroll', {}, { status: 405, ...errorIs('method_not_allowed'), note: 'wrong method' });
   await call('DELETE', '/v1/rollouts', { token: admin }, { status: 405, ...errorIs('method_not_allowed'), note: 'wrong method' });
   await call('GET', '/v1/rollouts/r-wave/pause', { token: admin }, { status: 405, ...errorIs('method_not_allowed'), note: 'wrong method' });
