@@ -26,12 +26,16 @@ constexpr const char* kAdmin = "test-admin-token-0123456789";
 const char* kFastPlan = R"(name: fast
 on_failure: rollback
 gate:
-  alpha: 0.05
-  min_acknowledged: 3     # every canary device has reported (running it, or failed)
+  # Ten devices carry little evidence: three crashes in a 30% canary are 0.3^3 =
+  # 0.027 likely by chance alone. The gate bets on a large effect (a crash,
+  # not a regression) and accepts 1 false halt in 10 — for this fleet only.
+  alpha: 0.1
+  alternative_ratio: 10
+  min_acknowledged: 1
   heartbeat_interval: 1s
   silent_after_missed: 5
 stages:
-  - {name: canary, percent: 30%, min_devices: 3, bake: 10s}
+  - {name: canary, percent: 30%, min_devices: 3, bake: 20s}
   - {name: all, percent: 100%, bake: 0s}
 )";
 
@@ -72,8 +76,12 @@ class FleetEndToEnd : public ::testing::Test {
     auto r = op("POST", "/v1/releases", body);
     ASSERT_EQ(r.status, 201) << r.body;
   }
+  // Named rollouts: the name salts the cohort, so the canary is the same three
+  // of the ten devices in every run ("rollout-1.0" and "rollout-2.0" each put 3
+  // and 4 of dev-0..dev-9 under 30%; a random name can leave the canary empty).
   std::string rollout(const std::string& version) {
-    auto r = op("POST", "/v1/rollouts", json::object{{"channel", "content"}, {"version", version}, {"plan_yaml", kFastPlan}});
+    auto r = op("POST", "/v1/rollouts", json::object{{"channel", "content"}, {"version", version},
+                                                      {"plan_yaml", kFastPlan}, {"id", "rollout-" + version}});
     EXPECT_EQ(r.status, 201) << r.body;
     return r.status == 201 ? std::string(r.json().at("id").as_string()) : "";
   }
