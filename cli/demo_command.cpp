@@ -44,16 +44,18 @@ constexpr const char* kEnrollKey = "demo-enrollment-key-0123456789";
 constexpr const char* kGood = "1.0";
 constexpr const char* kBad = "2.0";
 constexpr const char* kMarker = ".tranche-demo";
-// The engine's period. Not 100 ms: core/gate.cpp takes a look's new exposed
-// failures as seen even when the control group gained no exposure in that look,
-// and then the likelihood ratio does not move — those failures are lost. With a
-// few agents checking in every second, a 100 ms look often has no control
-// exposure and a crash-at-start release can slip through its first ring; one-second
-// looks almost always have some. (Reported; the e2e test's TRANCHE_E2E_STRICT_GATE note.)
-constexpr const char* kTickMs = "1000";
+constexpr const char* kGoodId = "r-good";
+constexpr const char* kBadId = "r-bad";
+// The engine's period: a fifth of a second, so a halt follows the first failures
+// at once (the server's default is 1 s).
+constexpr const char* kTickMs = "200";
 
 // The plan of both releases: three rings, short bakes, an engine that looks every
-// second. The canary's min_devices keeps a small fleet's first ring at 3 devices.
+// second. The canary's min_devices raises a small fleet's first ring to an expected
+// 3 devices; which ones is a hash of device and rollout id, so the rollout ids are
+// fixed (kGoodId, kBadId: the same devices in every run of the same size). A
+// ring can still come out empty; min_acknowledged: 0 lets the engine move past it
+// after its bake instead of waiting for an acknowledgement that cannot come.
 // With a handful of devices the gate can only see a large regression: the test is
 // tuned to a 10x failure rate (a sensor that dies at start is far beyond that) and
 // a false-halt rate of 20% — a demo's plan, not a production one (see
@@ -63,7 +65,7 @@ on_failure: rollback
 gate:
   alpha: 0.2
   alternative_ratio: 10
-  min_acknowledged: 1
+  min_acknowledged: 0
   heartbeat_interval: 1s
   silent_after_missed: 5
   tick: 1s
@@ -457,9 +459,7 @@ class Demo {
     // Channel File 291 (docs/agent.md), so it is off here, as in the fleet e2e test.
     c += "contract_check: false\n";
     c += "trial: {start_budget: 3, window: 3s}\n";
-    // No long poll: every agent checks in about once a second, so each engine look
-    // sees control-group exposure (see kTickMs).
-    c += "checkin: {interval: 1s, long_poll: 0s, max_backoff: 2s, http_timeout: 5s}\n";
+    c += "checkin: {interval: 1s, long_poll: 2s, max_backoff: 2s, http_timeout: 5s}\n";
     c += "download: {timeout: 5s}\n";
     return c;
   }
@@ -528,9 +528,9 @@ class Demo {
     return true;
   }
 
-  std::optional<std::string> start_rollout(const std::string& version) {
-    auto r = api("POST", "/v1/rollouts", json::object{{"channel", "content"}, {"version", version}, {"plan_yaml", kPlan}},
-                 admin_, 201);
+  std::optional<std::string> start_rollout(const std::string& version, const char* id) {
+    auto r = api("POST", "/v1/rollouts",
+                 json::object{{"channel", "content"}, {"version", version}, {"id", id}, {"plan_yaml", kPlan}}, admin_, 201);
     if (!r) return std::nullopt;
     return std::string(r->at("id").as_string());
   }
@@ -541,7 +541,7 @@ class Demo {
   bool good_release() {
     if (!publish(kGood, examples_ / "content" / "good.yaml", false)) return false;
     say(std::string("release ") + kGood + " (examples/content/good.yaml) signed into the TUF repo, registered; server contract check: " + check_result_);
-    auto id = start_rollout(kGood);
+    auto id = start_rollout(kGood, kGoodId);
     if (!id) return false;
     good_id_ = *id;
     say("rollout " + good_id_ + " of " + kGood + ": canary 10% (at least 3) -> early 50% -> all 100%, 15 s bakes");
@@ -590,7 +590,7 @@ class Demo {
         " = Channel File 291 (reads field 21, the sensor supplies 20), registered with the server's contract check "
         "BYPASSED (skip_contract_check: " + check_result_ + ") — the 2024 validator bug");
     say("  the agents run with contract_check: false too (their own check would refuse it), as in tests/agent/fleet_e2e_test.cpp");
-    auto id = start_rollout(kBad);
+    auto id = start_rollout(kBad, kBadId);
     if (!id) return false;
     bad_id_ = *id;
     say("rollout " + bad_id_ + " of " + kBad + " started with the same plan");
