@@ -18,6 +18,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 namespace tranche::server {
 namespace {
@@ -256,6 +258,13 @@ class BeastServer final : public HttpServer {
     if (ec) {
       return core::make_error(core::ErrorCode::kInvalidArgument,
                               "--tls-key " + files.private_key_pem + ": " + ec.message());
+    }
+    // A key of another certificate would fail every handshake: refuse to start.
+    if (SSL_CTX_check_private_key(ssl_->native_handle()) != 1) {
+      ERR_clear_error();
+      return core::make_error(core::ErrorCode::kInvalidArgument,
+                              "--tls-key " + files.private_key_pem + " is not the key of --tls-cert " +
+                                  files.cert_chain_pem);
     }
     return core::Ok{};
   }
