@@ -4,6 +4,8 @@
 // files, and helpers to read what an agent keeps on disk.
 #pragma once
 
+#include <cstdio>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -74,10 +76,16 @@ class TufRepo {
   std::filesystem::path dir_;
 };
 
+// sha256sum's digest of `file`, read from its output (nothing is written next
+// to the file: the examples live in the source tree).
 inline std::string sha256_of(const std::filesystem::path& file) {
-  const std::string cmd = "sha256sum " + file.string() + " > " + file.string() + ".sha";
-  if (run_command(cmd) != 0) throw std::runtime_error("sha256sum failed");
-  return read_text(file.string() + ".sha").substr(0, 64);
+  const std::string cmd = "sha256sum '" + file.string() + "'";
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) throw std::runtime_error("sha256sum failed");
+  char digest[65] = {};
+  const std::size_t n = std::fread(digest, 1, 64, p);
+  if (::pclose(p) != 0 || n != 64) throw std::runtime_error("sha256sum failed on " + file.string());
+  return std::string(digest, 64);
 }
 
 struct AgentOptions {
