@@ -45,6 +45,7 @@ Result<std::string> HttpFetcher::get(const std::string& url, std::size_t max_byt
   req.url = url;
   req.max_bytes = max_bytes;
   req.timeout_ms = timeout_ms;
+  req.cancelled = cancelled;
   auto r = http_->send(req);
   if (!r) {
     if (log_) log_("GET " + url + ": " + r.error().message);

@@ -24,6 +24,8 @@ class HttpFetcher : public tuf::Fetcher {
                                          std::size_t max_bytes) override;
 
   std::int64_t timeout_ms = 60'000;
+  // Polled during each transfer: true aborts it (HttpRequest::cancelled).
+  std::function<bool()> cancelled;
 
  private:
   core::Result<std::string> get(const std::string& url, std::size_t max_bytes);
