@@ -1,11 +1,6 @@
 #include "config/tuf_repo_dir.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -23,39 +18,6 @@ core::Result<std::string> read_whole_file(const fs::path& p) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-core::Status write_file_atomic(const fs::path& p, std::string_view bytes) {
-  std::error_code ec;
-  fs::create_directories(p.parent_path(), ec);
-  if (ec) {
-    return make_error(ErrorCode::kInvalidArgument, p.parent_path().string() + ": " + ec.message());
-  }
-  const fs::path tmp = p.parent_path() / ("." + p.filename().string() + ".tmp");
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return make_error(ErrorCode::kInvalidArgument, tmp.string() + ": " + std::strerror(errno));
-  std::size_t done = 0;
-  bool ok = true;
-  while (ok && done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n >= 0;
-    if (ok) done += static_cast<std::size_t>(n);
-  }
-  ok = ok && ::fsync(fd) == 0;
-  ok = ::close(fd) == 0 && ok;
-  ok = ok && ::rename(tmp.c_str(), p.c_str()) == 0;
-  if (!ok) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return make_error(ErrorCode::kInvalidArgument, p.string() + ": " + why);
-  }
-  const int dfd = ::open(p.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return core::Ok{};
 }
 
 core::Result<tuf::SigningKey> load_signing_key(const std::string& path) {

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/file_io.h"
 #include "core/result.h"
 #include "core/types.h"
 #include "tuf/crypto.h"
@@ -19,9 +20,8 @@
 namespace tranche::config {
 
 core::Result<std::string> read_whole_file(const std::filesystem::path& p);
-// temp, fsync, rename, fsync dir: a server or CDN syncing the directory never
-// sees half a file.
-core::Status write_file_atomic(const std::filesystem::path& p, std::string_view bytes);
+// Files are written with write_file_atomic (config/file_io.h): a server or CDN
+// syncing the directory never sees half a file.
 
 // Private keys (PEM) for signing.
 core::Result<tuf::SigningKey> load_signing_key(const std::string& path);

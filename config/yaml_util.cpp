@@ -2,30 +2,12 @@
 
 #include <charconv>
 #include <cmath>
-#include <fstream>
 #include <sstream>
 
 namespace tranche::config {
 
 using core::Error;
 using core::ErrorCode;
-
-core::Result<std::string> read_file_limited(const std::string& path, std::size_t max_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{ErrorCode::kNotFound, path + ": cannot open file"};
-  std::string data;
-  char buf[64 * 1024];
-  while (in) {
-    in.read(buf, sizeof buf);
-    data.append(buf, static_cast<std::size_t>(in.gcount()));
-    if (data.size() > max_bytes) {
-      return Error{ErrorCode::kTooLarge,
-                   path + ": file larger than " + std::to_string(max_bytes) + " bytes"};
-    }
-  }
-  if (in.bad()) return Error{ErrorCode::kNotFound, path + ": read error"};
-  return data;
-}
 
 core::Result<YAML::Node> parse_yaml(std::string_view text, const std::string& file) {
   try {

@@ -11,15 +11,17 @@
 #include <string>
 #include <string_view>
 
+#include "config/file_io.h"
 #include "core/result.h"
 
 namespace tranche::config {
 
 inline constexpr std::size_t kMaxConfigBytes = 1 << 20;  // 1 MiB
 
-// Reads a whole file, refusing one larger than max_bytes.
-core::Result<std::string> read_file_limited(const std::string& path,
-                                            std::size_t max_bytes = kMaxConfigBytes);
+// A YAML file read whole (config/file_io.h), refused beyond kMaxConfigBytes.
+inline core::Result<std::string> read_file_limited(const std::string& path) {
+  return read_file_limited(path, kMaxConfigBytes);
+}
 
 // Parses one YAML document; syntax errors carry file and line.
 core::Result<YAML::Node> parse_yaml(std::string_view text, const std::string& file);
