@@ -14,6 +14,8 @@
 #include <cstring>
 #include <thread>
 
+#include "config/file_io.h"
+
 namespace tranche::agent {
 
 using core::ErrorCode;
@@ -75,28 +77,7 @@ core::TimeMs SystemClock::now() {
 // ---- files -------------------------------------------------------------------
 
 Result<std::string> PosixFileSystem::read(const std::string& path, std::size_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno_error(path);
-  std::string out;
-  char buf[65536];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      auto e = errno_error(path);
-      ::close(fd);
-      return e;
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-    if (out.size() > max_bytes) {
-      ::close(fd);
-      return make_error(ErrorCode::kTooLarge,
-                        path + ": longer than " + std::to_string(max_bytes) + " bytes");
-    }
-  }
-  ::close(fd);
-  return out;
+  return config::read_file_limited(path, max_bytes);
 }
 
 Status PosixFileSystem::write(const std::string& path, std::string_view bytes, bool private_file) {
