@@ -38,6 +38,7 @@ namespace {
 volatile sig_atomic_t g_stop = 0;
 volatile sig_atomic_t g_child = 0;
 int g_signal_fd = -1;  // write end of the running Agent's self-pipe
+thread_local bool t_checkin_thread = false;
 
 void poke_signal_fd() {
   if (g_signal_fd >= 0) {
@@ -86,6 +87,7 @@ Agent::Agent(AgentSettings settings, AgentPorts ports)
 Agent::~Agent() {
   stopping_ = true;
   cv_.notify_all();
+  cancel_download();
   if (checkin_thread_.joinable()) checkin_thread_.join();
   g_signal_fd = -1;
   ::close(wake_pipe_[0]);
@@ -107,16 +109,20 @@ void Agent::log(const std::string& line) {
 
 void Agent::on_step(std::string_view op, const std::string& path) {
   // The check-in thread writes the token only: not a step of an update.
-  if (std::this_thread::get_id() != main_thread_) return;
-  ++steps_;
+  if (t_checkin_thread) return;
+  const std::uint64_t n = ++steps_;
   std::string rel = path;
   if (rel.rfind(data_ + "/", 0) == 0) rel = rel.substr(data_.size() + 1);
   if (s_.step_log || s_.pause_after_step != 0) {
-    log("step " + std::to_string(steps_) + ": " + std::string(op) + " " + rel + " (phase " +
-        std::string(core::to_string(stored_.record.phase)) + (in_list_ ? ", in list" : "") + ")");
+    // The record is the main thread's; the download thread works in phase downloading.
+    const std::string where = std::this_thread::get_id() == main_thread_
+                                  ? "phase " + std::string(core::to_string(stored_.record.phase)) +
+                                        (in_list_ ? ", in list" : "")
+                                  : "phase downloading, download thread";
+    log("step " + std::to_string(n) + ": " + std::string(op) + " " + rel + " (" + where + ")");
   }
-  if (s_.pause_after_step != 0 && steps_ == s_.pause_after_step) {
-    log("paused after step " + std::to_string(steps_) + " (debug.pause_after_step)");
+  if (s_.pause_after_step != 0 && n == s_.pause_after_step) {
+    log("paused after step " + std::to_string(n) + " (debug.pause_after_step)");
     while (true) ::pause();  // until SIGKILL: the crash-consistency test's kill point
   }
 }
@@ -245,6 +251,12 @@ void Agent::apply(const AgentEvent& first) {
       (void)p_.fs.remove(data_ + "/busy");
       (void)p_.fs.fsync(data_);
     }
+    if (download_next_) {
+      // Started once the list's steps are done, so the steps keep one order.
+      auto [version, targets] = std::move(*download_next_);
+      download_next_.reset();
+      start_download(version, std::move(targets));
+    }
     set_running_version();
     for (auto& e : follow_ups) queue.push_back(std::move(e));
   }
@@ -272,7 +284,8 @@ std::optional<AgentEvent> Agent::execute(const AgentAction& a, const StoredRecor
         return std::nullopt;
       }
       stored_.candidate_targets = next.candidate_targets;
-      return download(*a.version);
+      download_next_.emplace(*a.version, next.candidate_targets);
+      return std::nullopt;
     case Act::kVerify:
       return verify(*a.version);
     case Act::kWriteSlot: {
@@ -312,23 +325,65 @@ std::optional<AgentEvent> Agent::execute(const AgentAction& a, const StoredRecor
 
 // ---- downloading and verifying ---------------------------------------------------
 
-AgentEvent Agent::download(const Version& version) {
+void Agent::start_download(const Version& version, std::vector<TargetRef> targets) {
+  cancel_download();
+  log("downloading " + version.to_string() + " (download thread)");
+  download_thread_ = std::thread([this, version, targets = std::move(targets)] {
+    DownloadResult r = download(version, targets);
+    {
+      std::lock_guard lock(mu_);
+      download_done_ = std::move(r);
+    }
+    notify_main();
+  });
+}
+
+void Agent::cancel_download() {
+  if (!download_thread_.joinable()) return;
+  download_cancel_ = true;
+  download_thread_.join();
+  download_cancel_ = false;
+  std::lock_guard lock(mu_);
+  download_done_.reset();
+}
+
+void Agent::finish_download() {
+  std::optional<DownloadResult> done;
+  {
+    std::lock_guard lock(mu_);
+    done.swap(download_done_);
+  }
+  if (!done) return;
+  if (download_thread_.joinable()) download_thread_.join();
+  if (stored_.record.phase != AgentPhase::kDownloading || stored_.record.candidate != done->event.version) {
+    log("the download of " + version_text(done->event.version) + " ended after the agent moved on: ignored");
+    return;
+  }
+  target_info_ = std::move(done->target_info);
+  apply(done->event);
+}
+
+// The download thread: reads only settings and its arguments, writes only
+// DATA/tuf and DATA/downloads (the main thread touches neither meanwhile).
+Agent::DownloadResult Agent::download(const Version& version, const std::vector<TargetRef>& targets) {
+  DownloadResult result{make_event(Ev::kDownloaded, version), {}};
   auto fail = [&](const std::string& why) {
     log("download of " + version.to_string() + " failed: " + why);
-    return make_event(Ev::kDownloadFailed, version, why);
+    return DownloadResult{make_event(Ev::kDownloadFailed, version, why), {}};
   };
+  auto cancelled = [this] { return download_cancel_.load(); };
   auto now = tuf_update_start_time(p_.fs, data_ + "/tuf", p_.clock.now());
   if (!now) return fail(now.error().to_string());
-  HttpFetcher fetcher(p_.http, s_.tuf_url + "/metadata/", s_.tuf_url + "/targets/",
+  HttpFetcher fetcher(p_.download_http, s_.tuf_url + "/metadata/", s_.tuf_url + "/targets/",
                       [this](const std::string& l) { log(l); });
   fetcher.timeout_ms = s_.http_timeout;
+  fetcher.cancelled = cancelled;
   DirectoryMetadataStore store(p_.fs, data_ + "/tuf");
   auto updater = tuf::Updater::create(fetcher, store, *now);
   if (!updater) return fail("TUF: " + updater.error().to_string());
   if (auto st = updater->refresh(); !st) return fail("TUF refresh: " + st.error().to_string());
   const bool consistent = updater->trusted().root().body.consistent_snapshot;
-  target_info_.clear();
-  for (const TargetRef& t : stored_.candidate_targets) {
+  for (const TargetRef& t : targets) {
     auto path = tuf::TargetPath::parse(t.path);
     if (!path) return fail("target '" + t.path + "': " + path.error().to_string());
     auto info = updater->get_target_info(*path);
@@ -341,7 +396,7 @@ AgentEvent Agent::download(const Version& version) {
     if (sha->second != t.sha256 || info->length != t.length) {
       log("note: the server lists '" + t.path + "' with other length or hash than the signed metadata; the signed ones count");
     }
-    target_info_[t.path] = *info;
+    result.target_info[t.path] = *info;
     const std::string part = data_ + "/downloads/" + sha->second + ".part";
     auto have = p_.fs.size(part);
     std::int64_t from = have ? *have : 0;
@@ -353,6 +408,7 @@ AgentEvent Agent::download(const Version& version) {
     HttpRequest req;
     req.url = s_.tuf_url + "/targets/" + tuf::target_remote_path(*path, *info, consistent);
     req.timeout_ms = s_.download_timeout;
+    req.cancelled = cancelled;
     req.max_bytes = static_cast<std::size_t>(info->length - from);
     if (from > 0) req.range_from = from;
     bool first = true;
@@ -371,7 +427,7 @@ AgentEvent Agent::download(const Version& version) {
     if (from > 0) log("resuming '" + t.path + "' at byte " + std::to_string(from));
     // A resumed answer of 200 may be the whole file: allow the full length then.
     if (from > 0) req.max_bytes = static_cast<std::size_t>(info->length);
-    auto r = p_.http.send(req);
+    auto r = p_.download_http.send(req);
     if (!r) return fail(r.error().to_string());
     if (auto st = http_status_error(req.url, r->status); !st) return fail(st.error().to_string());
     auto got = p_.fs.size(part);
@@ -382,7 +438,7 @@ AgentEvent Agent::download(const Version& version) {
     (void)p_.fs.fsync(part);
     log("downloaded '" + t.path + "' (" + std::to_string(info->length) + " bytes)");
   }
-  return make_event(Ev::kDownloaded, version);
+  return result;
 }
 
 AgentEvent Agent::verify(const Version& version) {
@@ -574,8 +630,25 @@ void Agent::report(const AgentAction& a) {
   e.message = a.detail;
   using R = AgentAction::Report;
   switch (a.report) {
-    case R::kInstalled: e.kind = "installed"; break;
+    case R::kInstalled:
+      e.kind = "installed";
+      retry_.reset();
+      break;
     case R::kInstallFailed: e.kind = "install_failed"; break;
+    case R::kDownloadFailed: {
+      e.kind = "download_failed";
+      // Not before the backoff: a hostile or broken server gets no tight loop.
+      const core::DurationMs backoff =
+          retry_ && a.version && retry_->version == *a.version
+              ? std::min<core::DurationMs>(s_.max_backoff, retry_->backoff * 2)
+              : s_.retry_backoff;
+      if (a.version) {
+        retry_ = Retry{*a.version, p_.clock.now() + jittered(backoff), backoff};
+        log(a.version->to_string() + " is tried again in " + std::to_string(backoff / 1000) +
+            " s at the earliest (download.retry_backoff)");
+      }
+      break;
+    }
     case R::kCrash: e.kind = "crashed"; break;
     case R::kRolledBack: e.kind = "rolled_back"; break;
     case R::kCommitted:
@@ -762,6 +835,7 @@ std::optional<Agent::CheckinAnswer> Agent::checkin(std::int64_t* ask_again_ms) {
 }
 
 void Agent::checkin_loop() {
+  t_checkin_thread = true;
   std::int64_t backoff = 0;
   while (!stopping_) {
     bool have_token = false;
@@ -809,6 +883,31 @@ void Agent::checkin_loop() {
 
 // ---- the main loop -------------------------------------------------------------------
 
+void Agent::handle_answer(const CheckinAnswer& a) {
+  if (!a.desired || (a.action != "install" && a.action != "rollback")) return;
+  const auto running = stored_.record.running();
+  if (download_waiting_for_targets_ && stored_.record.candidate == a.desired) {
+    download_waiting_for_targets_ = false;
+    stored_.candidate_targets = a.targets;
+    start_download(*a.desired, a.targets);
+    return;
+  }
+  if (running == a.desired) return;
+  if (retry_ && retry_->version == *a.desired && p_.clock.now() < retry_->at) {
+    if (!deferred_) log("server: " + a.action + " " + a.desired->to_string() + ": waiting for the retry backoff");
+    deferred_ = a;  // the latest offer is taken up when the backoff ends
+    return;
+  }
+  // The offer's files go into the record with the persist the offer causes.
+  const auto before = stored_.candidate_targets;
+  if (stored_.record.candidate != a.desired) stored_.candidate_targets = a.targets;
+  log("server: " + a.action + " " + a.desired->to_string() + " (" + a.reason + ")");
+  apply(make_event(Ev::kOffer, a.desired));
+  if (stored_.record.candidate != a.desired) {
+    stored_.candidate_targets = stored_.record.candidate ? before : std::vector<TargetRef>{};
+  }
+}
+
 int Agent::run() {
   if (auto st = init(); !st) {
     log("cannot start: " + st.error().to_string());
@@ -830,24 +929,13 @@ int Agent::run() {
       std::lock_guard lock(mu_);
       answers.swap(answers_);
     }
-    for (const CheckinAnswer& a : answers) {
-      if (!a.desired || (a.action != "install" && a.action != "rollback")) continue;
-      const auto running = stored_.record.running();
-      if (download_waiting_for_targets_ && stored_.record.candidate == a.desired) {
-        download_waiting_for_targets_ = false;
-        stored_.candidate_targets = a.targets;
-        AgentEvent e = download(*a.desired);
-        apply(e);
-        continue;
-      }
-      if (running == a.desired) continue;
-      // The offer's files go into the record with the persist the offer causes.
-      const auto before = stored_.candidate_targets;
-      if (stored_.record.candidate != a.desired) stored_.candidate_targets = a.targets;
-      log("server: " + a.action + " " + a.desired->to_string() + " (" + a.reason + ")");
-      apply(make_event(Ev::kOffer, a.desired));
-      if (stored_.record.candidate != a.desired) stored_.candidate_targets = stored_.record.candidate ? before : std::vector<TargetRef>{};
+    if (deferred_ && (!retry_ || p_.clock.now() >= retry_->at)) {
+      answers.push_front(std::move(*deferred_));
+      deferred_.reset();
     }
+    for (const CheckinAnswer& a : answers) handle_answer(a);
+    // What the download thread brought.
+    finish_download();
     // The service.
     if (g_child != 0 || service_pid_ > 0) {
       g_child = 0;
@@ -895,6 +983,7 @@ int Agent::run() {
     if (on_trial && trial_deadline_) wake_at = std::min(wake_at, *trial_deadline_);
     if (on_trial && !s_.health_command.empty() && service_pid_ > 0) wake_at = std::min(wake_at, next_health_at_);
     if (retry_slot_write_at_ != 0) wake_at = std::min(wake_at, retry_slot_write_at_);
+    if (deferred_ && retry_) wake_at = std::min(wake_at, retry_->at);
     const std::int64_t timeout = std::clamp<std::int64_t>(wake_at - p_.clock.now(), 0, 60'000);
     pollfd pfd{wake_pipe_[0], POLLIN, 0};
     ::poll(&pfd, 1, static_cast<int>(timeout));
@@ -907,6 +996,7 @@ int Agent::run() {
   log("stopping (SIGTERM)");
   stopping_ = true;
   cv_.notify_all();
+  cancel_download();
   stop_service();
   DeviceEvent bye;
   bye.kind = "goodbye";

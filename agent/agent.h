@@ -7,8 +7,11 @@
 //
 // Threads: the main thread owns the record, the slots, the service and the event
 // queue. A check-in thread does enrollment and check-ins (long poll) only, and
-// hands answers over through a queue and a self-pipe; neither ever blocks the
-// other for longer than a lock on a few strings.
+// hands answers over through a queue and a self-pipe. A download thread runs one
+// download at a time (TUF refresh and the target files into DATA/downloads/) and
+// hands its result back the same way, so the service stays supervised while a
+// slow or hostile server takes its time. No thread ever blocks another for
+// longer than a lock on a few strings.
 //
 // Clean and unclean starts (core::AgentEvent::clean): DATA/busy exists while an
 // action list runs; DATA/boot_id holds the machine's boot id of the last run and
@@ -38,8 +41,9 @@ namespace tranche::agent {
 struct AgentPorts {
   Clock& clock;
   FileSystem& fs;          // every write the agent makes (observed: the step log)
-  HttpClient& http;        // main thread: TUF and events
-  HttpClient& checkin_http;  // check-in thread
+  HttpClient& http;           // main thread: events
+  HttpClient& checkin_http;   // check-in thread
+  HttpClient& download_http;  // download thread: TUF metadata and targets
   Process& process;
 };
 
@@ -66,6 +70,15 @@ class Agent {
     std::vector<TargetRef> targets;
     std::string reason;
   };
+  struct DownloadResult {
+    core::AgentEvent event;                               // kDownloaded or kDownloadFailed
+    std::map<std::string, tuf::TargetFile> target_info;  // by target path
+  };
+  struct Retry {  // a version whose download failed (transiently), and when to try again
+    core::Version version;
+    core::TimeMs at = 0;
+    core::DurationMs backoff = 0;
+  };
   struct Verified {
     core::Version version;
     std::vector<std::pair<std::string, std::string>> files;  // local name, bytes
@@ -79,7 +92,11 @@ class Agent {
                                           const StoredRecord& next);
 
   // Actions.
-  core::AgentEvent download(const core::Version& version);
+  void start_download(const core::Version& version, std::vector<TargetRef> targets);
+  void finish_download();  // main loop: applies what the download thread brought
+  void cancel_download();  // stops the download thread (if any) and forgets its result
+  DownloadResult download(const core::Version& version, const std::vector<TargetRef>& targets);
+  void handle_answer(const CheckinAnswer& a);
   core::AgentEvent verify(const core::Version& version);
   core::Status write_slot(const core::Version& version);
   core::Status point_active_at(const std::optional<core::Version>& version);
@@ -128,13 +145,20 @@ class Agent {
   std::optional<Verified> verified_;
   bool download_waiting_for_targets_ = false;
   core::TimeMs retry_slot_write_at_ = 0;
+  std::optional<std::pair<core::Version, std::vector<TargetRef>>> download_next_;  // after the list
+  std::thread download_thread_;
+  std::atomic<bool> download_cancel_{false};
+  std::optional<DownloadResult> download_done_;  // mu_
+  std::optional<Retry> retry_;               // transient failure: not before retry_->at
+  std::optional<CheckinAnswer> deferred_;    // the offer that waits for retry_->at
 
   // Events.
   core::TimeMs next_event_post_ = 0;
   std::int64_t event_backoff_ms_ = 0;
 
-  // Steps (the step log and debug.pause_after_step).
-  std::uint64_t steps_ = 0;
+  // Steps (the step log and debug.pause_after_step): the main and the download
+  // thread's file-system changes (the check-in thread's token is not a step).
+  std::atomic<std::uint64_t> steps_{0};
   std::thread::id main_thread_ = std::this_thread::get_id();
   bool in_list_ = false;
 

@@ -149,9 +149,10 @@ Result<AgentSettings> parse_agent_config(const std::string& text, const std::str
     }
   }
   if (auto d = r["download"]) {
-    TRY(cfg::check_keys(d, {"max_bytes", "timeout"}, file, "download"));
+    TRY(cfg::check_keys(d, {"max_bytes", "timeout", "retry_backoff"}, file, "download"));
     TRY(get_int(d, "max_bytes", s.max_target_bytes, 1, std::int64_t{1} << 40, file, "download."));
     TRY(get_duration(d, "timeout", s.download_timeout, file, "download."));
+    TRY(get_duration(d, "retry_backoff", s.retry_backoff, file, "download."));
   }
   if (auto d = r["debug"]) {
     TRY(cfg::check_keys(d, {"step_log", "pause_after_step", "boot_id_file"}, file, "debug"));

@@ -54,6 +54,10 @@ struct AgentSettings {
   // Downloads.
   std::size_t max_target_bytes = 64u << 20;
   core::DurationMs download_timeout = 10 * core::kMinute;
+  // After a transient failure (network, TUF, hash) the same version is tried
+  // again no sooner than this; it doubles with each failure in a row, up to
+  // max_backoff.
+  core::DurationMs retry_backoff = 30 * core::kSecond;
 
   // Debugging and the crash-consistency test: log every step (each file-system
   // change and each service start), and stop dead after step N (0 = never).

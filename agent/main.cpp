@@ -63,10 +63,11 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   });
   tranche::agent::CurlHttpClient http("tranche-agent/" TRANCHE_VERSION);
   tranche::agent::CurlHttpClient checkin_http("tranche-agent/" TRANCHE_VERSION);
+  tranche::agent::CurlHttpClient download_http("tranche-agent/" TRANCHE_VERSION);
   tranche::agent::PosixProcess process;
   int rc = 0;
   {
-    tranche::agent::Agent agent(*settings, {clock, fs, http, checkin_http, process});
+    tranche::agent::Agent agent(*settings, {clock, fs, http, checkin_http, download_http, process});
     agent_ptr = &agent;
     rc = agent.run();
     agent_ptr = nullptr;

@@ -347,8 +347,11 @@ Result<AgentStep> downloaded(const Input& in) {
               "downloaded " + candidate.to_string() + ": verifying");
 }
 
-// kDownloadFailed and kVerifyFailed: back to what runs; a permanent failure (a
-// contract violation, a bad signature) marks the version bad.
+// kDownloadFailed and kVerifyFailed: back to what runs. A permanent failure (the
+// content violates the contract) marks the version bad and reports install_failed;
+// anything else (network, TUF, hash: what a hostile network can cause) reports
+// download_failed and leaves the version to be tried again, so an attacker on the
+// path cannot make a device ban a good release.
 Result<AgentStep> install_failed(const Input& in) {
   AgentRecord r = in.record;
   const Version failed = *r.candidate;
@@ -360,7 +363,9 @@ Result<AgentStep> install_failed(const Input& in) {
                        in.event.detail + "): staying on " + name_of(r.good);
   if (permanent) reason += "; " + failed.to_string() + " is marked bad";
   return step(std::move(r),
-              {action(Act::kPersist), report(Report::kInstallFailed, failed, in.event.detail)},
+              {action(Act::kPersist),
+               report(permanent ? Report::kInstallFailed : Report::kDownloadFailed, failed,
+                      in.event.detail)},
               std::move(reason));
 }
 
@@ -580,6 +585,8 @@ std::string_view to_string(AgentAction::Report report) {
       return "none";
     case Report::kInstallFailed:
       return "install_failed";
+    case Report::kDownloadFailed:
+      return "download_failed";
     case Report::kInstalled:
       return "installed";
     case Report::kCommitted:

@@ -123,7 +123,8 @@ struct AgentAction {
   };
   enum class Report : std::uint8_t {
     kNone,
-    kInstallFailed,
+    kInstallFailed,   // permanent: the version is bad here (contract violation)
+    kDownloadFailed,  // transient (network, TUF, hash): offered again, it is tried again
     kInstalled,  // trial started: about to run the candidate for the first time
     kCommitted,
     kCrash,       // protected process died (or failed health in trial), restarting

@@ -687,11 +687,11 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
     }
     out.seq = seq->as_int64();
     auto kind = string_member(e, "kind");
-    static constexpr std::array<std::string_view, 5> kKinds = {"installed", "install_failed", "crashed",
-                                                               "rolled_back", "goodbye"};
+    static constexpr std::array<std::string_view, 6> kKinds = {
+        "installed", "install_failed", "download_failed", "crashed", "rolled_back", "goodbye"};
     if (!kind || std::find(kKinds.begin(), kKinds.end(), *kind) == kKinds.end()) {
       return reply_error(respond, bad_request(where + ".kind: expected installed, install_failed, "
-                                                      "crashed, rolled_back or goodbye"));
+                                                      "download_failed, crashed, rolled_back or goodbye"));
     }
     out.kind = *kind;
     if (out.kind != "goodbye") {

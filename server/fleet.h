@@ -146,7 +146,9 @@ struct ChannelAnswer {
 
 struct DeviceEvent {
   std::int64_t seq = 0;
-  std::string kind;  // installed, install_failed, crashed, rolled_back, goodbye
+  // installed, install_failed, download_failed (transient: recorded, neither a
+  // failure of the release nor a ban), crashed, rolled_back, goodbye
+  std::string kind;
   std::string channel;
   std::optional<core::Version> version;
   std::string detail_json = "{}";

@@ -489,7 +489,7 @@ TEST(AgentInstall, ADownloadFailureReturnsToWhatRuns) {
     EXPECT_FALSE(s.record.candidate.has_value());
     EXPECT_FALSE(s.record.is_bad(v2()));  // transient: offered again, it downloads again
     ASSERT_EQ(kinds(s), (std::vector<Act>{Act::kPersist, Act::kReport}));
-    EXPECT_EQ(s.actions[1].report, Rep::kInstallFailed);
+    EXPECT_EQ(s.actions[1].report, Rep::kDownloadFailed);
     EXPECT_EQ(s.actions[1].detail, "HTTP 503");
     EXPECT_EQ(kinds(apply(config, s.record, offer(v2()))),
               (std::vector<Act>{Act::kPersist, Act::kDownload}));
@@ -505,7 +505,8 @@ TEST(AgentInstall, OnlyAPermanentVerifyFailureMarksTheVersionBad) {
     EXPECT_EQ(s.record.phase, AgentPhase::kCommitted);
     EXPECT_EQ(s.record.running(), v1());
     EXPECT_EQ(s.record.is_bad(v2()), permanent);
-    EXPECT_EQ(count_reports(s, Rep::kInstallFailed), 1U);
+    EXPECT_EQ(count_reports(s, Rep::kInstallFailed), permanent ? 1U : 0U);
+    EXPECT_EQ(count_reports(s, Rep::kDownloadFailed), permanent ? 0U : 1U);
     const AgentStep again = apply(config, s.record, offer(v2()));
     EXPECT_EQ(count_of(again, Act::kDownload), permanent ? 0U : 1U);
   }
