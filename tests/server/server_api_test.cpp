@@ -175,6 +175,39 @@ TEST_F(ServerApiTest, EnrolledDeviceChecksInAndGetsReleaseOfItsStage) {
   EXPECT_EQ(bad.error_code(), "unauthorized");
 }
 
+TEST_F(ServerApiTest, ADownloadFailureIsTransientAnInstallFailureBansTheVersionHere) {
+  create_tenant();
+  std::string token = enroll("dev-1");
+  release("1.0");
+  std::string id(start_rollout("1.0", "name: all\nstages:\n  - {name: everyone, percent: 100%, bake: 0s}\n")
+                     .at("id")
+                     .as_string());
+  ASSERT_EQ(checkin(token, "content", "0.9").at("action").as_string(), "install");
+  auto post = [&](std::int64_t seq, const char* kind) {
+    json::object ev{{"events", json::array{json::object{{"seq", seq}, {"kind", kind}, {"channel", "content"},
+                                                        {"version", "1.0"}, {"message", "HTTP 500"}}}}};
+    return http_.request("POST", server_->url("/v1/events"), json::serialize(ev), token);
+  };
+
+  // A hostile or broken network: recorded, not held against the release, offered again.
+  auto r = post(1, "download_failed");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto a = checkin(token, "content", "0.9");
+  EXPECT_EQ(a.at("action").as_string(), "install");
+  EXPECT_EQ(a.at("desired").as_string(), "1.0");
+  auto d = op("GET", "/v1/devices/dev-1").json();
+  EXPECT_EQ(json::serialize(d.at("failed")).find("1.0"), std::string::npos) << json::serialize(d);
+  EXPECT_EQ(rollout(id).at("gate").at("exposed_failures").to_number<std::int64_t>(), 0);
+
+  // The release itself is bad here: never offered to this device again, and counted.
+  ASSERT_EQ(post(2, "install_failed").status, 200);
+  a = checkin(token, "content", "0.9");
+  EXPECT_EQ(a.at("action").as_string(), "keep");
+  EXPECT_EQ(a.at("code").as_string(), "failed_here");
+  EXPECT_TRUE(eventually([&] { return rollout(id).at("gate").at("exposed_failures").to_number<std::int64_t>() == 1; }, 5s))
+      << json::serialize(rollout(id));
+}
+
 TEST_F(ServerApiTest, BadInputIsRefusedWithStableCodeAndChangesNothing) {
   create_tenant();
   std::string token = enroll("dev-1");
