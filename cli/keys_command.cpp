@@ -1,39 +1,26 @@
 #include "cli/keys_command.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <boost/json.hpp>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <string_view>
 
+#include "config/file_io.h"
 #include "tuf/canonical_json.h"
 #include "tuf/crypto.h"
 
 namespace tranche::cli {
 namespace {
 
-// Creates `path` with `mode`, refusing to overwrite: a key is never replaced
-// by accident.
+// A key is never replaced, not even by a concurrent `keys gen` (the file
+// appears by an exclusive rename or link: config::write_file_atomic).
 bool write_new_file(const std::string& path, std::string_view bytes, mode_t mode) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) {
-    std::fprintf(stderr, "tranche keys gen: %s: %s\n", path.c_str(), std::strerror(errno));
-    return false;
-  }
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  const bool ok = done == bytes.size() && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) std::fprintf(stderr, "tranche keys gen: %s: %s\n", path.c_str(), std::strerror(errno));
-  return ok;
+  config::WriteOptions options;
+  options.mode = mode;
+  options.no_overwrite = true;
+  options.create_parent_dirs = false;
+  auto st = config::write_file_atomic(path, bytes, options);
+  if (!st) std::fprintf(stderr, "tranche keys gen: %s\n", st.error().message.c_str());
+  return st.ok();
 }
 
 }  // namespace
