@@ -48,7 +48,11 @@ Result<std::string> HttpFetcher::get(const std::string& url, std::size_t max_byt
   req.cancelled = cancelled;
   auto r = http_->send(req);
   if (!r) {
-    if (log_) log_("GET " + url + ": " + r.error().message);
+    if (log_) {
+      std::string_view why = r.error().message;  // the transport's name the URL already
+      if (why.rfind(url + ": ", 0) == 0) why.remove_prefix(url.size() + 2);
+      log_("GET " + url + ": " + std::string(why));
+    }
     if (r.error().code == ErrorCode::kTooLarge) {
       return make_error(ErrorCode::kTooLarge, url + ": longer than the " +
                                                   std::to_string(max_bytes) +
