@@ -376,25 +376,10 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
   }
   auto tenant = string_member(o, "tenant");
   auto key = string_member(o, "enrollment_key");
-  auto device_id = string_member(o, "device_id");
   if (!tenant) return reply_error(respond, bad_request("tenant: required string"));
   if (!key) return reply_error(respond, bad_request("enrollment_key: required string"));
-  if (!device_id) return reply_error(respond, bad_request("device_id: required string"));
-  auto id = core::DeviceId::parse(*device_id);
-  if (!id) return reply_error(respond, id.error().with_context("device_id: "));
-  core::Tags tags;
-  if (auto* t = member(o, "tags")) {
-    auto parsed = tags_from_json(*t);
-    if (!parsed) return reply_error(respond, parsed.error());
-    tags = std::move(*parsed);
-  }
-  std::int32_t offset = 0;
-  if (auto* off = member(o, "utc_offset_minutes")) {
-    if (!off->is_int64() || off->as_int64() < -14 * 60 || off->as_int64() > 14 * 60) {
-      return reply_error(respond, bad_request("utc_offset_minutes: expected an integer in -840..840"));
-    }
-    offset = static_cast<std::int32_t>(off->as_int64());
-  }
+  auto fresh = new_device(o, "", *tenant, clock_->now());
+  if (!fresh) return reply_error(respond, fresh.error());
   auto snap = fleet_.snapshot();
   auto t = snap->tenants.find(*tenant);
   if (t == snap->tenants.end() || !same_hash(t->second.row.enrollment_key_hash, token_hash(*key))) {
@@ -402,35 +387,60 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
                                          "unknown tenant or wrong enrollment key for tenant '" +
                                              *tenant + "'"});
   }
-  bool exists = false;
-  (void)fleet_.with_device(id->str(), [&](Device&) { exists = true; });
-  if (exists) {
-    return reply_error(respond, ApiError{409, "conflict", "device '" + id->str() + "' is already enrolled"});
+  if (is_enrolled(fresh->row.id)) {
+    return reply_error(respond, ApiError{409, "conflict", "device '" + fresh->row.id + "' is already enrolled"});
   }
-  std::string token = id->str() + "." + random_hex(24);
-  Device d;
-  d.id = id->str();
-  d.tenant = *tenant;
-  d.token_hash = token_hash(token);
-  d.tags = tags;
-  d.utc_offset_minutes = offset;
-  d.enrolled_at = clock_->now();
-  store::DeviceRow row{d.id, d.tenant, d.token_hash, json::serialize(tags_to_json(tags)), offset,
-                       d.enrolled_at};
   {
     // Durable before the token is handed out: a device must never hold a token
     // the server forgets.
     std::lock_guard lock(store_mu_);
-    if (auto st = store_->insert_device(row); !st) {
+    if (auto st = store_->insert_device(fresh->row); !st) {
       if (st.error().code == ErrorCode::kConflict) {
-        return reply_error(respond, ApiError{409, "conflict", "device '" + row.id + "' is already enrolled"});
+        return reply_error(respond, ApiError{409, "conflict", "device '" + fresh->row.id + "' is already enrolled"});
       }
       return reply_error(respond, st.error());
     }
   }
-  if (auto st = fleet_.add_device(std::move(d)); !st) return reply_error(respond, st.error());
+  const std::string id = fresh->row.id;
+  if (auto st = fleet_.add_device(std::move(fresh->device)); !st) return reply_error(respond, st.error());
   metrics_.enrollments.fetch_add(1);
-  reply_json(respond, 201, json::object{{"device_id", id->str()}, {"device_token", token}});
+  reply_json(respond, 201, json::object{{"device_id", id}, {"device_token", fresh->token}});
+}
+
+bool ServerImpl::is_enrolled(const std::string& id) {
+  bool exists = false;
+  (void)fleet_.with_device(id, [&](Device&) { exists = true; });
+  return exists;
+}
+
+core::Result<ServerImpl::NewDevice> ServerImpl::new_device(const json::object& o, const std::string& where,
+                                                           const std::string& tenant, TimeMs now) {
+  auto id_text = string_member(o, "device_id");
+  if (!id_text) return core::make_error(ErrorCode::kInvalidArgument, where + "device_id: required string");
+  auto id = core::DeviceId::parse(*id_text);
+  if (!id) return id.error().with_context(where + "device_id: ");
+  NewDevice n;
+  Device& d = n.device;
+  d.id = id->str();
+  d.tenant = tenant;
+  if (auto* t = member(o, "tags")) {
+    auto parsed = tags_from_json(*t);
+    if (!parsed) return parsed.error().with_context(where);
+    d.tags = std::move(*parsed);
+  }
+  if (auto* off = member(o, "utc_offset_minutes")) {
+    if (!off->is_int64() || off->as_int64() < -14 * 60 || off->as_int64() > 14 * 60) {
+      return core::make_error(ErrorCode::kInvalidArgument,
+                              where + "utc_offset_minutes: expected an integer in -840..840");
+    }
+    d.utc_offset_minutes = static_cast<std::int32_t>(off->as_int64());
+  }
+  n.token = d.id + "." + random_hex(24);
+  d.token_hash = token_hash(n.token);
+  d.enrolled_at = now;
+  n.row = store::DeviceRow{d.id, d.tenant, d.token_hash, json::serialize(tags_to_json(d.tags)),
+                           d.utc_offset_minutes, now};
+  return n;
 }
 
 void ServerImpl::api_bulk_enroll(HttpRequest& req, Responder& respond, const Caller& caller) {
@@ -465,39 +475,17 @@ void ServerImpl::api_bulk_enroll(HttpRequest& req, Responder& respond, const Cal
     if (!item.is_object()) return reply_error(respond, bad_request(where + ": expected an object"));
     const auto& d = item.as_object();
     if (auto e = check_fields(d, {"device_id", "tags", "utc_offset_minutes"}, where)) return reply_error(respond, *e);
-    auto id_text = string_member(d, "device_id");
-    auto id = id_text ? core::DeviceId::parse(*id_text) : core::Result<core::DeviceId>(core::make_error(
-                                                              ErrorCode::kInvalidArgument, "required string"));
-    if (!id) return reply_error(respond, id.error().with_context(where + ".device_id: "));
-    if (!ids.insert(id->str()).second) {
-      return reply_error(respond, bad_request(where + ".device_id: '" + id->str() + "' is listed twice"));
+    auto fresh = new_device(d, where + ".", *tenant, now);
+    if (!fresh) return reply_error(respond, fresh.error());
+    if (!ids.insert(fresh->row.id).second) {
+      return reply_error(respond, bad_request(where + ".device_id: '" + fresh->row.id + "' is listed twice"));
     }
-    Device dev;
-    dev.id = id->str();
-    dev.tenant = *tenant;
-    if (auto* t = member(d, "tags")) {
-      auto parsed = tags_from_json(*t);
-      if (!parsed) return reply_error(respond, parsed.error().with_context(where + "."));
-      dev.tags = std::move(*parsed);
+    if (is_enrolled(fresh->row.id)) {
+      return reply_error(respond, ApiError{409, "conflict", "device '" + fresh->row.id + "' is already enrolled"});
     }
-    if (auto* off = member(d, "utc_offset_minutes")) {
-      if (!off->is_int64() || off->as_int64() < -840 || off->as_int64() > 840) {
-        return reply_error(respond, bad_request(where + ".utc_offset_minutes: expected -840..840"));
-      }
-      dev.utc_offset_minutes = static_cast<std::int32_t>(off->as_int64());
-    }
-    bool exists = false;
-    (void)fleet_.with_device(dev.id, [&](Device&) { exists = true; });
-    if (exists) {
-      return reply_error(respond, ApiError{409, "conflict", "device '" + dev.id + "' is already enrolled"});
-    }
-    std::string token = dev.id + "." + random_hex(24);
-    dev.token_hash = token_hash(token);
-    dev.enrolled_at = now;
-    rows.push_back(store::DeviceRow{dev.id, dev.tenant, dev.token_hash, json::serialize(tags_to_json(dev.tags)),
-                                    dev.utc_offset_minutes, now});
-    tokens.push_back(json::object{{"device_id", dev.id}, {"device_token", token}});
-    devices.push_back(std::move(dev));
+    rows.push_back(std::move(fresh->row));
+    tokens.push_back(json::object{{"device_id", fresh->device.id}, {"device_token", fresh->token}});
+    devices.push_back(std::move(fresh->device));
   }
   {
     std::lock_guard lock(store_mu_);
