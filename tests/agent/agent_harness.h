@@ -98,6 +98,10 @@ struct AgentOptions {
   int start_budget = 3;
   std::string trial_window = "3s";
   std::string long_poll = "2s";
+  std::string max_backoff = "2s";       // checkin.max_backoff
+  std::string http_timeout = "5s";      // checkin.http_timeout
+  std::string download_timeout = "5s";  // download.timeout
+  std::string retry_backoff;            // download.retry_backoff (empty: the agent's default)
   std::string extra;  // more YAML lines (debug: ...)
 };
 
@@ -121,8 +125,10 @@ inline std::string agent_config(const AgentOptions& o) {
   c += "interface: " + std::string(TRANCHE_SOURCE_DIR) + "/examples/content/interface.yaml\n";
   c += std::string("contract_check: ") + (o.contract_check ? "true" : "false") + "\n";
   c += "trial: {start_budget: " + std::to_string(o.start_budget) + ", window: " + o.trial_window + "}\n";
-  c += "checkin: {interval: 1s, long_poll: " + o.long_poll + ", max_backoff: 2s, http_timeout: 5s}\n";
-  c += "download: {timeout: 5s}\n";
+  c += "checkin: {interval: 1s, long_poll: " + o.long_poll + ", max_backoff: " + o.max_backoff +
+       ", http_timeout: " + o.http_timeout + "}\n";
+  c += "download: {timeout: " + o.download_timeout +
+       (o.retry_backoff.empty() ? "" : ", retry_backoff: " + o.retry_backoff) + "}\n";
   c += o.extra;
   return c;
 }
