@@ -55,7 +55,10 @@ int fsync_dir(const fs::path& dir) {
 
 Result<std::string> read_file_limited(const std::string& path, std::size_t max_bytes) {
   auto failed = [&path]() {
-    const ErrorCode code = errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kInvalidArgument;
+    // No file by that name: none there, a parent that is not a directory, or a
+    // name too long to be one (from a command line).
+    const bool absent = errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG;
+    const ErrorCode code = absent ? ErrorCode::kNotFound : ErrorCode::kInvalidArgument;
     return make_error(code, path + ": " + std::strerror(errno));
   };
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -84,7 +87,8 @@ Result<std::string> read_file_limited(const std::string& path, std::size_t max_b
   return out;
 }
 
-Status write_file_atomic(const fs::path& path, std::string_view bytes, const WriteOptions& options) {
+Status write_file_atomic(const fs::path& path, std::string_view bytes,
+                         const WriteOptions& options) {
   const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
   auto failed = [&path](const std::string& step, int err) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -115,7 +119,9 @@ Status write_file_atomic(const fs::path& path, std::string_view bytes, const Wri
     err = rename_no_replace(tmp.c_str(), path.c_str());
     if (err != 0) {
       ::unlink(tmp.c_str());
-      if (err == EEXIST) return make_error(ErrorCode::kConflict, path.string() + ": " + std::strerror(err));
+      if (err == EEXIST) {
+        return make_error(ErrorCode::kConflict, path.string() + ": " + std::strerror(err));
+      }
       return failed("rename", err);
     }
   } else if (::rename(tmp.c_str(), path.c_str()) != 0) {

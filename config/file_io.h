@@ -14,10 +14,10 @@
 
 namespace tranche::config {
 
-// Reads the whole of `path`, never more than max_bytes (+ one read buffer) into
-// memory. kNotFound when it does not exist; kTooLarge beyond max_bytes
-// ("PATH: longer than N bytes"); kInvalidArgument for any other failure (a
-// directory, no permission), naming the path and the reason.
+// Reads the whole of `path`, never holding more than max_bytes + 1 bytes.
+// kNotFound when it does not exist (ENOENT, ENOTDIR, ENAMETOOLONG); kTooLarge
+// beyond max_bytes ("PATH: longer than N bytes"); kInvalidArgument for any
+// other failure (a directory, no permission). Messages name the path and why.
 core::Result<std::string> read_file_limited(const std::string& path, std::size_t max_bytes);
 
 struct WriteOptions {

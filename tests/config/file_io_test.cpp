@@ -8,8 +8,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,11 +18,10 @@ namespace {
 namespace fs = std::filesystem;
 using core::ErrorCode;
 
+// The bytes of `p` ("" when unreadable; the reader's own test is below).
 std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+  auto bytes = read_file_limited(p.string(), 1 << 20);
+  return bytes ? *bytes : std::string();
 }
 
 class FileIoTest : public ::testing::Test {
@@ -65,6 +62,11 @@ TEST_F(FileIoTest, ReadIsBoundedAndSaysWhy) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
   EXPECT_NE(missing.error().message.find("absent"), std::string::npos);
+  // Names that cannot exist are not found either (a scenario name from a
+  // command line may be anything).
+  EXPECT_EQ(read_file_limited((p / "below-a-file").string(), 10).error().code,
+            ErrorCode::kNotFound);
+  EXPECT_EQ(read_file_limited(std::string(5000, 'a'), 10).error().code, ErrorCode::kNotFound);
 
   // Present but unreadable as a file: not "not found".
   auto directory = read_file_limited(dir_.string(), 10);
