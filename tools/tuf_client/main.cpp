@@ -85,8 +85,7 @@ int run_update(const Options& o, bool download, agent::FileSystem& fs) {
   auto now = agent::tuf_update_start_time(fs, o.metadata_dir, clock);
   if (!now) return fail("refresh", now.error());
   if (*now > clock) {
-    say("the clock is behind the latest known time " + tuf::format_utc_time(*now) +
-        "; using that");
+    say("the clock is behind the latest known time " + tuf::format_utc_time(*now) + "; using that");
   }
   agent::CurlHttpClient http(std::string(kProgram) + "/" + TRANCHE_VERSION);
   agent::HttpFetcher fetcher(http, o.metadata_url, o.target_base_url, say);
