@@ -884,8 +884,16 @@ void Agent::checkin_loop() {
 // ---- the main loop -------------------------------------------------------------------
 
 void Agent::handle_answer(const CheckinAnswer& a) {
-  if (!a.desired || (a.action != "install" && a.action != "rollback")) return;
+  const bool offers = a.desired && (a.action == "install" || a.action == "rollback");
+  // An offer waiting for the retry backoff stands only while the server makes it.
+  if (deferred_ && (!offers || a.desired != deferred_->desired)) deferred_.reset();
+  if (!offers) return;
   const auto running = stored_.record.running();
+  if (stored_.record.is_bad(*a.desired)) {
+    // Failed here before: refused (and said so) once, not at every check-in.
+    if (rejected_ == a.desired) return;
+    rejected_ = a.desired;
+  }
   if (download_waiting_for_targets_ && stored_.record.candidate == a.desired) {
     download_waiting_for_targets_ = false;
     stored_.candidate_targets = a.targets;

@@ -151,6 +151,7 @@ class Agent {
   std::optional<DownloadResult> download_done_;  // mu_
   std::optional<Retry> retry_;               // transient failure: not before retry_->at
   std::optional<CheckinAnswer> deferred_;    // the offer that waits for retry_->at
+  std::optional<core::Version> rejected_;    // the bad version last refused (logged once)
 
   // Events.
   core::TimeMs next_event_post_ = 0;

@@ -6,7 +6,7 @@
 // registered with the server's contract check explicitly skipped — the 2024
 // validator bug. The agents of this test run with `contract_check: false` too
 // (the same bug on the device side: their own check would refuse the bundle, as
-// agent_hostile_test shows), so the content really reaches the first ring: those
+// agent_hostile_server_test shows), so the content really reaches the first ring: those
 // sensors die of SIGSEGV, their agents fall back to 1.0 by themselves, the gate
 // halts the rollout in its first ring, and every agent ends with a running sensor.
 #include <gtest/gtest.h>

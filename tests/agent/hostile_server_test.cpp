@@ -170,7 +170,7 @@ class HostileServerTest : public ::testing::Test {
     std::fprintf(stderr, "%s: device %s\n", info->name(), device_.c_str());
     data_ = suite_dir / device_;
     std::filesystem::create_directories(data_);
-    AgentOptions o;
+    AgentOptions& o = options_;
     o.server_url = server->device_url(device_);
     o.device_id = device_;
     o.data_dir = data_;
@@ -347,6 +347,7 @@ class HostileServerTest : public ::testing::Test {
   static inline int case_number = 0;
   std::string device_;
   std::filesystem::path data_;
+  AgentOptions options_;
   std::unique_ptr<AgentProcess> agent_;
 };
 
@@ -393,6 +394,43 @@ TEST_F(HostileServerTest, TufHostNeverAnswers) {
 
 TEST_F(HostileServerTest, MetadataNotJson) {
   expect_transient_failure("malformed_json_metadata", {"JSON"});
+}
+
+// While a download hangs (on its own thread), the main thread still supervises the
+// service: a sensor that dies meanwhile is restarted at once, not after the
+// download gives up.
+TEST_F(HostileServerTest, TheServiceStaysSupervisedWhileADownloadHangs) {
+  options_.http_timeout = "60s";
+  options_.download_timeout = "60s";
+  write_text(suite_dir / (device_ + ".yaml"), agent_config(options_));
+  ASSERT_NO_FATAL_FAILURE(run_on_first_release());
+  const std::size_t mark = server->requests(device_).size();
+  server->set_mode(device_, "timeout", offer("2.0.0"));
+  ASSERT_TRUE(eventually([&] { return !requests("/tuf/metadata/", mark).empty(); }, 10s)) << diagnostics();
+  // The pid of the running sensor, from the agent's last "started the service ... (pid N)".
+  auto sensor_pid = [&] {
+    const std::string log = agent_->log();
+    const auto at = log.rfind("started the service on ");
+    if (at == std::string::npos) return pid_t{-1};
+    const auto pid = log.find("(pid ", at);
+    return pid == std::string::npos ? pid_t{-1} : static_cast<pid_t>(std::stol(log.substr(pid + 5)));
+  };
+  const pid_t before = sensor_pid();
+  ASSERT_GT(before, 0) << agent_->log();
+  ASSERT_EQ(::kill(before, SIGKILL), 0);
+  const auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return sensor_pid() != before && sensor_alive(data_, 1000ms); }, 5s))
+      << "the sensor was not restarted while the download hung\n"
+      << diagnostics();
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 4s);
+  EXPECT_TRUE(log_has_line({"1.0.0", "exited", "signal 9"})) << agent_->log();
+  // The download was still hanging all along: nothing reported about 2.0.0 yet.
+  EXPECT_TRUE(events("download_failed", "2.0.0").empty()) << diagnostics();
+  const auto record = agent_record(data_);
+  EXPECT_EQ(record_field(record, "phase"), "downloading") << diagnostics();
+  EXPECT_EQ(record_field(record, "good"), "1.0.0") << diagnostics();
+  EXPECT_EQ(active_version(data_), "1.0.0");
+  expect_recovery();
 }
 
 // ---- check-in failures: nothing to report, backoff ---------------------------------
