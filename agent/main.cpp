@@ -5,6 +5,7 @@
 // Runs until SIGTERM (exit 0 after a goodbye to the server). The logic is
 // core::agent_step's; agent.h is the shell; posix.h the operating system.
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -26,6 +27,10 @@ extern "C" void on_child_signal(int /*sig*/) {
 }  // namespace
 
 int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
+  // OpenSSL without its error strings (libcurl's init would load them all: 0.6 MB of
+  // resident pages, docs/benchmarks.md); a TLS error then reads
+  // "error:0A00010B:lib(20)::reason(267)", which `openssl errstr 0A00010B` names.
+  OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_SSL_STRINGS | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, nullptr);
   CLI::App app{"tranche-agent: installs what the tranche server offers, verified (TUF) and\n"
                "checked (content contract), on a start budget with fallback to last-known-good.",
                "tranche-agent"};
