@@ -103,8 +103,12 @@ Status write_file_atomic(const fs::path& path, std::string_view bytes,
   // into one temporary file. A name this process had in an earlier life
   // (same pid, then a crash) is stale and removed.
   static std::atomic<unsigned> sequence{0};
-  const fs::path tmp = dir / ("." + path.filename().string() + "." + std::to_string(::getpid()) +
-                              "-" + std::to_string(sequence++) + ".tmp");
+  // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, a false positive)
+  // on the same name built with operator+.
+  std::string name = ".";
+  name.append(path.filename().string()).append(".").append(std::to_string(::getpid()));
+  name.append("-").append(std::to_string(sequence++)).append(".tmp");
+  const fs::path tmp = dir / name;
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, options.mode);
   if (fd < 0) return failed("create " + tmp.string(), errno);
