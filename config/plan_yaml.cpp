@@ -56,7 +56,12 @@ class PlanReader {
   }
 
   Status read_gate(const YAML::Node& node, core::GateSettings& gate);
-  Status read_stage(const YAML::Node& node, const std::string& path, core::Stage& stage);
+  // max_failure_rate, min_exposed, max_failures of a gate or a stage mapping,
+  // over `limits`; `any` says whether the mapping set one.
+  Status read_limits(const YAML::Node& node, const std::string& path, core::FailureLimits& limits,
+                     bool& any);
+  Status read_stage(const YAML::Node& node, const std::string& path, const core::Plan& plan,
+                    core::Stage& stage);
   Status read_selector(const YAML::Node& node, const std::string& path, core::Selector& selector);
 
   // The validate error, placed at the line of the field it names (or of the
@@ -118,11 +123,14 @@ Status PlanReader::read_gate(const YAML::Node& node, core::GateSettings& gate) {
   if (Status s = mapping(
           node,
           {"alpha", "alternative_ratio", "tolerance", "confidence", "ratio_check_min_expected",
-           "min_acknowledged", "heartbeat_interval", "silent_after_missed", "tick"},
+           "min_acknowledged", "heartbeat_interval", "silent_after_missed", "tick",
+           "max_failure_rate", "min_exposed", "max_failures"},
           "gate");
       !s) {
     return s;
   }
+  bool any = false;
+  if (Status s = read_limits(node, "gate", gate.limits, any); !s) return s;
   const std::pair<const char*, double*> reals[] = {
       {"alpha", &gate.alpha},
       {"alternative_ratio", &gate.alternative_ratio},
@@ -162,6 +170,33 @@ Status PlanReader::read_gate(const YAML::Node& node, core::GateSettings& gate) {
   return core::Ok{};
 }
 
+Status PlanReader::read_limits(const YAML::Node& node, const std::string& path,
+                               core::FailureLimits& limits, bool& any) {
+  if (const YAML::Node n = node["max_failure_rate"]) {
+    auto v = real(n, join(path, "max_failure_rate"));
+    if (!v) return v.error();
+    limits.max_failure_rate = *v;
+    any = true;
+  }
+  if (const YAML::Node n = node["min_exposed"]) {
+    auto v = count(n, join(path, "min_exposed"));
+    if (!v) return v.error();
+    limits.min_exposed = *v;
+    any = true;
+  }
+  if (const YAML::Node n = node["max_failures"]) {
+    any = true;
+    if (n.IsScalar() && n.Scalar() == "off") {
+      limits.max_failures.reset();
+    } else {
+      auto v = count(n, join(path, "max_failures"));
+      if (!v) return fail(n, join(path, "max_failures"), "expected a count of devices or 'off'");
+      limits.max_failures = *v;
+    }
+  }
+  return core::Ok{};
+}
+
 Status PlanReader::read_selector(const YAML::Node& node, const std::string& path,
                                  core::Selector& selector) {
   if (!node.IsMap()) {
@@ -191,12 +226,20 @@ Status PlanReader::read_selector(const YAML::Node& node, const std::string& path
   return core::Ok{};
 }
 
-Status PlanReader::read_stage(const YAML::Node& node, const std::string& path, core::Stage& stage) {
-  if (Status s = mapping(
-          node, {"name", "percent", "bake", "min_devices", "admits_critical", "selector"}, path);
+Status PlanReader::read_stage(const YAML::Node& node, const std::string& path,
+                              const core::Plan& plan, core::Stage& stage) {
+  if (Status s = mapping(node,
+                         {"name", "percent", "bake", "min_devices", "admits_critical", "selector",
+                          "max_failure_rate", "min_exposed", "max_failures"},
+                         path);
       !s) {
     return s;
   }
+  // A stage's limits start from the plan's and override what it names.
+  core::FailureLimits limits = plan.gate.limits;
+  bool any = false;
+  if (Status s = read_limits(node, path, limits, any); !s) return s;
+  if (any) stage.limits = limits;
   for (const char* required : {"name", "percent"}) {
     if (!node[required]) return fail(node, join(path, required), "missing (every stage needs it)");
   }
@@ -232,7 +275,8 @@ Result<core::Plan> PlanReader::read(const YAML::Node& root) {
   if (!root.IsMap()) {
     return fail(root, "plan", "expected a mapping with name, on_failure, gate and stages");
   }
-  if (Status s = mapping(root, {"name", "on_failure", "gate", "stages"}, ""); !s) {
+  if (Status s = mapping(root, {"name", "on_failure", "gate", "stages", "completion_share"}, "");
+      !s) {
     return s.error();
   }
   core::Plan plan;
@@ -259,6 +303,11 @@ Result<core::Plan> PlanReader::read(const YAML::Node& root) {
   if (const YAML::Node n = root["gate"]) {
     if (Status s = read_gate(n, plan.gate); !s) return s.error();
   }
+  if (const YAML::Node n = root["completion_share"]) {
+    auto share = percent(n, "completion_share");
+    if (!share) return share.error();
+    plan.completion_share = *share;
+  }
 
   const YAML::Node stages = root["stages"];
   if (!stages.IsSequence()) {
@@ -268,7 +317,7 @@ Result<core::Plan> PlanReader::read(const YAML::Node& root) {
     const std::string path = "stages[" + std::to_string(i) + "]";
     lines_[path] = line_of(stages[i]);
     core::Stage stage;
-    if (Status s = read_stage(stages[i], path, stage); !s) return s.error();
+    if (Status s = read_stage(stages[i], path, plan, stage); !s) return s.error();
     plan.stages.push_back(std::move(stage));
   }
 

@@ -384,6 +384,40 @@ GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
     v.reason += ')';
     return step;
   }
+  // --- absolute limits, before the statistics ---------------------------------------
+  const FailureLimits& limits = settings.limits;
+  const std::uint64_t failed = exposed.failures;
+  // The share's denominator is the exposed devices (core/evidence.h counts them;
+  // an observation without them — a bare statistical look — has no share).
+  const std::uint64_t n_exposed = observation.exposed_devices;
+  std::string limit;
+  if (n_exposed >= limits.min_exposed && n_exposed > 0 &&
+      static_cast<double>(failed) > limits.max_failure_rate * static_cast<double>(n_exposed)) {
+    limit = "failure limit: ";
+    append_count(limit, failed);
+    limit += " of ";
+    append_count(limit, n_exposed);
+    limit += " exposed devices failed (";
+    append_number(limit, 100.0 * static_cast<double>(failed) / static_cast<double>(n_exposed));
+    limit += "%) > max_failure_rate ";
+    append_number(limit, 100.0 * limits.max_failure_rate);
+    limit += '%';
+  } else if (limits.max_failures && failed > *limits.max_failures) {
+    limit = "failure limit: ";
+    append_count(limit, failed);
+    limit += " exposed devices failed > max_failures ";
+    append_count(limit, *limits.max_failures);
+  }
+  if (!limit.empty()) {
+    next.halted = true;
+    v.kind = GateVerdict::Kind::kHalt;
+    v.limit_crossed = true;
+    v.reason = std::move(limit);
+    v.reason += "; ";
+    append_evidence(v.reason, observation);
+    return step;
+  }
+
   if (v.log_lr >= v.threshold) {
     next.halted = true;
     v.kind = GateVerdict::Kind::kHalt;
@@ -414,6 +448,12 @@ GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
     append_count(m, observation.acknowledged);
     m += " of ";
     append_count(m, settings.min_acknowledged);
+  }
+  if (observation.exposed_devices > 0 && failed >= observation.exposed_devices) {
+    std::string& m = add();
+    m += "all ";
+    append_count(m, observation.exposed_devices);
+    m += observation.exposed_devices == 1 ? " exposed device failed" : " exposed devices failed";
   }
   const bool ratio_checked = v.expected_background >= settings.ratio_check_min_expected;
   if (ratio_checked && !(v.ratio_upper <= settings.tolerance)) {

@@ -1,10 +1,14 @@
 // The health gate: is the release hurting the devices that run it?
 //
-// Evidence is two groups over the same window: the exposed devices (acknowledged
-// the release) and a concurrent control group (same strata, not yet exposed). For
-// each: exposure (device-seconds online) and failures (install failures, crashes,
-// device-side rollbacks, and silence — acknowledged, then missed heartbeats with
-// no goodbye). Each failing device counts once.
+// Evidence is two groups over the same window: the exposed devices (offered the
+// release) and a concurrent control group (not offered it). For each: exposure
+// (device-seconds online) and failing devices (install failures, crashes,
+// device-side fallbacks, and silence — missed heartbeats with no goodbye). Each
+// failing device counts once. What counts, and from when, is defined once in
+// core/evidence.h; the server and the simulator both count through it.
+//
+// Before the statistics, absolute limits (plan.h, FailureLimits): a share or a
+// count of failed exposed devices that halts whatever the control says.
 //
 // Comparing two Poisson rates has an exact conditional form: given that a new
 // failure happened, it is in the exposed group with probability
@@ -33,6 +37,7 @@ namespace tranche::core {
 struct GroupCounts {
   double exposure_s = 0;       // device-seconds online
   std::uint64_t failures = 0;  // failing devices (each once)
+  bool operator==(const GroupCounts&) const = default;
 };
 
 // One look at the evidence: cumulative counts for both groups, plus how many
@@ -40,7 +45,8 @@ struct GroupCounts {
 struct GateObservation {
   GroupCounts exposed;
   GroupCounts control;
-  std::uint64_t acknowledged = 0;
+  std::uint64_t exposed_devices = 0;  // devices ever exposed (the failure share's denominator)
+  std::uint64_t acknowledged = 0;     // acknowledged and not failed (core/evidence.h)
   DurationMs stage_elapsed = 0;  // time since the current stage started
   DurationMs stage_bake = 0;     // the stage's bake time
 };
@@ -63,7 +69,7 @@ struct GateState {
 
 struct GateVerdict {
   enum class Kind : std::uint8_t {
-    kHalt,     // significantly worse than control
+    kHalt,     // an absolute limit crossed, or significantly worse than control
     kPromote,  // bake done, enough acknowledgements, ratio bound under tolerance
     kWait,     // keep watching (reason says for what)
   };
@@ -75,6 +81,7 @@ struct GateVerdict {
   double ratio_upper = 0;          // upper confidence bound; +inf when no evidence
   double expected_background = 0;  // k0/E0 * E1: failures the exposed group would show
                                    // at the control's rate (0 without control failures)
+  bool limit_crossed = false;      // this halt (or the first one) came from settings.limits
 };
 
 struct GateStep {
@@ -88,11 +95,17 @@ struct GateStep {
 // tolerance > 0: Plan::validate's job).
 //
 // Verdict, in order:
-//  - kHalt when the state was halted before or log(mixture LR) >= log(1/alpha);
-//    the reason names both groups' failures and exposures and the log LR;
+//  - kHalt when the state was halted before;
+//  - kHalt when an absolute limit of settings.limits is crossed: more than
+//    max_failure_rate of the exposed devices failed (once min_exposed are
+//    exposed), or more than max_failures failed; the reason names the limit;
+//  - kHalt when log(mixture LR) >= log(1/alpha); the reason names both groups'
+//    failures and exposures and the log LR;
 //  - kPromote when the stage has baked (stage_elapsed >= stage_bake), at least
-//    min_acknowledged devices acknowledged, and — once expected_background >=
-//    ratio_check_min_expected — ratio_upper <= tolerance;
+//    min_acknowledged devices acknowledged, not every exposed device failed (a
+//    stage whose exposed devices all failed never promotes, whatever the
+//    settings), and — once expected_background >= ratio_check_min_expected —
+//    ratio_upper <= tolerance;
 //  - kWait otherwise, the reason listing each missing condition with its numbers
 //    ("bake 12m of 30m; acknowledged 31 of 50; ratio upper bound 2.7 > tolerance 2").
 // The ratio bound uses the cumulative counts since the release started.

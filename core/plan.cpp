@@ -116,11 +116,39 @@ Status validate_gate(const GateSettings& g) {
   return Ok{};
 }
 
+Status validate_limits(const FailureLimits& l, const std::string& path) {
+  if (!(std::isfinite(l.max_failure_rate) && l.max_failure_rate >= 0 && l.max_failure_rate <= 1)) {
+    return invalid(path + ".max_failure_rate",
+                   "must be a share in [0, 1] (0.5 = half the exposed devices), got " +
+                       number(l.max_failure_rate));
+  }
+  if (l.min_exposed < 1) {
+    return invalid(path + ".min_exposed",
+                   "must be at least 1 (the share of zero devices is no evidence), got 0");
+  }
+  return Ok{};
+}
+
 }  // namespace
 
 Status Plan::validate() const {
   if (Status s = validate_stages(stages); !s) return s;
-  return validate_gate(gate);
+  if (Status s = validate_gate(gate); !s) return s;
+  if (Status s = validate_limits(gate.limits, "gate"); !s) return s;
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    if (stages[i].limits) {
+      if (Status s = validate_limits(*stages[i].limits, stage_path(i)); !s) return s;
+    }
+  }
+  if (completion_share.value() == 0) {
+    return invalid("completion_share", "must be above 0% (a rollout that nobody runs never completes)");
+  }
+  return Ok{};
+}
+
+const FailureLimits& Plan::limits_for(std::size_t index) const {
+  if (index < stages.size() && stages[index].limits) return *stages[index].limits;
+  return gate.limits;
 }
 
 }  // namespace tranche::core

@@ -25,6 +25,25 @@ struct Selector {
   bool matches(const Tags& tags) const;
 };
 
+// Absolute failure limits: a backstop the statistical test cannot give where
+// there is little device-time (a lab of three) and a plain rule operators know
+// from other systems (hawkBit's error threshold, AWS IoT Jobs' abortConfig, Argo
+// Rollouts' failureLimit). Checked before the sequential test at every look, on
+// the rollout's cumulative evidence (core/evidence.h): a limit crossed halts.
+struct FailureLimits {
+  // Halt when more than this share of the exposed devices have failed, once at
+  // least min_exposed devices are exposed. Background failures (silence of a
+  // machine that lost power, about 1e-4 per device per 10 minutes) stay far
+  // below it on a good release at any fleet size; a release that breaks most of
+  // the devices it reaches crosses it at the third.
+  double max_failure_rate = 0.5;
+  std::uint32_t min_exposed = 3;
+  // Halt when more than this many exposed devices have failed. Off by default:
+  // a count that stays silent across a million devices says nothing on ten, so
+  // it is set per plan or per stage (e.g. a canary's max_failures: 5).
+  std::optional<std::uint64_t> max_failures;
+};
+
 struct Stage {
   std::string name;
   Ppm percent = Ppm::from_ppm(Ppm::kWhole);
@@ -32,6 +51,7 @@ struct Stage {
   DurationMs bake = 30 * kMinute;     // time the stage must run clean before promotion
   bool admits_critical = false;       // devices marked critical only from this stage on
   Selector selector;                  // which devices the stage may take at all
+  std::optional<FailureLimits> limits;  // the plan's gate.limits when unset
 };
 
 // Settings of the health gate (see core/gate.h for what each one does).
@@ -58,6 +78,8 @@ struct GateSettings {
   std::uint32_t silent_after_missed = 3;
   // How often the engine evaluates the gate.
   DurationMs tick = 60 * kSecond;
+  // Absolute limits for every stage that sets none of its own.
+  FailureLimits limits;
 };
 
 enum class OnFailure : std::uint8_t { kHalt, kRollback };
@@ -67,6 +89,14 @@ struct Plan {
   std::vector<Stage> stages;
   GateSettings gate;
   OnFailure on_failure = OnFailure::kRollback;
+  // The last stage completes the rollout only once at least this share of the
+  // online devices it targets run the release healthily (acknowledged), and at
+  // least one does: a release nobody runs never completes, never becomes the
+  // baseline. A share, not all: at a million devices some are always mid-install.
+  Ppm completion_share = Ppm::from_ppm(Ppm::kWhole / 100 * 95);
+
+  // The limits in force in stage `index` (its own, else the plan's).
+  const FailureLimits& limits_for(std::size_t index) const;
 
   // Names the first thing wrong: no stages, shares not increasing, the last
   // stage below 100%, a setting outside its range.

@@ -1,6 +1,7 @@
 #include "core/rollout_machine.h"
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -52,6 +53,47 @@ std::string_view to_string(RolloutEvent event) {
   return "unknown_event";
 }
 
+std::optional<RolloutState> parse_rollout_state(std::string_view text) {
+  for (std::size_t i = 0; i < kRolloutStateCount; ++i) {
+    const auto state = static_cast<RolloutState>(i);
+    if (to_string(state) == text) return state;
+  }
+  return std::nullopt;
+}
+
+std::optional<RolloutEvent> parse_rollout_event(std::string_view text) {
+  for (std::size_t i = 0; i < kRolloutEventCount; ++i) {
+    const auto event = static_cast<RolloutEvent>(i);
+    if (to_string(event) == text) return event;
+  }
+  return std::nullopt;
+}
+
+bool is_final(RolloutState state) {
+  return state == RolloutState::kCompleted || state == RolloutState::kRolledBack ||
+         state == RolloutState::kAborted;
+}
+
+bool is_live(RolloutState state) {
+  return state == RolloutState::kRunning || state == RolloutState::kPaused ||
+         state == RolloutState::kHalted || state == RolloutState::kRollingBack;
+}
+
+bool is_stopped(RolloutState state) {
+  return state == RolloutState::kHalted || state == RolloutState::kRollingBack ||
+         state == RolloutState::kRolledBack;
+}
+
+bool covers(const Plan& plan, const Coverage& coverage) {
+  if (coverage.running == 0) return false;
+  // ceil(share x target) in integers, without overflow: target = q x 10^6 + r.
+  const std::uint64_t share = plan.completion_share.value();
+  const std::uint64_t q = coverage.target / Ppm::kWhole;
+  const std::uint64_t r = coverage.target % Ppm::kWhole;
+  const std::uint64_t need = q * share + (r * share + Ppm::kWhole - 1) / Ppm::kWhole;
+  return coverage.running >= need;
+}
+
 namespace {
 
 using S = RolloutState;
@@ -65,7 +107,7 @@ enum class Guard : std::uint8_t {
   kAlways,
   kPlanHasStages,
   kMoreStages,     // the current stage is not the last one
-  kLastStage,      // the current stage is the last one
+  kLastCovered,    // the current stage is the last one, and the coverage lets it complete
   kOnFailureHalt,  // plan.on_failure == kHalt
   kOnFailureRollback,
   kPausedFromRunning,
@@ -90,7 +132,7 @@ constexpr Row kTable[] = {
     {S::kPending,     E::kStart,        G::kPlanHasStages,     S::kRunning,     Fx::kEnterStage},
 
     {S::kRunning,     E::kPromote,      G::kMoreStages,        S::kRunning,     Fx::kEnterStage},
-    {S::kRunning,     E::kPromote,      G::kLastStage,         S::kCompleted,   Fx::kFinish},
+    {S::kRunning,     E::kPromote,      G::kLastCovered,       S::kCompleted,   Fx::kFinish},
     {S::kRunning,     E::kHold,         G::kAlways,            S::kRunning,     Fx::kNone},
     {S::kRunning,     E::kHalt,         G::kOnFailureHalt,     S::kHalted,      Fx::kStopDispatch},
     {S::kRunning,     E::kHalt,         G::kOnFailureRollback, S::kRollingBack, Fx::kSendPrevious},
@@ -114,7 +156,7 @@ constexpr Row kTable[] = {
 };
 // clang-format on
 
-bool holds(Guard guard, const RolloutStatus& status, const Plan& plan) {
+bool holds(Guard guard, const RolloutStatus& status, const Plan& plan, const Coverage& coverage) {
   switch (guard) {
     case Guard::kAlways:
       return true;
@@ -124,8 +166,8 @@ bool holds(Guard guard, const RolloutStatus& status, const Plan& plan) {
     // under a running rollout) completes instead of walking off the table.
     case Guard::kMoreStages:
       return std::size_t{status.stage} + 1 < plan.stages.size();
-    case Guard::kLastStage:
-      return std::size_t{status.stage} + 1 >= plan.stages.size();
+    case Guard::kLastCovered:
+      return std::size_t{status.stage} + 1 >= plan.stages.size() && covers(plan, coverage);
     case Guard::kOnFailureHalt:
       return plan.on_failure == OnFailure::kHalt;
     case Guard::kOnFailureRollback:
@@ -146,8 +188,8 @@ std::string_view describe(Guard guard) {
       return "the plan has stages";
     case Guard::kMoreStages:
       return "a stage follows the current one";
-    case Guard::kLastStage:
-      return "the current stage is the last";
+    case Guard::kLastCovered:
+      return "the current stage is the last and enough devices run the release";
     case Guard::kOnFailureHalt:
       return "on_failure is halt";
     case Guard::kOnFailureRollback:
@@ -170,12 +212,12 @@ bool is_allowed(RolloutState state, RolloutEvent event) {
 }
 
 Result<Transition> apply_event(const RolloutStatus& status, RolloutEvent event, const Plan& plan,
-                               TimeMs now, std::string reason) {
+                               TimeMs now, std::string reason, const Coverage& coverage) {
   const Row* row = nullptr;
   std::string unmet;  // guards of rows that matched (state, event) but did not hold
   for (const Row& r : kTable) {
     if (r.from != status.state || r.event != event) continue;
-    if (holds(r.guard, status, plan)) {
+    if (holds(r.guard, status, plan, coverage)) {
       row = &r;
       break;
     }
@@ -233,16 +275,29 @@ Result<Transition> apply_event(const RolloutStatus& status, RolloutEvent event, 
 }
 
 TickDecision decide_tick(const RolloutStatus& status, const Plan& plan, const GateState& gate,
-                         const GateObservation& observation, TimeMs now) {
+                         const GateObservation& observation, TimeMs now,
+                         const Coverage& coverage) {
   TRANCHE_ASSERT(status.state == RolloutState::kRunning,
                  "decide_tick is for a running rollout only");
   TickDecision d;
-  d.gate = evaluate_gate(plan.gate, gate, observation);
+  GateSettings settings = plan.gate;
+  settings.limits = plan.limits_for(status.stage);
+  d.gate = evaluate_gate(settings, gate, observation);
+  const bool last = std::size_t{status.stage} + 1 >= plan.stages.size();
   switch (d.gate.verdict.kind) {
     case GateVerdict::Kind::kHalt:
       d.event = RolloutEvent::kHalt;
       break;
     case GateVerdict::Kind::kPromote:
+      if (last && !covers(plan, coverage)) {
+        d.event = RolloutEvent::kHold;
+        d.recheck_at = saturating_add(now, plan.gate.tick);
+        d.reason = "completes when " + plan.completion_share.to_string() + " of the " +
+                   std::to_string(coverage.target) +
+                   " online devices of the last stage run the release healthily (at least one): " +
+                   std::to_string(coverage.running) + " do; " + d.gate.verdict.reason;
+        return d;
+      }
       d.event = RolloutEvent::kPromote;
       break;
     case GateVerdict::Kind::kWait:

@@ -40,10 +40,10 @@ Plan plan_with(OnFailure on_failure, std::size_t stage_count = 5) {
   return plan;
 }
 
-RolloutStatus in_state(S state, S paused_from = S::kRunning) {
+RolloutStatus in_state(S state, S paused_from = S::kRunning, std::uint32_t stage = 1) {
   RolloutStatus s;
   s.state = state;
-  s.stage = 1;
+  s.stage = stage;
   s.stage_started_at = kT0;
   s.paused_from = paused_from;
   s.reason = "earlier";
@@ -51,8 +51,8 @@ RolloutStatus in_state(S state, S paused_from = S::kRunning) {
 }
 
 Transition apply_ok(const RolloutStatus& status, E event, const Plan& plan, TimeMs now,
-                    std::string reason = "") {
-  auto r = apply_event(status, event, plan, now, std::move(reason));
+                    std::string reason = "", const Coverage& coverage = {}) {
+  auto r = apply_event(status, event, plan, now, std::move(reason), coverage);
   EXPECT_TRUE(r.ok()) << to_string(event) << " in " << to_string(status.state) << ": "
                       << (r.ok() ? "" : r.error().message);
   return r.ok() ? *r : Transition{status, RolloutEffect::kNone};
@@ -221,7 +221,15 @@ TEST(RolloutMachineTest, PromoteWalksEveryStageToCompleted) {
       EXPECT_EQ(t.next.stage_started_at, now);
       EXPECT_EQ(t.effect, RolloutEffect::kEnterStage);
     }
-    const Transition last = apply_ok(t.next, E::kPromote, plan, kT0 + 100 * kHour, "clean");
+    // Out of the last stage only when enough devices run it (Plan::completion_share).
+    auto refused = apply_event(t.next, E::kPromote, plan, kT0 + 100 * kHour, "clean", Coverage{0, 0});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, ErrorCode::kInvalidTransition);
+    auto short_of = apply_event(t.next, E::kPromote, plan, kT0 + 100 * kHour, "clean", Coverage{94, 100});
+    ASSERT_FALSE(short_of.ok()) << "94 of 100 is under the default 95%";
+    auto r = apply_event(t.next, E::kPromote, plan, kT0 + 100 * kHour, "clean", Coverage{95, 100});
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    const Transition last = *r;
     EXPECT_EQ(last.next.state, S::kCompleted);
     EXPECT_EQ(last.effect, RolloutEffect::kFinish);
     EXPECT_EQ(last.next.stage, n - 1);
@@ -277,7 +285,7 @@ TEST(RolloutMachineTest, RandomWalksStayInsideTheTable) {
     for (int step = 0; step < 40; ++step) {
       const E e = kEvents[pick(rng)];
       now += kMinute;
-      auto r = apply_event(status, e, plan, now, "");
+      auto r = apply_event(status, e, plan, now, "", Coverage{1, 1});
       ASSERT_EQ(r.ok(), is_allowed(status.state, e))
           << "seed 1907 walk " << walk << " step " << step << ": " << to_string(e) << " in "
           << to_string(status.state);
@@ -288,6 +296,32 @@ TEST(RolloutMachineTest, RandomWalksStayInsideTheTable) {
       status = r->next;
     }
   }
+}
+
+TEST(RolloutMachineTest, CompletionNeedsAtLeastOneDeviceAndTheShare) {
+  Plan plan = plan_with(OnFailure::kRollback, 1);
+  EXPECT_FALSE(covers(plan, Coverage{0, 0})) << "a release nobody runs never completes";
+  EXPECT_TRUE(covers(plan, Coverage{1, 1}));
+  EXPECT_TRUE(covers(plan, Coverage{3, 3}));
+  EXPECT_FALSE(covers(plan, Coverage{2, 3})) << "ceil(95% of 3) = 3";
+  EXPECT_TRUE(covers(plan, Coverage{950'000, 1'000'000}));
+  EXPECT_FALSE(covers(plan, Coverage{949'999, 1'000'000}));
+  EXPECT_FALSE(covers(plan, Coverage{UINT64_MAX / 2, UINT64_MAX})) << "no overflow";
+  plan.completion_share = Ppm::from_ppm(Ppm::kWhole);
+  EXPECT_FALSE(covers(plan, Coverage{99, 100}));
+  EXPECT_TRUE(covers(plan, Coverage{100, 100}));
+}
+
+TEST(RolloutMachineTest, FinalLiveAndStoppedAreOneDefinition) {
+  for (S s : kStates) {
+    EXPECT_EQ(is_final(s), is_terminal(s)) << to_string(s);
+    // Final states accept no event; live ones are watched by the engine.
+    EXPECT_EQ(is_live(s), s == S::kRunning || s == S::kPaused || s == S::kHalted || s == S::kRollingBack);
+    EXPECT_FALSE(is_final(s) && is_live(s));
+    EXPECT_EQ(parse_rollout_state(to_string(s)), s);
+  }
+  EXPECT_EQ(parse_rollout_state("runing"), std::nullopt);
+  for (E e : kEvents) EXPECT_EQ(parse_rollout_event(to_string(e)), e);
 }
 
 // --- decide_tick ---------------------------------------------------------------------
@@ -354,6 +388,64 @@ TEST(DecideTickTest, ExposedFailingFarAboveControlBecomesHalt) {
   const Transition t = apply_ok(in_state(S::kRunning), d.event, plan, kT0 + kHour, d.reason);
   EXPECT_EQ(t.next.state, S::kRollingBack);
   EXPECT_EQ(t.next.reason, d.reason);
+}
+
+// The lab of 2024's lesson: three devices, all refuse the release. The sequential
+// test cannot decide on so little device-time; the absolute limit must.
+TEST(DecideTickTest, AbsoluteLimitHaltsALabsBadReleaseBeforeTheStatistics) {
+  Plan plan = plan_with(OnFailure::kRollback);
+  plan.gate.min_acknowledged = 1;
+  GateObservation o;
+  o.exposed = {30.0, 3};   // 30 device-seconds: nothing for the statistics
+  o.control = {0.0, 0};
+  o.exposed_devices = 3;
+  o.stage_elapsed = 2 * kHour;
+  o.stage_bake = 30 * kMinute;
+  const TickDecision d = decide_tick(in_state(S::kRunning), plan, GateState{}, o, kT0);
+  EXPECT_EQ(d.event, E::kHalt) << d.reason;
+  EXPECT_TRUE(d.gate.verdict.limit_crossed);
+  EXPECT_NE(d.reason.find("3 of 3 exposed devices failed"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.find("max_failure_rate 50%"), std::string::npos) << d.reason;
+
+  // Below min_exposed the share says nothing; but a stage whose exposed devices
+  // all failed never promotes.
+  o.exposed = {20.0, 2};
+  o.exposed_devices = 2;
+  const TickDecision wait = decide_tick(in_state(S::kRunning), plan, GateState{}, o, kT0);
+  EXPECT_EQ(wait.event, E::kHold) << wait.reason;
+  EXPECT_NE(wait.reason.find("all 2 exposed devices failed"), std::string::npos) << wait.reason;
+}
+
+TEST(DecideTickTest, AStageOverridesThePlansLimits) {
+  Plan plan = plan_with(OnFailure::kRollback);
+  plan.gate.min_acknowledged = 0;
+  FailureLimits canary = plan.gate.limits;
+  canary.max_failures = 1;
+  plan.stages[0].limits = canary;
+  GateObservation o;
+  o.exposed = {1000.0 * 3600, 2};
+  o.control = {1000.0 * 3600, 2};
+  o.exposed_devices = 1000;
+  o.stage_elapsed = 2 * kHour;
+  o.stage_bake = 30 * kMinute;
+  const TickDecision in_canary = decide_tick(in_state(S::kRunning, S::kRunning, 0), plan, GateState{}, o, kT0);
+  EXPECT_EQ(in_canary.event, E::kHalt) << in_canary.reason;
+  EXPECT_NE(in_canary.reason.find("max_failures 1"), std::string::npos) << in_canary.reason;
+  const TickDecision later = decide_tick(in_state(S::kRunning, S::kRunning, 1), plan, GateState{}, o, kT0);
+  EXPECT_EQ(later.event, E::kPromote) << later.reason;
+}
+
+TEST(DecideTickTest, TheLastStageCompletesOnlyWhenEnoughDevicesRunIt) {
+  const Plan plan = plan_with(OnFailure::kRollback, 2);
+  const RolloutStatus last = in_state(S::kRunning, S::kRunning, 1);
+  const GateObservation o = observation(0, 0, 500, 31 * kMinute);
+  const TickDecision none = decide_tick(last, plan, GateState{}, o, kT0, Coverage{0, 3});
+  EXPECT_EQ(none.event, E::kHold) << none.reason;
+  EXPECT_NE(none.reason.find("0 do"), std::string::npos) << none.reason;
+  EXPECT_EQ(none.recheck_at, kT0 + plan.gate.tick);
+  const TickDecision all = decide_tick(last, plan, GateState{}, o, kT0, Coverage{3, 3});
+  EXPECT_EQ(all.event, E::kPromote) << all.reason;
+  EXPECT_EQ(apply_ok(last, all.event, plan, kT0, all.reason, Coverage{3, 3}).next.state, S::kCompleted);
 }
 
 TEST(DecideTickTest, OnlyForARunningRollout) {
