@@ -205,12 +205,15 @@ void Agent::set_running_version() {
   {
     std::lock_guard lock(mu_);
     const std::string now_running = running ? running->to_string() : "";
-    changed = now_running != running_version_;
+    const std::string phase(core::to_string(stored_.record.phase));
+    changed = now_running != running_version_ ||
+              (phase != health_phase_ && stored_.record.phase == core::AgentPhase::kCommitted);
     running_version_ = now_running;
-    health_phase_ = std::string(core::to_string(stored_.record.phase));
+    health_phase_ = phase;
   }
-  // The server hears at once what runs now (a held check-in is abandoned): the
-  // gate counts a device as exposed from its acknowledgement.
+  // The server hears at once what runs now and in which phase (a held check-in
+  // is abandoned): a commit after the trial is the acknowledgement the gate
+  // counts (core/evidence.h).
   if (changed) wake_checkin();
 }
 

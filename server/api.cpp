@@ -18,6 +18,7 @@
 
 #include "config/content_files.h"
 #include "config/plan_yaml.h"
+#include "core/agent_machine.h"
 #include "core/cohort.h"
 #include "core/contract.h"
 #include "server/codec.h"
@@ -584,8 +585,15 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
     }
   }
   std::string health = "{}";
+  // Running a version past its trial acknowledges it (core/evidence.h); an agent
+  // in its trial says so in health.phase. A client without a trial says nothing.
+  bool healthy = true;
   if (auto* h = member(o, "health")) {
     if (!h->is_object()) return reply_error(respond, bad_request("health: expected an object of counters"));
+    if (auto phase = string_member(h->as_object(), "phase")) {
+      healthy = *phase != core::to_string(core::AgentPhase::kTrial) &&
+                *phase != core::to_string(core::AgentPhase::kActivating);
+    }
     health = json::serialize(*h);
     if (health.size() > kMaxHealthBytes) {
       return reply_error(respond, ApiError{413, "too_large", "health: more than 4096 bytes"});
@@ -607,7 +615,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
   auto st = fleet_.with_device(*device_id, [&](Device& d) {
     if (!same_hash(d.token_hash, token_hash(token))) return;
     token_ok = true;
-    write = fleet_.check_in(d, *snap, std::move(versions), std::move(health), now);
+    write = fleet_.check_in(d, *snap, std::move(versions), std::move(health), healthy, now);
     answers = Fleet::answer(d, *snap, now);
     Fleet::note_offers(d, *snap, answers, now);
   });
@@ -674,15 +682,17 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
       return reply_error(respond, bad_request(where + ".seq: expected an integer >= 1"));
     }
     out.seq = seq->as_int64();
-    auto kind = string_member(e, "kind");
-    static constexpr std::array<std::string_view, 6> kKinds = {
-        "installed", "install_failed", "download_failed", "crashed", "rolled_back", "goodbye"};
-    if (!kind || std::find(kKinds.begin(), kKinds.end(), *kind) == kKinds.end()) {
-      return reply_error(respond, bad_request(where + ".kind: expected installed, install_failed, "
-                                                      "download_failed, crashed, rolled_back or goodbye"));
+    auto kind_text = string_member(e, "kind");
+    auto kind = kind_text ? core::parse_device_event_kind(*kind_text) : std::nullopt;
+    if (!kind) {
+      std::string known;
+      for (std::size_t k = 0; k < core::kDeviceEventKindCount; ++k) {
+        known += (k == 0 ? "" : ", ") + std::string(core::to_string(static_cast<core::DeviceEventKind>(k)));
+      }
+      return reply_error(respond, bad_request(where + ".kind: expected one of " + known));
     }
     out.kind = *kind;
-    if (out.kind != "goodbye") {
+    if (out.kind != core::DeviceEventKind::kGoodbye) {
       auto channel = string_member(e, "channel");
       if (!channel || !core::Channel::parse(*channel)) {
         return reply_error(respond, bad_request(where + ".channel: expected a channel name"));
@@ -740,8 +750,8 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   enqueue(std::move(write));
   metrics_.events.fetch_add(events.size());
   for (const auto& e : events) {
-    if (e.kind != "installed" && e.kind != "goodbye") {
-      spdlog::info("device {}: {} {} {}", *device_id, e.kind, e.channel,
+    if (e.kind != core::DeviceEventKind::kInstalled && e.kind != core::DeviceEventKind::kGoodbye) {
+      spdlog::info("device {}: {} {} {}", *device_id, core::to_string(e.kind), e.channel,
                    e.version ? e.version->to_string() : "");
     }
   }
@@ -951,16 +961,32 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
                                                       static_cast<double>(eligible) + 0.5)},
         {"bake_s", st.bake / 1000},
         {"admits_critical", st.admits_critical},
-        {"state", i < r.status.stage ? "done" : i == r.status.stage ? "current" : "waiting"}});
+        {"state", i < r.status.stage || r.status.state == core::RolloutState::kCompleted ? "done"
+                  : i == r.status.stage                                            ? "current"
+                                                                                   : "waiting"}});
   }
   bool looked = !r.verdict.reason.empty();
+  const core::EvidenceTally evidence = r.evidence->tally();
+  const core::FailureLimits& limits = r.plan.limits_for(r.status.stage);
   json::object gate{
-      {"exposed_failures", r.counters->exposed_failures.load()},
-      {"exposed_device_s", r.counters->exposed_s.load()},
-      {"control_failures", r.counters->control_failures.load()},
-      {"control_device_s", r.counters->control_s.load()},
-      {"acknowledged", r.counters->acknowledged.load()},
-      {"exposed_silent", r.counters->exposed_silent.load()},
+      {"exposed_failures", evidence.exposed.failures},
+      {"exposed_device_s", evidence.exposed.exposure_s},
+      {"control_failures", evidence.control.failures},
+      {"control_device_s", evidence.control.exposure_s},
+      {"exposed_devices", evidence.exposed_devices},
+      {"acknowledged", evidence.acknowledged},
+      {"exposed_silent", evidence.exposed_failures_of(core::FailureCause::kSilent)},
+      {"exposed_failures_by_cause", failures_by_cause_json(evidence)},
+      // The absolute limits in force in the current stage (docs/plan.md).
+      {"limits", json::object{{"max_failure_rate", limits.max_failure_rate},
+                              {"min_exposed", limits.min_exposed},
+                              {"max_failures", limits.max_failures ? json::value(*limits.max_failures)
+                                                                   : json::value(nullptr)}}},
+      {"limit_crossed", r.verdict.limit_crossed},
+      {"min_acknowledged", r.plan.gate.min_acknowledged},
+      {"completion", json::object{{"share", r.plan.completion_share.to_string()},
+                                  {"running", r.coverage.running},
+                                  {"target", r.coverage.target}}},
       // Before the engine's first look at this rollout (and after a restart)
       // there is no verdict: null, not a bound of 0.
       {"log_lr", looked ? json::value(r.verdict.log_lr) : json::value(nullptr)},
@@ -984,6 +1010,10 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
                       {"plan", r.plan.name},
                       {"on_failure", r.plan.on_failure == core::OnFailure::kRollback ? "rollback" : "halt"},
                       {"status", status_to_json(r.status)},
+                      // core's one definition of each, for clients (dashboard, CLI)
+                      {"final", core::is_final(r.status.state)},
+                      {"live", core::is_live(r.status.state)},
+                      {"stopped", core::is_stopped(r.status.state)},
                       {"stages", std::move(stages)},
                       {"gate", std::move(gate)},
                       {"allowed_actions", std::move(actions)},
@@ -1047,7 +1077,7 @@ void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const 
   info->channel = *channel;
   info->version = *version;
   info->previous = ch->second.baseline;
-  info->counters = std::make_shared<RolloutCounters>();
+  info->evidence = std::make_shared<RolloutEvidence>();
   info->row.id = id;
   info->row.channel = *channel;
   info->row.version = version->to_string();
@@ -1347,14 +1377,15 @@ void ServerImpl::api_metrics(Responder& respond) {
     std::string stage = r->status.stage < r->plan.stages.size() ? r->plan.stages[r->status.stage].name : "";
     std::string labels = "{rollout=\"" + id + "\",stage=\"" + stage + "\"";
     text += "tranche_gate_log_lr" + labels + "} " + std::to_string(r->verdict.log_lr) + "\n";
+    const core::EvidenceTally ev = r->evidence->tally();
     failures += "tranche_gate_failures" + labels + ",group=\"exposed\"} " +
-                std::to_string(r->counters->exposed_failures.load()) + "\n";
+                std::to_string(ev.exposed.failures) + "\n";
     failures += "tranche_gate_failures" + labels + ",group=\"control\"} " +
-                std::to_string(r->counters->control_failures.load()) + "\n";
+                std::to_string(ev.control.failures) + "\n";
     exposure += "tranche_gate_exposure_seconds" + labels + ",group=\"exposed\"} " +
-                std::to_string(r->counters->exposed_s.load()) + "\n";
+                std::to_string(ev.exposed.exposure_s) + "\n";
     exposure += "tranche_gate_exposure_seconds" + labels + ",group=\"control\"} " +
-                std::to_string(r->counters->control_s.load()) + "\n";
+                std::to_string(ev.control.exposure_s) + "\n";
   }
   HttpResponse res;
   res.content_type = "text/plain; version=0.0.4";

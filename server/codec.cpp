@@ -17,13 +17,7 @@ core::Error field_error(std::string_view field, std::string_view what) {
   return make_error(ErrorCode::kInvalidArgument, std::string(field) + ": " + std::string(what));
 }
 
-std::optional<core::RolloutState> state_from(std::string_view s) {
-  for (std::size_t i = 0; i < core::kRolloutStateCount; ++i) {
-    auto st = static_cast<core::RolloutState>(i);
-    if (core::to_string(st) == s) return st;
-  }
-  return std::nullopt;
-}
+std::optional<core::RolloutState> state_from(std::string_view s) { return core::parse_rollout_state(s); }
 
 std::int64_t int_or(const json::object& o, std::string_view key, std::int64_t fallback) {
   auto* v = o.if_contains(key);
@@ -115,12 +109,23 @@ json::object gate_to_json(const GateRecord& r) {
       {"seen_control_failures", r.state.seen_control.failures},
       {"log_lr", std::move(lr)},
       {"halted", r.state.halted},
-      {"exposed_s", r.exposed.exposure_s},
-      {"exposed_failures", r.exposed.failures},
-      {"control_s", r.control.exposure_s},
-      {"control_failures", r.control.failures},
-      {"acknowledged", r.acknowledged},
+      {"exposed_s", r.evidence.exposed.exposure_s},
+      {"exposed_failures", r.evidence.exposed.failures},
+      {"control_s", r.evidence.control.exposure_s},
+      {"control_failures", r.evidence.control.failures},
+      {"exposed_devices", r.evidence.exposed_devices},
+      {"acknowledged", r.evidence.acknowledged},
+      {"exposed_by_cause", failures_by_cause_json(r.evidence)},
   };
+}
+
+json::object failures_by_cause_json(const core::EvidenceTally& tally) {
+  json::object by_cause;
+  for (std::size_t i = 1; i < core::kFailureCauseCount; ++i) {
+    const auto cause = static_cast<core::FailureCause>(i);
+    by_cause[core::to_string(cause)] = tally.exposed_failures_of(cause);
+  }
+  return by_cause;
 }
 
 core::Result<GateRecord> gate_from_json(std::string_view text) {
@@ -142,9 +147,18 @@ core::Result<GateRecord> gate_from_json(std::string_view text) {
     }
   }
   if (auto* h = o->if_contains("halted"); h != nullptr && h->is_bool()) r.state.halted = h->as_bool();
-  r.exposed = {double_or(*o, "exposed_s"), count("exposed_failures")};
-  r.control = {double_or(*o, "control_s"), count("control_failures")};
-  r.acknowledged = count("acknowledged");
+  r.evidence.exposed = {double_or(*o, "exposed_s"), count("exposed_failures")};
+  r.evidence.control = {double_or(*o, "control_s"), count("control_failures")};
+  r.evidence.exposed_devices = count("exposed_devices");
+  r.evidence.acknowledged = count("acknowledged");
+  if (auto* c = o->if_contains("exposed_by_cause"); c != nullptr && c->is_object()) {
+    for (const auto& [name, n] : c->as_object()) {
+      auto cause = core::parse_failure_cause(name);
+      if (cause && n.is_int64() && n.as_int64() >= 0) {
+        r.evidence.exposed_by_cause[static_cast<std::size_t>(*cause)] = static_cast<std::uint64_t>(n.as_int64());
+      }
+    }
+  }
   return r;
 }
 

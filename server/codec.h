@@ -8,6 +8,7 @@
 
 #include <boost/json/value.hpp>
 
+#include "core/evidence.h"
 #include "core/gate.h"
 #include "core/plan.h"
 #include "core/result.h"
@@ -22,11 +23,11 @@ core::Result<core::RolloutStatus> status_from_json(std::string_view text);
 // check-ins feed), so a restarted server resumes the test where it stopped.
 struct GateRecord {
   core::GateState state;
-  core::GroupCounts exposed;
-  core::GroupCounts control;
-  std::uint64_t acknowledged = 0;
+  core::EvidenceTally evidence;
 };
 boost::json::object gate_to_json(const GateRecord& record);
+// {"install_failed": 3, "crashed": 0, "fell_back": 0, "silent": 1}: the exposed failures by cause.
+boost::json::object failures_by_cause_json(const core::EvidenceTally& tally);
 core::Result<GateRecord> gate_from_json(std::string_view text);
 
 // Tenant policy, as PUT /v1/tenants/{id}/policy takes it:

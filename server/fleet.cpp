@@ -10,22 +10,7 @@
 namespace tranche::server {
 
 
-bool RolloutInfo::live() const {
-  using S = core::RolloutState;
-  switch (status.state) {
-    case S::kRunning:
-    case S::kPaused:
-    case S::kHalted:
-    case S::kRollingBack:
-      return true;
-    case S::kPending:
-    case S::kRolledBack:
-    case S::kCompleted:
-    case S::kAborted:
-      return false;
-  }
-  return false;
-}
+bool RolloutInfo::live() const { return core::is_live(status.state); }
 
 const RolloutInfo* Snapshot::live_rollout_for(const std::string& channel) const {
   auto it = live_rollout.find(channel);
@@ -45,7 +30,8 @@ RolloutMark& Device::mark(const std::string& rollout) {
   for (auto& m : marks) {
     if (m.rollout == rollout) return m;
   }
-  marks.push_back(RolloutMark{rollout, 0, false});
+  marks.push_back(RolloutMark{});
+  marks.back().rollout = rollout;
   return marks.back();
 }
 
@@ -71,9 +57,11 @@ store::DeviceStateRow Device::state_row() const {
   boost::json::array m;
   for (const auto& mark : marks) {
     m.push_back(boost::json::object{{"rollout", mark.rollout},
+                                    {"standing", core::to_string(mark.standing)},
+                                    {"failure", core::to_string(mark.failure)},
+                                    {"offered_at", mark.offered_at},
                                     {"acknowledged_at", mark.acknowledged_at},
-                                    {"failure_counted", mark.failure_counted},
-                                    {"offered_at", mark.offered_at}});
+                                    {"failed_at", mark.failed_at}});
   }
   health.as_object()["_marks"] = std::move(m);
   row.health_json = boost::json::serialize(health);
@@ -175,35 +163,103 @@ void Fleet::for_each_device(const std::function<void(const Device&)>& fn) const 
 
 namespace {
 
-void add_atomic(std::atomic<double>& a, double d) {
-  double cur = a.load(std::memory_order_relaxed);
-  while (!a.compare_exchange_weak(cur, cur + d, std::memory_order_relaxed)) {
+core::FailureCause cause_of(core::Fact fact) {
+  switch (fact) {
+    case core::Fact::kInstallFailed: return core::FailureCause::kInstallFailed;
+    case core::Fact::kCrashed: return core::FailureCause::kCrashed;
+    case core::Fact::kFellBack: return core::FailureCause::kFellBack;
+    case core::Fact::kSilent: return core::FailureCause::kSilent;
+    default: return core::FailureCause::kNone;
   }
 }
 
-bool is_failure_kind(std::string_view kind) {
-  return kind == "install_failed" || kind == "crashed" || kind == "rolled_back";
+// One fact about `device` in `rollout`, through core's evidence model; the
+// mark keeps the times. Returns whether the standing changed.
+bool note(Device& device, const RolloutInfo& rollout, core::Fact fact, TimeMs now) {
+  const RolloutMark* seen = device.find_mark(rollout.row.id);
+  core::Standing standing = seen ? seen->standing : core::Standing::kControl;
+  if (!rollout.evidence->record(standing, fact)) return false;
+  RolloutMark& mark = device.mark(rollout.row.id);
+  const core::Standing before = mark.standing;
+  mark.standing = standing;
+  if (core::is_failed(standing)) {
+    mark.failed_at = now;
+    mark.failure = cause_of(fact);
+  } else if (standing == core::Standing::kAcknowledged) {
+    mark.acknowledged_at = now;
+  }
+  if (!core::is_exposed(before) && core::is_exposed(standing) && mark.offered_at == 0) {
+    mark.offered_at = now;
+  }
+  return true;
+}
+
+// Online as the gate sees it: a check-in held, or heard within the silence
+// window without a goodbye.
+bool is_online(const Device& d, const core::GateSettings& gate, TimeMs now) {
+  if (d.held) return true;
+  if (d.last_seen <= 0 || d.said_goodbye) return false;
+  return !core::is_silent(gate, d.last_seen, false, now);
+}
+
+core::TenantPolicy const& policy_of(const Device& device, const Snapshot& snapshot) {
+  static const core::TenantPolicy kDefaultPolicy;
+  auto tenant = snapshot.tenants.find(device.tenant);
+  return tenant == snapshot.tenants.end() ? kDefaultPolicy : tenant->second.policy;
+}
+
+ChannelAnswer answer_channel(const Device& device, const Snapshot& snapshot,
+                             const core::TenantPolicy& policy, core::DeviceView& view,
+                             const std::string& channel, TimeMs now) {
+  ChannelAnswer a;
+  a.channel = channel;
+  auto cur = device.versions.find(channel);
+  view.current =
+      cur == device.versions.end() ? std::nullopt : std::optional<core::Version>(cur->second);
+  auto failed = device.failed.find(channel);
+  view.failed = failed == device.failed.end() ? std::vector<core::Version>{} : failed->second;
+  a.current = view.current;
+  static const core::ChannelReleases kNoReleases;
+  const core::ChannelReleases* releases = &kNoReleases;
+  std::optional<core::Version> baseline;
+  if (auto ci = snapshot.channels.find(channel); ci != snapshot.channels.end()) {
+    releases = &ci->second.versions();
+    baseline = ci->second.baseline;
+  }
+  const RolloutInfo* rollout = snapshot.live_rollout_for(channel);
+  std::optional<core::RolloutView> rv;
+  if (rollout != nullptr) {
+    rv = rollout_view(*rollout, snapshot);
+    a.rollout = rollout->row.id;
+    if (rollout->status.stage < rollout->plan.stages.size()) {
+      a.stage = rollout->plan.stages[rollout->status.stage].name;
+    }
+  }
+  a.assignment = core::assign(view, policy, *releases, baseline, rv ? &*rv : nullptr, channel, now);
+  return a;
+}
+
+core::DeviceView view_of(const Device& device) {
+  core::DeviceView view;
+  view.id = device.id;
+  view.tags = device.tags;
+  view.utc_offset_minutes = device.utc_offset_minutes;
+  return view;
 }
 
 }  // namespace
 
 DeviceWrite Fleet::check_in(Device& device, const Snapshot& snapshot,
                             std::map<std::string, core::Version> versions, std::string health_json,
-                            TimeMs now) {
-  // Acknowledgements; exposure is counted by the engine's tick (accrue_exposure).
+                            bool healthy, TimeMs now) {
+  // What it runs is evidence: past its trial it acknowledges the release; in its
+  // trial it is exposed (it may have got the version without our offer).
   for (const auto& [channel, rollout_id] : snapshot.live_rollout) {
     const RolloutInfo* rollout = snapshot.live_rollout_for(channel);
     if (rollout == nullptr) continue;
-    auto& counters = *rollout->counters;
-    const RolloutMark* seen = device.find_mark(rollout_id);
-    bool acknowledged = seen != nullptr && seen->acknowledged_at > 0;
-    auto now_runs = versions.find(channel);
-    if (now_runs != versions.end() && now_runs->second == rollout->version && !acknowledged) {
-      device.mark(rollout_id).acknowledged_at = now;
-      counters.acknowledged.fetch_add(1);
-      std::lock_guard lock(counters.acknowledged_mu);
-      counters.acknowledged_devices.push_back(device.id);
-    }
+    auto runs = versions.find(channel);
+    if (runs == versions.end() || runs->second != rollout->version) continue;
+    note(device, *rollout, healthy ? core::Fact::kRunsHealthy : core::Fact::kOffered, now);
   }
   for (auto& [channel, version] : versions) device.versions.insert_or_assign(channel, version);
   device.health_json = std::move(health_json);
@@ -217,45 +273,11 @@ std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& s
   std::set<std::string> channels;
   for (const auto& [ch, v] : device.versions) channels.insert(ch);
   for (const auto& [ch, info] : snapshot.channels) channels.insert(ch);
-
-  core::DeviceView view;
-  view.id = device.id;
-  view.tags = device.tags;
-  view.utc_offset_minutes = device.utc_offset_minutes;
-  static const core::TenantPolicy kDefaultPolicy;
-  auto tenant = snapshot.tenants.find(device.tenant);
-  const core::TenantPolicy& policy =
-      tenant == snapshot.tenants.end() ? kDefaultPolicy : tenant->second.policy;
-
+  core::DeviceView view = view_of(device);
+  const core::TenantPolicy& policy = policy_of(device, snapshot);
   std::vector<ChannelAnswer> out;
   for (const auto& channel : channels) {
-    ChannelAnswer a;
-    a.channel = channel;
-    auto cur = device.versions.find(channel);
-    view.current = cur == device.versions.end() ? std::nullopt
-                                                : std::optional<core::Version>(cur->second);
-    auto failed = device.failed.find(channel);
-    view.failed = failed == device.failed.end() ? std::vector<core::Version>{} : failed->second;
-    a.current = view.current;
-    static const core::ChannelReleases kNoReleases;
-    const core::ChannelReleases* releases = &kNoReleases;
-    std::optional<core::Version> baseline;
-    if (auto ci = snapshot.channels.find(channel); ci != snapshot.channels.end()) {
-      releases = &ci->second.versions();
-      baseline = ci->second.baseline;
-    }
-    const RolloutInfo* rollout = snapshot.live_rollout_for(channel);
-    std::optional<core::RolloutView> rv;
-    if (rollout != nullptr) {
-      rv = rollout_view(*rollout, snapshot);
-      a.rollout = rollout->row.id;
-      if (rollout->status.stage < rollout->plan.stages.size()) {
-        a.stage = rollout->plan.stages[rollout->status.stage].name;
-      }
-    }
-    a.assignment =
-        core::assign(view, policy, *releases, baseline, rv ? &*rv : nullptr, channel, now);
-    out.push_back(std::move(a));
+    out.push_back(answer_channel(device, snapshot, policy, view, channel, now));
   }
   return out;
 }
@@ -266,59 +288,76 @@ void Fleet::note_offers(Device& device, const Snapshot& snapshot, const std::vec
     if (a.rollout.empty() || !a.assignment.desired || a.assignment.desired == a.current) continue;
     const RolloutInfo* rollout = snapshot.live_rollout_for(a.channel);
     if (rollout == nullptr || *a.assignment.desired != rollout->version) continue;
-    RolloutMark& mark = device.mark(rollout->row.id);
-    if (mark.offered_at == 0) mark.offered_at = now;
+    note(device, *rollout, core::Fact::kOffered, now);
   }
 }
 
-void Fleet::accrue_exposure(const Snapshot& snapshot, TimeMs now, core::DurationMs elapsed) {
+std::map<std::string, Fleet::ScanResult> Fleet::scan(const Snapshot& snapshot, TimeMs now,
+                                                     core::DurationMs elapsed,
+                                                     std::vector<std::string>& changed) {
   struct Live {
     const RolloutInfo* rollout;
-    TimeMs window;  // heard within this: online
-    std::uint64_t exposed = 0;
-    std::uint64_t control = 0;
+    bool count_coverage;  // running, in its last stage
+    ScanResult result;
   };
   std::vector<Live> live;
   for (const auto& [channel, id] : snapshot.live_rollout) {
     if (const RolloutInfo* r = snapshot.live_rollout_for(channel)) {
-      live.push_back(Live{r, r->plan.gate.heartbeat_interval * static_cast<TimeMs>(r->plan.gate.silent_after_missed)});
+      const bool last = std::size_t{r->status.stage} + 1 >= r->plan.stages.size();
+      live.push_back(Live{r, last && r->status.state == core::RolloutState::kRunning, {}});
     }
   }
-  if (live.empty() || elapsed <= 0) {
-    last_accrual_.store(now);
-    return;
-  }
+  std::map<std::string, ScanResult> out;
+  if (live.empty()) return out;
   for (auto& shard : shards_) {
     std::lock_guard lock(shard.mu);
     for (auto& [id, device] : shard.devices) {
       Device& d = *device;
       // A device whose check-in the server holds is connected now.
       if (d.held) d.last_seen = now;
+      bool marks_changed = false;
       for (auto& l : live) {
-        bool online = d.held || (d.last_seen > 0 && now - d.last_seen <= l.window && !d.said_goodbye);
-        if (!online) continue;
-        const RolloutMark* m = d.find_mark(l.rollout->row.id);
-        if (m == nullptr) {
-          ++l.control;
+        const RolloutInfo& r = *l.rollout;
+        const bool online = is_online(d, r.plan.gate, now);
+        const RolloutMark* m = d.find_mark(r.row.id);
+        core::Standing standing = m ? m->standing : core::Standing::kControl;
+        // Silence: heard during this rollout, then quiet past the allowance
+        // without a goodbye (a crashed machine cannot report its crash).
+        if (!online && !d.said_goodbye && d.last_seen >= r.row.created_at && d.last_seen > 0 &&
+            !core::is_failed(standing)) {
+          if (note(d, r, core::Fact::kSilent, now)) {
+            ++l.result.newly_silent;
+            marks_changed = true;
+          }
           continue;
         }
-        if (m->failure_counted) continue;
-        auto v = d.versions.find(l.rollout->channel);
-        bool runs = v != d.versions.end() && v->second == l.rollout->version;
-        // Exposed from the moment the server offers the version: a release that
-        // kills its device at first start fails between two check-ins, and that
-        // time at risk must count (else its failures arrive with no exposure and
-        // the gate holds them back).
-        if ((m->acknowledged_at > 0 && runs) || (m->acknowledged_at == 0 && m->offered_at > 0)) ++l.exposed;
+        if (!online) continue;
+        switch (core::accrual_group(standing)) {
+          case core::Group::kExposed: ++l.result.exposed_online; break;
+          case core::Group::kControl: ++l.result.control_online; break;
+          case core::Group::kNone: break;
+        }
+        auto v = d.versions.find(r.channel);
+        const bool runs = v != d.versions.end() && v->second == r.version;
+        if (runs) ++l.result.online_on_version;
+        if (l.count_coverage && !core::is_failed(standing)) {
+          core::DeviceView view = view_of(d);
+          const ChannelAnswer a =
+              answer_channel(d, snapshot, policy_of(d, snapshot), view, r.channel, now);
+          if (runs || a.assignment.desired == r.version) {
+            ++l.result.coverage.target;
+            if (runs && standing == core::Standing::kAcknowledged) ++l.result.coverage.running;
+          }
+        }
       }
+      if (marks_changed) changed.push_back(d.id);
     }
   }
-  last_accrual_.store(now);
-  double seconds = static_cast<double>(elapsed) / 1000.0;
-  for (const auto& l : live) {
-    add_atomic(l.rollout->counters->exposed_s, static_cast<double>(l.exposed) * seconds);
-    add_atomic(l.rollout->counters->control_s, static_cast<double>(l.control) * seconds);
+  for (auto& l : live) {
+    l.rollout->evidence->accrue(l.result.exposed_online, l.result.control_online, elapsed);
+    out.emplace(l.rollout->row.id, l.result);
   }
+  return out;
 }
 
 DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
@@ -326,53 +365,29 @@ DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
   DeviceWrite write{device.id, {}};
   for (const auto& e : events) {
     device.last_event_seq = std::max(device.last_event_seq, e.seq);
-    if (e.kind == "goodbye") {
+    using K = core::DeviceEventKind;
+    if (e.kind == K::kGoodbye) {
       device.said_goodbye = true;
-    } else if (e.kind == "installed" && e.version) {
+    } else if (e.kind == K::kInstalled && e.version) {
       device.versions.insert_or_assign(e.channel, *e.version);
-    } else if (is_failure_kind(e.kind) && e.version) {
+    }
+    if (e.version && core::bans_version(e.kind)) {
       // A version that failed here is remembered, so assignment never offers it
-      // again (core::assign rule 2), and counted once against the rollout.
-      if (e.kind != "crashed") {  // a crash alone may be retried within the budget
-        auto& list = device.failed[e.channel];
-        if (std::find(list.begin(), list.end(), *e.version) == list.end()) {
-          list.push_back(*e.version);
-        }
+      // again (core::assign rule 2). A crash alone may be retried within the budget.
+      auto& list = device.failed[e.channel];
+      if (std::find(list.begin(), list.end(), *e.version) == list.end()) list.push_back(*e.version);
+    }
+    if (const RolloutInfo* rollout = snapshot.live_rollout_for(e.channel)) {
+      // An event about the release itself is exposure, even without our offer.
+      if (e.version && *e.version == rollout->version && e.kind != K::kGoodbye) {
+        note(device, *rollout, core::Fact::kOffered, now);
       }
-      const RolloutInfo* rollout = snapshot.live_rollout_for(e.channel);
-      if (rollout != nullptr) {
-        auto& counters = *rollout->counters;
-        RolloutMark& mark = device.mark(rollout->row.id);
-        // Device-time since the engine last accrued exposure (or since the
-        // offer, if later) ends in this failure. Ticks count it for devices that
-        // live; a release that kills its device within a tick would otherwise
-        // bring a failure with no exposure, which the gate holds back.
-        TimeMs since = std::max(last_accrual_.load(), mark.offered_at);
-        double credit = static_cast<double>(std::max<TimeMs>(1, now - since)) / 1000.0;
-        if (!mark.failure_counted) {
-          mark.failure_counted = true;
-          if (*e.version == rollout->version) {
-            add_atomic(counters.exposed_s, credit);
-            if (mark.acknowledged_at == 0) {
-              // Failing a version is having received it: the 2024 sensor never
-              // lived to report that it runs the new content.
-              mark.acknowledged_at = now;
-              counters.acknowledged.fetch_add(1);
-              std::lock_guard lock(counters.acknowledged_mu);
-              counters.acknowledged_devices.push_back(device.id);
-            }
-            counters.exposed_failures.fetch_add(1);
-          } else if (mark.acknowledged_at == 0 && mark.offered_at == 0) {
-            add_atomic(counters.control_s, credit);
-            counters.control_failures.fetch_add(1);
-          }
-        }
-      }
+      note(device, *rollout, core::fact_of(e.kind), now);
     }
     store::DeviceEventRow row;
     row.device = device.id;
     row.seq = e.seq;
-    row.kind = e.kind;
+    row.kind = std::string(core::to_string(e.kind));
     row.channel = e.channel;
     row.version = e.version ? e.version->to_string() : "";
     row.detail_json = e.detail_json;

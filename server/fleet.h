@@ -4,11 +4,12 @@
 // check-in reads one snapshot and locks one shard: no store access, no global
 // lock (issue 3, "Hot path").
 //
-// Gate evidence is counted as check-ins and events arrive, per live rollout:
-// exposure (device-seconds online) and failing devices of the exposed group
-// (devices that acknowledged the rollout's version) and of the control group
-// (devices of the channel that have not), so an engine tick costs O(rollouts),
-// plus a scan of the acknowledged devices for silence.
+// Gate evidence is counted through core/evidence.h, the one definition the
+// simulator uses too: check-ins, offers and events move a device's standing in
+// each live rollout (and the rollout's tally, under its own mutex); the engine's
+// tick (Fleet::scan) accrues exposure for every online device, finds silence,
+// and counts what the last stage's completion and a rollback's end need — one
+// pass over the devices, shard by shard.
 #pragma once
 
 #include <atomic>
@@ -26,6 +27,7 @@
 #include <boost/json/value.hpp>
 
 #include "core/assignment.h"
+#include "core/evidence.h"
 #include "core/gate.h"
 #include "core/plan.h"
 #include "core/result.h"
@@ -62,17 +64,30 @@ struct ChannelInfo {
   const core::ChannelReleases& versions() const { return versions_cache; }
 };
 
-// Evidence counters of one rollout: shared by every snapshot of it, updated by
-// check-ins without a lock.
-struct RolloutCounters {
-  std::atomic<double> exposed_s{0};
-  std::atomic<double> control_s{0};
-  std::atomic<std::uint64_t> exposed_failures{0};
-  std::atomic<std::uint64_t> control_failures{0};
-  std::atomic<std::uint64_t> acknowledged{0};
-  std::atomic<std::uint64_t> exposed_silent{0};  // of exposed_failures: silence, not a report
-  std::mutex acknowledged_mu;
-  std::vector<std::string> acknowledged_devices;  // guarded by acknowledged_mu
+// The evidence of one rollout: shared by every snapshot of it, updated by
+// check-ins, events and the engine's scan.
+class RolloutEvidence {
+ public:
+  RolloutEvidence() = default;
+  explicit RolloutEvidence(const core::EvidenceTally& tally) : tally_(tally) {}
+
+  core::EvidenceTally tally() const {
+    std::lock_guard lock(mu_);
+    return tally_;
+  }
+  // core::record on a device's standing, under this rollout's lock.
+  bool record(core::Standing& standing, core::Fact fact) {
+    std::lock_guard lock(mu_);
+    return core::record(standing, fact, tally_);
+  }
+  void accrue(std::uint64_t exposed_online, std::uint64_t control_online, core::DurationMs elapsed) {
+    std::lock_guard lock(mu_);
+    core::accrue(tally_, exposed_online, control_online, elapsed);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  core::EvidenceTally tally_;  // guarded by mu_
 };
 
 struct RolloutInfo {
@@ -84,7 +99,8 @@ struct RolloutInfo {
   core::RolloutStatus status;
   core::GateState gate;
   core::GateVerdict verdict;  // the gate's last verdict (not persisted: recomputed each tick)
-  std::shared_ptr<RolloutCounters> counters;
+  core::Coverage coverage;    // the last stage's, at the engine's last scan (not persisted)
+  std::shared_ptr<RolloutEvidence> evidence;
 
   // Dispatching, watching or rolling back: the states in which check-ins count.
   bool live() const;
@@ -104,13 +120,15 @@ struct Snapshot {
 
 // --- devices --------------------------------------------------------------------
 
-// What one device's participation in one rollout has counted so far, so each
-// device counts once as acknowledged and once as failing.
+// One device's standing in one rollout (core/evidence.h), with the times it
+// moved, so each device counts once as exposed, acknowledged and failing.
 struct RolloutMark {
   std::string rollout;
-  TimeMs acknowledged_at = 0;  // 0: not (yet) reported running it
-  bool failure_counted = false;
-  TimeMs offered_at = 0;       // when a check-in answer first told it to install the version
+  core::Standing standing = core::Standing::kControl;
+  core::FailureCause failure = core::FailureCause::kNone;
+  TimeMs offered_at = 0;       // exposed from (0: control)
+  TimeMs acknowledged_at = 0;  // ran it healthily past its trial (0: not yet)
+  TimeMs failed_at = 0;        // its one counted failure (0: none)
 };
 
 struct Device {
@@ -146,9 +164,7 @@ struct ChannelAnswer {
 
 struct DeviceEvent {
   std::int64_t seq = 0;
-  // installed, install_failed, download_failed (transient: recorded, neither a
-  // failure of the release nor a ban), crashed, rolled_back, goodbye
-  std::string kind;
+  core::DeviceEventKind kind = core::DeviceEventKind::kInstalled;
   std::string channel;
   std::optional<core::Version> version;
   std::string detail_json = "{}";
@@ -188,12 +204,12 @@ class Fleet {
   // Every device, shard by shard (each shard locked while it is visited).
   void for_each_device(const std::function<void(const Device&)>& fn) const;
 
-  // The check-in of an authenticated device: records what it runs, counts
-  // exposure for live rollouts, and answers every channel it runs or that has
-  // releases. Returns the write to batch.
+  // The check-in of an authenticated device: records what it runs (running a
+  // live rollout's version past its trial — `healthy` — acknowledges it; in its
+  // trial it is exposed). Returns the write to batch.
   DeviceWrite check_in(Device& device, const Snapshot& snapshot,
                        std::map<std::string, core::Version> versions, std::string health_json,
-                       TimeMs now);
+                       bool healthy, TimeMs now);
   // The answer alone (long poll, device view), no accounting.
   static std::vector<ChannelAnswer> answer(const Device& device, const Snapshot& snapshot,
                                            TimeMs now);
@@ -201,14 +217,24 @@ class Fleet {
   // are exposed from then on (accrue_exposure).
   static void note_offers(Device& device, const Snapshot& snapshot,
                           const std::vector<ChannelAnswer>& answers, TimeMs now);
-  // The engine's tick: `elapsed` of device-time for every online device, to the
-  // exposed group (offered or running the version, not failed) or the control
-  // group (no mark) of each live rollout. Online: a check-in is held, or heard
-  // within heartbeat_interval x silent_after_missed without a goodbye. One pass
-  // over the devices, shard by shard.
-  void accrue_exposure(const Snapshot& snapshot, TimeMs now, core::DurationMs elapsed);
+  // What the engine's tick learns of one live rollout from the scan.
+  struct ScanResult {
+    std::uint64_t exposed_online = 0;   // accrued to the exposed group
+    std::uint64_t control_online = 0;   // accrued to the control group
+    std::uint64_t newly_silent = 0;     // devices this scan found silent
+    std::uint64_t online_on_version = 0;  // online devices that run the version
+    core::Coverage coverage;            // counted in the last stage of a running rollout
+  };
+  // The engine's tick, one pass over the devices, shard by shard. For each live
+  // rollout: a device online now (a check-in held, or heard within
+  // heartbeat_interval x silent_after_missed without a goodbye) accrues
+  // `elapsed` to its group (core::accrue); a device heard since the rollout
+  // started that has gone silent (core::is_silent) fails (core::Fact::kSilent).
+  // Devices whose marks changed are appended to `changed`.
+  std::map<std::string, ScanResult> scan(const Snapshot& snapshot, TimeMs now,
+                                         core::DurationMs elapsed, std::vector<std::string>& changed);
   // Applies accepted events (sequence numbers already checked) to the device and
-  // the live rollouts' failure counts.
+  // the evidence of the live rollout on each event's channel.
   DeviceWrite record_events(Device& device, const Snapshot& snapshot,
                             const std::vector<DeviceEvent>& events, TimeMs now);
 
@@ -222,7 +248,6 @@ class Fleet {
 
   std::array<Shard, kShards> shards_;
   std::atomic<std::size_t> device_count_{0};
-  std::atomic<TimeMs> last_accrual_{0};  // accrue_exposure's last `now`
 
   mutable std::mutex snapshot_mu_;  // guards snapshot_ (the pointer)
   std::shared_ptr<const Snapshot> snapshot_;

@@ -131,7 +131,7 @@ core::Status ServerImpl::open() {
 // --- loading ------------------------------------------------------------------------
 
 core::Result<std::shared_ptr<RolloutInfo>> rollout_from_row(store::RolloutRow row,
-                                                            std::shared_ptr<RolloutCounters> counters) {
+                                                            std::shared_ptr<RolloutEvidence> evidence) {
   auto info = std::make_shared<RolloutInfo>();
   auto plan = config::parse_plan(row.plan_yaml, "rollout " + row.id);
   if (!plan) return plan.error();
@@ -150,16 +150,8 @@ core::Result<std::shared_ptr<RolloutInfo>> rollout_from_row(store::RolloutRow ro
     auto prev = core::Version::parse(row.previous);
     if (prev) info->previous = *prev;
   }
-  if (counters) {
-    info->counters = std::move(counters);  // this server's own evidence goes on
-  } else {
-    info->counters = std::make_shared<RolloutCounters>();
-    info->counters->exposed_s = gate->exposed.exposure_s;
-    info->counters->exposed_failures = gate->exposed.failures;
-    info->counters->control_s = gate->control.exposure_s;
-    info->counters->control_failures = gate->control.failures;
-    info->counters->acknowledged = gate->acknowledged;
-  }
+  info->evidence = evidence ? std::move(evidence)  // this server's own evidence goes on
+                            : std::make_shared<RolloutEvidence>(gate->evidence);
   info->row = std::move(row);
   return info;
 }
@@ -261,23 +253,20 @@ core::Status ServerImpl::load() {
             if (!m.is_object()) continue;
             RolloutMark mark;
             const auto& mo = m.as_object();
-            if (auto* r = mo.if_contains("rollout"); r != nullptr && r->is_string()) {
-              mark.rollout = std::string(r->as_string());
-            }
-            if (auto* a = mo.if_contains("acknowledged_at"); a != nullptr && a->is_int64()) {
-              mark.acknowledged_at = a->as_int64();
-            }
-            if (auto* fc = mo.if_contains("failure_counted"); fc != nullptr && fc->is_bool()) {
-              mark.failure_counted = fc->as_bool();
-            }
-            if (auto* off = mo.if_contains("offered_at"); off != nullptr && off->is_int64()) {
-              mark.offered_at = off->as_int64();
-            }
-            if (mark.acknowledged_at > 0) {
-              if (auto r = snap.rollouts.find(mark.rollout); r != snap.rollouts.end()) {
-                r->second->counters->acknowledged_devices.push_back(d.id);
-              }
-            }
+            auto text_of = [&](std::string_view key) -> std::string_view {
+              auto* v = mo.if_contains(key);
+              return v != nullptr && v->is_string() ? std::string_view(v->as_string()) : std::string_view{};
+            };
+            auto time_of = [&](std::string_view key) -> TimeMs {
+              auto* v = mo.if_contains(key);
+              return v != nullptr && v->is_int64() ? v->as_int64() : 0;
+            };
+            mark.rollout = std::string(text_of("rollout"));
+            mark.standing = core::parse_standing(text_of("standing")).value_or(core::Standing::kControl);
+            mark.failure = core::parse_failure_cause(text_of("failure")).value_or(core::FailureCause::kNone);
+            mark.offered_at = time_of("offered_at");
+            mark.acknowledged_at = time_of("acknowledged_at");
+            mark.failed_at = time_of("failed_at");
             d.marks.push_back(std::move(mark));
           }
           o.erase("_marks");
@@ -506,16 +495,12 @@ void ServerImpl::sync_from_store() {
                            it->second->row.updated_at < row.updated_at;
       if (!newer && !take_evidence) continue;
       // The leader keeps counting its own evidence; a follower takes the leader's.
-      std::shared_ptr<RolloutCounters> keep =
-          engine_leader_ && it != s.rollouts.end() ? it->second->counters : nullptr;
+      std::shared_ptr<RolloutEvidence> keep =
+          engine_leader_ && it != s.rollouts.end() ? it->second->evidence : nullptr;
       auto info = rollout_from_row(row, keep);
       if (!info) {
         spdlog::error("sync: rollout {}: {}", row.id, info.error().to_string());
         continue;
-      }
-      if (!keep && it != s.rollouts.end()) {
-        std::lock_guard lock(it->second->counters->acknowledged_mu);
-        (*info)->counters->acknowledged_devices = it->second->counters->acknowledged_devices;
       }
       s.rollouts[row.id] = std::move(*info);
     }
@@ -549,13 +534,10 @@ core::Status ServerImpl::audit(const std::string& actor, const std::string& acti
 }
 
 core::GateObservation ServerImpl::observe(const RolloutInfo& r, TimeMs now) {
-  core::GateObservation obs;
-  obs.exposed = {r.counters->exposed_s.load(), r.counters->exposed_failures.load()};
-  obs.control = {r.counters->control_s.load(), r.counters->control_failures.load()};
-  obs.acknowledged = r.counters->acknowledged.load();
-  obs.stage_elapsed = std::max<core::DurationMs>(0, now - r.status.stage_started_at);
-  if (r.status.stage < r.plan.stages.size()) obs.stage_bake = r.plan.stages[r.status.stage].bake;
-  return obs;
+  const core::DurationMs bake =
+      r.status.stage < r.plan.stages.size() ? r.plan.stages[r.status.stage].bake : 0;
+  return core::observe(r.evidence->tally(),
+                       std::max<core::DurationMs>(0, now - r.status.stage_started_at), bake);
 }
 
 namespace {
@@ -563,9 +545,7 @@ namespace {
 std::string gate_json_of(const RolloutInfo& r) {
   GateRecord rec;
   rec.state = r.gate;
-  rec.exposed = {r.counters->exposed_s.load(), r.counters->exposed_failures.load()};
-  rec.control = {r.counters->control_s.load(), r.counters->control_failures.load()};
-  rec.acknowledged = r.counters->acknowledged.load();
+  rec.evidence = r.evidence->tally();
   return json::serialize(gate_to_json(rec));
 }
 
@@ -587,7 +567,7 @@ core::Result<std::shared_ptr<const RolloutInfo>> ServerImpl::transition(
     return make_error(ErrorCode::kNotFound, "rollout '" + rollout_id + "' does not exist");
   }
   const RolloutInfo& cur = *it->second;
-  auto t = core::apply_event(cur.status, event, cur.plan, now, reason);
+  auto t = core::apply_event(cur.status, event, cur.plan, now, reason, cur.coverage);
   if (!t) return t.error();
 
   auto next = std::make_shared<RolloutInfo>(cur);
@@ -632,75 +612,51 @@ core::Result<std::shared_ptr<const RolloutInfo>> ServerImpl::transition(
 void ServerImpl::tick(TimeMs now) {
   metrics_.engine_ticks.fetch_add(1);
   auto snap = fleet_.snapshot();
-  // Exposure since the last tick, for every online device (fleet.h).
-  if (last_accrual_ > 0) fleet_.accrue_exposure(*snap, now, now - last_accrual_);
+  // One pass over the devices: exposure since the last tick, silence, and what
+  // completion and a rollback's end need (Fleet::scan, core/evidence.h).
+  std::vector<std::string> changed;
+  const auto scans = fleet_.scan(*snap, now, last_accrual_ > 0 ? now - last_accrual_ : 0, changed);
   last_accrual_ = now;
+  for (auto& device : changed) enqueue(DeviceWrite{std::move(device), {}});
   for (const auto& [channel, id] : snap->live_rollout) {
-    auto it = snap->rollouts.find(id);
-    if (it == snap->rollouts.end()) continue;
-    const RolloutInfo& r = *it->second;
-
-    // Silence: an acknowledged device that stopped talking without a goodbye
-    // counts as failing (a crashed machine cannot report its crash).
-    std::vector<std::string> acknowledged;
-    {
-      std::lock_guard lock(r.counters->acknowledged_mu);
-      acknowledged = r.counters->acknowledged_devices;
-    }
-    std::size_t still_on_version = 0;
-    for (const auto& device_id : acknowledged) {
-      (void)fleet_.with_device(device_id, [&](Device& d) {
-        bool silent = core::is_silent(r.plan.gate, d.last_seen, d.said_goodbye, now);
-        auto v = d.versions.find(channel);
-        bool on_version = v != d.versions.end() && v->second == r.version;
-        if (on_version && !silent) ++still_on_version;
-        RolloutMark& mark = d.mark(id);
-        if (silent && !mark.failure_counted && r.status.state == core::RolloutState::kRunning) {
-          mark.failure_counted = true;
-          r.counters->exposed_failures.fetch_add(1);
-          r.counters->exposed_silent.fetch_add(1);
-          enqueue(DeviceWrite{d.id, {}});
-        }
-      });
-    }
+    auto sc = scans.find(id);
+    if (sc == scans.end()) continue;
+    const Fleet::ScanResult& scan = sc->second;
 
     // Decide on the rollout as it is now (an operator may have acted since the
     // snapshot above was taken).
     std::lock_guard engine_lock(engine_mu_);
     auto fresh = fleet_.snapshot();
     auto fit = fresh->rollouts.find(id);
-    if (fit == fresh->rollouts.end() || fit->second->row.generation != r.row.generation) continue;
+    if (fit == fresh->rollouts.end()) continue;
+    const RolloutInfo& cur = *fit->second;
 
-    if (r.status.state == core::RolloutState::kRollingBack) {
-      if (still_on_version == 0) {
+    if (cur.status.state == core::RolloutState::kRollingBack) {
+      if (scan.online_on_version == 0) {
         (void)transition(id, core::RolloutEvent::kRollbackDone, "engine",
-                         "no reachable device runs " + r.version.to_string() + " any more", now);
+                         "no reachable device runs " + cur.version.to_string() + " any more", now);
       }
       continue;
     }
-    if (r.status.state != core::RolloutState::kRunning) continue;
+    if (cur.status.state != core::RolloutState::kRunning) continue;
 
-    const RolloutInfo& cur = *fit->second;
-    auto decision = core::decide_tick(cur.status, cur.plan, cur.gate, observe(cur, now), now);
+    auto decision =
+        core::decide_tick(cur.status, cur.plan, cur.gate, observe(cur, now), now, scan.coverage);
+    // The gate's state and verdict, and the coverage, go into the snapshot (the
+    // API shows them) before any transition, which persists them with it.
+    auto next = std::make_shared<RolloutInfo>(cur);
+    next->gate = decision.gate.state;
+    next->verdict = decision.gate.verdict;
+    next->coverage = scan.coverage;
     if (decision.event == core::RolloutEvent::kHold) {
-      // Keep the gate's state and verdict in the snapshot (the API shows them) and
-      // its evidence in the store; no transition.
-      auto next = std::make_shared<RolloutInfo>(cur);
-      next->gate = decision.gate.state;
-      next->verdict = decision.gate.verdict;
+      // No transition: the evidence goes to the store.
       next->status.reason = decision.reason;
       next->status.recheck_at = decision.recheck_at;
       fleet_.update([&](Snapshot& s) { s.rollouts[id] = next; });
       save_gate_evidence(*next, now);
       continue;
     }
-    // Promote or halt: the gate state the verdict came from goes into the row.
-    {
-      auto next = std::make_shared<RolloutInfo>(cur);
-      next->gate = decision.gate.state;
-      next->verdict = decision.gate.verdict;
-      fleet_.update([&](Snapshot& s) { s.rollouts[id] = next; });
-    }
+    fleet_.update([&](Snapshot& s) { s.rollouts[id] = next; });
     auto done = transition(id, decision.event, "engine", decision.reason, now);
     if (!done) {
       spdlog::error("engine: {} on rollout {} not applied: {}", core::to_string(decision.event), id,

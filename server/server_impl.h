@@ -39,10 +39,10 @@ struct Caller {
   store::Role role = store::Role::kViewer;
 };
 
-// A rollout from its stored row; `counters` (when given) are kept instead of
-// the row's evidence.
+// A rollout from its stored row; `evidence` (when given) is kept instead of
+// the row's.
 core::Result<std::shared_ptr<RolloutInfo>> rollout_from_row(store::RolloutRow row,
-                                                            std::shared_ptr<RolloutCounters> counters);
+                                                            std::shared_ptr<RolloutEvidence> evidence);
 // Live rollout per channel and each channel's baseline, from the rollouts.
 void derive_channel_state(Snapshot& snapshot);
 

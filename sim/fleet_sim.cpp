@@ -14,6 +14,7 @@
 #include "core/gate.h"
 #include "core/rollout_machine.h"
 #include "sim/event_queue.h"
+#include "sim/run_evidence.h"
 
 namespace tranche::sim {
 namespace {
@@ -78,6 +79,7 @@ struct Device {
 };
 constexpr std::uint8_t kOnline = 1;
 constexpr std::uint8_t kEverOnline = 2;
+constexpr std::uint8_t kAwaitingSilence = 4;  // dropped off without a goodbye, not yet silent
 constexpr std::uint8_t kEndsUnclean = 128;  // the current session ends without a goodbye
 
 // One device in one run (12 bytes). The agent record is packed: versions in a run
@@ -98,7 +100,7 @@ constexpr std::uint8_t kExposed = 2;         // it ran the release (acknowledged
 constexpr std::uint8_t kDown = 4;            // crashed, not running
 constexpr std::uint8_t kWaitingPerson = 8;   // the OS gave up: recovery screen
 constexpr std::uint8_t kCrashedEver = 16;
-constexpr std::uint8_t kFailedCounted = 32;  // counted once as a gate failure
+// 32: unused (the gate's standing is in Run::evidence)
 constexpr std::uint8_t kNeedsPerson = 64;    // counted once as a manual repair
 constexpr std::uint8_t kDeliveryPending = 128;
 
@@ -109,16 +111,15 @@ constexpr std::uint8_t kCandidateNew = 0x20;
 constexpr std::uint8_t kBadNew = 0x40;
 
 // Memberships a device-in-run counts toward (recomputed around every change).
+// (The gate's evidence is counted apart, in Run::evidence: sim/run_evidence.h.)
 enum Membership : std::uint8_t {
-  kAtRiskExposed = 1,   // online, up, exposed, not yet failed: gate exposure
-  kAtRiskControl = 2,   // online, up, not exposed, not yet failed: control exposure
-  kIsDown = 4,
-  kExposedOnline = 8,
-  kExposedOnlineOk = 16,  // ... and back on last-known-good and up
-  kRunsNewUp = 32,
-  kOnNewExposed = 64,   // exposed and still on the release (up or down)
+  kIsDown = 1,
+  kExposedOnline = 2,
+  kExposedOnlineOk = 4,  // ... and back on last-known-good and up
+  kRunsNewUp = 8,
+  kOnNewExposed = 16,    // exposed and still on the release (up or down)
 };
-constexpr std::size_t kMembershipCount = 7;
+constexpr std::size_t kMembershipCount = 5;
 
 struct Versions {
   core::Version old_v;
@@ -163,11 +164,10 @@ struct Run {
     }
   }
   std::uint32_t integrated_ms = 0;
-  double exposure_exposed_ms = 0;
-  double exposure_control_ms = 0;
   double down_ms = 0;
-  std::uint64_t failures_exposed = 0;
-  std::uint64_t failures_control = 0;
+  RunEvidence evidence;          // the gate's evidence (core/evidence.h)
+  std::uint32_t accrued_ms = 0;  // the evidence's last accrual
+  core::Coverage coverage;       // the last stage's, at the last gate look
 
   RunMetrics m;
 };
@@ -176,12 +176,10 @@ std::uint8_t classify(const Device& d, const RunDevice& r) {
   const bool online = d.flags & kOnline;
   const bool down = r.flags & kDown;
   const bool exposed = r.flags & kExposed;
-  const bool failed = r.flags & kFailedCounted;
   const AgentPhase phase = static_cast<AgentPhase>(r.agent & kPhaseMask);
   const bool in_trial = phase == AgentPhase::kActivating || phase == AgentPhase::kTrial;
   const bool runs_new = in_trial ? (r.agent & kCandidateNew) != 0 : (r.agent & kGoodNew) != 0;
   std::uint8_t m = 0;
-  if (online && !down && !failed) m |= exposed ? kAtRiskExposed : kAtRiskControl;
   if (down) m |= kIsDown;
   if (exposed && online) {
     m |= kExposedOnline;
@@ -236,7 +234,16 @@ class Simulator {
   void pack(const core::AgentRecord& rec, RunDevice& rd) const;
   void drive(Run& r, std::uint32_t d, AgentEvent event, std::uint32_t now);
   void on_service_start(Run& r, std::uint32_t d, std::uint32_t now);
-  void count_failure(Run& r, std::uint32_t d, std::uint32_t now);
+  // A fact for the gate about device d in run r (core/evidence.h).
+  void record(Run& r, std::uint32_t d, core::Fact fact) {
+    r.evidence.record(d, fact, presence(devices_[d]));
+  }
+  static Presence presence(const Device& dv) {
+    return (dv.flags & (kOnline | kAwaitingSilence)) ? Presence::kOnline : Presence::kOffline;
+  }
+  // The last stage's coverage (core::Coverage): online devices it admitted
+  // that have not failed, and of those the ones running the release healthily.
+  core::Coverage coverage(const Run& r) const;
   // control plane
   bool desired_new(const Run& r, std::uint32_t d, std::uint32_t now) const;
   void schedule_delivery(Run& r, std::uint32_t d, std::uint32_t now, bool on_connect);
@@ -422,9 +429,11 @@ void Simulator::add_runs() {
     runs_[i].stride = stride;
   }
   for (Run& r : runs_) {
+    r.evidence = RunEvidence(n_);
     for (std::uint32_t d = 0; d < n_; ++d) {
       const std::uint8_t m = classify(devices_[d], r.at(d));
       for (std::size_t b = 0; b < kMembershipCount; ++b) r.count[b] += (m >> b) & 1;
+      r.evidence.presence_changed(d, Presence::kOffline, presence(devices_[d]));
     }
   }
 }
@@ -434,8 +443,6 @@ void Simulator::add_runs() {
 void Simulator::integrate(Run& r, std::uint32_t now) {
   if (now <= r.integrated_ms) return;
   const double dt = now - r.integrated_ms;
-  r.exposure_exposed_ms += dt * static_cast<double>(r.in(kAtRiskExposed));
-  r.exposure_control_ms += dt * static_cast<double>(r.in(kAtRiskControl));
   r.down_ms += dt * static_cast<double>(r.in(kIsDown));
   r.integrated_ms = now;
 }
@@ -510,6 +517,11 @@ void Simulator::drive(Run& r, std::uint32_t d, AgentEvent event, std::uint32_t n
         r.m.last_exposure_s = now / 1000.0;
       }
     });
+    // Committed on the release (its trial passed, or it had none): it runs it
+    // healthily, which its next check-in tells the server.
+    if (step->record.phase == AgentPhase::kCommitted && step->record.good == versions_.new_v) {
+      record(r, d, core::Fact::kRunsHealthy);
+    }
     for (const auto& action : step->actions) {
       using K = core::AgentAction::Kind;
       switch (action.kind) {
@@ -525,10 +537,12 @@ void Simulator::drive(Run& r, std::uint32_t d, AgentEvent event, std::uint32_t n
           break;
         case K::kStartService: on_service_start(r, d, now); break;
         case K::kReport:
-          if (action.report == core::AgentAction::Report::kRolledBack ||
-              action.report == core::AgentAction::Report::kCrash ||
-              action.report == core::AgentAction::Report::kInstallFailed) {
-            count_failure(r, d, now);
+          // What the agent reports, as the server would count it.
+          switch (action.report) {
+            case core::AgentAction::Report::kRolledBack: record(r, d, core::Fact::kFellBack); break;
+            case core::AgentAction::Report::kCrash: record(r, d, core::Fact::kCrashed); break;
+            case core::AgentAction::Report::kInstallFailed: record(r, d, core::Fact::kInstallFailed); break;
+            default: break;
           }
           break;
         case K::kPersist:  // the run's memory is the device's disk
@@ -553,15 +567,17 @@ void Simulator::on_service_start(Run& r, std::uint32_t d, std::uint32_t now) {
   queue_.push(after(now, delay), d, kCrash, run_index(r), r.at(d).gen);
 }
 
-void Simulator::count_failure(Run& r, std::uint32_t d, std::uint32_t now) {
-  if (r.at(d).flags & kFailedCounted) return;
-  const bool exposed = r.at(d).flags & kExposed;
-  change(r, d, now, [](RunDevice& rd) { rd.flags |= kFailedCounted; });
-  if (exposed) {
-    ++r.failures_exposed;
-  } else {
-    ++r.failures_control;
+core::Coverage Simulator::coverage(const Run& r) const {
+  core::Coverage c;
+  for (std::uint32_t d = 0; d < n_; ++d) {
+    const RunDevice& rd = r.at(d);
+    if (!(rd.flags & kAdmitted) || presence(devices_[d]) != Presence::kOnline) continue;
+    const core::Standing s = r.evidence.standing(d);
+    if (core::is_failed(s)) continue;
+    ++c.target;
+    if (s == core::Standing::kAcknowledged && runs_new(rd) && !(rd.flags & kDown)) ++c.running;
   }
+  return c;
 }
 
 // --- control plane --------------------------------------------------------------
@@ -629,7 +645,7 @@ void Simulator::send_previous(Run& r, std::uint32_t now) {
 }
 
 void Simulator::apply(Run& r, core::RolloutEvent event, std::string reason, std::uint32_t now) {
-  auto t = core::apply_event(r.status, event, r.policy->plan, now, std::move(reason));
+  auto t = core::apply_event(r.status, event, r.policy->plan, now, std::move(reason), r.coverage);
   TRANCHE_ASSERT(t.ok(), "simulator fed the rollout machine an event it refuses");
   const bool halting = event == core::RolloutEvent::kHalt;
   r.status = t->next;
@@ -659,16 +675,22 @@ void Simulator::on_session(std::uint32_t d, std::uint32_t now) {
   const bool going_online = !(dv.flags & kOnline);
   bool unclean = false;
   double next = 0;
+  const Presence was = presence(dv);
   if (going_online) {
     if (!(dv.flags & kEverOnline)) ++ever_online_;
     next = start_session(dv, rng);
+    dv.flags = static_cast<std::uint8_t>(dv.flags & ~kAwaitingSilence);
   } else {
     unclean = (dv.flags & kEndsUnclean) != 0;
     dv.flags = static_cast<std::uint8_t>(dv.flags & ~(kOnline | kEndsUnclean));
+    // Without a goodbye the server presumes it online until it is silent.
+    if (unclean) dv.flags |= kAwaitingSilence;
     next = draw_off_duration(dv.stratum, now, rng);
   }
+  const Presence is = presence(dv);
   // Tell every run; flags already flipped, so undo for `before` classification.
   for (Run& r : runs_) {
+    r.evidence.presence_changed(d, was, is);
     integrate(r, now);
     dv.flags ^= kOnline;
     const std::uint8_t before = classify(dv, r.at(d));
@@ -726,9 +748,10 @@ void Simulator::on_shared_silence(std::uint32_t d, std::uint8_t gen, std::uint32
   const core::TimeMs last = static_cast<core::TimeMs>(now) - s_.heartbeat_interval * s_.silent_after_missed - 1;
   if (!core::is_silent(gs, last, false, now)) return;
   for (Run& r : runs_) {
-    if (r.at(d).flags & kDown) continue;  // counted by its own crash
-    count_failure(r, d, now);
+    record(r, d, core::Fact::kSilent);  // a crashed machine's own silence is the same one
+    r.evidence.presence_changed(d, Presence::kOnline, Presence::kOffline);
   }
+  devices_[d].flags = static_cast<std::uint8_t>(devices_[d].flags & ~kAwaitingSilence);
 }
 
 void Simulator::on_deliver(Run& r, std::uint32_t d, std::uint8_t gen, std::uint32_t now) {
@@ -738,6 +761,8 @@ void Simulator::on_deliver(Run& r, std::uint32_t d, std::uint8_t gen, std::uint3
   if (!(devices_[d].flags & kOnline) || (rd.flags & kDown)) return;
   const bool want_new = desired_new(r, d, now);
   if (want_new == runs_new(rd)) return;
+  // The server's answer tells it to install the release: exposed from now.
+  if (want_new) record(r, d, core::Fact::kOffered);
   drive(r, d,
         AgentEvent{AgentEvent::Kind::kOffer, want_new ? versions_.new_v : versions_.old_v, {},
                    false, true},
@@ -830,9 +855,9 @@ void Simulator::on_repair(Run& r, std::uint32_t d, std::uint8_t gen, std::uint32
   maybe_deliver(r, d, now, true);
 }
 
-void Simulator::on_silence(Run& r, std::uint32_t d, std::uint8_t gen, std::uint32_t now) {
+void Simulator::on_silence(Run& r, std::uint32_t d, std::uint8_t gen, std::uint32_t) {
   if (r.at(d).gen != gen || !(r.at(d).flags & kDown)) return;
-  count_failure(r, d, now);
+  record(r, d, core::Fact::kSilent);
 }
 
 void Simulator::on_trial_end(Run& r, std::uint32_t d, std::uint8_t gen, std::uint32_t now) {
@@ -853,6 +878,9 @@ void Simulator::on_revert(Run& r, std::uint32_t now) {
 void Simulator::on_tick(std::uint32_t now) {
   for (Run& r : runs_) {
     integrate(r, now);
+    // Exposure accrues per tick, as the server's engine accrues it (core/evidence.h).
+    r.evidence.accrue(static_cast<core::DurationMs>(now - r.accrued_ms));
+    r.accrued_ms = now;
     r.m.down_series.push_back(static_cast<std::uint32_t>(r.in(kIsDown)));
     if (r.policy->kind == PolicyKind::kRings) {
       const core::Plan& plan = r.policy->plan;
@@ -861,13 +889,12 @@ void Simulator::on_tick(std::uint32_t now) {
       if (r.status.state == core::RolloutState::kRunning &&
           static_cast<DurationMs>(now - r.last_gate_ms) >= plan.gate.tick) {
         r.last_gate_ms = now;
-        core::GateObservation obs;
-        obs.exposed = core::GroupCounts{r.exposure_exposed_ms / 1000.0, r.failures_exposed};
-        obs.control = core::GroupCounts{r.exposure_control_ms / 1000.0, r.failures_control};
-        obs.acknowledged = r.m.exposed;
-        obs.stage_elapsed = static_cast<core::DurationMs>(now) - r.status.stage_started_at;
-        obs.stage_bake = plan.stages[r.status.stage].bake;
-        core::TickDecision decision = core::decide_tick(r.status, plan, r.gate, obs, now);
+        const core::GateObservation obs =
+            core::observe(r.evidence.tally(), static_cast<core::DurationMs>(now) - r.status.stage_started_at,
+                          plan.stages[r.status.stage].bake);
+        const bool last = std::size_t{r.status.stage} + 1 >= plan.stages.size();
+        r.coverage = last ? coverage(r) : core::Coverage{};
+        core::TickDecision decision = core::decide_tick(r.status, plan, r.gate, obs, now, r.coverage);
         if (trace_ && (now % (10 * kMinuteMs)) == 0) {
           std::fprintf(stderr, "[%s %s t=%um] stage %u: %s\n", r.policy->name.c_str(), r.bad ? "bad" : "good",
                        now / kMinuteMs, r.status.stage, decision.reason.c_str());
