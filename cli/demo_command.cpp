@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "cli/api_client.h"
+#include "core/rollout_machine.h"
 
 namespace tranche::cli {
 
@@ -536,6 +537,16 @@ class Demo {
   }
 
   static std::string state_of(const json::value& ro) { return std::string(ro.at("status").at("state").as_string()); }
+  // core's one definition of final (completed, rolled back, aborted) and stopped
+  // (halted, rolling back, rolled back); an unknown state is neither.
+  static bool is_final(const std::string& state) {
+    const auto s = core::parse_rollout_state(state);
+    return s && core::is_final(*s);
+  }
+  static bool is_stopped(const std::string& state) {
+    const auto s = core::parse_rollout_state(state);
+    return s && core::is_stopped(*s);
+  }
   static std::int64_t stage_of(const json::value& ro) { return ro.at("status").at("stage").as_int64(); }
 
   bool good_release() {
@@ -559,8 +570,7 @@ class Demo {
             say("  stage " + std::string(st.at("name").as_string()) + ": " +
                 std::to_string(st.at("target_devices").as_int64()) + " devices");
           }
-          return state == "completed" || state == "halted" || state == "rolling_back" || state == "rolled_back" ||
-                 state == "aborted";
+          return is_final(state) || is_stopped(state);
         },
         180s);
     if (!done || state != "completed") {
@@ -618,12 +628,12 @@ class Demo {
     auto ro = get("/v1/rollouts/" + bad_id_);
     if (!ro) return false;
     halt_stage_ = stage_of(*ro);
-    halted_ = state == "halted" || state == "rolling_back" || state == "rolled_back";
+    halted_ = is_stopped(state);
     const auto& gate = ro->at("gate");
     std::int64_t created = ro->at("created_at").as_int64();
     for (const auto& t : ro->at("transitions").as_array()) {
       const std::string to(t.at("to").as_string());
-      if (to == "halted" || to == "rolling_back") {
+      if (is_stopped(to)) {  // the first stop: halted or rolling_back
         time_to_halt_s_ = static_cast<double>(t.at("at").as_int64() - created) / 1000.0;
         halt_reason_ = std::string(t.at("reason").as_string());
         break;
@@ -643,7 +653,7 @@ class Demo {
           auto r = get("/v1/rollouts/" + bad_id_);
           if (!r) return false;
           state = state_of(*r);
-          return state == "rolled_back" || state == "aborted";
+          return is_final(state);  // rolled_back or aborted: nothing completes once halted
         },
         60s);
     if (halted_) {

@@ -17,6 +17,7 @@
 #include "cli/api_client.h"
 #include "cli/cli_config.h"
 #include "cli/status_view.h"
+#include "core/rollout_machine.h"
 
 namespace tranche::cli {
 
@@ -252,21 +253,14 @@ int run_start(const OpsArgs& a) {
   return 0;
 }
 
+// Completed, rolled back or aborted (core::is_final); an unknown state is not final.
 bool final_state(const json::object& r) {
-  const auto* status = r.if_contains("status");
-  if (status == nullptr || !status->is_object()) return false;
-  const auto* s = status->as_object().if_contains("state");
-  if (s == nullptr || !s->is_string()) return false;
-  return s->as_string() == "completed" || s->as_string() == "rolled_back" || s->as_string() == "aborted";
+  const auto state = rollout_state(r);
+  return state && core::is_final(*state);
 }
 
-bool is_live(const json::object& r) {
-  if (final_state(r)) return false;
-  return true;
-}
-
-// One screen of `rollout status`: the rollout, or the list and every live one.
-// Returns the exit code, and whether the watched rollout has ended.
+// One screen of `rollout status`: the rollout, or the list and every one not final
+// (pending or live). Returns the exit code, and whether the watched rollout has ended.
 int status_once(const ApiClient& api, const OpsArgs& a, bool* ended) {
   if (!a.id.empty()) {
     Call c = call(api, "rollout status", "GET", "/v1/rollouts/" + url_encode(a.id));
@@ -296,7 +290,7 @@ int status_once(const ApiClient& api, const OpsArgs& a, bool* ended) {
   }
   auto fleet = fetch_fleet(api);
   for (const auto& r : list->as_array()) {
-    if (r.is_object() && is_live(r.as_object())) {
+    if (r.is_object() && !final_state(r.as_object())) {
       std::cout << "\n" << render_rollout(r.as_object(), fleet.get(), now_ms());
     }
   }

@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -61,12 +62,86 @@ std::string rate_text(double failures, double device_s) {
   return fixed(failures / (device_s / 3600.0), 2) + "/device-h";
 }
 
-bool live(const std::string& state) {
-  return state == "pending" || state == "running" || state == "paused" || state == "halted" ||
-         state == "rolling_back";
+std::string plural(double n, const char* one, const char* many) {
+  return fixed(n, 0) + " " + (n == 1 ? one : many);
+}
+
+// A share of 0..1 in percent, without trailing zeros: 0.5 -> "50%", 0.125 -> "12.5%".
+std::string percent(double share) {
+  std::string s = fixed(share * 100, 2);
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s + "%";
+}
+
+// The failure limits in force for the current stage (gate.limits), in words:
+// "halt above 50% once 3 are exposed; max_failures off".
+std::string limits_text(const json::object& limits) {
+  std::string out;
+  const double rate = num(limits, "max_failure_rate");
+  const double min_exposed = num(limits, "min_exposed");
+  if (rate >= 1) {
+    out = "no share limit (max_failure_rate 100%)";
+  } else {
+    out = "halt above " + percent(rate) + " once " + fixed(min_exposed, 0) +
+          (min_exposed == 1 ? " is" : " are") + " exposed";
+  }
+  if (has_number(limits, "max_failures")) {
+    out += ", or above " + plural(num(limits, "max_failures"), "failed device", "failed devices");
+  } else {
+    out += "; max_failures off";
+  }
+  return out;
+}
+
+// "3 of 10 exposed devices": gate.exposed_failures, the one count of failed devices
+// every line of the view shows, of gate.exposed_devices.
+std::string failed_of_exposed(const json::object& gate) {
+  std::string out = fixed(num(gate, "exposed_failures"), 0);
+  if (has_number(gate, "exposed_devices")) {
+    return out + " of " + plural(num(gate, "exposed_devices"), "exposed device", "exposed devices");
+  }
+  return out + " exposed";
+}
+
+// "failed: 3 of 3 exposed devices (install_failed 3) — limit: halt above 50% once 3
+// are exposed; max_failures off", from the gate's counts of exposed devices.
+std::string failures_text(const json::object& gate) {
+  std::string out = "failed: " + failed_of_exposed(gate);
+  std::string causes;
+  for (const auto& [cause, n] : obj(gate, "exposed_failures_by_cause")) {
+    if (!n.is_number() || n.to_number<double>() <= 0) continue;
+    causes +=
+        (causes.empty() ? "" : ", ") + std::string(cause) + " " + fixed(n.to_number<double>(), 0);
+  }
+  if (!causes.empty()) out += " (" + causes + ")";
+  const auto* limits = gate.if_contains("limits");
+  if (limits != nullptr && limits->is_object()) {
+    const auto* crossed = gate.if_contains("limit_crossed");
+    const bool was_crossed = crossed != nullptr && crossed->is_bool() && crossed->as_bool();
+    out += std::string(" — limit") + (was_crossed ? " (crossed)" : "") + ": " +
+           limits_text(limits->as_object());
+  }
+  return out;
+}
+
+// "completes when 95% of 40 online devices run it: 31 do" (gate.completion).
+std::string completion_text(const json::object& completion) {
+  const double running = num(completion, "running");
+  return "completes when " + str(completion, "share", "-") + " of " +
+         plural(num(completion, "target"), "online device", "online devices") +
+         " run it: " + fixed(running, 0) + (running == 1 ? " does" : " do");
 }
 
 }  // namespace
+
+std::optional<core::RolloutState> rollout_state(const json::object& rollout) {
+  const auto* status = rollout.if_contains("status");
+  if (status == nullptr || !status->is_object()) return std::nullopt;
+  const auto* state = status->as_object().if_contains("state");
+  if (state == nullptr || !state->is_string()) return std::nullopt;
+  return core::parse_rollout_state(std::string_view(state->as_string()));
+}
 
 std::string progress_bar(double fraction, int width) {
   if (!(fraction >= 0)) fraction = 0;  // NaN too
@@ -93,6 +168,9 @@ std::string render_rollout(const json::object& r, const json::object* fleet, std
   const auto& gate = obj(r, "gate");
   const auto& stages = arr(r, "stages");
   const std::string state = str(status, "state");
+  const auto parsed = rollout_state(r);
+  // Not final: pending, running, paused, halted or rolling back (core's definition).
+  const bool ongoing = parsed && !core::is_final(*parsed);
   const std::string channel = str(r, "channel");
   const std::string version = str(r, "version");
   double on_version = 0;
@@ -108,10 +186,14 @@ std::string render_rollout(const json::object& r, const json::object* fleet, std
   out += "state    " + state + ", stage " + std::to_string(std::min(stage_index + 1, stages.size())) + " of " +
          std::to_string(stages.size()) + "   generation " + fixed(num(r, "generation"), 0) + "\n";
   out += "why      " + str(status, "reason", "-") + "\n";
-  const bool halted = state == "halted" || state == "rolling_back" || state == "rolled_back" ||
+  const bool halted = (parsed && core::is_stopped(*parsed)) ||
                       (gate.if_contains("halted") != nullptr && gate.at("halted").is_bool() &&
                        gate.at("halted").as_bool());
-  if (halted) out += "HALTED   " + str(gate, "verdict_reason", str(status, "reason")) + "\n";
+  if (halted) {
+    // The failed devices first: the count the gate lines below show (exposed_failures).
+    out += "HALTED   " + failed_of_exposed(gate) + " failed — " +
+           str(gate, "verdict_reason", str(status, "reason")) + "\n";
+  }
 
   out += "stages\n";
   std::size_t name_width = 4;
@@ -124,13 +206,13 @@ std::string render_rollout(const json::object& r, const json::object* fleet, std
     const std::string st = str(s, "state");
     const double target = num(s, "target_devices");
     double fraction = 0;
-    if (st == "done" || state == "completed") {
+    if (st == "done" || parsed == core::RolloutState::kCompleted) {
       fraction = 1;
     } else if (st == "current") {
       fraction = target > 0 ? on_version / target : 0;
     }
     std::string detail;
-    if (st == "current" && live(state)) {
+    if (st == "current" && ongoing) {
       const double baked = std::max(0.0, static_cast<double>(now_ms) - num(status, "stage_started_at")) / 1000.0;
       detail = fixed(std::min(on_version, 1e18), 0) + " of " + fixed(target, 0) + " devices run " + version +
                " · baked " + duration(baked) + " of " + duration(num(s, "bake_s"));
@@ -159,9 +241,26 @@ std::string render_rollout(const json::object& r, const json::object* fleet, std
   } else {
     out += "         log LR -, not evaluated yet\n";
   }
-  out += "         ratio " + (has_number(gate, "ratio_estimate") ? fixed(num(gate, "ratio_estimate"), 2) : "-") +
-         " (upper bound " + (has_number(gate, "ratio_upper") ? fixed(num(gate, "ratio_upper"), 2) : "unbounded") +
-         ")   acknowledged " + fixed(num(gate, "acknowledged"), 0) + "\n";
+  out += "         ratio " +
+         (has_number(gate, "ratio_estimate") ? fixed(num(gate, "ratio_estimate"), 2) : "-") +
+         " (upper bound " +
+         (has_number(gate, "ratio_upper") ? fixed(num(gate, "ratio_upper"), 2) : "unbounded") +
+         ")\n";
+  // The failed devices and the limit, the acknowledgements and (in the last stage)
+  // completion: what a halt or a promotion turns on, in words.
+  out += "         " + failures_text(gate) + "\n";
+  out += "         acknowledged: " + fixed(num(gate, "acknowledged"), 0);
+  if (has_number(gate, "min_acknowledged")) {
+    out += " of " + fixed(num(gate, "min_acknowledged"), 0) + " needed";
+  }
+  out += "\n";
+  const auto* completion = gate.if_contains("completion");
+  // Running or paused in the last stage: the rollout completes once enough run it.
+  const bool may_complete = parsed && core::is_live(*parsed) && !core::is_stopped(*parsed);
+  if (may_complete && !stages.empty() && stage_index + 1 >= stages.size() &&
+      completion != nullptr && completion->is_object()) {
+    out += "         " + completion_text(completion->as_object()) + "\n";
+  }
   const std::string verdict = str(gate, "verdict_reason");
   out += "verdict  " + (verdict.empty() ? std::string("no verdict yet") : verdict) + "\n";
   std::string actions;

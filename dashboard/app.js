@@ -9,8 +9,11 @@ const POLL_MS = 1000;
 const HISTORY_MS = 5 * 60 * 1000;   // what the charts can show
 const AUDIT_KEEP = 500;             // entries kept in the page
 const TOKEN_KEY = 'tranche.token';
-const LIVE_STATES = new Set(['pending', 'running', 'paused', 'halted', 'rolling_back']);
-const HALT_STATES = new Set(['halted', 'rolling_back', 'rolled_back']);
+// Only for a server whose rollouts lack "final", "live" and "stopped" (core's one
+// definition of each, sent with every rollout): the same sets, by state.
+const FALLBACK_FINAL = new Set(['completed', 'rolled_back', 'aborted']);
+const FALLBACK_LIVE = new Set(['running', 'paused', 'halted', 'rolling_back']);
+const FALLBACK_STOPPED = new Set(['halted', 'rolling_back', 'rolled_back']);
 const ADMIN_ACTIONS = new Set(['abort', 'rollback']);
 const PALETTE = ['#2f6fde', '#2e8b57', '#c98a00', '#8a4fd1', '#cf3a32', '#0f8b8d', '#b05c1e', '#656d76'];
 
@@ -76,6 +79,44 @@ function fmtNum(v, digits = 2) {
 // Failures per device-hour of exposure; null without exposure.
 function rate(failures, deviceSeconds) {
   return deviceSeconds > 0 ? failures / (deviceSeconds / 3600) : null;
+}
+// Completed, rolled back or aborted: nothing leaves the state.
+function isFinal(r) {
+  return typeof r.final === 'boolean' ? r.final : FALLBACK_FINAL.has(r.status.state);
+}
+// Running, paused, halted or rolling back: the engine watches it.
+function isLive(r) {
+  return typeof r.live === 'boolean' ? r.live : FALLBACK_LIVE.has(r.status.state);
+}
+// Halted, rolling back or rolled back: the gate (or an operator) stopped it.
+function isStopped(r) {
+  return typeof r.stopped === 'boolean' ? r.stopped : FALLBACK_STOPPED.has(r.status.state);
+}
+// 0.5 -> "50%", 0.125 -> "12.5%".
+function fmtShare(share) {
+  return `${Math.round(share * 10000) / 100}%`;
+}
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+// The failed exposed devices in words: "3 of 10 exposed devices failed". The count
+// is gate.exposed_failures, the same the gate table and the halt banner show.
+function failedText(g) {
+  const of = typeof g.exposed_devices === 'number' ? ` of ${plural(g.exposed_devices, 'exposed device', 'exposed devices')}` : ' exposed';
+  return `${g.exposed_failures}${of} failed`;
+}
+// "fell back 3, crashed 1": failures by cause, those that happened.
+function causesText(g) {
+  return Object.entries(g.exposed_failures_by_cause || {})
+    .filter(([, n]) => n > 0).map(([c, n]) => `${c.replace('_', ' ')} ${n}`).join(', ');
+}
+// The stage's absolute failure limits in words: "halt above 50% once 3 are exposed;
+// max_failures off".
+function limitText(l) {
+  const share = l.max_failure_rate >= 1 ? 'no share limit (max_failure_rate 100%)'
+    : `halt above ${fmtShare(l.max_failure_rate)} once ${l.min_exposed} ${l.min_exposed === 1 ? 'is' : 'are'} exposed`;
+  return share + (typeof l.max_failures === 'number'
+    ? `, or above ${plural(l.max_failures, 'failed device', 'failed devices')}` : '; max_failures off');
 }
 function compareVersions(a, b) {
   const pa = a.split('.').map(Number);
@@ -163,8 +204,8 @@ $('forget-token').addEventListener('click', () => {
 
 function sortRollouts(list) {
   return [...list].sort((a, b) => {
-    const la = LIVE_STATES.has(a.status.state) ? 1 : 0;
-    const lb = LIVE_STATES.has(b.status.state) ? 1 : 0;
+    const la = isLive(a) ? 1 : 0;
+    const lb = isLive(b) ? 1 : 0;
     return lb - la || b.created_at - a.created_at;
   });
 }
@@ -190,7 +231,7 @@ async function fetchAudit() {
 function sample(now) {
   const byVersion = (state.fleet && state.fleet.by_version) || {};
   for (const r of state.rollouts) {
-    if (!LIVE_STATES.has(r.status.state) && state.history.has(r.id) && r.id !== shownRolloutId()) continue;
+    if (!isLive(r) && state.history.has(r.id) && r.id !== shownRolloutId()) continue;
     const g = r.gate;
     const stage = r.stages[Math.min(r.status.stage, r.stages.length - 1)];
     const hist = state.history.get(r.id) || [];
@@ -288,7 +329,9 @@ function renderRolloutList() {
     h('span', { class: 'id' }, r.id), badge(r.status.state),
     h('span', { class: 'muted small' }, `${r.channel} ${r.previous ? `${r.previous} → ` : ''}${r.version}`)),
   h('div', { class: 'mini-stages', title: r.stages.map((s) => `${s.name}: ${s.state}`).join(', ') },
-    r.stages.map((s) => h('span', { class: `${s.state} ${r.status.state}` }))))));
+    r.stages.map((s) => h('span', { class: `${s.state} ${r.status.state}` }))),
+  r.gate && r.gate.exposed_failures > 0 ? h('div', { class: 'row-failures small', 'data-testid': 'row-failures' },
+    failedText(r.gate), causesText(r.gate) ? ` (${causesText(r.gate)})` : '') : null)));
 }
 
 // How far a stage has got: devices running the version against the stage's target
@@ -310,13 +353,13 @@ function renderDetail() {
   }
   const onVersion = ((state.fleet && state.fleet.by_version[r.channel]) || {})[r.version] || 0;
   const st = r.status.state;
-  const halted = HALT_STATES.has(st) || r.gate.halted;
+  const halted = isStopped(r) || r.gate.halted;
   const now = Date.now();
   const stages = r.stages.map((s, i) => {
     const p = stageProgress(r, s, onVersion);
     let sub = `${s.percent} of the fleet (${s.effective_share} after min_devices) · ${s.target_devices} devices` +
       ` · bake ${fmtDuration(s.bake_s)}${s.admits_critical ? ' · admits critical devices' : ''}`;
-    if (s.state === 'current' && LIVE_STATES.has(st)) {
+    if (s.state === 'current' && !isFinal(r)) {
       const baked = (now - r.status.stage_started_at) / 1000;
       sub = `${onVersion} of ${s.target_devices} devices run ${r.version} · baked ${fmtDuration(Math.max(0, baked))} of ` +
         `${fmtDuration(s.bake_s)}${s.admits_critical ? ' · admits critical devices' : ''}`;
@@ -340,8 +383,10 @@ function renderDetail() {
     h('div', { style: { margin: '6px 0' } }, badge(st), ' ',
       h('span', { 'data-testid': 'current-stage' },
         `stage ${Math.min(r.status.stage + 1, r.stages.length)} of ${r.stages.length}: ${r.stages[Math.min(r.status.stage, r.stages.length - 1)].name}`)),
-    halted ? h('div', { class: 'reason halt', 'data-testid': 'halt-banner' },
-      `Halted by the health gate${st === 'rolling_back' ? ' — rolling back' : st === 'rolled_back' ? ' — rolled back' : ''}: ${r.gate.verdict_reason || r.status.reason}`) : null,
+    halted ? h('div', { class: 'reason halt', 'data-testid': 'halt-banner', 'data-failures': r.gate.exposed_failures },
+      `Halted by the health gate${st === 'rolling_back' ? ' — rolling back' : st === 'rolled_back' ? ' — rolled back' : ''}: `,
+      h('span', { 'data-testid': 'halt-failures' }, failedText(r.gate)),
+      ` — ${r.gate.verdict_reason || r.status.reason}`) : null,
     h('div', { class: 'reason', 'data-testid': 'status-reason' }, `Why: ${r.status.reason || '—'}`),
     stages,
     h('div', { id: 'actions-slot' }),
@@ -424,19 +469,42 @@ function renderGate() {
   const evaluated = g.log_lr !== null && g.halt_threshold !== null;
   const frac = evaluated && g.halt_threshold > 0 ? Math.max(0, Math.min(1, g.log_lr / g.halt_threshold)) : 0;
   const cls = !evaluated ? '' : g.log_lr >= g.halt_threshold ? 'over' : frac >= 0.6 ? 'near' : '';
+  const causes = causesText(g);
+  // In the last stage a running (or paused) rollout completes once enough of the
+  // online devices it targets run the release healthily.
+  const lastStage = r.status.stage + 1 >= r.stages.length;
+  const completion = g.completion && lastStage && isLive(r) && !isStopped(r) ? g.completion : null;
   replace($('gate'),
     h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'group'), h('th', { class: 'num' }, 'failures'),
         h('th', { class: 'num' }, 'device-hours'), h('th', { class: 'num' }, 'per device-hour'))),
       h('tbody', {},
-        h('tr', { 'data-testid': 'gate-exposed' }, h('td', { title: 'devices that acknowledged the release' }, 'exposed'),
+        h('tr', { 'data-testid': 'gate-exposed' }, h('td', { title: 'devices offered the release (or seen running it)' }, 'exposed'),
           h('td', { class: 'num' }, g.exposed_failures), h('td', { class: 'num' }, fmtNum(g.exposed_device_s / 3600, 3)),
           h('td', { class: 'num' }, fmtNum(er))),
-        h('tr', { 'data-testid': 'gate-control' }, h('td', { title: 'devices of the same strata, not yet exposed' }, 'control'),
+        h('tr', { 'data-testid': 'gate-control' }, h('td', { title: 'devices not offered the release' }, 'control'),
           h('td', { class: 'num' }, g.control_failures), h('td', { class: 'num' }, fmtNum(g.control_device_s / 3600, 3)),
           h('td', { class: 'num' }, fmtNum(cr))))),
     h('p', { class: 'muted small' },
-      'Failures: install failures, crashes, device-side rollbacks and silence (acknowledged, then heartbeats missed without a goodbye), counted together by the server.'),
+      'Failures: failed devices, each counted once — install failures, crashes, fallbacks on the device and silence (heartbeats missed without a goodbye).'),
+    h('table', { class: 'failures' }, h('tbody', {},
+      h('tr', {}, h('th', {}, 'failed devices'),
+        h('td', {
+          class: g.exposed_failures > 0 ? 'error' : '', 'data-testid': 'failures',
+          'data-failures': g.exposed_failures, 'data-exposed': g.exposed_devices,
+        }, failedText(g), causes ? ` (${causes})` : '')),
+      g.limits ? h('tr', {}, h('th', {}, g.limit_crossed ? 'failure limit — crossed' : 'failure limit'),
+        h('td', {
+          class: g.limit_crossed ? 'error' : '', 'data-testid': 'failure-limit',
+          'data-crossed': g.limit_crossed ? 'true' : 'false',
+        }, limitText(g.limits))) : null,
+      h('tr', {}, h('th', {}, 'acknowledged devices'),
+        h('td', { 'data-testid': 'acknowledged' },
+          typeof g.min_acknowledged === 'number' ? `${g.acknowledged} of ${g.min_acknowledged} needed` : g.acknowledged)),
+      completion ? h('tr', {}, h('th', {}, 'completion'),
+        h('td', { 'data-testid': 'completion' },
+          `completes when ${completion.share} of ${plural(completion.target, 'online device', 'online devices')} ` +
+          `run it: ${completion.running} ${completion.running === 1 ? 'does' : 'do'}`)) : null)),
     h('h3', {}, 'Evidence of harm against the halt threshold'),
     h('div', { class: `lr-bar ${cls}`, 'data-testid': 'lr-bar', 'data-fraction': frac.toFixed(3) },
       h('div', { class: 'fill', style: { width: `${(frac * 100).toFixed(1)}%` } }), h('div', { class: 'threshold' })),
@@ -444,7 +512,6 @@ function renderGate() {
       h('span', {}, evaluated ? `log LR ${fmtNum(g.log_lr)}` : 'not evaluated yet'),
       h('span', {}, evaluated ? `halt at ${fmtNum(g.halt_threshold)} = log(1/α)` : '')),
     h('table', { style: { marginTop: '8px' } }, h('tbody', {},
-      h('tr', {}, h('th', {}, 'acknowledged devices'), h('td', { class: 'num' }, g.acknowledged)),
       h('tr', {}, h('th', {}, 'rate ratio, estimate'), h('td', { class: 'num' },
         g.control_failures === 0 && g.exposed_failures > 0 ? 'no control failures to compare' : fmtNum(g.ratio_estimate))),
       h('tr', {}, h('th', {}, 'rate ratio, upper bound'), h('td', { class: 'num' }, g.ratio_upper === null ? 'unbounded' : fmtNum(g.ratio_upper))),

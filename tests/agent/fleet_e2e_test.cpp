@@ -133,6 +133,10 @@ TEST_F(FleetEndToEnd, BadContentCrashesFirstRingOnlyAgentsFallBackGateHaltsEvery
       40s))
       << "not every agent committed 1.0; rollout " << rollout_state(good) << "\n"
       << agents_[0]->log();
+  // It completes once the server has heard the commits (acknowledged: running it
+  // past the trial) — and only then is 1.0 the baseline a second rollout needs.
+  ASSERT_TRUE(eventually([&] { return rollout_state(good) == "completed"; }, 20s))
+      << json::serialize(op("GET", "/v1/rollouts/" + good).json());
 
   // 2. Channel File 291, past the server's contract check (the 2024 validator bug).
   release("2.0", examples / "channel-291.yaml", true);

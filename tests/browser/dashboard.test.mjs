@@ -155,11 +155,41 @@ const scenarios = {
       assert.equal(await page.textContent('[data-testid=current-stage]'), 'stage 1 of 2: canary', 'halted in the first ring');
       const verdict = await page.textContent('[data-testid=verdict]');
       assert.notEqual(verdict, 'Verdict: no verdict yet');
-      const lr = Number(await page.locator('[data-testid=lr-bar]').getAttribute('data-fraction'));
-      assert.equal(lr, 1, 'the evidence bar reached the halt threshold');
+
+      // The failed devices, where people look: the banner, the gate table and the
+      // failures line show one count (gate.exposed_failures), read from one render.
+      const shown = await page.evaluate(() => {
+        const q = (s) => document.querySelector(s);
+        return {
+          banner: q('[data-testid=halt-banner]').dataset.failures,
+          bannerText: q('[data-testid=halt-failures]').textContent,
+          table: q('[data-testid=gate-exposed] td:nth-child(2)').textContent,
+          failures: q('[data-testid=failures]').dataset.failures,
+          failuresText: q('[data-testid=failures]').textContent,
+          limit: q('[data-testid=failure-limit]').textContent,
+          crossed: q('[data-testid=failure-limit]').dataset.crossed,
+          lr: Number(q('[data-testid=lr-bar]').dataset.fraction),
+        };
+      });
+      const failed = Number(shown.failures);
+      assert.ok(failed > 0, `failures on the page after the halt: ${JSON.stringify(shown)}`);
+      assert.equal(shown.banner, shown.failures, 'the banner counts the failures the gate panel shows');
+      assert.equal(shown.table, shown.failures, 'the gate table counts the failures the failures line shows');
+      assert.match(shown.bannerText, new RegExp(`^${failed} of \\d+ exposed devices? failed$`));
+      assert.match(shown.failuresText, new RegExp(`^${failed} of \\d+ exposed devices? failed \\(.*fell back \\d+`));
+      assert.match(shown.limit, /^halt above 50% once 3 are exposed; max_failures off$/, 'the default limit, in words');
+      // The halt came from the failure limit or from the sequential test.
+      if (shown.crossed !== 'true') assert.equal(shown.lr, 1, 'the evidence bar reached the halt threshold');
 
       const r = (await api('GET', `/v1/rollouts/${bad.id}`)).json;
       assert.ok(['halted', 'rolling_back', 'rolled_back'].includes(r.status.state), r.status.state);
+      assert.equal(r.stopped, true, 'the API says stopped');
+      assert.equal(r.gate.limit_crossed, shown.crossed === 'true', 'the page and the API agree on the limit');
+      // Late reports may still arrive: the page catches up with the API's count.
+      await eventually(async () => {
+        const apiFailed = (await api('GET', `/v1/rollouts/${bad.id}`)).json.gate.exposed_failures;
+        return Number(await page.locator('[data-testid=failures]').getAttribute('data-failures')) === apiFailed;
+      }, 10000, 'the failures on the page to equal the API\'s exposed_failures');
       assert.ok(fleet.crashed > 0 && fleet.crashed < 20, `crashed devices: ${fleet.crashed}`);
       await page.locator('[data-testid=audit] tr[data-action="rollout.halt"]').first().waitFor({ timeout: 5000 });
       await page.screenshot({ path: path.join(shots, 'halt.png'), fullPage: true });
