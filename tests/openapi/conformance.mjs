@@ -517,19 +517,20 @@ async function main() {
       return c.action === 'keep' && c.code === 'no_rollout' && c.desired === null ? undefined : JSON.stringify(c);
     } });
 
-  // Rollout 1: one stage for everybody, completes at the first engine tick; its
-  // version becomes the channel's baseline.
+  // Rollout 1: one stage for everybody; it completes once the devices report
+  // running it healthily (completion_share of the online ones), and its version
+  // becomes the channel's baseline.
   // Admin: its only stage admits critical devices, which an operator may not
   // reach at once (the same rule as promotion into such a stage).
   await call('POST', '/v1/rollouts', { token: op, body: { channel: 'content', version: '1.0.0', plan_yaml: bootstrapPlan, id: 'r-base' } },
     { status: 403, ...errorIs('forbidden'), note: 'operator, first stage admits critical' });
   await call('POST', '/v1/rollouts', { token: admin, body: { channel: 'content', version: '1.0.0', plan_yaml: bootstrapPlan, id: 'r-base' } },
     { status: 201, check: (ex) => (ex.json.status.state === 'running' ? undefined : ex.json.status.state) });
-  await waitForState('r-base', 'completed');
   for (const id of Object.keys(devices)) {
     await call('POST', '/v1/checkin', { token: devices[id], body: { versions: { content: '1.0.0' } } },
       { status: 200, check: (ex) => (ex.json.channels.content.action === 'keep' ? undefined : JSON.stringify(ex.json.channels.content)) });
   }
+  await waitForState('r-base', 'completed');
 
   // Rollout 2: canary (every device but the critical one), then all.
   await call('POST', '/v1/rollouts', { token: viewer, body: { channel: 'content', version: '1.1.0', plan_yaml: wavePlan } },
