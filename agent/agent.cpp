@@ -632,35 +632,26 @@ void Agent::report(const AgentAction& a) {
   e.version = version_text(a.version);
   e.message = a.detail;
   using R = AgentAction::Report;
-  switch (a.report) {
-    case R::kInstalled:
-      e.kind = "installed";
-      retry_.reset();
-      break;
-    case R::kInstallFailed: e.kind = "install_failed"; break;
-    case R::kDownloadFailed: {
-      e.kind = "download_failed";
-      // Not before the backoff: a hostile or broken server gets no tight loop.
-      const core::DurationMs backoff =
-          retry_ && a.version && retry_->version == *a.version
-              ? std::min<core::DurationMs>(s_.max_backoff, retry_->backoff * 2)
-              : s_.retry_backoff;
-      if (a.version) {
-        retry_ = Retry{*a.version, p_.clock.now() + jittered(backoff), backoff};
-        log(a.version->to_string() + " is tried again in " + std::to_string(backoff / 1000) +
-            " s at the earliest (download.retry_backoff)");
-      }
-      break;
+  const auto kind = core::device_event_of(a.report);
+  if (!kind) {
+    // The server learns a commit from the next check-in's versions, and has
+    // marked a version failed here already when the agent rejects it.
+    log("report " + std::string(core::to_string(a.report)) + " " + e.version + ": " + a.detail);
+    return;
+  }
+  e.kind = std::string(core::to_string(*kind));
+  if (a.report == R::kInstalled) retry_.reset();
+  if (a.report == R::kDownloadFailed) {
+    // Not before the backoff: a hostile or broken server gets no tight loop.
+    const core::DurationMs backoff =
+        retry_ && a.version && retry_->version == *a.version
+            ? std::min<core::DurationMs>(s_.max_backoff, retry_->backoff * 2)
+            : s_.retry_backoff;
+    if (a.version) {
+      retry_ = Retry{*a.version, p_.clock.now() + jittered(backoff), backoff};
+      log(a.version->to_string() + " is tried again in " + std::to_string(backoff / 1000) +
+          " s at the earliest (download.retry_backoff)");
     }
-    case R::kCrash: e.kind = "crashed"; break;
-    case R::kRolledBack: e.kind = "rolled_back"; break;
-    case R::kCommitted:
-    case R::kRejected:
-    case R::kNone:
-      // The server learns a commit from the next check-in's versions, and has
-      // marked a version failed here already when the agent rejects it.
-      log("report " + std::string(core::to_string(a.report)) + " " + e.version + ": " + a.detail);
-      return;
   }
   if ((a.report == R::kCrash || a.report == R::kRolledBack) && last_exit_) {
     e.exit_code = last_exit_->exit_code;
@@ -1010,7 +1001,7 @@ int Agent::run() {
   cancel_download();
   stop_service();
   DeviceEvent bye;
-  bye.kind = "goodbye";
+  bye.kind = std::string(core::to_string(core::DeviceEventKind::kGoodbye));
   (void)events_->push(bye);
   post_events();
   if (checkin_thread_.joinable()) checkin_thread_.join();

@@ -40,7 +40,7 @@ core::Status save_record(FileSystem& fs, const std::string& path, const StoredRe
 // One event for POST /v1/events (docs/api.md).
 struct DeviceEvent {
   std::int64_t seq = 0;
-  std::string kind;  // installed, install_failed, crashed, rolled_back, goodbye
+  std::string kind;  // core::to_string(core::DeviceEventKind): installed, install_failed, ...
   std::string channel;
   std::string version;
   std::optional<int> exit_code;

@@ -166,9 +166,10 @@ int run_sim_command(const SimArgs& args) {
         std::fprintf(stderr, "tranche sim: %s\n", r.error().to_string().c_str());
         return 1;
       }
-      std::printf("%s: %llu halts in %llu good releases = %.2f per 1,000\n", name.c_str(),
-                  static_cast<unsigned long long>(r->halts), static_cast<unsigned long long>(r->trials),
-                  r->per_1000());
+      std::printf("%s: %llu halts in %llu good releases = %.2f per 1,000 (%llu by an absolute failure limit)\n",
+                  name.c_str(), static_cast<unsigned long long>(r->halts),
+                  static_cast<unsigned long long>(r->trials), r->per_1000(),
+                  static_cast<unsigned long long>(r->limit_halts));
     }
     return 0;
   }

@@ -601,4 +601,18 @@ std::string_view to_string(AgentAction::Report report) {
   return "unknown";
 }
 
+std::optional<DeviceEventKind> device_event_of(AgentAction::Report report) {
+  switch (report) {
+    case Report::kInstallFailed: return DeviceEventKind::kInstallFailed;
+    case Report::kDownloadFailed: return DeviceEventKind::kDownloadFailed;
+    case Report::kInstalled: return DeviceEventKind::kInstalled;
+    case Report::kCrash: return DeviceEventKind::kCrashed;
+    case Report::kRolledBack: return DeviceEventKind::kRolledBack;
+    case Report::kCommitted:
+    case Report::kRejected:
+    case Report::kNone: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 }  // namespace tranche::core

@@ -37,6 +37,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/evidence.h"
 #include "core/result.h"
 #include "core/types.h"
 
@@ -165,5 +166,9 @@ bool agent_accepts(AgentPhase phase, AgentEvent::Kind kind);
 std::string_view to_string(AgentEvent::Kind kind);       // "offer", "slot_written", ...
 std::string_view to_string(AgentAction::Kind kind);      // "persist", "start_service", ...
 std::string_view to_string(AgentAction::Report report);  // "crash", "rolled_back", ...
+// The event a report becomes on the wire (core/evidence.h's vocabulary: a
+// kCrash is "crashed"); nullopt for reports the server learns otherwise
+// (kCommitted: from the next check-in) or never needs (kRejected, kNone).
+std::optional<DeviceEventKind> device_event_of(AgentAction::Report report);
 
 }  // namespace tranche::core

@@ -210,7 +210,7 @@ Assignment choose(const DeviceView& device, const TenantPolicy& policy,
                   baseline->to_string() + " failed on this device; keeps what it runs");
     }
     return make(fallback, Code::kNoRollout,
-                fallback ? "no rollout: newest release " + fallback->to_string()
+                fallback ? "no rollout: baseline " + fallback->to_string() + " (the newest completed release)"
                          : std::string("no rollout and no release for this device"));
   }
 

@@ -537,12 +537,9 @@ void Simulator::drive(Run& r, std::uint32_t d, AgentEvent event, std::uint32_t n
           break;
         case K::kStartService: on_service_start(r, d, now); break;
         case K::kReport:
-          // What the agent reports, as the server would count it.
-          switch (action.report) {
-            case core::AgentAction::Report::kRolledBack: record(r, d, core::Fact::kFellBack); break;
-            case core::AgentAction::Report::kCrash: record(r, d, core::Fact::kCrashed); break;
-            case core::AgentAction::Report::kInstallFailed: record(r, d, core::Fact::kInstallFailed); break;
-            default: break;
+          // What the agent reports, as the server counts it.
+          if (const auto wire = core::device_event_of(action.report); wire && core::is_failure(*wire)) {
+            record(r, d, core::fact_of(*wire));
           }
           break;
         case K::kPersist:  // the run's memory is the device's disk
@@ -900,6 +897,7 @@ void Simulator::on_tick(std::uint32_t now) {
                        now / kMinuteMs, r.status.stage, decision.reason.c_str());
         }
         r.gate = decision.gate.state;
+        if (decision.event == core::RolloutEvent::kHalt) r.m.halted_by_limit = decision.gate.verdict.limit_crossed;
         apply(r, decision.event, std::move(decision.reason), now);
       }
       if (r.status.state == core::RolloutState::kRollingBack && r.in(kOnNewExposed) == 0) {
@@ -1090,6 +1088,7 @@ core::Result<FalseHaltResult> run_false_halt_trials(
     if (!r.ok()) return r.error();
     ++out.trials;
     if (r->policies[0].good.halted) ++out.halts;
+    if (r->policies[0].good.halted_by_limit) ++out.limit_halts;
     if (progress) progress(k + 1);
   }
   return out;

@@ -46,6 +46,7 @@ struct RunMetrics {
   std::optional<double> t99_all_s;     // 99% of all devices run the release
   std::optional<double> t99_online_s;  // 99% of devices online at least once so far
   bool halted = false;
+  bool halted_by_limit = false;       // the halt came from an absolute failure limit
   std::string halt_reason;
   std::string final_state;            // rollout state at the horizon
   std::optional<double> last_exposure_s;  // when the last device took the release
@@ -76,6 +77,7 @@ struct FalseHaltResult {
   std::string policy;
   std::uint64_t trials = 0;
   std::uint64_t halts = 0;
+  std::uint64_t limit_halts = 0;  // of halts: by an absolute failure limit
   double per_1000() const { return trials ? 1000.0 * static_cast<double>(halts) / static_cast<double>(trials) : 0; }
 };
 core::Result<FalseHaltResult> run_false_halt_trials(const Scenario& scenario,

@@ -87,6 +87,7 @@ std::string to_json(const Scenario& scenario, const SimResult& result) {
     o["halt_reason"] = b.halt_reason.empty() ? boost::json::value(nullptr) : boost::json::value(b.halt_reason);
     o["final_state"] = b.final_state;
     o["good_release_halted"] = p.good.halted;
+    o["good_release_halted_by_limit"] = p.good.halted_by_limit;
     o["good_release_final_state"] = p.good.final_state;
     o["down_at_day6"] = b.down_day6;
     o["down_at_day10_8"] = b.down_day10_8;
