@@ -54,32 +54,45 @@ std::optional<E> value_of(const Names<E, N>& names, std::string_view text) {
   return std::nullopt;
 }
 
-FailureCause cause_of(Fact fact) {
+}  // namespace
+
+std::string_view to_string(DeviceEventKind kind) {
+  return name_of(kEventNames, kind);
+}
+std::optional<DeviceEventKind> parse_device_event_kind(std::string_view text) {
+  return value_of(kEventNames, text);
+}
+std::string_view to_string(Standing standing) {
+  return name_of(kStandingNames, standing);
+}
+std::optional<Standing> parse_standing(std::string_view text) {
+  return value_of(kStandingNames, text);
+}
+std::string_view to_string(FailureCause cause) {
+  return name_of(kCauseNames, cause);
+}
+std::optional<FailureCause> parse_failure_cause(std::string_view text) {
+  return value_of(kCauseNames, text);
+}
+
+FailureCause failure_cause_of(Fact fact) {
   switch (fact) {
-    case Fact::kInstallFailed: return FailureCause::kInstallFailed;
-    case Fact::kCrashed: return FailureCause::kCrashed;
-    case Fact::kFellBack: return FailureCause::kFellBack;
-    case Fact::kSilent: return FailureCause::kSilent;
+    case Fact::kInstallFailed:
+      return FailureCause::kInstallFailed;
+    case Fact::kCrashed:
+      return FailureCause::kCrashed;
+    case Fact::kFellBack:
+      return FailureCause::kFellBack;
+    case Fact::kSilent:
+      return FailureCause::kSilent;
     case Fact::kOffered:
     case Fact::kDownloading:
     case Fact::kRunsHealthy:
     case Fact::kDownloadFailed:
-    case Fact::kGoodbye: return FailureCause::kNone;
+    case Fact::kGoodbye:
+      return FailureCause::kNone;
   }
   return FailureCause::kNone;
-}
-
-}  // namespace
-
-std::string_view to_string(DeviceEventKind kind) { return name_of(kEventNames, kind); }
-std::optional<DeviceEventKind> parse_device_event_kind(std::string_view text) {
-  return value_of(kEventNames, text);
-}
-std::string_view to_string(Standing standing) { return name_of(kStandingNames, standing); }
-std::optional<Standing> parse_standing(std::string_view text) { return value_of(kStandingNames, text); }
-std::string_view to_string(FailureCause cause) { return name_of(kCauseNames, cause); }
-std::optional<FailureCause> parse_failure_cause(std::string_view text) {
-  return value_of(kCauseNames, text);
 }
 
 bool is_failure(DeviceEventKind kind) {
@@ -93,23 +106,32 @@ bool bans_version(DeviceEventKind kind) {
 
 Fact fact_of(DeviceEventKind kind) {
   switch (kind) {
-    case DeviceEventKind::kInstalled: return Fact::kDownloading;  // in its trial: not yet healthy
-    case DeviceEventKind::kInstallFailed: return Fact::kInstallFailed;
-    case DeviceEventKind::kDownloadFailed: return Fact::kDownloadFailed;
-    case DeviceEventKind::kCrashed: return Fact::kCrashed;
-    case DeviceEventKind::kRolledBack: return Fact::kFellBack;
-    case DeviceEventKind::kGoodbye: return Fact::kGoodbye;
+    case DeviceEventKind::kInstalled:
+      return Fact::kDownloading;  // in its trial: not yet healthy
+    case DeviceEventKind::kInstallFailed:
+      return Fact::kInstallFailed;
+    case DeviceEventKind::kDownloadFailed:
+      return Fact::kDownloadFailed;
+    case DeviceEventKind::kCrashed:
+      return Fact::kCrashed;
+    case DeviceEventKind::kRolledBack:
+      return Fact::kFellBack;
+    case DeviceEventKind::kGoodbye:
+      return Fact::kGoodbye;
   }
   return Fact::kDownloading;
 }
 
 Group accrual_group(Standing standing) {
   switch (standing) {
-    case Standing::kControl: return Group::kControl;
+    case Standing::kControl:
+      return Group::kControl;
     case Standing::kExposed:
-    case Standing::kAcknowledged: return Group::kExposed;
+    case Standing::kAcknowledged:
+      return Group::kExposed;
     case Standing::kExposedFailed:
-    case Standing::kControlFailed: return Group::kNone;
+    case Standing::kControlFailed:
+      return Group::kNone;
   }
   return Group::kNone;
 }
@@ -125,7 +147,7 @@ bool is_failed(Standing standing) {
 
 bool record(Standing& standing, Fact fact, EvidenceTally& tally) {
   if (is_failed(standing)) return false;  // each device fails once, then leaves the evidence
-  const FailureCause cause = cause_of(fact);
+  const FailureCause cause = failure_cause_of(fact);
   if (cause != FailureCause::kNone) {
     if (standing == Standing::kControl) {
       standing = Standing::kControlFailed;
@@ -169,7 +191,8 @@ void accrue(EvidenceTally& tally, std::uint64_t exposed_online, std::uint64_t co
   tally.control_failed_since_accrual = 0;
 }
 
-GateObservation observe(const EvidenceTally& tally, DurationMs stage_elapsed, DurationMs stage_bake) {
+GateObservation observe(const EvidenceTally& tally, DurationMs stage_elapsed,
+                        DurationMs stage_bake) {
   GateObservation o;
   o.exposed = tally.exposed;
   o.control = tally.control;

@@ -80,21 +80,25 @@ std::optional<Standing> parse_standing(std::string_view text);
 // Why a device failed (the first failure, the one counted).
 enum class FailureCause : std::uint8_t { kNone, kInstallFailed, kCrashed, kFellBack, kSilent };
 inline constexpr std::size_t kFailureCauseCount = 5;
-std::string_view to_string(FailureCause cause);  // "none", "install_failed", "crashed", "fell_back", "silent"
+std::string_view to_string(
+    FailureCause cause);  // "none", "install_failed", "crashed", "fell_back", "silent"
 std::optional<FailureCause> parse_failure_cause(std::string_view text);
 
 // What a shell observed about one device in one rollout.
 enum class Fact : std::uint8_t {
-  kOffered,         // a check-in answer told it to install the release
-  kDownloading,     // not evidence
-  kRunsHealthy,     // it reports running the release past its trial
+  kOffered,      // a check-in answer told it to install the release
+  kDownloading,  // not evidence
+  kRunsHealthy,  // it reports running the release past its trial
   kInstallFailed,
   kDownloadFailed,  // not evidence
   kCrashed,
   kFellBack,
-  kSilent,          // missed its heartbeats without a goodbye
-  kGoodbye,         // not evidence (ends its online time)
+  kSilent,   // missed its heartbeats without a goodbye
+  kGoodbye,  // not evidence (ends its online time)
 };
+
+// The cause a fact fails a device for; kNone for facts that are no failure.
+FailureCause failure_cause_of(Fact fact);
 
 // The fact a device event is, for the rollout's channel.
 Fact fact_of(DeviceEventKind kind);
@@ -108,10 +112,10 @@ bool is_failed(Standing standing);
 // --- the tally of one rollout ---------------------------------------------------------
 
 struct EvidenceTally {
-  GroupCounts exposed;               // exposure_s and failing devices
+  GroupCounts exposed;  // exposure_s and failing devices
   GroupCounts control;
-  std::uint64_t exposed_devices = 0; // devices ever exposed (failed ones included)
-  std::uint64_t acknowledged = 0;    // acknowledged and not failed since
+  std::uint64_t exposed_devices = 0;  // devices ever exposed (failed ones included)
+  std::uint64_t acknowledged = 0;     // acknowledged and not failed since
   std::array<std::uint64_t, kFailureCauseCount> exposed_by_cause{};  // of exposed.failures
   // Failures since the last accrual, per group: they accrue that interval too.
   std::uint64_t exposed_failed_since_accrual = 0;
@@ -134,6 +138,7 @@ void accrue(EvidenceTally& tally, std::uint64_t exposed_online, std::uint64_t co
             DurationMs elapsed);
 
 // The gate's view of a tally, for the current stage.
-GateObservation observe(const EvidenceTally& tally, DurationMs stage_elapsed, DurationMs stage_bake);
+GateObservation observe(const EvidenceTally& tally, DurationMs stage_elapsed,
+                        DurationMs stage_bake);
 
 }  // namespace tranche::core

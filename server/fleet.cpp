@@ -163,15 +163,6 @@ void Fleet::for_each_device(const std::function<void(const Device&)>& fn) const 
 
 namespace {
 
-core::FailureCause cause_of(core::Fact fact) {
-  switch (fact) {
-    case core::Fact::kInstallFailed: return core::FailureCause::kInstallFailed;
-    case core::Fact::kCrashed: return core::FailureCause::kCrashed;
-    case core::Fact::kFellBack: return core::FailureCause::kFellBack;
-    case core::Fact::kSilent: return core::FailureCause::kSilent;
-    default: return core::FailureCause::kNone;
-  }
-}
 
 // One fact about `device` in `rollout`, through core's evidence model; the
 // mark keeps the times. Returns whether the standing changed.
@@ -184,7 +175,7 @@ bool note(Device& device, const RolloutInfo& rollout, core::Fact fact, TimeMs no
   mark.standing = standing;
   if (core::is_failed(standing)) {
     mark.failed_at = now;
-    mark.failure = cause_of(fact);
+    mark.failure = core::failure_cause_of(fact);
   } else if (standing == core::Standing::kAcknowledged) {
     mark.acknowledged_at = now;
   }
@@ -303,8 +294,11 @@ std::map<std::string, Fleet::ScanResult> Fleet::scan(const Snapshot& snapshot, T
   std::vector<Live> live;
   for (const auto& [channel, id] : snapshot.live_rollout) {
     if (const RolloutInfo* r = snapshot.live_rollout_for(channel)) {
+      // Coverage costs an assignment per online device: counted only when it
+      // can matter — a running rollout's last stage, once its bake is over.
       const bool last = std::size_t{r->status.stage} + 1 >= r->plan.stages.size();
-      live.push_back(Live{r, last && r->status.state == core::RolloutState::kRunning, {}});
+      const bool baked = last && now - r->status.stage_started_at >= r->plan.stages.back().bake;
+      live.push_back(Live{r, baked && r->status.state == core::RolloutState::kRunning, {}});
     }
   }
   std::map<std::string, ScanResult> out;

@@ -223,7 +223,7 @@ class Fleet {
     std::uint64_t control_online = 0;   // accrued to the control group
     std::uint64_t newly_silent = 0;     // devices this scan found silent
     std::uint64_t online_on_version = 0;  // online devices that run the version
-    core::Coverage coverage;            // counted in the last stage of a running rollout
+    core::Coverage coverage;            // counted in a running rollout's last stage, once baked
   };
   // The engine's tick, one pass over the devices, shard by shard. For each live
   // rollout: a device online now (a check-in held, or heard within

@@ -262,11 +262,22 @@ core::Status ServerImpl::load() {
               return v != nullptr && v->is_int64() ? v->as_int64() : 0;
             };
             mark.rollout = std::string(text_of("rollout"));
-            mark.standing = core::parse_standing(text_of("standing")).value_or(core::Standing::kControl);
             mark.failure = core::parse_failure_cause(text_of("failure")).value_or(core::FailureCause::kNone);
             mark.offered_at = time_of("offered_at");
             mark.acknowledged_at = time_of("acknowledged_at");
             mark.failed_at = time_of("failed_at");
+            if (auto standing = core::parse_standing(text_of("standing"))) {
+              mark.standing = *standing;
+            } else {
+              // A mark written before standings (acknowledged_at, failure_counted, offered_at).
+              auto* fc = mo.if_contains("failure_counted");
+              const bool failed = fc != nullptr && fc->is_bool() && fc->as_bool();
+              const bool exposed = mark.offered_at > 0 || mark.acknowledged_at > 0;
+              mark.standing = failed ? (exposed ? core::Standing::kExposedFailed : core::Standing::kControlFailed)
+                              : mark.acknowledged_at > 0 ? core::Standing::kAcknowledged
+                              : exposed                  ? core::Standing::kExposed
+                                                         : core::Standing::kControl;
+            }
             d.marks.push_back(std::move(mark));
           }
           o.erase("_marks");

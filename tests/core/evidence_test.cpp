@@ -13,15 +13,16 @@ TEST(EvidenceCodec, EveryEventKindRoundTripsAndNothingElseParses) {
     const auto kind = static_cast<DeviceEventKind>(i);
     EXPECT_EQ(parse_device_event_kind(to_string(kind)), kind);
   }
-  EXPECT_EQ(to_string(DeviceEventKind::kCrashed), "crashed") << "the wire's word, not the agent's 'crash'";
+  EXPECT_EQ(to_string(DeviceEventKind::kCrashed), "crashed")
+      << "the wire's word, not the agent's 'crash'";
   EXPECT_EQ(parse_device_event_kind("crash"), std::nullopt);
   EXPECT_EQ(parse_device_event_kind(""), std::nullopt);
   for (std::size_t i = 0; i < kFailureCauseCount; ++i) {
     const auto cause = static_cast<FailureCause>(i);
     EXPECT_EQ(parse_failure_cause(to_string(cause)), cause);
   }
-  for (auto s : {Standing::kControl, Standing::kExposed, Standing::kAcknowledged, Standing::kExposedFailed,
-                 Standing::kControlFailed}) {
+  for (auto s : {Standing::kControl, Standing::kExposed, Standing::kAcknowledged,
+                 Standing::kExposedFailed, Standing::kControlFailed}) {
     EXPECT_EQ(parse_standing(to_string(s)), s);
   }
 }
@@ -30,13 +31,16 @@ TEST(EvidenceCodec, FailuresAndBans) {
   EXPECT_TRUE(is_failure(DeviceEventKind::kInstallFailed));
   EXPECT_TRUE(is_failure(DeviceEventKind::kCrashed));
   EXPECT_TRUE(is_failure(DeviceEventKind::kRolledBack));
-  EXPECT_FALSE(is_failure(DeviceEventKind::kDownloadFailed)) << "a transfer that failed says nothing of the release";
+  EXPECT_FALSE(is_failure(DeviceEventKind::kDownloadFailed))
+      << "a transfer that failed says nothing of the release";
   EXPECT_FALSE(is_failure(DeviceEventKind::kInstalled));
   EXPECT_FALSE(is_failure(DeviceEventKind::kGoodbye));
   EXPECT_TRUE(bans_version(DeviceEventKind::kInstallFailed));
   EXPECT_TRUE(bans_version(DeviceEventKind::kRolledBack));
-  EXPECT_FALSE(bans_version(DeviceEventKind::kCrashed)) << "a crash may be retried within the start budget";
-  EXPECT_EQ(fact_of(DeviceEventKind::kInstalled), Fact::kDownloading) << "installed starts the trial: not healthy yet";
+  EXPECT_FALSE(bans_version(DeviceEventKind::kCrashed))
+      << "a crash may be retried within the start budget";
+  EXPECT_EQ(fact_of(DeviceEventKind::kInstalled), Fact::kDownloading)
+      << "installed starts the trial: not healthy yet";
 }
 
 TEST(Evidence, AFailureIsNeverAnAcknowledgement) {
@@ -122,9 +126,9 @@ TEST(Evidence, AccrualPerTickIncludesDevicesThatFailedInTheInterval) {
 // acknowledged only while it has not failed.
 TEST(Evidence, TheTallyIsTheSumOfTheStandings) {
   std::mt19937_64 rng(11);
-  constexpr Fact kFacts[] = {Fact::kOffered,   Fact::kDownloading, Fact::kRunsHealthy,
+  constexpr Fact kFacts[] = {Fact::kOffered,       Fact::kDownloading,    Fact::kRunsHealthy,
                              Fact::kInstallFailed, Fact::kDownloadFailed, Fact::kCrashed,
-                             Fact::kFellBack,  Fact::kSilent,      Fact::kGoodbye};
+                             Fact::kFellBack,      Fact::kSilent,         Fact::kGoodbye};
   for (int trial = 0; trial < 200; ++trial) {
     std::vector<Standing> devices(1 + rng() % 50, Standing::kControl);
     EvidenceTally t;

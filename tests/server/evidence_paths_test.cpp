@@ -42,14 +42,16 @@ stages:
   - {name: all, percent: 100%, bake: 5s}
 )";
 
-core::Version v(const char* text) { return core::Version::parse(text).value(); }
+core::Version v(const char* text) {
+  return core::Version::parse(text).value();
+}
 
 // A device as the trace sees it.
 struct TraceDevice {
   enum class Where { kNeverSeen, kOnline, kDropped, kGone } where = Where::kNeverSeen;
   enum class Runs { kOld, kTrial, kHealthy } runs = Runs::kOld;
-  bool offered = false;   // the server's answer told it to install 2.0
-  bool done = false;      // failed or banned: the trace stops moving it on 2.0
+  bool offered = false;  // the server's answer told it to install 2.0
+  bool done = false;     // failed or banned: the trace stops moving it on 2.0
   TimeMs last_heard = 0;
   TimeMs silence_at = 0;  // the simulator's silence event (0: none pending)
   std::int64_t seq = 0;
@@ -109,11 +111,15 @@ class Paths {
     auto& t = devices_[d];
     t.last_heard = now;
     const bool healthy = t.runs != TraceDevice::Runs::kTrial;
-    std::map<std::string, core::Version> versions{{"c", t.runs == TraceDevice::Runs::kOld ? v("1.0") : v("2.0")}};
+    std::map<std::string, core::Version> versions{
+        {"c", t.runs == TraceDevice::Runs::kOld ? v("1.0") : v("2.0")}};
     auto snap = fleet_.snapshot();
-    ASSERT_TRUE(fleet_.with_device(id(d), [&](server::Device& dev) {
-      (void)fleet_.check_in(dev, *snap, versions, "{}", healthy, now);
-    }).ok());
+    ASSERT_TRUE(fleet_
+                    .with_device(id(d),
+                                 [&](server::Device& dev) {
+                                   (void)fleet_.check_in(dev, *snap, versions, "{}", healthy, now);
+                                 })
+                    .ok());
     // The simulator records what a check-in tells: running 2.0 in its trial is
     // exposure, past it an acknowledgement.
     if (t.runs == TraceDevice::Runs::kTrial) sim_record(d, Fact::kOffered);
@@ -123,11 +129,16 @@ class Paths {
     auto& t = devices_[d];
     auto snap = fleet_.snapshot();
     bool told = false;
-    ASSERT_TRUE(fleet_.with_device(id(d), [&](server::Device& dev) {
-      const auto answers = server::Fleet::answer(dev, *snap, now);
-      for (const auto& a : answers) told = told || (a.assignment.desired && *a.assignment.desired == v("2.0"));
-      server::Fleet::note_offers(dev, *snap, answers, now);
-    }).ok());
+    ASSERT_TRUE(fleet_
+                    .with_device(id(d),
+                                 [&](server::Device& dev) {
+                                   const auto answers = server::Fleet::answer(dev, *snap, now);
+                                   for (const auto& a : answers)
+                                     told = told || (a.assignment.desired &&
+                                                     *a.assignment.desired == v("2.0"));
+                                   server::Fleet::note_offers(dev, *snap, answers, now);
+                                 })
+                    .ok());
     t.last_heard = now;
     // The simulator delivers an offer only to a device the server would tell.
     if (told) {
@@ -145,9 +156,12 @@ class Paths {
       e.version = about_release ? v("2.0") : v("1.0");
     }
     auto snap = fleet_.snapshot();
-    ASSERT_TRUE(fleet_.with_device(id(d), [&](server::Device& dev) {
-      (void)fleet_.record_events(dev, *snap, {e}, now);
-    }).ok());
+    ASSERT_TRUE(fleet_
+                    .with_device(id(d),
+                                 [&](server::Device& dev) {
+                                   (void)fleet_.record_events(dev, *snap, {e}, now);
+                                 })
+                    .ok());
     t.last_heard = now;
     if (kind == core::DeviceEventKind::kGoodbye) {
       sim_.presence_changed(static_cast<std::uint32_t>(d), presence(t), sim::Presence::kOffline);
@@ -177,7 +191,8 @@ class Paths {
       auto& t = devices_[d];
       if (t.where == TraceDevice::Where::kDropped && t.silence_at != 0 && t.silence_at <= now) {
         sim_record(d, Fact::kSilent);
-        sim_.presence_changed(static_cast<std::uint32_t>(d), sim::Presence::kOnline, sim::Presence::kOffline);
+        sim_.presence_changed(static_cast<std::uint32_t>(d), sim::Presence::kOnline,
+                              sim::Presence::kOffline);
         t.silence_at = 0;
         t.where = TraceDevice::Where::kGone;
       }
@@ -196,7 +211,9 @@ class Paths {
     });
     return s;
   }
-  core::Standing sim_standing(std::size_t d) const { return sim_.standing(static_cast<std::uint32_t>(d)); }
+  core::Standing sim_standing(std::size_t d) const {
+    return sim_.standing(static_cast<std::uint32_t>(d));
+  }
   const core::Plan& plan() const { return rollout_->plan; }
   std::vector<TraceDevice>& devices() { return devices_; }
 
@@ -292,8 +309,10 @@ TEST(EvidencePaths, TenThousandRandomTracesGiveTheSameCountsAndVerdictsOnBothPat
       if (status.state != core::RolloutState::kRunning) continue;
       const core::GateObservation oa = core::observe(a, tick_at - kT0, p.plan().stages[0].bake);
       const core::GateObservation ob = core::observe(b, tick_at - kT0, p.plan().stages[0].bake);
-      const auto da = core::decide_tick(status, p.plan(), gate_server, oa, tick_at, core::Coverage{1, 1});
-      const auto db = core::decide_tick(status, p.plan(), gate_sim, ob, tick_at, core::Coverage{1, 1});
+      const auto da =
+          core::decide_tick(status, p.plan(), gate_server, oa, tick_at, core::Coverage{1, 1});
+      const auto db =
+          core::decide_tick(status, p.plan(), gate_sim, ob, tick_at, core::Coverage{1, 1});
       ASSERT_EQ(da.event, db.event) << "trace " << trace << " tick " << k;
       ASSERT_EQ(da.reason, db.reason) << "trace " << trace << " tick " << k;
       gate_server = da.gate.state;
@@ -315,9 +334,10 @@ TEST(EvidencePaths, TenThousandRandomTracesGiveTheSameCountsAndVerdictsOnBothPat
   EXPECT_GT(promotes, 100u);
   EXPECT_GT(failures, 1000u);
   EXPECT_GT(silences, 100u);
-  std::printf("[evidence paths] 10000 traces: %llu halts, %llu promotions, %llu failures (%llu silent)\n",
-              static_cast<unsigned long long>(halts), static_cast<unsigned long long>(promotes),
-              static_cast<unsigned long long>(failures), static_cast<unsigned long long>(silences));
+  std::printf(
+      "[evidence paths] 10000 traces: %llu halts, %llu promotions, %llu failures (%llu silent)\n",
+      static_cast<unsigned long long>(halts), static_cast<unsigned long long>(promotes),
+      static_cast<unsigned long long>(failures), static_cast<unsigned long long>(silences));
 }
 
 }  // namespace

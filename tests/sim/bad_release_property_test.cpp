@@ -40,7 +40,8 @@ std::vector<PlanCase> example_plans() {
     EXPECT_TRUE(plan.ok()) << entry.path() << ": " << plan.error().message;
     if (plan.ok()) out.push_back(PlanCase{entry.path().filename().string(), *plan});
   }
-  std::sort(out.begin(), out.end(), [](const PlanCase& a, const PlanCase& b) { return a.file < b.file; });
+  std::sort(out.begin(), out.end(),
+            [](const PlanCase& a, const PlanCase& b) { return a.file < b.file; });
   return out;
 }
 
@@ -64,7 +65,8 @@ TEST(BadRelease, NeverLeavesItsFirstStageAndHaltsWithinTwoTicksOfALimit) {
     // its first n devices.
     const std::uint64_t salt = core::rollout_salt("bad-release-" + file);
     std::vector<std::uint32_t> bucket(kMaxFleet);
-    for (std::uint32_t d = 0; d < kMaxFleet; ++d) bucket[d] = core::cohort_bucket("dev-" + std::to_string(d), salt);
+    for (std::uint32_t d = 0; d < kMaxFleet; ++d)
+      bucket[d] = core::cohort_bucket("dev-" + std::to_string(d), salt);
     const core::Stage& first = plan.stages.front();
     std::uint64_t halted_fleets = 0;
     for (std::uint32_t n = 1; n <= kMaxFleet; ++n) {
@@ -78,7 +80,8 @@ TEST(BadRelease, NeverLeavesItsFirstStageAndHaltsWithinTwoTicksOfALimit) {
       std::vector<Admitted> admitted;
       for (std::uint32_t d = 0; d < n; ++d) {
         evidence.presence_changed(d, Presence::kOffline, Presence::kOnline);
-        if (bucket[d] < share.value()) admitted.push_back({d, 1 + static_cast<std::int32_t>(rng() % 20)});
+        if (bucket[d] < share.value())
+          admitted.push_back({d, 1 + static_cast<std::int32_t>(rng() % 20)});
       }
       core::RolloutStatus status;
       status.state = core::RolloutState::kRunning;
@@ -96,19 +99,21 @@ TEST(BadRelease, NeverLeavesItsFirstStageAndHaltsWithinTwoTicksOfALimit) {
         const core::GateObservation o = core::observe(evidence.tally(), now, first.bake);
         if (crossed_at < 0 && limit_crossed(plan.limits_for(0), evidence.tally())) crossed_at = k;
         // Coverage as counted in a last stage: nobody runs the release healthily.
-        const core::Coverage coverage{0, evidence.tally().exposed_devices - evidence.tally().exposed.failures};
+        const core::Coverage coverage{
+            0, evidence.tally().exposed_devices - evidence.tally().exposed.failures};
         const auto decision = core::decide_tick(status, plan, gate, o, now, coverage);
         gate = decision.gate.state;
         ASSERT_NE(decision.event, core::RolloutEvent::kPromote)
-            << file << ", " << n << " devices, tick " << k << ": promoted a release that fails everywhere: "
-            << decision.reason;
+            << file << ", " << n << " devices, tick " << k
+            << ": promoted a release that fails everywhere: " << decision.reason;
         if (decision.event == core::RolloutEvent::kHalt) {
           status.state = core::RolloutState::kHalted;
           ++halted_fleets;
         }
         if (crossed_at >= 0) {
-          ASSERT_LE(k - crossed_at, 1) << file << ", " << n << " devices: limit crossed at tick " << crossed_at
-                                       << ", still running at tick " << k << ": " << decision.reason;
+          ASSERT_LE(k - crossed_at, 1)
+              << file << ", " << n << " devices: limit crossed at tick " << crossed_at
+              << ", still running at tick " << k << ": " << decision.reason;
         }
       }
       EXPECT_EQ(status.stage, 0u);
