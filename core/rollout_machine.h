@@ -3,7 +3,8 @@
 // ErrorCode::kInvalidTransition — never a silent no-op.
 //
 //   Pending --start--> Running(stage 0)
-//   Running --promote--> Running(stage k+1) | Completed (after the last stage)
+//   Running --promote--> Running(stage k+1) | Completed (after the last stage, once
+//                        enough devices run the release: covers())
 //   Running --hold--> Running (reason and recheck time recorded)
 //   Running --halt--> Halted (plan on_failure: halt) | RollingBack (on_failure: rollback)
 //   Running/Halted --pause--> Paused ; Paused --resume--> the state it left

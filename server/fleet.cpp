@@ -169,6 +169,11 @@ namespace {
 bool note(Device& device, const RolloutInfo& rollout, core::Fact fact, TimeMs now) {
   const RolloutMark* seen = device.find_mark(rollout.row.id);
   core::Standing standing = seen ? seen->standing : core::Standing::kControl;
+  // Most facts change nothing (every check-in of an acknowledged device says it
+  // runs the release): find that out on a scratch tally, without the lock.
+  core::Standing probe = standing;
+  core::EvidenceTally scratch;
+  if (!core::record(probe, fact, scratch)) return false;
   if (!rollout.evidence->record(standing, fact)) return false;
   RolloutMark& mark = device.mark(rollout.row.id);
   const core::Standing before = mark.standing;
