@@ -34,6 +34,9 @@ using Ev = AgentEvent::Kind;
 
 namespace {
 
+// The longest wait between check-ins a server answer can ask for: a day.
+constexpr std::int64_t kMaxAskAgainS = 24 * 60 * 60;
+
 // The signal handlers' only state: a flag each and the pipe that wakes poll().
 volatile sig_atomic_t g_stop = 0;
 volatile sig_atomic_t g_child = 0;
@@ -205,15 +208,13 @@ void Agent::set_running_version() {
   {
     std::lock_guard lock(mu_);
     const std::string now_running = running ? running->to_string() : "";
-    const std::string phase(core::to_string(stored_.record.phase));
-    changed = now_running != running_version_ ||
-              (phase != health_phase_ && stored_.record.phase == core::AgentPhase::kCommitted);
+    changed = now_running != running_version_;
     running_version_ = now_running;
-    health_phase_ = phase;
+    health_phase_ = std::string(core::to_string(stored_.record.phase));
   }
-  // The server hears at once what runs now and in which phase (a held check-in
-  // is abandoned): a commit after the trial is the acknowledgement the gate
-  // counts (core/evidence.h).
+  // The server hears at once what runs now (a held check-in is abandoned); a
+  // trial that passes wakes the check-in too (the acknowledgement the gate
+  // counts, core/evidence.h).
   if (changed) wake_checkin();
 }
 
@@ -798,7 +799,9 @@ std::optional<Agent::CheckinAnswer> Agent::checkin(std::int64_t* ask_again_ms) {
   try {
     const json::object& o = v.as_object();
     if (const auto* ask = o.if_contains("ask_again_s"); ask && ask->is_int64()) {
-      *ask_again_ms = std::max<std::int64_t>(1, ask->as_int64()) * 1000;
+      // Clamped before any arithmetic: a broken proxy's 2^62 must not overflow
+      // into "at once" and make a fleet hammer the server (docs/agent.md).
+      *ask_again_ms = std::clamp<std::int64_t>(ask->as_int64(), 1, kMaxAskAgainS) * 1000;
     }
     const json::value* ch = o.at("channels").as_object().if_contains(s_.channel);
     if (ch == nullptr) return a;  // nothing for this channel: keep

@@ -273,15 +273,18 @@ void ServerImpl::route(HttpRequest& req, Responder& respond) {
     if (m != "GET") return method_not_allowed();
     return api_metrics(respond);
   }
+  // The path below "/tuf/" or "/ui/" ("" for "/tuf" itself, which names no file).
+  auto below = [&](std::string_view prefix) {
+    return req.path.size() > prefix.size() ? req.path.substr(prefix.size()) : std::string();
+  };
   if (!seg.empty() && seg[0] == "tuf" && !options_.tuf_repo_dir.empty()) {
     if (m != "GET") return method_not_allowed();
-    return serve_file(options_.tuf_repo_dir, req.path.substr(std::string_view("/tuf/").size()), respond);
+    return serve_file(options_.tuf_repo_dir, below("/tuf/"), respond);
   }
   if ((seg.empty() || seg[0] == "ui") && !options_.dashboard_dir.empty()) {
     if (m != "GET") return method_not_allowed();
-    return serve_file(options_.dashboard_dir,
-                      seg.empty() ? std::string("index.html") : req.path.substr(std::string_view("/ui/").size()),
-                      respond);
+    const std::string file = below("/ui/");
+    return serve_file(options_.dashboard_dir, file.empty() ? std::string("index.html") : file, respond);
   }
   if (seg.empty() || seg[0] != "v1") {
     return reply_error(respond, ApiError{404, "not_found", "no route " + req.path + " (API is under /v1)"});

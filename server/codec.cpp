@@ -6,6 +6,8 @@
 
 #include <boost/json.hpp>
 
+#include "tuf/canonical_json.h"
+
 namespace tranche::server {
 namespace json = boost::json;
 using core::ErrorCode;
@@ -315,12 +317,15 @@ core::Result<json::value> parse_json_body(std::string_view body, std::size_t max
     return make_error(ErrorCode::kTooLarge, "body of " + std::to_string(body.size()) +
                                                 " bytes exceeds " + std::to_string(max_bytes));
   }
-  json::parse_options opt;
-  opt.max_depth = 32;
-  boost::system::error_code ec;
-  json::value v = json::parse(body, ec, {}, opt);
-  if (ec) return make_error(ErrorCode::kParse, "malformed JSON: " + ec.message());
-  return v;
+  // The strict reader TUF metadata goes through: a duplicate key is refused, not
+  // resolved to its last value ({"role":"viewer","role":"admin"} made an admin).
+  tuf::JsonLimits limits;
+  limits.max_bytes = max_bytes;
+  limits.max_depth = 32;
+  limits.integers_only = false;
+  auto v = tuf::parse_json(body, limits);
+  if (!v) return v.error().with_context("malformed JSON: ");
+  return std::move(*v);
 }
 
 }  // namespace tranche::server

@@ -73,7 +73,7 @@ struct DeviceStateRow {
 struct DeviceEventRow {
   std::string device;
   std::int64_t seq = 0;     // the device's own counter, strictly increasing
-  std::string kind;         // "installed", "install_failed", "crashed", "rolled_back", "goodbye"
+  std::string kind;         // core::to_string(core::DeviceEventKind): "installed", "crashed", ...
   std::string channel;
   std::string version;      // may be empty (goodbye)
   std::string detail_json;  // exit code, signal, message

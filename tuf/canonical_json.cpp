@@ -74,10 +74,12 @@ class Builder {
   bool on_int64(std::int64_t i, json::string_view, json::error_code& ec) {
     return add(json::value(i), ec);
   }
-  bool on_uint64(std::uint64_t, json::string_view, json::error_code& ec) {
+  bool on_uint64(std::uint64_t u, json::string_view, json::error_code& ec) {
+    if (!limits_.integers_only) return add(json::value(u), ec);
     return fail(ErrorCode::kParse, "integer out of range (above 2^63-1)", ec);
   }
-  bool on_double(double, json::string_view s, json::error_code& ec) {
+  bool on_double(double d, json::string_view s, json::error_code& ec) {
+    if (!limits_.integers_only) return add(json::value(d), ec);
     // Also reached for integers too large for 64 bits, which Boost reads as doubles.
     return fail(ErrorCode::kParse,
                 "number '" + std::string(s.data(), std::min<std::size_t>(s.size(), 32)) +

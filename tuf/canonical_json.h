@@ -32,11 +32,15 @@ struct JsonLimits {
   std::size_t max_string_bytes = 64u << 10;     // one string or key, decoded
   std::size_t max_container_entries = 1u << 20; // members of one object/array
   std::size_t max_total_values = 4u << 20;      // every value in the document
+  // TUF metadata has integers only; other documents read with this strict parser
+  // (the server's request bodies: duplicate keys refused all the same) may carry
+  // floats and integers above 2^63-1.
+  bool integers_only = true;
 };
 
 // Parses one JSON document (surrounding whitespace allowed). Errors:
-// kTooLarge (a limit, naming it), kParse (syntax, invalid UTF-8, a float, a
-// duplicate key — with the byte offset and, for keys, the key).
+// kTooLarge (a limit, naming it), kParse (syntax, invalid UTF-8, a float unless
+// !integers_only, a duplicate key — with the byte offset and, for keys, the key).
 core::Result<boost::json::value> parse_json(std::string_view bytes,
                                             const JsonLimits& limits = {});
 

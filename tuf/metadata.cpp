@@ -496,6 +496,13 @@ Result<Envelope> parse_envelope(std::string_view bytes, std::string_view expecte
     Signature s;
     TUF_ASSIGN(s.keyid, get_string(*so, p, "keyid"));
     TUF_ASSIGN(s.sig, get_string(*so, p, "sig"));
+    // A key signs a document once: a list that repeats a keyid is malformed,
+    // not a second vote to ignore (python-tuf refuses it the same way).
+    for (const Signature& earlier : env.signatures) {
+      if (earlier.keyid == s.keyid) {
+        return field_error(json_path_field(p, "keyid"), "'" + s.keyid + "' signs twice (keyids must be unique)");
+      }
+    }
     env.signatures.push_back(std::move(s));
   }
   // Signatures are over the canonical form of "signed" (spec 5.3.4 and

@@ -248,6 +248,11 @@ TEST_F(ServerApiTest, BadInputIsRefusedWithStableCodeAndChangesNothing) {
        kAdmin, 404, "not_found"},
       {"unknown event kind", "POST", "/v1/events", R"({"events":[{"seq":1,"kind":"exploded"}]})", token, 400,
        "invalid_argument"},
+      // A repeated key is refused, not resolved to its last value (that made an admin token).
+      {"duplicate key", "POST", "/v1/tokens", R"({"name":"t","role":"viewer","role":"admin"})", kAdmin, 400,
+       "parse"},
+      {"duplicate key, nested", "POST", "/v1/checkin", R"({"versions": {"content": "1.0", "content": "2.0"}})",
+       token, 400, "parse"},
       {"unknown route", "GET", "/v1/nothing", "", kAdmin, 404, "not_found"},
       {"wrong method", "DELETE", "/v1/checkin", "", token, 405, "method_not_allowed"},
   };
@@ -535,6 +540,14 @@ TEST(ServerStaticFiles, ServesTheTufRepositoryAndNothingOutsideIt) {
     EXPECT_EQ(e.body.find("outside"), std::string::npos) << evil;
   }
   EXPECT_EQ(http.request("POST", server.url("/tuf/metadata/1.root.json")).status, 405);
+  // The prefixes alone name no file: 404, never a 500 (a substr past the end threw once).
+  for (const char* bare : {"/tuf", "/tuf/"}) {
+    auto e = http.request("GET", server.url(bare));
+    EXPECT_EQ(e.status, 404) << bare << ": " << e.body;
+  }
+  for (const char* ui : {"/ui", "/ui/"}) {
+    EXPECT_NE(http.request("GET", server.url(ui)).status, 500) << ui;
+  }
   std::filesystem::remove_all(dir);
   std::filesystem::remove_all(data);
 }

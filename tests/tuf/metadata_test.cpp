@@ -211,6 +211,10 @@ TEST(Metadata, EnvelopeErrors) {
   EXPECT_EQ(bad(json::serialize(json::object{{"signed", targets_signed()},
                                              {"signatures", json::array{{{"keyid", 1}}}}})),
             "targets.signatures[0].keyid: expected a string");
+  // The same key twice in the signatures is refused, whatever the signatures say.
+  json::object twice{{"keyid", "ab12"}, {"sig", "00"}};
+  EXPECT_EQ(bad(json::serialize(json::object{{"signed", targets_signed()}, {"signatures", json::array{twice, twice}}})),
+            "targets.signatures[1].keyid: 'ab12' signs twice (keyids must be unique)");
   // JSON-level errors keep their code and say which role.
   auto dup = parse_targets(R"({"signed": {}, "signed": {}})");
   ASSERT_FALSE(dup.ok());
