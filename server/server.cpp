@@ -570,7 +570,7 @@ void ServerImpl::save_gate_evidence(const RolloutInfo& r, TimeMs now) {
 
 core::Result<std::shared_ptr<const RolloutInfo>> ServerImpl::transition(
     const std::string& rollout_id, core::RolloutEvent event, const std::string& actor,
-    std::string reason, TimeMs now) {
+    std::string reason, TimeMs now, const std::function<void(RolloutInfo&)>& amend) {
   std::lock_guard engine_lock(engine_mu_);
   auto snap = fleet_.snapshot();
   auto it = snap->rollouts.find(rollout_id);
@@ -578,10 +578,11 @@ core::Result<std::shared_ptr<const RolloutInfo>> ServerImpl::transition(
     return make_error(ErrorCode::kNotFound, "rollout '" + rollout_id + "' does not exist");
   }
   const RolloutInfo& cur = *it->second;
-  auto t = core::apply_event(cur.status, event, cur.plan, now, reason, cur.coverage);
+  auto next = std::make_shared<RolloutInfo>(cur);
+  if (amend) amend(*next);
+  auto t = core::apply_event(cur.status, event, cur.plan, now, reason, next->coverage);
   if (!t) return t.error();
 
-  auto next = std::make_shared<RolloutInfo>(cur);
   next->status = t->next;
   next->row.status_json = json::serialize(status_to_json(next->status));
   next->row.gate_json = gate_json_of(*next);
@@ -653,22 +654,26 @@ void ServerImpl::tick(TimeMs now) {
 
     auto decision =
         core::decide_tick(cur.status, cur.plan, cur.gate, observe(cur, now), now, scan.coverage);
-    // The gate's state and verdict, and the coverage, go into the snapshot (the
-    // API shows them) before any transition, which persists them with it.
-    auto next = std::make_shared<RolloutInfo>(cur);
-    next->gate = decision.gate.state;
-    next->verdict = decision.gate.verdict;
-    next->coverage = scan.coverage;
+    // What the decision came from: the gate's state and verdict, and the coverage.
+    auto amend = [&](RolloutInfo& r) {
+      r.gate = decision.gate.state;
+      r.verdict = decision.gate.verdict;
+      r.coverage = scan.coverage;
+    };
     if (decision.event == core::RolloutEvent::kHold) {
-      // No transition: the evidence goes to the store.
+      // No transition: the snapshot shows the look (the API reads it), the store
+      // keeps the evidence.
+      auto next = std::make_shared<RolloutInfo>(cur);
+      amend(*next);
       next->status.reason = decision.reason;
       next->status.recheck_at = decision.recheck_at;
       fleet_.update([&](Snapshot& s) { s.rollouts[id] = next; });
       save_gate_evidence(*next, now);
       continue;
     }
-    fleet_.update([&](Snapshot& s) { s.rollouts[id] = next; });
-    auto done = transition(id, decision.event, "engine", decision.reason, now);
+    // Promote or halt: published with the new state in one snapshot, so nobody
+    // sees a halted gate on a rollout still running.
+    auto done = transition(id, decision.event, "engine", decision.reason, now, amend);
     if (!done) {
       spdlog::error("engine: {} on rollout {} not applied: {}", core::to_string(decision.event), id,
                     done.error().to_string());

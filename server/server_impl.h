@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -85,10 +86,12 @@ class ServerImpl final : public Server {
   void tick(TimeMs now);
   // Applies `event` to a rollout, persists the transition and its audit entry
   // (store first), then publishes. Used by the engine and by operators.
-  core::Result<std::shared_ptr<const RolloutInfo>> transition(const std::string& rollout_id,
-                                                              core::RolloutEvent event,
-                                                              const std::string& actor,
-                                                              std::string reason, TimeMs now);
+  // `amend` (the engine's) sets what the decision came from — the gate's state
+  // and verdict, the coverage — on the rollout before the event applies, so they
+  // are persisted and published together with the new state, never before it.
+  core::Result<std::shared_ptr<const RolloutInfo>> transition(
+      const std::string& rollout_id, core::RolloutEvent event, const std::string& actor,
+      std::string reason, TimeMs now, const std::function<void(RolloutInfo&)>& amend = nullptr);
   core::Status audit(const std::string& actor, const std::string& action,
                      const std::string& target, const std::string& reason, TimeMs now);
   core::GateObservation observe(const RolloutInfo& rollout, TimeMs now);
