@@ -19,7 +19,6 @@ core::Error field_error(std::string_view field, std::string_view what) {
   return make_error(ErrorCode::kInvalidArgument, std::string(field) + ": " + std::string(what));
 }
 
-std::optional<core::RolloutState> state_from(std::string_view s) { return core::parse_rollout_state(s); }
 
 std::int64_t int_or(const json::object& o, std::string_view key, std::int64_t fallback) {
   auto* v = o.if_contains(key);
@@ -85,13 +84,13 @@ core::Result<core::RolloutStatus> status_from_json(std::string_view text) {
   core::RolloutStatus s;
   auto* state = o->if_contains("state");
   auto* paused = o->if_contains("paused_from");
-  if (state == nullptr || !state->is_string() || !state_from(state->as_string())) {
-    return make_error(ErrorCode::kParse, "rollout status: unknown state");
-  }
-  s.state = *state_from(state->as_string());
-  if (paused != nullptr && paused->is_string() && state_from(paused->as_string())) {
-    s.paused_from = *state_from(paused->as_string());
-  }
+  auto parsed = [](const json::value* v) {
+    return v != nullptr && v->is_string() ? core::parse_rollout_state(v->as_string()) : std::nullopt;
+  };
+  const auto st = parsed(state);
+  if (!st) return make_error(ErrorCode::kParse, "rollout status: unknown state");
+  s.state = *st;
+  s.paused_from = parsed(paused).value_or(s.paused_from);
   s.stage = static_cast<std::uint32_t>(std::max<std::int64_t>(0, int_or(*o, "stage", 0)));
   s.stage_started_at = int_or(*o, "stage_started_at", 0);
   s.recheck_at = int_or(*o, "recheck_at", 0);

@@ -324,10 +324,7 @@ std::map<std::string, Fleet::ScanResult> Fleet::scan(const Snapshot& snapshot, T
         // without a goodbye (a crashed machine cannot report its crash).
         if (!online && !d.said_goodbye && d.last_seen >= r.row.created_at && d.last_seen > 0 &&
             !core::is_failed(standing)) {
-          if (note(d, r, core::Fact::kSilent, now)) {
-            ++l.result.newly_silent;
-            marks_changed = true;
-          }
+          if (note(d, r, core::Fact::kSilent, now)) marks_changed = true;
           continue;
         }
         if (!online) continue;

@@ -221,7 +221,6 @@ class Fleet {
   struct ScanResult {
     std::uint64_t exposed_online = 0;   // accrued to the exposed group
     std::uint64_t control_online = 0;   // accrued to the control group
-    std::uint64_t newly_silent = 0;     // devices this scan found silent
     std::uint64_t online_on_version = 0;  // online devices that run the version
     core::Coverage coverage;            // counted in a running rollout's last stage, once baked
   };
