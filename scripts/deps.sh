@@ -25,6 +25,7 @@ PACKAGES=(
   wrk nginx-light      # bench/checkin.sh: load generator and the nginx anchor
   nodejs npm           # tests/openapi: the API's conformance to docs/openapi.yaml
   chromium             # tests/browser: headless Chromium driven by playwright-core
+  haproxy              # tests/cluster: packaging/haproxy/tranche.cfg in front of a server cluster
 )
 
 missing=()
