@@ -1,12 +1,14 @@
 // No acknowledged write lost: a real tranche-server under load — devices
-// uploading events, an operator creating tokens, releases and tenants — is
-// killed with SIGKILL ten times at random moments and restarted on the same
-// data. Afterwards the store itself (the SQLite file, or the PostgreSQL
-// database, read directly) must hold
-//   - every event the server answered {"accepted": N} for, and
-//   - every token, release and tenant the server answered 201 for, and
-//   - for every token, release and tenant it holds, the audit row of the action
-//     that made it (written in the same transaction, so no crash can split them).
+// uploading events, an operator creating tokens, releases, tenants and
+// rollouts and aborting some — is killed with SIGKILL ten times at random
+// moments and restarted on the same data. After each kill the store itself
+// (the SQLite file, or the PostgreSQL database, read directly) must hold
+//   - every event the server answered {"accepted": N} for,
+//   - every token, release, tenant, rollout and rollout action the server
+//     answered 201 (or 200) for, and
+//   - for every token, release, tenant, rollout and rollout transition it
+//     holds, the audit row of the action that made it (written in the same
+//     transaction, so no crash can split them).
 //
 // Built twice (tests/server/CMakeLists.txt): on the default SQLite store in
 // --data-dir (crash_durability_test, label integration) and with
@@ -150,12 +152,10 @@ class PgReader : public StoreReader {
 
 // --- what the server acknowledged ------------------------------------------------------------
 
-enum class ActionKind { kToken, kRelease, kTenant };
-
-struct Action {
-  ActionKind kind;
-  std::string key;  // token name, "channel version", tenant id
-};
+// What an operator action leaves in the store, in the words check_store
+// reads it back: "token NAME", "release CHANNEL VERSION", "tenant ID",
+// "rollout ID", "transition ID EVENT".
+using Action = std::string;
 
 // Everything the test was told was done, and what went wrong on the way.
 struct Ledger {
@@ -183,8 +183,9 @@ struct Verdict {
   std::size_t lost_events = 0;
   std::size_t acked_actions = 0;
   std::size_t lost_actions = 0;
-  std::size_t stored_actions = 0;  // the test's tokens, releases and tenants in the store
-  std::size_t unaudited = 0;       // ... of which without their audit row
+  std::size_t stored_actions =
+      0;                      // audit rows the store's tokens, releases, tenants, rollouts need
+  std::size_t unaudited = 0;  // ... of which missing
   std::size_t stored_events = 0;
   std::vector<std::string> examples;
   std::string error;  // the store could not be read: the test's problem, not the server's
@@ -196,44 +197,60 @@ std::string audit_key(const std::string& action, const std::string& target) {
 
 Verdict check_store(StoreReader& db, Ledger& ledger) {
   Verdict v;
-  Rows events, tokens, releases, tenants, audit;
+  Rows events, tokens, releases, tenants, rollouts, transitions, audit;
   if (!db.query("SELECT device, seq FROM device_events", events, v.error) ||
       !db.query("SELECT name FROM operator_tokens", tokens, v.error) ||
       !db.query("SELECT channel, version FROM releases", releases, v.error) ||
       !db.query("SELECT id FROM tenants", tenants, v.error) ||
+      !db.query("SELECT id FROM rollouts", rollouts, v.error) ||
+      !db.query("SELECT rollout, event FROM rollout_transitions", transitions, v.error) ||
       !db.query("SELECT action, target FROM audit", audit, v.error)) {
     return v;
   }
   v.stored_events = events.size();
   std::map<std::string, std::set<std::int64_t>> stored;
   for (const auto& r : events) stored[r[0]].insert(std::stoll(r[1]));
-  std::set<std::string> audited;
-  for (const auto& r : audit) audited.insert(audit_key(r[0], r[1]));
-  std::set<std::string> token_names, release_keys, tenant_ids;
+  std::map<std::string, std::size_t> audited;  // action and target -> rows
+  for (const auto& r : audit) ++audited[audit_key(r[0], r[1])];
 
   auto example = [&](std::string what) {
-    if (v.examples.size() < 10) v.examples.push_back(std::move(what));
+    if (v.examples.size() < 12) v.examples.push_back(std::move(what));
   };
-  // Every stored token, release and tenant of this test has its audit row.
-  auto audited_or_note = [&](const std::string& action, const std::string& target) {
-    ++v.stored_actions;
-    if (audited.count(audit_key(action, target)) == 0) {
-      ++v.unaudited;
-      example("in the store without its audit row: " + action + " " + target);
-    }
-  };
+  // What the store holds (Action's words), and the audit rows it needs: one
+  // per token, release, tenant and rollout, one per transition of a rollout
+  // (engine's too) — two aborts of one rollout would need two rows.
+  std::set<Action> present;
+  std::map<std::string, std::size_t> needed;
   for (const auto& r : tokens) {
-    token_names.insert(r[0]);
-    if (r[0].rfind("crash-op-", 0) == 0) audited_or_note("token.create", "token " + r[0]);
+    present.insert("token " + r[0]);
+    if (r[0].rfind("crash-op-", 0) == 0) ++needed[audit_key("token.create", "token " + r[0])];
   }
   for (const auto& r : releases) {
-    const std::string key = r[0] + " " + r[1];
-    release_keys.insert(key);
-    audited_or_note("release.register", "release " + key);
+    present.insert("release " + r[0] + " " + r[1]);
+    ++needed[audit_key("release.register", "release " + r[0] + " " + r[1])];
   }
   for (const auto& r : tenants) {
-    tenant_ids.insert(r[0]);
-    audited_or_note("tenant.put", "tenant " + r[0]);
+    present.insert("tenant " + r[0]);
+    ++needed[audit_key("tenant.put", "tenant " + r[0])];
+  }
+  for (const auto& r : rollouts) {
+    present.insert("rollout " + r[0]);
+    ++needed[audit_key("rollout.create", "rollout " + r[0])];
+  }
+  for (const auto& r : transitions) {
+    present.insert("transition " + r[0] + " " + r[1]);
+    ++needed[audit_key("rollout." + r[1], "rollout " + r[0])];
+  }
+  for (const auto& [key, n] : needed) {
+    v.stored_actions += n;
+    const std::size_t have = audited.count(key) != 0 ? audited.at(key) : 0;
+    if (have < n) {
+      v.unaudited += n - have;
+      std::string what = key;
+      what[what.find('\n')] = ' ';
+      example("in the store without its audit row (" + std::to_string(have) + " of " +
+              std::to_string(n) + "): " + what);
+    }
   }
 
   std::lock_guard lock(ledger.mu);
@@ -250,12 +267,9 @@ Verdict check_store(StoreReader& db, Ledger& ledger) {
   }
   for (const auto& a : ledger.acked_actions) {
     ++v.acked_actions;
-    const auto& in = a.kind == ActionKind::kToken     ? token_names
-                     : a.kind == ActionKind::kRelease ? release_keys
-                                                      : tenant_ids;
-    if (in.count(a.key) == 0) {
+    if (present.count(a) == 0) {
       ++v.lost_actions;
-      example("answered 201, not in the store: " + a.key);
+      example("acknowledged, not in the store: " + a);
     }
   }
   return v;
@@ -334,54 +348,77 @@ class Load {
     }
   }
 
-  // Tokens, releases and tenants, each with a name never used before (a
-  // request whose answer was lost may have been carried out).
+  // One request of the operator's: true when it got `ok` (recorded as `done`);
+  // no answer and any other answer are counted.
+  bool act(HttpClient& http, const std::string& path, const json::object& body, long ok,
+           const Action& done) {
+    auto r = http.request("POST", base_ + path, json::serialize(body), kAdmin, 10);
+    if (r.status == -1) {
+      {
+        std::lock_guard lock(ledger_.mu);
+        ++ledger_.unanswered_actions;
+      }
+      std::this_thread::sleep_for(10ms);
+      return false;
+    }
+    if (r.status != ok) {
+      ledger_.refuse("POST " + path + ": " + std::to_string(r.status) + " " +
+                     r.body.substr(0, 200));
+      return false;
+    }
+    std::lock_guard lock(ledger_.mu);
+    ledger_.acked_actions.push_back(done);
+    return true;
+  }
+
+  // Tokens, releases, tenants and rollouts (each on a channel of its own, some
+  // aborted at once), each with a name never used before: a request whose
+  // answer was lost may have been carried out.
   void operate(std::uint32_t seed) {
     std::mt19937 rng(seed);
     HttpClient http;
+    const json::array targets{
+        json::object{{"path", "crash.yaml"}, {"length", 100}, {"sha256", std::string(64, 'a')}}};
     for (int i = 0; !stop_; ++i) {
-      Action a;
-      json::object body;
-      std::string path;
-      switch (std::uniform_int_distribution<int>(0, 2)(rng)) {
+      const std::string n = std::to_string(i);
+      switch (std::uniform_int_distribution<int>(0, 3)(rng)) {
         case 0:
-          a = {ActionKind::kToken, "crash-op-" + std::to_string(i)};
-          path = "/v1/tokens";
-          body = {{"name", a.key}, {"role", "viewer"}};
+          act(http, "/v1/tokens", {{"name", "crash-op-" + n}, {"role", "viewer"}}, 201,
+              "token crash-op-" + n);
           break;
         case 1:
-          a = {ActionKind::kRelease, "content 2." + std::to_string(i)};
-          path = "/v1/releases";
-          body = {{"channel", "content"},
-                  {"version", "2." + std::to_string(i)},
-                  {"targets",
-                   json::array{json::object{{"path", "content-2." + std::to_string(i) + ".yaml"},
-                                            {"length", 100},
-                                            {"sha256", std::string(64, 'a')}}}}};
+          act(http, "/v1/releases",
+              {{"channel", "content"}, {"version", "2." + n}, {"targets", targets}}, 201,
+              "release content 2." + n);
           break;
-        default:
-          a = {ActionKind::kTenant, "crash-tenant-" + std::to_string(i)};
-          path = "/v1/tenants";
-          body = {{"id", a.key}, {"enrollment_key", "crash-enrollment-key-" + std::to_string(i)}};
+        case 2:
+          act(http, "/v1/tenants",
+              {{"id", "crash-tenant-" + n}, {"enrollment_key", "crash-enrollment-key-" + n}}, 201,
+              "tenant crash-tenant-" + n);
           break;
-      }
-      auto r = http.request("POST", base_ + path, json::serialize(body), kAdmin, 10);
-      if (r.status == -1) {
-        {
-          std::lock_guard lock(ledger_.mu);
-          ++ledger_.unanswered_actions;
+        default: {
+          const std::string channel = "ops-" + n, id = "crash-ro-" + n;
+          if (!act(http, "/v1/releases",
+                   {{"channel", channel}, {"version", "1.0"}, {"targets", targets}}, 201,
+                   "release " + channel + " 1.0")) {
+            break;
+          }
+          // A 201 means created and started.
+          if (!act(http, "/v1/rollouts",
+                   {{"channel", channel},
+                    {"version", "1.0"},
+                    {"id", id},
+                    {"plan_yaml",
+                     "name: crash\nstages:\n  - {name: all, percent: 100%, bake: 1h}\n"}},
+                   201, "transition " + id + " start")) {
+            break;
+          }
+          if (std::uniform_int_distribution<int>(0, 1)(rng) == 0) {
+            act(http, "/v1/rollouts/" + id + "/abort", {{"reason", "crash durability"}}, 200,
+                "transition " + id + " abort");
+          }
+          break;
         }
-        std::this_thread::sleep_for(10ms);
-        continue;
-      }
-      if (r.status != 201) {
-        ledger_.refuse("POST " + path + " " + a.key + ": " + std::to_string(r.status) + " " +
-                       r.body.substr(0, 200));
-        continue;
-      }
-      {
-        std::lock_guard lock(ledger_.mu);
-        ledger_.acked_actions.push_back(a);
       }
       // An operator's pace, not a flood: a few actions per second.
       std::this_thread::sleep_for(
@@ -523,9 +560,9 @@ TEST(CrashDurability, NoAcknowledgedEventOrUnauditedActionAfterTenKillNines) {
   EXPECT_EQ(last.lost_events, 0u)
       << "events answered {\"accepted\": N} are missing from the store after kill -9";
   EXPECT_EQ(last.lost_actions, 0u)
-      << "tokens, releases or tenants answered 201 are missing from the store";
+      << "operator actions answered 201 (or 200) are missing from the store";
   EXPECT_EQ(last.unaudited, 0u)
-      << "tokens, releases or tenants in the store without their audit row";
+      << "tokens, releases, tenants, rollouts or transitions in the store without their audit row";
   // Every HTTP answer was a success: nothing here is invalid, replayed or conflicting.
   EXPECT_EQ(ledger.refused, 0u) << "requests answered with an error (listed above)";
 
