@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -33,9 +35,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/json.hpp>
-#include <gtest/gtest.h>
 
 #include "tests/server/harness.h"
 
@@ -108,7 +107,8 @@ inline std::uint16_t free_port() {
 
 // One value of a query on `url` (libpq), as text; nullopt with `why` on error.
 inline std::optional<std::string> pg_scalar(const std::string& url, const std::string& sql,
-                                            const std::vector<std::string>& params, std::string* why = nullptr) {
+                                            const std::vector<std::string>& params,
+                                            std::string* why = nullptr) {
   std::unique_ptr<PGconn, void (*)(PGconn*)> conn(PQconnectdb(url.c_str()), PQfinish);
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     if (why) *why = std::string("connect: ") + PQerrorMessage(conn.get());
@@ -117,8 +117,8 @@ inline std::optional<std::string> pg_scalar(const std::string& url, const std::s
   std::vector<const char*> values;
   for (const auto& p : params) values.push_back(p.c_str());
   std::unique_ptr<PGresult, void (*)(PGresult*)> r(
-      PQexecParams(conn.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
-                   nullptr, 0),
+      PQexecParams(conn.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
+                   nullptr, nullptr, 0),
       PQclear);
   if (PQresultStatus(r.get()) != PGRES_TUPLES_OK || PQntuples(r.get()) < 1) {
     if (why) *why = sql + ": " + PQerrorMessage(conn.get());
@@ -128,7 +128,8 @@ inline std::optional<std::string> pg_scalar(const std::string& url, const std::s
 }
 
 // Rows of device_events for one device (-1 when the query failed).
-inline long long stored_events(const std::string& url, const std::string& device, std::string* why = nullptr) {
+inline long long stored_events(const std::string& url, const std::string& device,
+                               std::string* why = nullptr) {
   auto v = pg_scalar(url, "SELECT count(*) FROM device_events WHERE device = $1", {device}, why);
   return v ? std::stoll(*v) : -1;
 }
@@ -146,13 +147,14 @@ struct ClusterOptions {
 // killed; the rest are killed (SIGKILL) when the cluster goes.
 class Cluster {
  public:
-  Cluster(std::string store_url, ClusterOptions o = {}) : store_url_(std::move(store_url)), o_(std::move(o)) {
+  Cluster(std::string store_url, ClusterOptions o = {})
+      : store_url_(std::move(store_url)), o_(std::move(o)) {
     for (int i = 0; i < o_.servers; ++i) {
       auto dir = fresh_dir("tranche-cluster-s" + std::to_string(i + 1));
       dirs_.push_back(dir);
-      std::vector<std::string> args{"--data-dir", dir.string(), "--store",   store_url_,
-                                    "--admin-token", kClusterAdmin, "--tick-ms",
-                                    std::to_string(o_.tick.count())};
+      std::vector<std::string> args{
+          "--data-dir",    dir.string(),  "--store",   store_url_,
+          "--admin-token", kClusterAdmin, "--tick-ms", std::to_string(o_.tick.count())};
       if (server_has_flag("--server-id")) {
         args.push_back("--server-id");
         args.push_back(name(i));
@@ -175,7 +177,9 @@ class Cluster {
   int size() const { return static_cast<int>(servers_.size()); }
   static std::string name(int i) { return "s" + std::to_string(i + 1); }
   ServerProcess& at(int i) { return *servers_.at(static_cast<std::size_t>(i)); }
-  std::string url(int i, const std::string& path) const { return servers_.at(static_cast<std::size_t>(i))->url(path); }
+  std::string url(int i, const std::string& path) const {
+    return servers_.at(static_cast<std::size_t>(i))->url(path);
+  }
   bool alive(int i) const { return alive_.at(static_cast<std::size_t>(i))->load(); }
   std::vector<int> alive_indexes() const {
     std::vector<int> out;
@@ -217,8 +221,8 @@ class Cluster {
 
   HttpResult admin(HttpClient& http, int i, const std::string& method, const std::string& path,
                    const json::value& body = nullptr) {
-    return http.request(method, url(i, path), body.is_null() ? std::string() : json::serialize(body),
-                        kClusterAdmin);
+    return http.request(method, url(i, path),
+                        body.is_null() ? std::string() : json::serialize(body), kClusterAdmin);
   }
   // A /metrics sample of server i (nullopt when unreachable or absent).
   std::optional<double> metric(HttpClient& http, int i, const std::string& name) {
@@ -281,46 +285,59 @@ inline std::string content_action(const HttpResult& r) {
 
 // The tenant and the content releases 1.0 and 2.0, made at server `at`.
 inline ::testing::AssertionResult make_tenant_and_releases(Cluster& c, HttpClient& http, int at) {
-  auto t = c.admin(http, at, "POST", "/v1/tenants", json::object{{"id", kTenant}, {"enrollment_key", kEnrollmentKey}});
-  if (t.status != 201) return ::testing::AssertionFailure() << "POST /v1/tenants: " << t.status << " " << t.body;
+  auto t = c.admin(http, at, "POST", "/v1/tenants",
+                   json::object{{"id", kTenant}, {"enrollment_key", kEnrollmentKey}});
+  if (t.status != 201)
+    return ::testing::AssertionFailure() << "POST /v1/tenants: " << t.status << " " << t.body;
   for (const char* v : {"1.0", "2.0"}) {
-    auto r = c.admin(http, at, "POST", "/v1/releases",
-                     json::object{{"channel", "content"},
-                                  {"version", v},
-                                  {"targets", json::array{json::object{{"path", std::string("c-") + v},
-                                                                       {"length", 1},
-                                                                       {"sha256", std::string(64, 'c')}}}}});
-    if (r.status != 201) return ::testing::AssertionFailure() << "POST /v1/releases " << v << ": " << r.body;
+    auto r = c.admin(
+        http, at, "POST", "/v1/releases",
+        json::object{{"channel", "content"},
+                     {"version", v},
+                     {"targets", json::array{json::object{{"path", std::string("c-") + v},
+                                                          {"length", 1},
+                                                          {"sha256", std::string(64, 'c')}}}}});
+    if (r.status != 201)
+      return ::testing::AssertionFailure() << "POST /v1/releases " << v << ": " << r.body;
   }
   return ::testing::AssertionSuccess();
 }
 
 // Every live server knows both releases (and so the tenant made before them:
 // a server reads tenants, releases and rollouts from the store together).
-inline ::testing::AssertionResult wait_synced(Cluster& c, HttpClient& http, const std::string& rollout = "",
-                                             std::chrono::milliseconds timeout = 5s) {
+inline ::testing::AssertionResult wait_synced(Cluster& c, HttpClient& http,
+                                              const std::string& rollout = "",
+                                              std::chrono::milliseconds timeout = 5s) {
   for (int i : c.alive_indexes()) {
     bool ok = eventually(
         [&] {
           auto r = c.admin(http, i, "GET", "/v1/releases");
           if (r.status != 200 || r.body.find("\"2.0\"") == std::string::npos) return false;
-          return rollout.empty() || c.admin(http, i, "GET", "/v1/rollouts/" + rollout).status == 200;
+          return rollout.empty() ||
+                 c.admin(http, i, "GET", "/v1/rollouts/" + rollout).status == 200;
         },
         timeout);
-    if (!ok) return ::testing::AssertionFailure() << Cluster::name(i) << " did not see the releases/rollout";
+    if (!ok)
+      return ::testing::AssertionFailure()
+             << Cluster::name(i) << " did not see the releases/rollout";
   }
   return ::testing::AssertionSuccess();
 }
 
-inline std::vector<TestDevice> bulk_enroll(Cluster& c, HttpClient& http, int at, const std::string& prefix, int n) {
+inline std::vector<TestDevice> bulk_enroll(Cluster& c, HttpClient& http, int at,
+                                           const std::string& prefix, int n) {
   json::array list;
-  for (int i = 0; i < n; ++i) list.push_back(json::object{{"device_id", prefix + std::to_string(i)}});
-  auto r = c.admin(http, at, "POST", "/v1/devices/bulk", json::object{{"tenant", kTenant}, {"devices", list}});
-  if (r.status != 201) throw std::runtime_error("bulk enrollment: " + std::to_string(r.status) + " " + r.body);
+  for (int i = 0; i < n; ++i)
+    list.push_back(json::object{{"device_id", prefix + std::to_string(i)}});
+  auto r = c.admin(http, at, "POST", "/v1/devices/bulk",
+                   json::object{{"tenant", kTenant}, {"devices", list}});
+  if (r.status != 201)
+    throw std::runtime_error("bulk enrollment: " + std::to_string(r.status) + " " + r.body);
   std::vector<TestDevice> out;
   const json::value answer = r.json();
   for (const auto& d : answer.at("devices").as_array()) {
-    out.push_back(TestDevice{std::string(d.at("device_id").as_string()), std::string(d.at("device_token").as_string())});
+    out.push_back(TestDevice{std::string(d.at("device_id").as_string()),
+                             std::string(d.at("device_token").as_string())});
   }
   return out;
 }
@@ -328,9 +345,12 @@ inline std::vector<TestDevice> bulk_enroll(Cluster& c, HttpClient& http, int at,
 // Starts a rollout of content 2.0 with `plan_yaml` at server `at`; its id.
 inline std::string start_rollout(Cluster& c, HttpClient& http, int at, const std::string& id,
                                  const std::string& plan_yaml) {
-  auto r = c.admin(http, at, "POST", "/v1/rollouts",
-                   json::object{{"channel", "content"}, {"version", "2.0"}, {"id", id}, {"plan_yaml", plan_yaml}});
-  if (r.status != 201) throw std::runtime_error("POST /v1/rollouts: " + std::to_string(r.status) + " " + r.body);
+  auto r = c.admin(
+      http, at, "POST", "/v1/rollouts",
+      json::object{
+          {"channel", "content"}, {"version", "2.0"}, {"id", id}, {"plan_yaml", plan_yaml}});
+  if (r.status != 201)
+    throw std::runtime_error("POST /v1/rollouts: " + std::to_string(r.status) + " " + r.body);
   return id;
 }
 
@@ -343,13 +363,17 @@ inline std::int64_t gate_int(const json::value& rollout, const char* field) {
   if (!rollout.is_object()) return -1;
   const auto& g = rollout.at("gate");
   const auto* v = g.as_object().if_contains(field);
-  return v != nullptr && v->is_int64() ? v->as_int64() : v != nullptr && v->is_uint64() ? static_cast<std::int64_t>(v->as_uint64()) : -1;
+  return v != nullptr && v->is_int64()    ? v->as_int64()
+         : v != nullptr && v->is_uint64() ? static_cast<std::int64_t>(v->as_uint64())
+                                          : -1;
 }
 inline std::int64_t failures_by_cause(const json::value& rollout, const char* cause) {
   if (!rollout.is_object()) return -1;
   const auto& by = rollout.at("gate").at("exposed_failures_by_cause").as_object();
   const auto* v = by.if_contains(cause);
-  return v != nullptr && v->is_int64() ? v->as_int64() : v != nullptr && v->is_uint64() ? static_cast<std::int64_t>(v->as_uint64()) : -1;
+  return v != nullptr && v->is_int64()    ? v->as_int64()
+         : v != nullptr && v->is_uint64() ? static_cast<std::int64_t>(v->as_uint64())
+                                          : -1;
 }
 inline std::string rollout_state(const json::value& rollout) {
   return rollout.is_object() ? std::string(rollout.at("status").at("state").as_string()) : "";
@@ -363,9 +387,14 @@ inline std::string gate_summary(const json::value& r) {
 // server (its own Router), in a thread. `version_of` says what each reports.
 class Heartbeats {
  public:
-  Heartbeats(Cluster& c, std::vector<TestDevice> devices, std::map<std::string, std::string> version_of,
-             std::chrono::milliseconds period, std::uint32_t seed)
-      : c_(c), devices_(std::move(devices)), version_of_(std::move(version_of)), period_(period), router_(seed) {
+  Heartbeats(Cluster& c, std::vector<TestDevice> devices,
+             std::map<std::string, std::string> version_of, std::chrono::milliseconds period,
+             std::uint32_t seed)
+      : c_(c),
+        devices_(std::move(devices)),
+        version_of_(std::move(version_of)),
+        period_(period),
+        router_(seed) {
     thread_ = std::thread([this] { run(); });
   }
   ~Heartbeats() { stop(); }
@@ -403,7 +432,8 @@ class Heartbeats {
         }
         if (!quiet) {
           int s = router_.pick(c_);
-          auto r = http.request("POST", c_.url(s, "/v1/checkin"), checkin_body(version_of_.at(d.id)), d.token, 10);
+          auto r = http.request("POST", c_.url(s, "/v1/checkin"),
+                                checkin_body(version_of_.at(d.id)), d.token, 10);
           ++sent_;
           auto it = last_server.find(d.id);
           if (it != last_server.end() && it->second != s) ++moves_;
@@ -413,13 +443,14 @@ class Heartbeats {
             ++failed_;
             std::lock_guard lock(mu_);
             if (failure_text_.size() < 2000) {
-              failure_text_ += d.id + "@" + Cluster::name(s) + ": " + std::to_string(r.status) + " " +
-                               r.body.substr(0, 160) + "\n";
+              failure_text_ += d.id + "@" + Cluster::name(s) + ": " + std::to_string(r.status) +
+                               " " + r.body.substr(0, 160) + "\n";
             }
           }
         }
         // Spread the round over the period.
-        auto due = round_start + period_ * static_cast<long>(k + 1) / static_cast<long>(devices_.size());
+        auto due =
+            round_start + period_ * static_cast<long>(k + 1) / static_cast<long>(devices_.size());
         std::this_thread::sleep_until(due);
       }
       std::this_thread::sleep_until(round_start + period_);
@@ -460,7 +491,8 @@ inline std::string haproxy_template() {
 
 // The environment that fills in the template: the port HAProxy listens on and
 // the cluster's servers (TRANCHE_SERVER_1..N).
-inline std::map<std::string, std::string> haproxy_env(std::uint16_t port, const std::vector<std::uint16_t>& servers) {
+inline std::map<std::string, std::string> haproxy_env(std::uint16_t port,
+                                                      const std::vector<std::uint16_t>& servers) {
   std::map<std::string, std::string> env{{"TRANCHE_HAPROXY_PORT", std::to_string(port)}};
   for (std::size_t i = 0; i < servers.size(); ++i) {
     env["TRANCHE_SERVER_" + std::to_string(i + 1)] = "127.0.0.1:" + std::to_string(servers[i]);
@@ -470,10 +502,12 @@ inline std::map<std::string, std::string> haproxy_env(std::uint16_t port, const 
 
 // Runs haproxy with `args` and `env` in a child; its stdout and stderr go to
 // `log`. Returns the child's pid.
-inline pid_t spawn_haproxy(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+inline pid_t spawn_haproxy(const std::vector<std::string>& args,
+                           const std::map<std::string, std::string>& env,
                            const std::filesystem::path& log) {
   std::string bin = haproxy_binary();
-  if (bin.empty()) throw std::runtime_error("haproxy is not installed (scripts/deps.sh installs it)");
+  if (bin.empty())
+    throw std::runtime_error("haproxy is not installed (scripts/deps.sh installs it)");
   pid_t pid = ::fork();
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -505,7 +539,8 @@ inline std::string read_text(const std::filesystem::path& p) {
 }
 
 // `haproxy -c -f cfg` with `env`: exit status and output.
-inline std::pair<int, std::string> haproxy_check(const std::string& cfg, const std::map<std::string, std::string>& env,
+inline std::pair<int, std::string> haproxy_check(const std::string& cfg,
+                                                 const std::map<std::string, std::string>& env,
                                                  const std::filesystem::path& dir) {
   auto log = dir / "haproxy-check.log";
   pid_t pid = spawn_haproxy({"-c", "-f", cfg}, env, log);
@@ -519,7 +554,8 @@ class HaproxyProcess {
  public:
   HaproxyProcess(const std::vector<std::uint16_t>& servers, std::filesystem::path dir)
       : dir_(std::move(dir)), port_(free_port()) {
-    pid_ = spawn_haproxy({"-db", "-f", haproxy_template()}, haproxy_env(port_, servers), log_path());
+    pid_ =
+        spawn_haproxy({"-db", "-f", haproxy_template()}, haproxy_env(port_, servers), log_path());
   }
   ~HaproxyProcess() {
     if (pid_ > 0) {
@@ -531,7 +567,9 @@ class HaproxyProcess {
   HaproxyProcess& operator=(const HaproxyProcess&) = delete;
 
   std::uint16_t port() const { return port_; }
-  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
   std::filesystem::path log_path() const { return dir_ / "haproxy.log"; }
   std::string log() const { return read_text(log_path()); }
   bool running() {
@@ -606,7 +644,8 @@ class ProxyClient {
       for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       if (head == key) {
         std::string v = line.substr(key.size());
-        while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' ')) v.pop_back();
+        while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' '))
+          v.pop_back();
         while (!v.empty() && v.front() == ' ') v.erase(v.begin());
         *static_cast<std::string*>(user) = v;
       }
@@ -631,7 +670,8 @@ inline std::string pg_cluster_script() {
 class PrivatePostgres {
  public:
   PrivatePostgres() : dir_(fresh_dir("tranche-cluster-pg")) {
-    int rc = std::system(("bash '" + pg_cluster_script() + "' start '" + dir_.string() + "'").c_str());
+    int rc =
+        std::system(("bash '" + pg_cluster_script() + "' start '" + dir_.string() + "'").c_str());
     if (rc != 0) {
       error_ = "pg_cluster.sh start failed (status " + std::to_string(rc) + ")";
       return;
@@ -639,10 +679,13 @@ class PrivatePostgres {
     std::ifstream u(dir_ / "url"), c(dir_ / "cluster");
     std::getline(u, url_);
     std::getline(c, root_);
-    if (url_.empty() || root_.empty()) error_ = "pg_cluster.sh wrote no url or cluster file in " + dir_.string();
+    if (url_.empty() || root_.empty())
+      error_ = "pg_cluster.sh wrote no url or cluster file in " + dir_.string();
   }
   ~PrivatePostgres() {
-    (void)std::system(("bash '" + pg_cluster_script() + "' stop '" + dir_.string() + "' >/dev/null 2>&1").c_str());
+    (void)std::system(
+        ("bash '" + pg_cluster_script() + "' stop '" + dir_.string() + "' >/dev/null 2>&1")
+            .c_str());
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }

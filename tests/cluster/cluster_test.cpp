@@ -40,7 +40,9 @@ std::string plan(const std::string& name, const std::string& gate, const std::st
   return "name: " + name + "\non_failure: halt\ngate: {" + gate + "}\nstages:\n" + stages;
 }
 
-std::string events_body(const json::array& events) { return json::serialize(json::object{{"events", events}}); }
+std::string events_body(const json::array& events) {
+  return json::serialize(json::object{{"events", events}});
+}
 
 // The first problem of each device, for a short failure message.
 class Problems {
@@ -51,7 +53,8 @@ class Problems {
   }
   bool empty() const { return count_ == 0; }
   std::string text() const {
-    std::string out = std::to_string(count_) + " problems, " + std::to_string(first_.size()) + " devices; the first of each:\n";
+    std::string out = std::to_string(count_) + " problems, " + std::to_string(first_.size()) +
+                      " devices; the first of each:\n";
     for (const auto& [d, w] : first_) out += "  " + d + " " + w + "\n";
     return out;
   }
@@ -62,7 +65,11 @@ class Problems {
 };
 
 json::object crash_event(std::int64_t seq) {
-  return json::object{{"seq", seq}, {"kind", "crashed"}, {"channel", "content"}, {"version", "2.0"}, {"signal", 11}};
+  return json::object{{"seq", seq},
+                      {"kind", "crashed"},
+                      {"channel", "content"},
+                      {"version", "2.0"},
+                      {"signal", 11}};
 }
 
 // (a) Any server answers any device: enrolled at one, checking in at another
@@ -88,19 +95,20 @@ TEST(Cluster, ADeviceEnrolledAtOneServerIsAnsweredByAnother) {
     if (r.status == 200 && took < 2000) {
       ++answered;
     } else {
-      wrong += d.id + " enrolled at " + Cluster::name(enrolled_at) + ", first check-in at " + Cluster::name(other) +
-               ": " + std::to_string(r.status) + " after " + std::to_string(took) + " ms " + r.body.substr(0, 120) +
-               "\n";
+      wrong += d.id + " enrolled at " + Cluster::name(enrolled_at) + ", first check-in at " +
+               Cluster::name(other) + ": " + std::to_string(r.status) + " after " +
+               std::to_string(took) + " ms " + r.body.substr(0, 120) + "\n";
     }
     // Its events at a third server.
     int third = route.pick(c, other);
-    auto ev = http.request("POST", c.url(third, "/v1/events"),
-                           events_body(json::array{json::object{
-                               {"seq", 1}, {"kind", "installed"}, {"channel", "content"}, {"version", "1.0"}}}),
-                           d.token);
+    auto ev = http.request(
+        "POST", c.url(third, "/v1/events"),
+        events_body(json::array{json::object{
+            {"seq", 1}, {"kind", "installed"}, {"channel", "content"}, {"version", "1.0"}}}),
+        d.token);
     if (ev.status != 200) {
-      wrong += d.id + " events at " + Cluster::name(third) + ": " + std::to_string(ev.status) + " " +
-               ev.body.substr(0, 120) + "\n";
+      wrong += d.id + " events at " + Cluster::name(third) + ": " + std::to_string(ev.status) +
+               " " + ev.body.substr(0, 120) + "\n";
     }
   };
 
@@ -112,14 +120,18 @@ TEST(Cluster, ADeviceEnrolledAtOneServerIsAnsweredByAnother) {
                                                        {"enrollment_key", kEnrollmentKey},
                                                        {"device_id", "e-" + std::to_string(i)}}));
     ASSERT_EQ(e.status, 201) << e.body;
-    first_checkin(TestDevice{"e-" + std::to_string(i), std::string(e.json().at("device_token").as_string())}, at);
+    first_checkin(
+        TestDevice{"e-" + std::to_string(i), std::string(e.json().at("device_token").as_string())},
+        at);
   }
   // ... and in bulk at s1.
   for (const auto& d : bulk_enroll(c, http, 0, "b-", 10)) first_checkin(d, 0);
-  EXPECT_EQ(answered, tried) << "first check-ins at another server than the enrolling one, not answered 200 "
-                                "within 2 s:\n"
-                             << wrong;
-  EXPECT_EQ(wrong.find("events"), std::string::npos) << "event uploads at a third server not answered 200";
+  EXPECT_EQ(answered, tried)
+      << "first check-ins at another server than the enrolling one, not answered 200 "
+         "within 2 s:\n"
+      << wrong;
+  EXPECT_EQ(wrong.find("events"), std::string::npos)
+      << "event uploads at a third server not answered 200";
 }
 
 // (b) Failures posted to followers are in the leader's gate within 2 ticks; the
@@ -152,9 +164,11 @@ TEST(Cluster, CrashesPostedToFollowersReachTheLeadersGateWithinTwoTicksAndHalt) 
   Router route(202);
   auto post_crash = [&](const TestDevice& d) {
     int s = route.pick(c, L);  // a random follower
-    return http.request("POST", c.url(s, "/v1/events"), events_body(json::array{crash_event(1)}), d.token);
+    return http.request("POST", c.url(s, "/v1/events"), events_body(json::array{crash_event(1)}),
+                        d.token);
   };
-  const auto two_ticks = 2 * c.tick() + 250ms;  // 250 ms for the test's own polling and a busy machine
+  const auto two_ticks =
+      2 * c.tick() + 250ms;  // 250 ms for the test's own polling and a busy machine
 
   for (int i = 0; i < 19; ++i) {
     auto r = post_crash(devices[static_cast<std::size_t>(i)]);
@@ -167,9 +181,10 @@ TEST(Cluster, CrashesPostedToFollowersReachTheLeadersGateWithinTwoTicksAndHalt) 
     seen = rollout_at(c, http, L, id);
     return gate_int(seen, "exposed_failures") >= 19;
   });
-  std::printf("19 crashes posted to followers: in the leader's gate after %lld ms\n", ms_since(posted));
-  EXPECT_TRUE(counted) << "the leader (" << Cluster::name(L) << ") does not count 19 crashes within 2 ticks: "
-                       << gate_summary(seen);
+  std::printf("19 crashes posted to followers: in the leader's gate after %lld ms\n",
+              ms_since(posted));
+  EXPECT_TRUE(counted) << "the leader (" << Cluster::name(L)
+                       << ") does not count 19 crashes within 2 ticks: " << gate_summary(seen);
   // 19 is not above max_failures 19: it keeps running, counting each device once.
   std::this_thread::sleep_for(3 * c.tick());
   seen = rollout_at(c, http, L, id);
@@ -184,8 +199,10 @@ TEST(Cluster, CrashesPostedToFollowersReachTheLeadersGateWithinTwoTicksAndHalt) 
     seen = rollout_at(c, http, L, id);
     return gate_int(seen, "exposed_failures") >= 20 && rollout_state(seen) == "halted";
   });
-  std::printf("20th crash: rollout %s after %lld ms\n", rollout_state(seen).c_str(), ms_since(posted));
-  EXPECT_TRUE(halted) << "the 20th crash (max_failures 19) does not halt within 2 ticks: " << gate_summary(seen);
+  std::printf("20th crash: rollout %s after %lld ms\n", rollout_state(seen).c_str(),
+              ms_since(posted));
+  EXPECT_TRUE(halted) << "the 20th crash (max_failures 19) does not halt within 2 ticks: "
+                      << gate_summary(seen);
   // Halted by the limit, on exactly 20 crashed devices.
   EXPECT_TRUE(holds_by(Clock::now() + 2s, [&] {
     seen = rollout_at(c, http, L, id);
@@ -193,14 +210,17 @@ TEST(Cluster, CrashesPostedToFollowersReachTheLeadersGateWithinTwoTicksAndHalt) 
   })) << gate_summary(seen);
   EXPECT_EQ(gate_int(seen, "exposed_failures"), 20) << gate_summary(seen);
   EXPECT_EQ(failures_by_cause(seen, "crashed"), 20) << gate_summary(seen);
-  EXPECT_TRUE(seen.is_object() && seen.at("gate").at("limit_crossed").as_bool()) << gate_summary(seen);
+  EXPECT_TRUE(seen.is_object() && seen.at("gate").at("limit_crossed").as_bool())
+      << gate_summary(seen);
   // Every server says so.
   for (int f : followers) {
     json::value at_f;
-    EXPECT_TRUE(holds_by(Clock::now() + 2s, [&] {
-      at_f = rollout_at(c, http, f, id);
-      return rollout_state(at_f) == "halted";
-    })) << Cluster::name(f) << ": " << gate_summary(at_f);
+    EXPECT_TRUE(holds_by(Clock::now() + 2s,
+                         [&] {
+                           at_f = rollout_at(c, http, f, id);
+                           return rollout_state(at_f) == "halted";
+                         }))
+        << Cluster::name(f) << ": " << gate_summary(at_f);
   }
 }
 
@@ -216,10 +236,11 @@ TEST(Cluster, AcknowledgedIsExactWhicheverServerDevicesUseAndAcrossALeaderKill) 
   ASSERT_TRUE(make_tenant_and_releases(c, http, 0));
   ASSERT_TRUE(wait_synced(c, http));
   auto devices = bulk_enroll(c, http, 1, "d-", 30);
-  const std::string id =
-      start_rollout(c, http, 2, "r-ack",
-                    plan("ack", "min_acknowledged: 1000, heartbeat_interval: 2s, silent_after_missed: 3, tick: 250ms",
-                         "  - {name: all, percent: 100%, bake: 1h}\n"));
+  const std::string id = start_rollout(
+      c, http, 2, "r-ack",
+      plan("ack",
+           "min_acknowledged: 1000, heartbeat_interval: 2s, silent_after_missed: 3, tick: 250ms",
+           "  - {name: all, percent: 100%, bake: 1h}\n"));
   ASSERT_TRUE(wait_synced(c, http, id));
 
   // 24 devices take the release (offered at one server, reporting it at
@@ -244,20 +265,22 @@ TEST(Cluster, AcknowledgedIsExactWhicheverServerDevicesUseAndAcrossALeaderKill) 
 
   // Reaches exactly 24 acknowledged and 30 exposed within `within`, then holds
   // them, without a failure, for `hold`.
-  auto exact_at = [&](int s, std::chrono::milliseconds within, std::chrono::milliseconds hold, const char* when) {
+  auto exact_at = [&](int s, std::chrono::milliseconds within, std::chrono::milliseconds hold,
+                      const char* when) {
     json::value seen;
     bool reached = holds_by(Clock::now() + within, [&] {
       seen = rollout_at(c, http, s, id);
       return gate_int(seen, "acknowledged") == kRunners && gate_int(seen, "exposed_devices") == 30;
     });
-    EXPECT_TRUE(reached) << when << ": " << Cluster::name(s) << " never shows acknowledged " << kRunners
-                         << " and exposed_devices 30: " << gate_summary(seen);
+    EXPECT_TRUE(reached) << when << ": " << Cluster::name(s) << " never shows acknowledged "
+                         << kRunners << " and exposed_devices 30: " << gate_summary(seen);
     auto from = Clock::now();
     while (reached && Clock::now() - from < hold) {
       std::this_thread::sleep_for(c.tick());
       seen = rollout_at(c, http, s, id);
       if (gate_int(seen, "acknowledged") != kRunners || gate_int(seen, "exposed_failures") != 0) {
-        ADD_FAILURE() << when << ": " << Cluster::name(s) << " " << ms_since(from) << " ms later: " << gate_summary(seen);
+        ADD_FAILURE() << when << ": " << Cluster::name(s) << " " << ms_since(from)
+                      << " ms later: " << gate_summary(seen);
         break;
       }
     }
@@ -300,8 +323,10 @@ TEST(Cluster, HealthyDevicesMovingBetweenServersAreNeverCountedSilent) {
   // heartbeat_interval 1 s, silent after 3 missed: a silent window is 3 s.
   const std::string id = start_rollout(
       c, http, 1, "r-move",
-      plan("move", "min_acknowledged: 1000, heartbeat_interval: 1s, silent_after_missed: 3, tick: 250ms",
-           "  - {name: canary, percent: 50%, bake: 1h}\n  - {name: all, percent: 100%, bake: 1h}\n"));
+      plan("move",
+           "min_acknowledged: 1000, heartbeat_interval: 1s, silent_after_missed: 3, tick: 250ms",
+           "  - {name: canary, percent: 50%, bake: 1h}\n  - {name: all, percent: 100%, bake: "
+           "1h}\n"));
   ASSERT_TRUE(wait_synced(c, http, id));
 
   Router route(404);
@@ -327,13 +352,15 @@ TEST(Cluster, HealthyDevicesMovingBetweenServersAreNeverCountedSilent) {
     std::this_thread::sleep_for(500ms);
     seen = rollout_at(c, http, L, id);
     if (first_bad.empty() &&
-        (!seen.is_object() || gate_int(seen, "exposed_silent") != 0 || gate_int(seen, "exposed_failures") != 0 ||
-         gate_int(seen, "control_failures") != 0 || rollout_state(seen) != "running")) {
+        (!seen.is_object() || gate_int(seen, "exposed_silent") != 0 ||
+         gate_int(seen, "exposed_failures") != 0 || gate_int(seen, "control_failures") != 0 ||
+         rollout_state(seen) != "running")) {
       first_bad = "after " + std::to_string(ms_since(started)) + " ms: " + gate_summary(seen);
     }
   }
-  EXPECT_EQ(first_bad, "") << "healthy devices moving between servers were counted as failures at the leader "
-                           << Cluster::name(L);
+  EXPECT_EQ(first_bad, "")
+      << "healthy devices moving between servers were counted as failures at the leader "
+      << Cluster::name(L);
   EXPECT_GT(hb.moves(), devices.size() * 5) << "the devices did not move between servers";
   EXPECT_EQ(hb.failed(), 0u) << hb.failures();
   // Both groups are online at the leader (exposure accrues), so 0 silent says something.
@@ -375,7 +402,10 @@ TEST(Cluster, TheSameEventUploadAtTwoServersIsStoredOnce) {
   auto devices = bulk_enroll(c, http, 0, "d-", 2);
   const std::string batch = events_body(json::array{
       json::object{{"seq", 1}, {"kind", "installed"}, {"channel", "content"}, {"version", "1.0"}},
-      json::object{{"seq", 2}, {"kind", "download_failed"}, {"channel", "content"}, {"version", "2.0"},
+      json::object{{"seq", 2},
+                   {"kind", "download_failed"},
+                   {"channel", "content"},
+                   {"version", "2.0"},
                    {"message", "timeout"}},
       json::object{{"seq", 3}, {"kind", "goodbye"}}});
   auto ok_or_replayed = [](const HttpResult& r) {
@@ -390,9 +420,11 @@ TEST(Cluster, TheSameEventUploadAtTwoServersIsStoredOnce) {
   ASSERT_EQ(first.status, 200) << first.body;
   EXPECT_EQ(first.json().at("accepted").as_int64(), 3);
   // Answered only once committed: the rows are there when the answer is.
-  EXPECT_EQ(stored_events(db.url(), a.id, &why), 3) << "rows of " << a.id << " right after {\"accepted\":3} " << why;
+  EXPECT_EQ(stored_events(db.url(), a.id, &why), 3)
+      << "rows of " << a.id << " right after {\"accepted\":3} " << why;
   auto again = http.request("POST", c.url(2, "/v1/events"), batch, a.token);
-  EXPECT_TRUE(ok_or_replayed(again)) << "the same upload at s3: " << again.status << " " << again.body;
+  EXPECT_TRUE(ok_or_replayed(again))
+      << "the same upload at s3: " << again.status << " " << again.body;
   EXPECT_EQ(stored_events(db.url(), a.id, &why), 3) << why;
 
   // At the same moment at s2 and s3.
@@ -413,21 +445,26 @@ TEST(Cluster, TheSameEventUploadAtTwoServersIsStoredOnce) {
   EXPECT_EQ(stored_events(db.url(), b.id, &why), 3) << why;
 
   // The device goes on at another server: seq 4.
-  auto next = http.request("POST", c.url(0, "/v1/events"),
-                           events_body(json::array{json::object{
-                               {"seq", 4}, {"kind", "installed"}, {"channel", "content"}, {"version", "2.0"}}}),
-                           a.token);
+  auto next = http.request(
+      "POST", c.url(0, "/v1/events"),
+      events_body(json::array{json::object{
+          {"seq", 4}, {"kind", "installed"}, {"channel", "content"}, {"version", "2.0"}}}),
+      a.token);
   EXPECT_EQ(next.status, 200) << next.body;
   EXPECT_EQ(stored_events(db.url(), a.id, &why), 4) << why;
-  auto dup = pg_scalar(db.url(), "SELECT count(*) FROM (SELECT device, seq FROM device_events GROUP BY device, seq "
-                                 "HAVING count(*) > 1) AS d", {}, &why);
+  auto dup =
+      pg_scalar(db.url(),
+                "SELECT count(*) FROM (SELECT device, seq FROM device_events GROUP BY device, seq "
+                "HAVING count(*) > 1) AS d",
+                {}, &why);
   EXPECT_EQ(dup.value_or("?"), "0") << why;
 
   // Several batch intervals later, no server has failed to write a batch.
   std::this_thread::sleep_for(1500ms);
   for (int i = 0; i < c.size(); ++i) {
     auto errors = c.metric(http, i, "tranche_store_flush_errors");
-    ASSERT_TRUE(errors.has_value()) << Cluster::name(i) << " has no tranche_store_flush_errors metric";
+    ASSERT_TRUE(errors.has_value())
+        << Cluster::name(i) << " has no tranche_store_flush_errors metric";
     EXPECT_EQ(*errors, 0.0) << Cluster::name(i) << ": batch writes failed";
   }
 }
@@ -438,7 +475,8 @@ TEST(Cluster, TheSameEventUploadAtTwoServersIsStoredOnce) {
 TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
   PgTestDb db;
   ASSERT_TRUE(db.ok()) << db.error();
-  ASSERT_FALSE(haproxy_binary().empty()) << "haproxy is not installed (scripts/deps.sh installs it)";
+  ASSERT_FALSE(haproxy_binary().empty())
+      << "haproxy is not installed (scripts/deps.sh installs it)";
   Cluster c(db.url());
   HttpClient http;
   ASSERT_TRUE(c.wait_leader(http, 5s)) << "no single leader";
@@ -449,7 +487,8 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
   for (int i = 0; i < c.size(); ++i) ports.push_back(c.at(i).port());
   HaproxyProcess proxy(ports, dir);
   ProxyClient pc;
-  ASSERT_TRUE(eventually([&] { return pc.request("GET", proxy.url("/healthz"), "", "").http.status == 200; }, 10s))
+  ASSERT_TRUE(eventually(
+      [&] { return pc.request("GET", proxy.url("/healthz"), "", "").http.status == 200; }, 10s))
       << "HAProxy does not answer: " << proxy.log();
 
   // Enrollment carries no token: round robin over the servers.
@@ -463,7 +502,8 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
                         "");
     ASSERT_EQ(r.http.status, 201) << r.http.body;
     enrolled_by.insert(r.server);
-    devices.push_back(TestDevice{"h-" + std::to_string(i), std::string(r.http.json().at("device_token").as_string())});
+    devices.push_back(TestDevice{"h-" + std::to_string(i),
+                                 std::string(r.http.json().at("device_token").as_string())});
   }
   EXPECT_EQ(enrolled_by.size(), 3u) << "enrollments were not spread over the three servers";
 
@@ -477,8 +517,8 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
                  pc.request("POST", proxy.url("/v1/checkin"), checkin_body("1.0"), d.token)};
   };
   auto said = [](const ProxiedResult& r) {
-    return std::to_string(r.http.status) + " from " + (r.server.empty() ? "HAProxy" : r.server) + " " +
-           r.http.body.substr(0, 100);
+    return std::to_string(r.http.status) + " from " + (r.server.empty() ? "HAProxy" : r.server) +
+           " " + r.http.body.substr(0, 100);
   };
 
   // Three rounds while all servers live: each device always routed to the same
@@ -497,7 +537,8 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
         routing_before.note(d.id, "moved from " + it->second + " to " + r.probe.server);
       }
       if (r.checkin.server != r.probe.server) {
-        routing_before.note(d.id, "check-in routed to " + r.checkin.server + ", not " + r.probe.server);
+        routing_before.note(d.id,
+                            "check-in routed to " + r.checkin.server + ", not " + r.probe.server);
       }
       if (r.checkin.http.status != 200) devices_before.note(d.id, "check-in: " + said(r.checkin));
     }
@@ -507,7 +548,8 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
   std::string spread;
   for (const auto& [s, n] : per_server) spread += s + ":" + std::to_string(n) + " ";
   std::printf("devices per server: %s\n", spread.c_str());
-  ASSERT_TRUE(routing_before.empty()) << "HAProxy's routing before any server died:\n" << routing_before.text();
+  ASSERT_TRUE(routing_before.empty()) << "HAProxy's routing before any server died:\n"
+                                      << routing_before.text();
   ASSERT_GE(per_server.size(), 2u) << "the hash put every device on one server: " << spread;
   EXPECT_TRUE(devices_before.empty()) << "check-ins through HAProxy before any server died:\n"
                                       << devices_before.text();
@@ -536,10 +578,11 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
       auto t = ms_since(killed);
       ++statuses[std::to_string(r.checkin.http.status)];
       for (const auto* x : {&r.probe, &r.checkin}) {
-        if (x->server == victim_name) routing_after.note(d.id, "answered by the dead " + victim_name);
+        if (x->server == victim_name)
+          routing_after.note(d.id, "answered by the dead " + victim_name);
         if (home[d.id] != victim_name && !x->server.empty() && x->server != home[d.id]) {
-          routing_after.note(d.id, "moved from " + home[d.id] + " to " + x->server + " though " + home[d.id] +
-                                       " lives");
+          routing_after.note(d.id, "moved from " + home[d.id] + " to " + x->server + " though " +
+                                       home[d.id] + " lives");
         }
       }
       if (r.probe.http.status == 200) {
@@ -569,13 +612,17 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
   auto unanswered = late(answered_ms, slowest_answered);
   std::string counts;
   for (const auto& [s, n] : statuses) counts += s + ":" + std::to_string(n) + " ";
-  std::printf("after kill -9 of %s: check-in statuses %s; slowest device routed after %lld ms, answered 200 after "
-              "%lld ms\n",
-              victim_name.c_str(), counts.c_str(), slowest_routed, slowest_answered);
-  EXPECT_TRUE(unrouted.empty()) << "devices HAProxy did not route to a live server within 5 s: " << unrouted;
-  EXPECT_TRUE(routing_after.empty()) << "HAProxy's routing after the kill:\n" << routing_after.text();
-  EXPECT_TRUE(unanswered.empty()) << "devices whose check-in was not answered 200 within 5 s of the kill: "
-                                  << unanswered;
+  std::printf(
+      "after kill -9 of %s: check-in statuses %s; slowest device routed after %lld ms, answered "
+      "200 after "
+      "%lld ms\n",
+      victim_name.c_str(), counts.c_str(), slowest_routed, slowest_answered);
+  EXPECT_TRUE(unrouted.empty()) << "devices HAProxy did not route to a live server within 5 s: "
+                                << unrouted;
+  EXPECT_TRUE(routing_after.empty()) << "HAProxy's routing after the kill:\n"
+                                     << routing_after.text();
+  EXPECT_TRUE(unanswered.empty())
+      << "devices whose check-in was not answered 200 within 5 s of the kill: " << unanswered;
   EXPECT_TRUE(devices_after.empty()) << "check-ins after the kill:\n" << devices_after.text();
   EXPECT_TRUE(proxy.running()) << proxy.log();
   std::error_code ec;
@@ -584,9 +631,11 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
 
 // The template is valid with its variables set, and refused without them.
 TEST(Cluster, HaproxyConfigurationIsValidOnlyFilledIn) {
-  ASSERT_FALSE(haproxy_binary().empty()) << "haproxy is not installed (scripts/deps.sh installs it)";
+  ASSERT_FALSE(haproxy_binary().empty())
+      << "haproxy is not installed (scripts/deps.sh installs it)";
   auto dir = fresh_dir("tranche-cluster-haproxy-check");
-  auto [ok, out] = haproxy_check(haproxy_template(), haproxy_env(free_port(), {18081, 18082, 18083}), dir);
+  auto [ok, out] =
+      haproxy_check(haproxy_template(), haproxy_env(free_port(), {18081, 18082, 18083}), dir);
   EXPECT_EQ(ok, 0) << out;
   EXPECT_NE(out.find("Configuration file is valid"), std::string::npos) << out;
   auto [refused, why] = haproxy_check(haproxy_template(), {}, dir);
@@ -628,21 +677,25 @@ TEST(Cluster, AfterAPostgresRestartALeaderIsBackWithinTenSecondsAndWritesWork) {
 
     // Writes after it: an enrollment, its check-in elsewhere, events stored.
     int at = route.pick(c);
-    auto e = http.request("POST", c.url(at, "/v1/enroll"),
-                          json::serialize(json::object{
-                              {"tenant", kTenant}, {"enrollment_key", kEnrollmentKey}, {"device_id", "after-1"}}));
-    ASSERT_EQ(e.status, 201) << "enrollment at " << Cluster::name(at) << " after the restart: " << e.body;
+    auto e = http.request(
+        "POST", c.url(at, "/v1/enroll"),
+        json::serialize(json::object{
+            {"tenant", kTenant}, {"enrollment_key", kEnrollmentKey}, {"device_id", "after-1"}}));
+    ASSERT_EQ(e.status, 201) << "enrollment at " << Cluster::name(at)
+                             << " after the restart: " << e.body;
     TestDevice fresh{"after-1", std::string(e.json().at("device_token").as_string())};
     int other = route.pick(c, at);
     auto r = http.request("POST", c.url(other, "/v1/checkin"), checkin_body("1.0"), fresh.token);
     EXPECT_EQ(r.status, 200) << "its check-in at " << Cluster::name(other) << ": " << r.body;
     for (const auto* d : {&fresh, &devices[0]}) {
       int s = route.pick(c);
-      auto ev = http.request("POST", c.url(s, "/v1/events"),
-                             events_body(json::array{json::object{
-                                 {"seq", 1}, {"kind", "installed"}, {"channel", "content"}, {"version", "1.0"}}}),
-                             d->token);
-      EXPECT_EQ(ev.status, 200) << d->id << " events at " << Cluster::name(s) << " after the restart: " << ev.body;
+      auto ev = http.request(
+          "POST", c.url(s, "/v1/events"),
+          events_body(json::array{json::object{
+              {"seq", 1}, {"kind", "installed"}, {"channel", "content"}, {"version", "1.0"}}}),
+          d->token);
+      EXPECT_EQ(ev.status, 200) << d->id << " events at " << Cluster::name(s)
+                                << " after the restart: " << ev.body;
       std::string why;
       long long rows = -1;
       eventually([&] { return (rows = stored_events(pg.url(), d->id, &why)) == 1; }, 2s);
