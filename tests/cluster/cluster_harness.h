@@ -136,6 +136,20 @@ inline long long stored_events(const std::string& url, const std::string& device
 
 // --- the cluster ------------------------------------------------------------------
 
+// The last `n` lines of a file.
+inline std::string tail(const std::filesystem::path& p, std::size_t n) {
+  std::ifstream in(p);
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    lines.push_back(line.size() > 400 ? line.substr(0, 400) + "..." : line);
+    if (lines.size() > n) lines.erase(lines.begin());
+  }
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
 struct ClusterOptions {
   int servers = 3;
   std::chrono::milliseconds tick{250};
@@ -160,12 +174,43 @@ class Cluster {
         args.push_back(name(i));
       }
       for (const auto& a : o_.extra_args) args.push_back(a);
-      servers_.push_back(std::make_unique<ServerProcess>(args));
+      // Each server's log (its stderr) goes to a file: three servers' logs in
+      // the test's output would bury its messages. The child inherits fd 2 as
+      // it is at the fork.
+      logs_.push_back(dir.parent_path() / (dir.filename().string() + ".log"));
+      std::fflush(stderr);
+      int saved = ::dup(STDERR_FILENO);
+      int fd = ::open(logs_.back().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, STDERR_FILENO);
+        ::close(fd);
+      }
+      try {
+        servers_.push_back(std::make_unique<ServerProcess>(args));
+      } catch (...) {
+        ::dup2(saved, STDERR_FILENO);
+        ::close(saved);
+        std::fprintf(stderr, "%s: %s\n", name(i).c_str(), tail(logs_.back(), 40).c_str());
+        throw;
+      }
+      ::dup2(saved, STDERR_FILENO);
+      ::close(saved);
       alive_.push_back(std::make_unique<std::atomic<bool>>(true));
     }
   }
   ~Cluster() {
     servers_.clear();
+    // A failed test shows the end of each server's log.
+    if (::testing::Test::HasFailure()) {
+      for (std::size_t i = 0; i < logs_.size(); ++i) {
+        std::printf("--- last lines of %s's log (%s) ---\n%s", name(static_cast<int>(i)).c_str(),
+                    logs_[i].c_str(), tail(logs_[i], 25).c_str());
+      }
+    }
+    for (const auto& l : logs_) {
+      std::error_code ec;
+      std::filesystem::remove(l, ec);
+    }
     for (const auto& d : dirs_) {
       std::error_code ec;
       std::filesystem::remove_all(d, ec);
@@ -235,6 +280,7 @@ class Cluster {
   std::string store_url_;
   ClusterOptions o_;
   std::vector<std::filesystem::path> dirs_;
+  std::vector<std::filesystem::path> logs_;
   std::vector<std::unique_ptr<ServerProcess>> servers_;
   std::vector<std::unique_ptr<std::atomic<bool>>> alive_;
 };

@@ -658,10 +658,10 @@ TEST(Cluster, AfterAPostgresRestartALeaderIsBackWithinTenSecondsAndWritesWork) {
     ASSERT_TRUE(wait_synced(c, http));
     auto devices = bulk_enroll(c, http, 0, "d-", 5);
     Router route(707);
+    // At the enrolling server: this case is about the restart, not (a).
     for (const auto& d : devices) {
-      int s = route.pick(c);
-      auto r = http.request("POST", c.url(s, "/v1/checkin"), checkin_body("1.0"), d.token);
-      ASSERT_EQ(r.status, 200) << d.id << " at " << Cluster::name(s) << ": " << r.body;
+      auto r = http.request("POST", c.url(0, "/v1/checkin"), checkin_body("1.0"), d.token);
+      ASSERT_EQ(r.status, 200) << d.id << ": " << r.body;
     }
 
     ASSERT_EQ(pg.restart(), 0) << "pg_ctl restart failed";
@@ -675,32 +675,45 @@ TEST(Cluster, AfterAPostgresRestartALeaderIsBackWithinTenSecondsAndWritesWork) {
     std::this_thread::sleep_for(1s);
     EXPECT_EQ(c.leader(http), leader) << "the leadership did not settle after the restart";
 
-    // Writes after it: an enrollment, its check-in elsewhere, events stored.
-    int at = route.pick(c);
-    auto e = http.request(
-        "POST", c.url(at, "/v1/enroll"),
-        json::serialize(json::object{
-            {"tenant", kTenant}, {"enrollment_key", kEnrollmentKey}, {"device_id", "after-1"}}));
-    ASSERT_EQ(e.status, 201) << "enrollment at " << Cluster::name(at)
-                             << " after the restart: " << e.body;
-    TestDevice fresh{"after-1", std::string(e.json().at("device_token").as_string())};
-    int other = route.pick(c, at);
-    auto r = http.request("POST", c.url(other, "/v1/checkin"), checkin_body("1.0"), fresh.token);
-    EXPECT_EQ(r.status, 200) << "its check-in at " << Cluster::name(other) << ": " << r.body;
-    for (const auto* d : {&fresh, &devices[0]}) {
-      int s = route.pick(c);
+    // Writes after it, at every server: an enrollment, its check-in and events
+    // at the same server, stored at once; then the same device at another.
+    for (int at = 0; at < c.size(); ++at) {
+      const std::string id = "after-" + std::to_string(at);
+      auto e = http.request(
+          "POST", c.url(at, "/v1/enroll"),
+          json::serialize(json::object{
+              {"tenant", kTenant}, {"enrollment_key", kEnrollmentKey}, {"device_id", id}}));
+      ASSERT_EQ(e.status, 201) << "enrollment at " << Cluster::name(at)
+                               << " after the restart: " << e.body;
+      TestDevice fresh{id, std::string(e.json().at("device_token").as_string())};
+      auto r = http.request("POST", c.url(at, "/v1/checkin"), checkin_body("1.0"), fresh.token);
+      EXPECT_EQ(r.status, 200) << id << "'s check-in at " << Cluster::name(at) << ": " << r.body;
       auto ev = http.request(
-          "POST", c.url(s, "/v1/events"),
+          "POST", c.url(at, "/v1/events"),
           events_body(json::array{json::object{
               {"seq", 1}, {"kind", "installed"}, {"channel", "content"}, {"version", "1.0"}}}),
-          d->token);
-      EXPECT_EQ(ev.status, 200) << d->id << " events at " << Cluster::name(s)
-                                << " after the restart: " << ev.body;
+          fresh.token);
+      EXPECT_EQ(ev.status, 200) << id << "'s events at " << Cluster::name(at) << ": " << ev.body;
       std::string why;
       long long rows = -1;
-      eventually([&] { return (rows = stored_events(pg.url(), d->id, &why)) == 1; }, 2s);
-      EXPECT_EQ(rows, 1) << d->id << ": " << why;
+      eventually([&] { return (rows = stored_events(pg.url(), id, &why)) == 1; }, 2s);
+      EXPECT_EQ(rows, 1) << id << "'s event in the store: " << why;
+      int other = route.pick(c, at);
+      auto r2 = http.request("POST", c.url(other, "/v1/checkin"), checkin_body("1.0"), fresh.token);
+      EXPECT_EQ(r2.status, 200) << id << "'s check-in at " << Cluster::name(other) << ": "
+                                << r2.body;
     }
+    // A device enrolled before the restart writes its events after it.
+    auto ev = http.request(
+        "POST", c.url(0, "/v1/events"),
+        events_body(json::array{json::object{
+            {"seq", 1}, {"kind", "installed"}, {"channel", "content"}, {"version", "1.0"}}}),
+        devices[0].token);
+    EXPECT_EQ(ev.status, 200) << devices[0].id << "'s events: " << ev.body;
+    std::string why;
+    long long rows = -1;
+    eventually([&] { return (rows = stored_events(pg.url(), devices[0].id, &why)) == 1; }, 2s);
+    EXPECT_EQ(rows, 1) << devices[0].id << "'s event in the store: " << why;
   }
 }
 
