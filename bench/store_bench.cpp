@@ -30,7 +30,7 @@ std::vector<DeviceStateRow> states(std::int64_t round) {
   rows.reserve(kBatch);
   for (int i = 0; i < kBatch; ++i) {
     rows.push_back({"bench-" + std::to_string(i), R"({"content":"291.1","sensor":"7.11"})",
-                    R"({"content":[]})", R"({"crashes":0,"uptime_s":86400})", round, false, round});
+                    R"({"content":[]})", R"({"crashes":0,"uptime_s":86400})", round, false, round, "bench", 0, round});  // revision: each round newer
   }
   return rows;
 }

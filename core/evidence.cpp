@@ -179,6 +179,43 @@ bool record(Standing& standing, Fact fact, EvidenceTally& tally) {
   }
 }
 
+int standing_rank(Standing standing) {
+  switch (standing) {
+    case Standing::kControl: return 0;
+    case Standing::kExposed: return 1;
+    case Standing::kAcknowledged: return 2;
+    case Standing::kExposedFailed:
+    case Standing::kControlFailed: return 3;
+  }
+  return 0;
+}
+
+Standing merge_standing(Standing stored, Standing incoming) {
+  if (standing_rank(incoming) <= standing_rank(stored)) return stored;
+  if (incoming == Standing::kControlFailed && is_exposed(stored)) return Standing::kExposedFailed;
+  return incoming;
+}
+
+void count_standing(EvidenceTally& tally, Standing standing, FailureCause cause,
+                    std::uint64_t devices) {
+  if (is_exposed(standing)) tally.exposed_devices += devices;
+  switch (standing) {
+    case Standing::kControl:
+    case Standing::kExposed:
+      break;
+    case Standing::kAcknowledged:
+      tally.acknowledged += devices;
+      break;
+    case Standing::kExposedFailed:
+      tally.exposed.failures += devices;
+      tally.exposed_by_cause[static_cast<std::size_t>(cause)] += devices;
+      break;
+    case Standing::kControlFailed:
+      tally.control.failures += devices;
+      break;
+  }
+}
+
 void accrue(EvidenceTally& tally, std::uint64_t exposed_online, std::uint64_t control_online,
             DurationMs elapsed) {
   if (elapsed <= 0) return;  // no interval: the failures wait for the next one

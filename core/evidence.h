@@ -137,6 +137,27 @@ bool record(Standing& standing, Fact fact, EvidenceTally& tally);
 void accrue(EvidenceTally& tally, std::uint64_t exposed_online, std::uint64_t control_online,
             DurationMs elapsed);
 
+// How far along its one-way path a standing is: control 0, exposed 1,
+// acknowledged 2, either failure 3. record() only ever moves a standing to a
+// higher rank, so a store that keeps each (rollout, device) at the highest rank
+// any server wrote, first failure kept, holds the standing every report of the
+// device together implies — whichever servers heard which report, in any order.
+int standing_rank(Standing standing);
+
+// What a store keeps when a server writes `incoming` over a stored standing:
+// the higher rank (equal ranks keep what is stored: the first failure stays),
+// except that a control failure written over a standing that was exposed is an
+// exposed failure — the server that saw the failure had not yet heard that
+// another had offered the release. Commutative for any two standings that
+// record() can reach on one device.
+Standing merge_standing(Standing stored, Standing incoming);
+
+// Adds `devices` devices standing at `standing` (failed for `cause`) to a tally:
+// the counts record() would have reached for them. With exposure summed
+// separately, this turns stored rows into the tally a cluster's gate reads.
+void count_standing(EvidenceTally& tally, Standing standing, FailureCause cause,
+                    std::uint64_t devices);
+
 // The gate's view of a tally, for the current stage.
 GateObservation observe(const EvidenceTally& tally, DurationMs stage_elapsed,
                         DurationMs stage_bake);

@@ -17,6 +17,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kContractViolation: return "contract_violation";
     case ErrorCode::kConflict: return "conflict";
     case ErrorCode::kUnverified: return "unverified";
+    case ErrorCode::kUnavailable: return "unavailable";
   }
   return "unknown";
 }

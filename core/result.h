@@ -23,6 +23,7 @@ enum class ErrorCode : std::uint16_t {
   kContractViolation = 8,   // content uses what its consumer does not supply
   kConflict = 9,            // the request contradicts current state
   kUnverified = 10,         // signatures or hashes do not verify (TUF: below threshold)
+  kUnavailable = 11,        // a service it needs cannot be reached now (retry later: store down)
 };
 
 std::string_view error_code_name(ErrorCode code);

@@ -76,6 +76,8 @@ unsigned status_for(ErrorCode code) {
       return 422;
     case ErrorCode::kUnverified:
       return 401;
+    case ErrorCode::kUnavailable:
+      return 503;
   }
   return 500;
 }
@@ -208,8 +210,12 @@ void ServerImpl::reply_error(Responder& respond, const ApiError& e) const {
   if (e.status >= 400 && e.status < 500) {
     const_cast<Metrics&>(metrics_).requests_rejected.fetch_add(1);
   }
-  reply_json(respond, e.status,
-             json::object{{"error", json::object{{"code", e.code}, {"message", e.message}}}});
+  HttpResponse r;
+  r.status = e.status;
+  r.body = json::serialize(json::object{{"error", json::object{{"code", e.code}, {"message", e.message}}}});
+  // Unavailable (the store is down or full): the client retries, not too soon.
+  if (e.status == 503) r.headers.emplace_back("Retry-After", "2");
+  respond(std::move(r));
 }
 
 void ServerImpl::reply_error(Responder& respond, const core::Error& e) const {
@@ -442,6 +448,8 @@ core::Result<ServerImpl::NewDevice> ServerImpl::new_device(const json::object& o
   n.token = d.id + "." + random_hex(24);
   d.token_hash = token_hash(n.token);
   d.enrolled_at = now;
+  d.owner = server_id_;  // the enrolling server owns it until another claims it
+  d.owner_since = now;
   n.row = store::DeviceRow{d.id, d.tenant, d.token_hash, json::serialize(tags_to_json(d.tags)),
                            d.utc_offset_minutes, now};
   return n;
@@ -492,8 +500,10 @@ void ServerImpl::api_bulk_enroll(HttpRequest& req, Responder& respond, const Cal
     devices.push_back(std::move(fresh->device));
   }
   {
+    store::AuditRow entry{0, now, caller.name, "device.bulk_enroll", "tenant " + *tenant,
+                          std::to_string(rows.size()) + " devices provisioned"};
     std::lock_guard lock(store_mu_);
-    if (auto st = store_->insert_devices(rows); !st) return reply_error(respond, st.error());
+    if (auto st = store_->insert_devices(rows, entry); !st) return reply_error(respond, st.error());
   }
   for (auto& d : devices) {
     if (auto st = fleet_.add_device(std::move(d)); !st) {
@@ -501,8 +511,6 @@ void ServerImpl::api_bulk_enroll(HttpRequest& req, Responder& respond, const Cal
     }
   }
   metrics_.enrollments.fetch_add(rows.size());
-  (void)audit(caller.name, "device.bulk_enroll", "tenant " + *tenant,
-              std::to_string(rows.size()) + " devices provisioned", now);
   reply_json(respond, 201, json::object{{"tenant", *tenant}, {"devices", std::move(tokens)}});
 }
 
@@ -610,6 +618,9 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
     wait_s = std::min<std::int64_t>(w->as_int64(), options_.long_poll_max.count());
   }
 
+  if (auto owned = ensure_owned(*device_id); !owned) {
+    if (owned.error().code != ErrorCode::kNotFound) return reply_error(respond, owned.error());
+  }
   auto snap = fleet_.snapshot();
   TimeMs now = clock_->now();
   std::vector<ChannelAnswer> answers;
@@ -727,6 +738,14 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
     events.push_back(std::move(out));
   }
 
+  if (auto owned = ensure_owned(*device_id); !owned) {
+    if (owned.error().code != ErrorCode::kNotFound) return reply_error(respond, owned.error());
+  }
+  if (pending_events() >= kMaxPendingEvents) {
+    return reply_error(respond, ApiError{503, "unavailable",
+                                         "the store is behind (" + std::to_string(kMaxPendingEvents) +
+                                             " events not yet written); send again later"});
+  }
   auto snap = fleet_.snapshot();
   TimeMs now = clock_->now();
   std::optional<ApiError> refused;
@@ -749,8 +768,17 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   if (!st || !token_ok) {
     return reply_error(respond, ApiError{401, "unauthorized", "the device token is not valid"});
   }
-  if (refused) return reply_error(respond, *refused);
-  enqueue(std::move(write));
+  // Group commit: the answer — accepted, or "replayed" (which the device takes
+  // as accepted too) — leaves only once the batch carrying these events, and
+  // every event accepted before them, has committed.
+  auto shared_respond = std::make_shared<Responder>(std::move(respond));
+  if (refused) {
+    enqueue(DeviceWrite{*device_id, {}, [this, shared_respond, refused = *refused](const core::Status& written) {
+                          if (written) return reply_error(*shared_respond, refused);
+                          reply_error(*shared_respond, written.error());
+                        }});
+    return;
+  }
   metrics_.events.fetch_add(events.size());
   for (const auto& e : events) {
     if (e.kind != core::DeviceEventKind::kInstalled && e.kind != core::DeviceEventKind::kGoodbye) {
@@ -758,7 +786,11 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
                    e.version ? e.version->to_string() : "");
     }
   }
-  reply_json(respond, 200, json::object{{"accepted", events.size()}});
+  write.committed = [this, shared_respond, n = events.size()](const core::Status& written) {
+    if (written) return reply_json(*shared_respond, 200, json::object{{"accepted", n}});
+    reply_error(*shared_respond, written.error());
+  };
+  enqueue(std::move(write));
 }
 
 // --- operator endpoints --------------------------------------------------------------------
@@ -784,10 +816,11 @@ void ServerImpl::api_create_tenant(HttpRequest& req, Responder& respond, const C
   store::TenantRow row{*id, token_hash(*key), json::serialize(policy_to_json(policy))};
   TimeMs now = clock_->now();
   {
+    store::AuditRow entry{0, now, caller.name, "tenant.put", "tenant " + *id,
+                          "created or replaced with a new enrollment key"};
     std::lock_guard lock(store_mu_);
-    if (auto st = store_->put_tenant(row); !st) return reply_error(respond, st.error());
+    if (auto st = store_->put_tenant(row, entry); !st) return reply_error(respond, st.error());
   }
-  (void)audit(caller.name, "tenant.put", "tenant " + *id, "created or replaced with a new enrollment key", now);
   fleet_.update([&](Snapshot& s) { s.tenants[*id] = TenantInfo{row, policy}; });
   reply_json(respond, 201, json::object{{"id", *id}, {"policy", policy_to_json(policy)}});
 }
@@ -806,10 +839,10 @@ void ServerImpl::api_put_policy(HttpRequest& req, Responder& respond, const Call
   store::TenantRow row = t->second.row;
   row.policy_json = json::serialize(policy_to_json(*policy));
   {
+    store::AuditRow entry{0, clock_->now(), caller.name, "tenant.policy", "tenant " + tenant, row.policy_json};
     std::lock_guard lock(store_mu_);
-    if (auto st = store_->put_tenant(row); !st) return reply_error(respond, st.error());
+    if (auto st = store_->put_tenant(row, entry); !st) return reply_error(respond, st.error());
   }
-  (void)audit(caller.name, "tenant.policy", "tenant " + tenant, row.policy_json, clock_->now());
   fleet_.update([&](Snapshot& s) { s.tenants[tenant] = TenantInfo{row, *policy}; });
   reply_json(respond, 200, json::object{{"id", tenant}, {"policy", policy_to_json(*policy)}});
 }
@@ -828,11 +861,11 @@ void ServerImpl::api_create_token(HttpRequest& req, Responder& respond, const Ca
   std::string token = "tro_" + random_hex(24);
   store::OperatorTokenRow row{token_hash(token), *name, *role};
   {
+    store::AuditRow entry{0, clock_->now(), caller.name, "token.create", "token " + *name,
+                          "role " + std::string(role_name(*role))};
     std::lock_guard lock(store_mu_);
-    if (auto st = store_->put_operator_token(row); !st) return reply_error(respond, st.error());
+    if (auto st = store_->put_operator_token(row, entry); !st) return reply_error(respond, st.error());
   }
-  (void)audit(caller.name, "token.create", "token " + *name, "role " + std::string(role_name(*role)),
-              clock_->now());
   fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{*name, *role}; });
   reply_json(respond, 201, json::object{{"name", *name}, {"role", role_name(*role)}, {"token", token}});
 }
@@ -911,8 +944,11 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
   }
   store::ReleaseRow row{*channel, version->to_string(), json::serialize(*targets), skip, clock_->now()};
   {
+    store::AuditRow entry{0, row.registered_at, caller.name, "release.register",
+                          "release " + *channel + " " + row.version,
+                          skip ? "contract check explicitly skipped" : "registered"};
     std::lock_guard lock(store_mu_);
-    if (auto st = store_->insert_release(row); !st) {
+    if (auto st = store_->insert_release(row, entry); !st) {
       if (st.error().code == ErrorCode::kConflict) {
         return reply_error(respond, ApiError{409, "conflict",
                                              "release " + *channel + " " + row.version + " already exists"});
@@ -920,8 +956,6 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
       return reply_error(respond, st.error());
     }
   }
-  (void)audit(caller.name, "release.register", "release " + *channel + " " + row.version,
-              skip ? "contract check explicitly skipped" : "registered", row.registered_at);
   fleet_.update([&](Snapshot& s) {
     auto& list = s.channels[*channel].releases;
     list.push_back(ReleaseInfo{*version, row, nullptr});
@@ -969,7 +1003,7 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
                                                                                    : "waiting"}});
   }
   bool looked = !r.verdict.reason.empty();
-  const core::EvidenceTally evidence = r.evidence->tally();
+  const core::EvidenceTally evidence = r.tally();
   const core::FailureLimits& limits = r.plan.limits_for(r.status.stage);
   json::object gate{
       {"exposed_failures", evidence.exposed.failures},
@@ -1380,7 +1414,7 @@ void ServerImpl::api_metrics(Responder& respond) {
     std::string stage = r->status.stage < r->plan.stages.size() ? r->plan.stages[r->status.stage].name : "";
     std::string labels = "{rollout=\"" + id + "\",stage=\"" + stage + "\"";
     text += "tranche_gate_log_lr" + labels + "} " + std::to_string(r->verdict.log_lr) + "\n";
-    const core::EvidenceTally ev = r->evidence->tally();
+    const core::EvidenceTally ev = r->tally();
     failures += "tranche_gate_failures" + labels + ",group=\"exposed\"} " +
                 std::to_string(ev.exposed.failures) + "\n";
     failures += "tranche_gate_failures" + labels + ",group=\"control\"} " +

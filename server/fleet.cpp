@@ -7,6 +7,8 @@
 
 #include <boost/json.hpp>
 
+#include "server/codec.h"
+
 namespace tranche::server {
 
 
@@ -48,27 +50,122 @@ store::DeviceStateRow Device::state_row() const {
     f[ch] = std::move(a);
   }
   row.failed_json = boost::json::serialize(f);
-  // The marks ride along in health_json's "_marks", so a restart neither counts
-  // a device twice nor forgets that it acknowledged.
-  boost::json::value health;
-  boost::system::error_code ec;
-  health = boost::json::parse(health_json, ec);
-  if (ec || !health.is_object()) health = boost::json::object{};
-  boost::json::array m;
-  for (const auto& mark : marks) {
-    m.push_back(boost::json::object{{"rollout", mark.rollout},
-                                    {"standing", core::to_string(mark.standing)},
-                                    {"failure", core::to_string(mark.failure)},
-                                    {"offered_at", mark.offered_at},
-                                    {"acknowledged_at", mark.acknowledged_at},
-                                    {"failed_at", mark.failed_at}});
-  }
-  health.as_object()["_marks"] = std::move(m);
-  row.health_json = boost::json::serialize(health);
+  // The marks are rows of their own (mark_rows), written in the same batch.
+  row.health_json = health_json;
   row.last_seen = last_seen;
   row.said_goodbye = said_goodbye;
   row.last_event_seq = last_event_seq;
+  row.owner = owner;
+  row.owner_since = owner_since;
+  row.revision = revision;
   return row;
+}
+
+std::vector<store::RolloutMarkRow> Device::mark_rows() const {
+  std::vector<store::RolloutMarkRow> rows;
+  rows.reserve(marks.size());
+  for (const auto& m : marks) {
+    rows.push_back(store::RolloutMarkRow{m.rollout, id, std::string(core::to_string(m.standing)),
+                                         std::string(core::to_string(m.failure)), m.offered_at,
+                                         m.acknowledged_at, m.failed_at});
+  }
+  return rows;
+}
+
+namespace {
+
+RolloutMark mark_from_json(const boost::json::object& mo) {
+  RolloutMark mark;
+  auto text_of = [&](std::string_view key) -> std::string_view {
+    auto* v = mo.if_contains(key);
+    return v != nullptr && v->is_string() ? std::string_view(v->as_string()) : std::string_view{};
+  };
+  auto time_of = [&](std::string_view key) -> TimeMs {
+    auto* v = mo.if_contains(key);
+    return v != nullptr && v->is_int64() ? v->as_int64() : 0;
+  };
+  mark.rollout = std::string(text_of("rollout"));
+  mark.failure = core::parse_failure_cause(text_of("failure")).value_or(core::FailureCause::kNone);
+  mark.offered_at = time_of("offered_at");
+  mark.acknowledged_at = time_of("acknowledged_at");
+  mark.failed_at = time_of("failed_at");
+  if (auto standing = core::parse_standing(text_of("standing"))) {
+    mark.standing = *standing;
+  } else {
+    // A mark written before standings (acknowledged_at, failure_counted, offered_at).
+    auto* fc = mo.if_contains("failure_counted");
+    const bool failed = fc != nullptr && fc->is_bool() && fc->as_bool();
+    const bool exposed = mark.offered_at > 0 || mark.acknowledged_at > 0;
+    mark.standing = failed ? (exposed ? core::Standing::kExposedFailed : core::Standing::kControlFailed)
+                    : mark.acknowledged_at > 0 ? core::Standing::kAcknowledged
+                    : exposed                  ? core::Standing::kExposed
+                                               : core::Standing::kControl;
+  }
+  return mark;
+}
+
+}  // namespace
+
+Device device_from_rows(const store::DeviceRow& row, const store::DeviceStateRow* s,
+                        const std::vector<store::RolloutMarkRow>& marks) {
+  namespace json = boost::json;
+  Device d;
+  d.id = row.id;
+  d.tenant = row.tenant;
+  d.token_hash = row.token_hash;
+  d.utc_offset_minutes = row.utc_offset_minutes;
+  d.enrolled_at = row.enrolled_at;
+  boost::system::error_code ec;
+  if (auto tags = json::parse(row.tags_json, ec); !ec) {
+    if (auto t = tags_from_json(tags)) d.tags = std::move(*t);
+  }
+  if (s != nullptr) {
+    d.last_seen = s->last_seen;
+    d.said_goodbye = s->said_goodbye;
+    d.last_event_seq = s->last_event_seq;
+    d.owner = s->owner;
+    d.owner_since = s->owner_since;
+    d.revision = s->revision;
+    if (auto v = json::parse(s->versions_json, ec); !ec && v.is_object()) {
+      for (const auto& [ch, ver] : v.as_object()) {
+        if (ver.is_string()) {
+          if (auto p = core::Version::parse(ver.as_string())) d.versions.emplace(ch, *p);
+        }
+      }
+    }
+    if (auto f = json::parse(s->failed_json, ec); !ec && f.is_object()) {
+      for (const auto& [ch, list] : f.as_object()) {
+        if (!list.is_array()) continue;
+        for (const auto& ver : list.as_array()) {
+          if (!ver.is_string()) continue;
+          if (auto p = core::Version::parse(ver.as_string())) d.failed[ch].push_back(*p);
+        }
+      }
+    }
+    if (auto h = json::parse(s->health_json, ec); !ec && h.is_object()) {
+      auto& o = h.as_object();
+      // Before schema version 3 the marks rode along in health_json's "_marks".
+      if (auto* old = o.if_contains("_marks"); old != nullptr && old->is_array()) {
+        for (const auto& m : old->as_array()) {
+          if (m.is_object()) d.marks.push_back(mark_from_json(m.as_object()));
+        }
+        o.erase("_marks");
+      }
+      d.health_json = json::serialize(o);
+    }
+  }
+  // The rows: the truth from schema version 3 on.
+  for (const auto& m : marks) {
+    auto standing = core::parse_standing(m.standing);
+    if (!standing) continue;
+    RolloutMark& mark = d.mark(m.rollout);
+    mark.standing = *standing;
+    mark.failure = core::parse_failure_cause(m.failure).value_or(core::FailureCause::kNone);
+    mark.offered_at = m.offered_at;
+    mark.acknowledged_at = m.acknowledged_at;
+    mark.failed_at = m.failed_at;
+  }
+  return d;
 }
 
 std::uint64_t eligible_devices(const Snapshot& snapshot) { return snapshot.device_count; }
@@ -106,7 +203,7 @@ void Fleet::update(const std::function<void(Snapshot&)>& change) {
     }
   }
   next->generation += 1;
-  next->device_count = device_count_.load();
+  next->device_count = std::max<std::uint64_t>(device_count_.load(), store_count_.load());
   {
     std::lock_guard lock(snapshot_mu_);
     snapshot_ = std::move(next);
@@ -159,6 +256,38 @@ void Fleet::for_each_device(const std::function<void(const Device&)>& fn) const 
     std::lock_guard lock(shard.mu);
     for (const auto& [id, device] : shard.devices) fn(*device);
   }
+}
+
+void Fleet::install_claimed(Device device) {
+  auto& shard = shard_for(device.id);
+  std::lock_guard lock(shard.mu);
+  auto [it, inserted] = shard.devices.emplace(device.id, nullptr);
+  if (inserted) {
+    device_count_.fetch_add(1);
+  } else if (it->second->revision > device.revision) {
+    return;  // a later claim of this server's got there first
+  }
+  device.owned = true;
+  device.held = !inserted && it->second->held;
+  it->second = std::make_unique<Device>(std::move(device));
+}
+
+bool Fleet::disown(const std::string& id, const std::string& owner, TimeMs since) {
+  auto& shard = shard_for(id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.devices.find(id);
+  if (it == shard.devices.end()) return false;
+  Device& d = *it->second;
+  if (!d.owned || d.owner == owner || d.owner_since > since) return false;
+  d.owned = false;
+  return true;
+}
+
+bool Fleet::owns(const std::string& id) const {
+  auto& shard = shard_for(id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.devices.find(id);
+  return it != shard.devices.end() && it->second->owned;
 }
 
 namespace {
@@ -261,7 +390,7 @@ DeviceWrite Fleet::check_in(Device& device, const Snapshot& snapshot,
   device.health_json = std::move(health_json);
   device.last_seen = now;
   device.said_goodbye = false;
-  return DeviceWrite{device.id, {}};
+  return DeviceWrite{device.id, {}, nullptr};
 }
 
 std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& snapshot,
@@ -312,6 +441,9 @@ std::map<std::string, Fleet::ScanResult> Fleet::scan(const Snapshot& snapshot, T
     std::lock_guard lock(shard.mu);
     for (auto& [id, device] : shard.devices) {
       Device& d = *device;
+      // Another server owns it: that one counts it (a device moving between
+      // servers is never silent here, nor counted twice).
+      if (!d.owned) continue;
       // A device whose check-in the server holds is connected now.
       if (d.held) d.last_seen = now;
       bool marks_changed = false;
@@ -358,7 +490,7 @@ std::map<std::string, Fleet::ScanResult> Fleet::scan(const Snapshot& snapshot, T
 
 DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
                                  const std::vector<DeviceEvent>& events, TimeMs now) {
-  DeviceWrite write{device.id, {}};
+  DeviceWrite write{device.id, {}, nullptr};
   for (const auto& e : events) {
     device.last_event_seq = std::max(device.last_event_seq, e.seq);
     using K = core::DeviceEventKind;

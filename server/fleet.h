@@ -100,7 +100,15 @@ struct RolloutInfo {
   core::GateState gate;
   core::GateVerdict verdict;  // the gate's last verdict (not persisted: recomputed each tick)
   core::Coverage coverage;    // the last stage's, at the engine's last scan (not persisted)
+  // What this server counted. Alone on its store: the whole evidence. One of
+  // several: its own share, from zero at its start (its exposure row).
   std::shared_ptr<RolloutEvidence> evidence;
+  // One of several servers: the evidence of all, summed from the store's rows
+  // (the leader's, each tick; a follower's, as the leader last saved it).
+  std::optional<core::EvidenceTally> summed;
+
+  // The evidence the gate decides on and the API shows.
+  core::EvidenceTally tally() const { return summed ? *summed : evidence->tally(); }
 
   // Dispatching, watching or rolling back: the states in which check-ins count.
   bool live() const;
@@ -148,10 +156,24 @@ struct Device {
   std::vector<RolloutMark> marks;
   bool held = false;  // a long-polled check-in of this device is being held (not stored)
 
+  // Several servers on one store (store/store.h): the server that last claimed
+  // the device owns it — accrues its exposure and judges its silence. A server
+  // alone on its store owns every device.
+  bool owned = true;
+  std::string owner;         // as stored (this server's id once it claimed it)
+  TimeMs owner_since = 0;
+  std::int64_t revision = 0;  // of the state row last read or written (only goes up)
+
   const RolloutMark* find_mark(const std::string& rollout) const;
   RolloutMark& mark(const std::string& rollout);  // created when missing
   store::DeviceStateRow state_row() const;
+  std::vector<store::RolloutMarkRow> mark_rows() const;
 };
+
+// A device as the store has it (load at start, or a claim); kInvalidArgument
+// when a stored field does not parse.
+Device device_from_rows(const store::DeviceRow& row, const store::DeviceStateRow* state,
+                        const std::vector<store::RolloutMarkRow>& marks);
 
 // The answer for one channel.
 struct ChannelAnswer {
@@ -176,6 +198,10 @@ struct DeviceEvent {
 struct DeviceWrite {
   std::string device;
   std::vector<store::DeviceEventRow> events;
+  // Called by the batch writer once the batch carrying this write committed
+  // (Ok), or with the error when it could not within a few seconds (group
+  // commit: an event is acknowledged only once durable).
+  std::function<void(const core::Status&)> committed;
 };
 
 class Fleet {
@@ -199,10 +225,22 @@ class Fleet {
   // --- devices ---
   core::Status add_device(Device device);  // kConflict if the id exists
   std::size_t device_count() const { return device_count_.load(); }
+  // Several servers: the devices enrolled at all of them, as the store counts
+  // them (the snapshot's device_count is the larger of the two).
+  void set_store_count(std::uint64_t n) { store_count_.store(n); }
+  std::uint64_t store_count() const { return store_count_.load(); }
   // Runs `fn` with the device locked; kNotFound when absent.
   core::Status with_device(const std::string& id, const std::function<void(Device&)>& fn);
   // Every device, shard by shard (each shard locked while it is visited).
   void for_each_device(const std::function<void(const Device&)>& fn) const;
+  // A device this server has just claimed from the store: replaces what it
+  // knew of it, unless that is newer (a higher revision).
+  void install_claimed(Device device);
+  // Another server claimed `id` at `since`: this one stops counting it (unless
+  // it claimed it again after that). Returns whether it owned it.
+  bool disown(const std::string& id, const std::string& owner, TimeMs since);
+  // Whether this server owns `id` now (false when unknown).
+  bool owns(const std::string& id) const;
 
   // The check-in of an authenticated device: records what it runs (running a
   // live rollout's version past its trial — `healthy` — acknowledges it; in its
@@ -247,6 +285,7 @@ class Fleet {
 
   std::array<Shard, kShards> shards_;
   std::atomic<std::size_t> device_count_{0};
+  std::atomic<std::uint64_t> store_count_{0};
 
   mutable std::mutex snapshot_mu_;  // guards snapshot_ (the pointer)
   std::shared_ptr<const Snapshot> snapshot_;

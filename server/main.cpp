@@ -57,6 +57,7 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   std::int64_t tick = o.tick.count(), batch = o.batch_interval.count(), lp = o.long_poll_max.count(),
                ask = o.ask_again.count();
   for (auto st : {str("listen", o.listen_address), str("data-dir", o.data_dir), str("store", o.store_url),
+                  str("server-id", o.server_id),
                   str("tls-cert", cert), str("tls-key", key), str("tuf-repo", o.tuf_repo_dir),
                   str("dashboard-dir", o.dashboard_dir), num("port", o.port, 0, 65535),
                   num("threads", o.threads, 0, 256), num("tick-ms", tick, 10, 3'600'000),
@@ -107,6 +108,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--store", o.store_url,
                  "store URL: sqlite:PATH or postgres://user@host/db (default: sqlite:DATA_DIR/tranche.db)");
+  app.add_option("--server-id", o.server_id,
+                 "this server's name among several on one PostgreSQL (logs, device ownership); "
+                 "default: a random one per start");
   app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve HTTPS");
   app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
   app.add_flag("--allow-insecure-remote", o.allow_insecure_remote,
@@ -153,6 +157,7 @@ int main(int argc, char** argv) {
     if (!given("--threads")) o.threads = from_file.threads;
     if (!given("--data-dir")) o.data_dir = from_file.data_dir;
     if (!given("--store")) o.store_url = from_file.store_url;
+    if (!given("--server-id")) o.server_id = from_file.server_id;
     if (!given("--allow-insecure-remote")) o.allow_insecure_remote = from_file.allow_insecure_remote;
     if (!given("--tick-ms")) tick_ms = from_file.tick.count();
     if (!given("--batch-ms")) batch_ms = from_file.batch_interval.count();

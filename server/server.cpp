@@ -81,7 +81,20 @@ core::Status ServerImpl::open() {
   auto store = store::open_store(url);
   if (!store) return store.error().with_context("store " + url + ": ");
   store_ = std::move(*store);
-  spdlog::info("store: {} (schema version {})", store_->backend(), store::latest_schema_version());
+  shared_ = store_->backend() == "postgres";
+  server_id_ = options_.server_id.empty() ? "s-" + random_hex(6) : options_.server_id;
+  if (shared_) {
+    // Connections of their own: the batch writer's commits never wait behind
+    // the API's reads, and the engine lock is lost only when its own session is.
+    auto writer = store::open_store(url);
+    if (!writer) return writer.error().with_context("store " + url + " (batch writer): ");
+    writer_store_ = std::move(*writer);
+    auto lock = store::open_store(url);
+    if (!lock) return lock.error().with_context("store " + url + " (engine lock): ");
+    lock_store_ = std::move(*lock);
+  }
+  spdlog::info("store: {} (schema version {}); this server is {}", store_->backend(),
+               store::latest_schema_version(), server_id_);
 
   for (const auto& [channel, path] : options_.interfaces) {
     auto iface = config::load_consumer_interface_file(path);
@@ -131,7 +144,8 @@ core::Status ServerImpl::open() {
 // --- loading ------------------------------------------------------------------------
 
 core::Result<std::shared_ptr<RolloutInfo>> rollout_from_row(store::RolloutRow row,
-                                                            std::shared_ptr<RolloutEvidence> evidence) {
+                                                            std::shared_ptr<RolloutEvidence> evidence,
+                                                            bool shared) {
   auto info = std::make_shared<RolloutInfo>();
   auto plan = config::parse_plan(row.plan_yaml, "rollout " + row.id);
   if (!plan) return plan.error();
@@ -150,8 +164,15 @@ core::Result<std::shared_ptr<RolloutInfo>> rollout_from_row(store::RolloutRow ro
     auto prev = core::Version::parse(row.previous);
     if (prev) info->previous = *prev;
   }
-  info->evidence = evidence ? std::move(evidence)  // this server's own evidence goes on
-                            : std::make_shared<RolloutEvidence>(gate->evidence);
+  if (shared) {
+    // Several servers: each counts from zero what it sees (its exposure row);
+    // the stored evidence is the sum the leader last read.
+    info->evidence = evidence ? std::move(evidence) : std::make_shared<RolloutEvidence>();
+    info->summed = gate->evidence;
+  } else {
+    info->evidence = evidence ? std::move(evidence)  // this server's own evidence goes on
+                              : std::make_shared<RolloutEvidence>(gate->evidence);
+  }
   info->row = std::move(row);
   return info;
 }
@@ -206,86 +227,27 @@ core::Status ServerImpl::load() {
               [](const ReleaseInfo& a, const ReleaseInfo& b) { return a.version < b.version; });
   }
   for (auto& row : *rollouts) {
-    auto info = rollout_from_row(std::move(row), nullptr);
+    auto info = rollout_from_row(std::move(row), nullptr, shared_);
     if (!info) return info.error();
     snap.rollouts.emplace((*info)->row.id, std::move(*info));
   }
   derive_channel_state(snap);
 
+  auto marks = store_->load_marks();
+  if (!marks) return marks.error();
   std::unordered_map<std::string, store::DeviceStateRow> state_by_device;
-  for (auto& s : *states) state_by_device.emplace(s.device, std::move(s));
+  for (auto& st : *states) state_by_device.emplace(st.device, std::move(st));
+  std::unordered_map<std::string, std::vector<store::RolloutMarkRow>> marks_by_device;
+  for (auto& m : *marks) marks_by_device[m.device].push_back(std::move(m));
+  static const std::vector<store::RolloutMarkRow> kNoMarks;
   for (auto& row : *devices) {
-    Device d;
-    d.id = row.id;
-    d.tenant = row.tenant;
-    d.token_hash = row.token_hash;
-    d.utc_offset_minutes = row.utc_offset_minutes;
-    d.enrolled_at = row.enrolled_at;
-    boost::system::error_code ec;
-    if (auto tags = json::parse(row.tags_json, ec); !ec) {
-      if (auto t = tags_from_json(tags)) d.tags = std::move(*t);
-    }
-    if (auto it = state_by_device.find(row.id); it != state_by_device.end()) {
-      const auto& s = it->second;
-      d.last_seen = s.last_seen;
-      d.said_goodbye = s.said_goodbye;
-      d.last_event_seq = s.last_event_seq;
-      if (auto v = json::parse(s.versions_json, ec); !ec && v.is_object()) {
-        for (const auto& [ch, ver] : v.as_object()) {
-          if (ver.is_string()) {
-            if (auto p = core::Version::parse(ver.as_string())) d.versions.emplace(ch, *p);
-          }
-        }
-      }
-      if (auto f = json::parse(s.failed_json, ec); !ec && f.is_object()) {
-        for (const auto& [ch, list] : f.as_object()) {
-          if (!list.is_array()) continue;
-          for (const auto& ver : list.as_array()) {
-            if (!ver.is_string()) continue;
-            if (auto p = core::Version::parse(ver.as_string())) d.failed[ch].push_back(*p);
-          }
-        }
-      }
-      if (auto h = json::parse(s.health_json, ec); !ec && h.is_object()) {
-        auto& o = h.as_object();
-        if (auto* marks = o.if_contains("_marks"); marks != nullptr && marks->is_array()) {
-          for (const auto& m : marks->as_array()) {
-            if (!m.is_object()) continue;
-            RolloutMark mark;
-            const auto& mo = m.as_object();
-            auto text_of = [&](std::string_view key) -> std::string_view {
-              auto* v = mo.if_contains(key);
-              return v != nullptr && v->is_string() ? std::string_view(v->as_string()) : std::string_view{};
-            };
-            auto time_of = [&](std::string_view key) -> TimeMs {
-              auto* v = mo.if_contains(key);
-              return v != nullptr && v->is_int64() ? v->as_int64() : 0;
-            };
-            mark.rollout = std::string(text_of("rollout"));
-            mark.failure = core::parse_failure_cause(text_of("failure")).value_or(core::FailureCause::kNone);
-            mark.offered_at = time_of("offered_at");
-            mark.acknowledged_at = time_of("acknowledged_at");
-            mark.failed_at = time_of("failed_at");
-            if (auto standing = core::parse_standing(text_of("standing"))) {
-              mark.standing = *standing;
-            } else {
-              // A mark written before standings (acknowledged_at, failure_counted, offered_at).
-              auto* fc = mo.if_contains("failure_counted");
-              const bool failed = fc != nullptr && fc->is_bool() && fc->as_bool();
-              const bool exposed = mark.offered_at > 0 || mark.acknowledged_at > 0;
-              mark.standing = failed ? (exposed ? core::Standing::kExposedFailed : core::Standing::kControlFailed)
-                              : mark.acknowledged_at > 0 ? core::Standing::kAcknowledged
-                              : exposed                  ? core::Standing::kExposed
-                                                         : core::Standing::kControl;
-            }
-            d.marks.push_back(std::move(mark));
-          }
-          o.erase("_marks");
-        }
-        d.health_json = json::serialize(o);
-      }
-    }
-    if (auto st = fleet_.add_device(std::move(d)); !st) return st;
+    auto st = state_by_device.find(row.id);
+    auto mk = marks_by_device.find(row.id);
+    Device d = device_from_rows(row, st == state_by_device.end() ? nullptr : &st->second,
+                                mk == marks_by_device.end() ? kNoMarks : mk->second);
+    // Several servers: a device is this one's once it claims it (first request).
+    d.owned = !shared_;
+    if (auto added = fleet_.add_device(std::move(d)); !added) return added;
   }
   fleet_.update([&](Snapshot& s) { s = std::move(snap); });
   spdlog::info("loaded {} tenants, {} devices, {} releases, {} rollouts ({} live)",
@@ -313,9 +275,17 @@ core::Status ServerImpl::ensure_admin_token() {
     spdlog::info("no operator token yet: wrote an admin token to {}", path.string());
   }
   store::OperatorTokenRow row{tuf::sha256_hex(token), "admin", store::Role::kAdmin};
+  if (auto known = snap->operators.find(row.token_hash);
+      known != snap->operators.end() && known->second.name == row.name && known->second.role == row.role) {
+    bootstrap_token_ = token;  // stored at an earlier start: nothing to write, nothing to audit
+    return core::Ok{};
+  }
+  store::AuditRow audit_row{0, clock_->now(), "server " + server_id_, "token.bootstrap", "token admin",
+                            options_.admin_token.empty() ? "written to the data directory"
+                                                         : "given with --admin-token"};
   {
     std::lock_guard lock(store_mu_);
-    if (auto st = store_->put_operator_token(row); !st) return st;
+    if (auto st = store_->put_operator_token(row, audit_row); !st) return st;
   }
   fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{row.name, row.role}; });
   bootstrap_token_ = token;
@@ -338,6 +308,8 @@ void ServerImpl::shutdown() {
     if (writer_.joinable()) writer_.join();  // its last round flushes everything
     std::lock_guard lock(store_mu_);
     store_.reset();
+    writer_store_.reset();
+    lock_store_.reset();
     spdlog::info("stopped; every acknowledged write is in the store");
   });
 }
@@ -350,67 +322,128 @@ void ServerImpl::enqueue(DeviceWrite write) {
     std::lock_guard lock(writer_mu_);
     pending_states_.insert(std::move(write.device));
     for (auto& e : write.events) pending_events_.push_back(std::move(e));
+    if (write.committed) {
+      pending_callbacks_.push_back(PendingCallback{std::move(write.committed), std::chrono::steady_clock::now()});
+    }
     pending = pending_states_.size() + pending_events_.size();
   }
   if (pending >= options_.batch_max_records) writer_cv_.notify_one();
 }
 
-void ServerImpl::flush_pending() {
+std::size_t ServerImpl::pending_events() {
+  std::lock_guard lock(writer_mu_);
+  return pending_events_.size();
+}
+
+bool ServerImpl::flush_pending() {
   std::unordered_set<std::string> devices;
   std::vector<store::DeviceEventRow> events;
+  std::vector<PendingCallback> callbacks;
   {
     std::lock_guard lock(writer_mu_);
     devices.swap(pending_states_);
     events.swap(pending_events_);
+    callbacks.swap(pending_callbacks_);
   }
   // Each device's state as it is now: a device that checked in ten times since
-  // the last batch is written once.
-  std::vector<store::DeviceStateRow> states;
-  states.reserve(devices.size());
+  // the last batch is written once, at its next revision, with its marks.
+  store::DeviceBatch batch;
+  batch.states.reserve(devices.size());
   for (const auto& id : devices) {
-    (void)fleet_.with_device(id, [&](Device& d) { states.push_back(d.state_row()); });
+    (void)fleet_.with_device(id, [&](Device& d) {
+      if (!d.owned) return;  // another server owns it now: its rows are that one's to write
+      ++d.revision;
+      batch.states.push_back(d.state_row());
+      auto marks = d.mark_rows();
+      batch.marks.insert(batch.marks.end(), std::make_move_iterator(marks.begin()),
+                         std::make_move_iterator(marks.end()));
+    });
   }
-  if (states.empty() && events.empty()) return;
-  auto t0 = std::chrono::steady_clock::now();
+  batch.events = std::move(events);
   core::Status st = core::Ok{};
-  {
-    std::lock_guard lock(store_mu_);
-    if (!store_) return;
-    st = store_->write_batch(states, events);
+  auto t0 = std::chrono::steady_clock::now();
+  if (!batch.states.empty() || !batch.events.empty() || !batch.marks.empty()) {
+    if (writer_store_) {
+      st = writer_store_->write_device_batch(batch);
+    } else {
+      std::lock_guard lock(store_mu_);
+      if (!store_) return true;
+      st = store_->write_device_batch(batch);
+    }
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  metrics_.store_flush_seconds.observe(seconds);
+  const auto now = std::chrono::steady_clock::now();
+  metrics_.store_flush_seconds.observe(std::chrono::duration<double>(now - t0).count());
   if (st) {
     metrics_.store_flushes.fetch_add(1);
-    metrics_.store_flush_records.fetch_add(states.size() + events.size());
-    return;
+    metrics_.store_flush_records.fetch_add(batch.states.size() + batch.events.size());
+    // Group commit: what the batch carried is durable, so the requests that
+    // brought it are answered now.
+    for (auto& c : callbacks) c.done(core::Ok{});
+    return true;
   }
   metrics_.store_flush_errors.fetch_add(1);
-  spdlog::error("store: batch of {} states and {} events not written, retrying: {}",
-                states.size(), events.size(), st.error().to_string());
+  spdlog::error("store: batch of {} states, {} events and {} marks not written, retrying: {}",
+                batch.states.size(), batch.events.size(), batch.marks.size(), st.error().to_string());
+  // Requests waiting longer than kCommitWait are told to retry later (their
+  // events stay queued here and are written when the store is back).
+  std::vector<PendingCallback> keep;
+  const core::Error unavailable = core::make_error(
+      ErrorCode::kUnavailable, "the store did not take the write (" + st.error().message + "); send again later");
+  for (auto& c : callbacks) {
+    if (now - c.since >= kCommitWait) {
+      c.done(unavailable);
+    } else {
+      keep.push_back(std::move(c));
+    }
+  }
   // Put the batch back (the states are rebuilt from the devices next time).
   std::lock_guard lock(writer_mu_);
-  for (auto& s : states) pending_states_.insert(s.device);
-  pending_events_.insert(pending_events_.begin(), std::make_move_iterator(events.begin()),
-                         std::make_move_iterator(events.end()));
+  for (auto& row : batch.states) pending_states_.insert(row.device);
+  pending_events_.insert(pending_events_.begin(), std::make_move_iterator(batch.events.begin()),
+                         std::make_move_iterator(batch.events.end()));
+  pending_callbacks_.insert(pending_callbacks_.begin(), std::make_move_iterator(keep.begin()),
+                            std::make_move_iterator(keep.end()));
+  return false;
 }
 
 void ServerImpl::writer_loop() {
+  // After a failed batch the writer waits 100 ms, doubling to 5 s, whatever is
+  // pending: a store that is down or full is not hammered, and the log gets a
+  // line per attempt, not thousands a second.
+  std::chrono::milliseconds backoff{0};
   while (!stopping_) {
     {
       std::unique_lock lock(writer_mu_);
-      writer_cv_.wait_for(lock, options_.batch_interval, [this] {
-        return stopping_.load() ||
-               pending_states_.size() + pending_events_.size() >= options_.batch_max_records;
-      });
+      if (backoff.count() > 0) {
+        writer_cv_.wait_for(lock, backoff, [this] { return stopping_.load(); });
+      } else {
+        writer_cv_.wait_for(lock, options_.batch_interval, [this] {
+          return stopping_.load() ||
+                 pending_states_.size() + pending_events_.size() >= options_.batch_max_records;
+        });
+      }
     }
-    flush_pending();
+    if (flush_pending()) {
+      backoff = std::chrono::milliseconds{0};
+    } else {
+      backoff = std::clamp(backoff * 2, std::chrono::milliseconds{100}, std::chrono::milliseconds{5000});
+    }
   }
   // Shutdown: the listener has stopped, so nothing new arrives; write the rest.
   for (int attempt = 0; attempt < 5; ++attempt) {
-    flush_pending();
+    if (flush_pending()) {
+      std::lock_guard lock(writer_mu_);
+      if (pending_states_.empty() && pending_events_.empty()) break;
+    }
+  }
+  // Whoever still waits is told to retry (at another server, or after a restart).
+  std::vector<PendingCallback> left;
+  {
     std::lock_guard lock(writer_mu_);
-    if (pending_states_.empty() && pending_events_.empty()) break;
+    left.swap(pending_callbacks_);
+  }
+  for (auto& c : left) {
+    c.done(core::make_error(ErrorCode::kUnavailable, "the server is stopping; send again"));
   }
 }
 
@@ -418,17 +451,18 @@ void ServerImpl::writer_loop() {
 
 void ServerImpl::engine_loop() {
   auto next = std::chrono::steady_clock::now();
-  const bool shared_store = store_->backend() == "postgres";
   while (!stopping_) {
     core::Result<bool> got = false;
-    {
+    if (lock_store_) {
+      got = lock_store_->try_acquire_engine_lock();
+    } else {
       std::lock_guard lock(store_mu_);
       got = store_->try_acquire_engine_lock();
     }
     bool leads = got && *got;
     if (leads != engine_leader_) {
       if (leads) {
-        spdlog::info("engine: this server runs the rollout engine");
+        spdlog::info("engine: this server ({}) runs the rollout engine", server_id_);
       } else {
         spdlog::warn("engine: lost the engine lock ({}); following",
                      got ? "held by another server" : got.error().to_string());
@@ -437,18 +471,58 @@ void ServerImpl::engine_loop() {
     engine_leader_ = leads;
     metrics_.engine_leader.store(leads ? 1 : 0);
     // With SQLite this process is the only one; with PostgreSQL others may have
-    // changed rollouts, releases, tenants or tokens.
-    if (shared_store) sync_from_store();
-    if (engine_leader_) {
-      tick(clock_->now());
-      publish_tuf_if_needed(clock_->now());
+    // changed rollouts, releases, tenants or tokens, and taken devices.
+    if (shared_) {
+      sync_from_store();
+      take_claims();
     }
+    tick(clock_->now());
+    if (engine_leader_) publish_tuf_if_needed(clock_->now());
     next += options_.tick;
     auto now = std::chrono::steady_clock::now();
     if (next < now) next = now;
     std::unique_lock lock(engine_sleep_mu_);
     engine_cv_.wait_until(lock, next, [this] { return stopping_.load(); });
   }
+}
+
+void ServerImpl::take_claims() {
+  // A claim is stamped with its server's clock before it commits, so one may
+  // become visible after a later one: look back a little (disown is idempotent).
+  constexpr TimeMs kLookBack = 5 * core::kSecond;
+  constexpr std::size_t kPage = 10'000;
+  TimeMs since = std::max<TimeMs>(0, claims_seen_until_ - kLookBack);
+  for (;;) {
+    core::Result<std::vector<store::ClaimRow>> claims = std::vector<store::ClaimRow>{};
+    {
+      std::lock_guard lock(store_mu_);
+      claims = store_->load_claims(since, kPage);
+    }
+    if (!claims) {
+      spdlog::warn("claims: not read: {}", claims.error().to_string());
+      return;
+    }
+    std::size_t moved = 0;
+    for (const auto& c : *claims) {
+      claims_seen_until_ = std::max(claims_seen_until_, c.owner_since);
+      since = std::max(since, c.owner_since);
+      if (c.owner != server_id_ && fleet_.disown(c.device, c.owner, c.owner_since)) ++moved;
+    }
+    if (moved > 0) spdlog::debug("claims: {} devices moved to other servers", moved);
+    if (claims->size() < kPage) return;
+  }
+}
+
+core::Status ServerImpl::ensure_owned(const std::string& id) {
+  if (!shared_ || fleet_.owns(id)) return core::Ok{};
+  core::Result<store::DeviceRecord> record = core::make_error(ErrorCode::kUnavailable, "no store");
+  {
+    std::lock_guard lock(store_mu_);
+    record = store_->claim_device(id, server_id_, clock_->now());
+  }
+  if (!record) return record.error();
+  fleet_.install_claimed(device_from_rows(record->device, &record->state, record->marks));
+  return core::Ok{};
 }
 
 void ServerImpl::publish_tuf_if_needed(TimeMs now) {
@@ -466,7 +540,11 @@ void ServerImpl::publish_tuf_if_needed(TimeMs now) {
     return;
   }
   spdlog::info("tuf: published snapshot {} and a timestamp ({})", *version, *why);
-  (void)audit("engine", "tuf.publish", "snapshot " + std::to_string(*version), *why, now);
+  // The files are out already (the repository is files, not rows): a lost
+  // audit entry is logged, and the next publish writes its own.
+  if (auto st = audit("engine", "tuf.publish", "snapshot " + std::to_string(*version), *why, now); !st) {
+    spdlog::error("tuf: the audit entry of snapshot {} was not written: {}", *version, st.error().to_string());
+  }
 }
 
 void ServerImpl::sync_from_store() {
@@ -484,6 +562,22 @@ void ServerImpl::sync_from_store() {
   if (!rollouts || !releases || !tenants || !tokens) {
     spdlog::warn("sync: store unreadable; serving what this server knows");
     return;
+  }
+  // Stages size themselves against the whole fleet, enrolled at any server.
+  const TimeMs now = clock_->now();
+  if (now - devices_counted_at_ >= 5 * core::kSecond) {
+    core::Result<std::int64_t> n = std::int64_t{0};
+    {
+      std::lock_guard lock(store_mu_);
+      n = store_->count_devices();
+    }
+    if (n) {
+      devices_counted_at_ = now;
+      if (static_cast<std::uint64_t>(*n) != fleet_.store_count()) {
+        fleet_.set_store_count(static_cast<std::uint64_t>(*n));
+        synced_fingerprint_.clear();  // publish: the count is in the snapshot
+      }
+    }
   }
   // Publish only when something moved: a publish wakes every held check-in.
   std::string fingerprint;
@@ -505,10 +599,9 @@ void ServerImpl::sync_from_store() {
       bool take_evidence = !engine_leader_ && it != s.rollouts.end() &&
                            it->second->row.updated_at < row.updated_at;
       if (!newer && !take_evidence) continue;
-      // The leader keeps counting its own evidence; a follower takes the leader's.
-      std::shared_ptr<RolloutEvidence> keep =
-          engine_leader_ && it != s.rollouts.end() ? it->second->evidence : nullptr;
-      auto info = rollout_from_row(row, keep);
+      // Each server keeps counting its own share; the stored sum comes with the row.
+      std::shared_ptr<RolloutEvidence> keep = it != s.rollouts.end() ? it->second->evidence : nullptr;
+      auto info = rollout_from_row(row, keep, shared_);
       if (!info) {
         spdlog::error("sync: rollout {}: {}", row.id, info.error().to_string());
         continue;
@@ -547,7 +640,7 @@ core::Status ServerImpl::audit(const std::string& actor, const std::string& acti
 core::GateObservation ServerImpl::observe(const RolloutInfo& r, TimeMs now) {
   const core::DurationMs bake =
       r.status.stage < r.plan.stages.size() ? r.plan.stages[r.status.stage].bake : 0;
-  return core::observe(r.evidence->tally(),
+  return core::observe(r.tally(),
                        std::max<core::DurationMs>(0, now - r.status.stage_started_at), bake);
 }
 
@@ -556,7 +649,7 @@ namespace {
 std::string gate_json_of(const RolloutInfo& r) {
   GateRecord rec;
   rec.state = r.gate;
-  rec.evidence = r.evidence->tally();
+  rec.evidence = r.tally();
   return json::serialize(gate_to_json(rec));
 }
 
@@ -621,19 +714,83 @@ core::Result<std::shared_ptr<const RolloutInfo>> ServerImpl::transition(
   return published;
 }
 
+core::Result<core::EvidenceTally> ServerImpl::summed_evidence(const std::string& rollout, TimeMs now,
+                                                               Fleet::ScanResult& scan) {
+  // Counts of servers that wrote within a few ticks: a dead server's devices
+  // are counted by whichever servers took them.
+  const TimeMs fresh_since =
+      now - std::max<TimeMs>(3 * options_.tick.count(), 2 * core::kSecond);
+  core::Result<store::EvidenceSums> sums = store::EvidenceSums{};
+  {
+    std::lock_guard lock(store_mu_);
+    sums = store_->load_evidence(rollout, fresh_since);
+  }
+  if (!sums) return sums.error();
+  core::EvidenceTally tally;
+  for (const auto& c : sums->counts) {
+    auto standing = core::parse_standing(c.standing);
+    auto cause = core::parse_failure_cause(c.failure);
+    if (!standing || !cause || c.devices < 0) {
+      return core::make_error(ErrorCode::kInvalidArgument,
+                              "rollout " + rollout + ": stored standing '" + c.standing + "'/'" +
+                                  c.failure + "' unknown");
+    }
+    core::count_standing(tally, *standing, *cause, static_cast<std::uint64_t>(c.devices));
+  }
+  tally.exposed.exposure_s = sums->exposed_s;
+  tally.control.exposure_s = sums->control_s;
+  scan.coverage.target = static_cast<std::uint64_t>(std::max<std::int64_t>(0, sums->coverage_target));
+  scan.coverage.running = static_cast<std::uint64_t>(std::max<std::int64_t>(0, sums->coverage_running));
+  scan.online_on_version = static_cast<std::uint64_t>(std::max<std::int64_t>(0, sums->online_on_version));
+  return tally;
+}
+
 void ServerImpl::tick(TimeMs now) {
   metrics_.engine_ticks.fetch_add(1);
   auto snap = fleet_.snapshot();
-  // One pass over the devices: exposure since the last tick, silence, and what
-  // completion and a rollback's end need (Fleet::scan, core/evidence.h).
+  // One pass over the devices this server owns: exposure since the last tick,
+  // silence, and what completion and a rollback's end need (Fleet::scan,
+  // core/evidence.h).
   std::vector<std::string> changed;
-  const auto scans = fleet_.scan(*snap, now, last_accrual_ > 0 ? now - last_accrual_ : 0, changed);
+  auto scans = fleet_.scan(*snap, now, last_accrual_ > 0 ? now - last_accrual_ : 0, changed);
   last_accrual_ = now;
-  for (auto& device : changed) enqueue(DeviceWrite{std::move(device), {}});
+  for (auto& device : changed) enqueue(DeviceWrite{std::move(device), {}, nullptr});
+  if (shared_) {
+    // This server's share, for the leader to sum.
+    for (const auto& [id, scan] : scans) {
+      auto it = snap->rollouts.find(id);
+      if (it == snap->rollouts.end()) continue;
+      const core::EvidenceTally mine = it->second->evidence->tally();
+      store::ExposureRow row{id,
+                             server_id_,
+                             mine.exposed.exposure_s,
+                             mine.control.exposure_s,
+                             static_cast<std::int64_t>(scan.coverage.target),
+                             static_cast<std::int64_t>(scan.coverage.running),
+                             static_cast<std::int64_t>(scan.online_on_version),
+                             now};
+      std::lock_guard lock(store_mu_);
+      if (auto st = store_->save_exposure(row); !st) {
+        spdlog::warn("engine: exposure of {} not saved: {}", id, st.error().to_string());
+      }
+    }
+  }
+  if (!engine_leader_) return;
   for (const auto& [channel, id] : snap->live_rollout) {
     auto sc = scans.find(id);
     if (sc == scans.end()) continue;
-    const Fleet::ScanResult& scan = sc->second;
+    Fleet::ScanResult scan = sc->second;
+    // Several servers: the evidence of all of them, from the store's rows.
+    std::optional<core::EvidenceTally> summed;
+    if (shared_) {
+      auto all = summed_evidence(id, now, scan);
+      if (!all) {
+        spdlog::error("engine: evidence of rollout {} not read; no decision this tick: {}", id,
+                      all.error().to_string());
+        continue;
+      }
+      summed = *all;
+    }
 
     // Decide on the rollout as it is now (an operator may have acted since the
     // snapshot above was taken).
@@ -641,7 +798,9 @@ void ServerImpl::tick(TimeMs now) {
     auto fresh = fleet_.snapshot();
     auto fit = fresh->rollouts.find(id);
     if (fit == fresh->rollouts.end()) continue;
-    const RolloutInfo& cur = *fit->second;
+    auto cur_ptr = std::make_shared<RolloutInfo>(*fit->second);
+    if (summed) cur_ptr->summed = summed;
+    const RolloutInfo& cur = *cur_ptr;
 
     if (cur.status.state == core::RolloutState::kRollingBack) {
       if (scan.online_on_version == 0) {
@@ -654,11 +813,13 @@ void ServerImpl::tick(TimeMs now) {
 
     auto decision =
         core::decide_tick(cur.status, cur.plan, cur.gate, observe(cur, now), now, scan.coverage);
-    // What the decision came from: the gate's state and verdict, and the coverage.
+    // What the decision came from: the gate's state and verdict, the evidence
+    // and the coverage.
     auto amend = [&](RolloutInfo& r) {
       r.gate = decision.gate.state;
       r.verdict = decision.gate.verdict;
       r.coverage = scan.coverage;
+      if (summed) r.summed = summed;
     };
     if (decision.event == core::RolloutEvent::kHold) {
       // No transition: the snapshot shows the look (the API reads it), the store

@@ -39,6 +39,9 @@ struct ServerOptions {
 
   std::string data_dir = "tranche-data";
   std::string store_url;  // empty: "sqlite:<data_dir>/tranche.db"
+  // This server among several on one PostgreSQL (logs, the store's owner and
+  // exposure rows); empty: a random one per start.
+  std::string server_id;
 
   std::chrono::milliseconds tick{1000};            // rollout engine period
   std::chrono::milliseconds batch_interval{250};   // device state flush period

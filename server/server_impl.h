@@ -42,8 +42,10 @@ struct Caller {
 
 // A rollout from its stored row; `evidence` (when given) is kept instead of
 // the row's.
+// `shared`: several servers on one store (RolloutInfo::summed).
 core::Result<std::shared_ptr<RolloutInfo>> rollout_from_row(store::RolloutRow row,
-                                                            std::shared_ptr<RolloutEvidence> evidence);
+                                                            std::shared_ptr<RolloutEvidence> evidence,
+                                                            bool shared);
 // Live rollout per channel and each channel's baseline, from the rollouts.
 void derive_channel_state(Snapshot& snapshot);
 
@@ -68,7 +70,13 @@ class ServerImpl final : public Server {
   // --- the batch writer ---
   void enqueue(DeviceWrite write);
   void writer_loop();
-  void flush_pending();
+  bool flush_pending();  // false: the batch is back in the queue
+  std::size_t pending_events();
+  // Several servers: makes this server the owner of `id` (store::claim_device)
+  // unless it is already. kNotFound when no such device is enrolled.
+  core::Status ensure_owned(const std::string& id);
+  // Several servers: claims other servers made since the last look.
+  void take_claims();
 
   // --- the engine ---
   void engine_loop();
@@ -84,6 +92,10 @@ class ServerImpl final : public Server {
   TimeMs last_accrual_ = 0;  // the engine's last exposure accrual
   std::string synced_fingerprint_;
   void tick(TimeMs now);
+  // Several servers: the rollout's evidence summed from every server's rows,
+  // and the coverage and devices on the version of the servers alive (`scan`).
+  core::Result<core::EvidenceTally> summed_evidence(const std::string& rollout, TimeMs now,
+                                                    Fleet::ScanResult& scan);
   // Applies `event` to a rollout, persists the transition and its audit entry
   // (store first), then publishes. Used by the engine and by operators.
   // `amend` (the engine's) sets what the decision came from — the gate's state
@@ -161,6 +173,14 @@ class ServerImpl final : public Server {
 
   std::mutex store_mu_;  // one Store object, one caller at a time
   std::unique_ptr<store::Store> store_;
+  // PostgreSQL: several servers may share the store. Then the batch writer and
+  // the engine lock have connections of their own.
+  bool shared_ = false;
+  std::string server_id_;
+  std::unique_ptr<store::Store> writer_store_;  // the writer thread's only
+  std::unique_ptr<store::Store> lock_store_;    // the engine thread's only
+  TimeMs claims_seen_until_ = 0;                // engine thread
+  TimeMs devices_counted_at_ = 0;               // engine thread
   Fleet fleet_;
   std::map<std::string, core::ConsumerInterface> interfaces_;
   std::string bootstrap_token_;
@@ -174,6 +194,15 @@ class ServerImpl final : public Server {
   std::condition_variable writer_cv_;
   std::unordered_set<std::string> pending_states_;  // devices whose state changed
   std::vector<store::DeviceEventRow> pending_events_;
+  struct PendingCallback {
+    std::function<void(const core::Status&)> done;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::vector<PendingCallback> pending_callbacks_;
+  static constexpr std::chrono::seconds kCommitWait{5};
+  // Events queued and not yet written past which new uploads get 503: memory
+  // stays bounded while the store is down.
+  static constexpr std::size_t kMaxPendingEvents = 200'000;
   std::atomic<bool> stopping_{false};
 
   std::mutex waiters_mu_;

@@ -4,6 +4,8 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
@@ -133,12 +135,14 @@ class PostgresStore final : public Store {
   Status migrate(int target);
 
   // --- TenantStore ---
-  Status put_tenant(const TenantRow& row) override {
-    return run(
-        "INSERT INTO tenants (id, enrollment_key_hash, policy_json) VALUES ($1, $2, $3) "
-        "ON CONFLICT (id) DO UPDATE SET enrollment_key_hash = EXCLUDED.enrollment_key_hash, "
-        "policy_json = EXCLUDED.policy_json",
-        Params().add(row.id).add(row.enrollment_key_hash).add(row.policy_json));
+  Status put_tenant(const TenantRow& row, const AuditRow& audit) override {
+    return audited(audit, [&] {
+      return run(
+          "INSERT INTO tenants (id, enrollment_key_hash, policy_json) VALUES ($1, $2, $3) "
+          "ON CONFLICT (id) DO UPDATE SET enrollment_key_hash = EXCLUDED.enrollment_key_hash, "
+          "policy_json = EXCLUDED.policy_json",
+          Params().add(row.id).add(row.enrollment_key_hash).add(row.policy_json));
+    });
   }
   Result<std::vector<TenantRow>> load_tenants() override {
     return load<TenantRow>("SELECT id, enrollment_key_hash, policy_json FROM tenants ORDER BY id",
@@ -146,11 +150,13 @@ class PostgresStore final : public Store {
                              return TenantRow{c.text(0), c.text(1), c.text(2)};
                            });
   }
-  Status put_operator_token(const OperatorTokenRow& row) override {
-    return run(
-        "INSERT INTO operator_tokens (token_hash, name, role) VALUES ($1, $2, $3) "
-        "ON CONFLICT (token_hash) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role",
-        Params().add(row.token_hash).add(row.name).add(static_cast<std::int64_t>(row.role)));
+  Status put_operator_token(const OperatorTokenRow& row, const AuditRow& audit) override {
+    return audited(audit, [&] {
+      return run(
+          "INSERT INTO operator_tokens (token_hash, name, role) VALUES ($1, $2, $3) "
+          "ON CONFLICT (token_hash) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role",
+          Params().add(row.token_hash).add(row.name).add(static_cast<std::int64_t>(row.role)));
+    });
   }
   Result<std::vector<OperatorTokenRow>> load_operator_tokens() override {
     // The role column's CHECK keeps it in 0..2.
@@ -174,14 +180,15 @@ class PostgresStore final : public Store {
             .add(row.utc_offset_minutes)
             .add(row.enrolled_at));
   }
-  Status insert_devices(const std::vector<DeviceRow>& rows) override {
-    if (auto s = begin(); !s) return s;
-    for (const DeviceRow& row : rows) {
-      if (auto s = insert_device(row); !s) {
-        return rollback(core::Status(s.error().with_context("device " + row.id + ": ")));
+  Status insert_devices(const std::vector<DeviceRow>& rows, const AuditRow& audit) override {
+    return audited(audit, [&]() -> Status {
+      for (const DeviceRow& row : rows) {
+        if (auto s = insert_device(row); !s) {
+          return core::Status(s.error().with_context("device " + row.id + ": "));
+        }
       }
-    }
-    return commit();
+      return Ok{};
+    });
   }
   Result<std::vector<DeviceRow>> load_devices() override {
     return load_by_cursor<DeviceRow>(
@@ -194,15 +201,27 @@ class PostgresStore final : public Store {
   }
   Result<std::vector<DeviceStateRow>> load_device_states() override {
     return load_by_cursor<DeviceStateRow>(
-        "SELECT device, versions_json, failed_json, health_json, last_seen, said_goodbye, "
-        "last_event_seq FROM device_states",
-        [](const Cells& c) {
-          return DeviceStateRow{c.text(0),    c.text(1),    c.text(2),   c.text(3),
-                                c.integer(4), c.boolean(5), c.integer(6)};
-        });
+        "SELECT " + std::string(kStateColumns) + " FROM device_states", &state_of);
   }
-  Status write_batch(const std::vector<DeviceStateRow>& states,
-                     const std::vector<DeviceEventRow>& events) override;
+  Result<std::vector<RolloutMarkRow>> load_marks() override {
+    return load_by_cursor<RolloutMarkRow>(
+        "SELECT " + std::string(kMarkColumns) + " FROM rollout_marks", &mark_of);
+  }
+  Result<std::int64_t> count_devices() override {
+    auto r = exec("SELECT count(*) FROM devices", Params(), "count devices");
+    if (!r) return r.error();
+    return Cells(r->get(), 0).integer(0);
+  }
+  Status write_device_batch(const DeviceBatch& batch) override;
+  Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner,
+                                    TimeMs now) override;
+  Result<std::vector<ClaimRow>> load_claims(TimeMs since, std::size_t limit) override {
+    return load<ClaimRow>(
+        "SELECT device, owner, owner_since FROM device_states WHERE owner_since > $1 "
+        "ORDER BY owner_since LIMIT $2",
+        Params().add(since).add(clamp_limit(limit)),
+        [](const Cells& c) { return ClaimRow{c.text(0), c.text(1), c.integer(2)}; });
+  }
   Result<std::vector<DeviceEventRow>> load_events(std::string_view device,
                                                   std::size_t limit) override {
     // The newest `limit`, returned oldest first.
@@ -217,16 +236,18 @@ class PostgresStore final : public Store {
   }
 
   // --- ReleaseStore ---
-  Status insert_release(const ReleaseRow& row) override {
-    return run(
-        "INSERT INTO releases (channel, version, targets_json, contract_bypassed, "
-        "registered_at) VALUES ($1, $2, $3, $4, $5)",
-        Params()
-            .add(row.channel)
-            .add(row.version)
-            .add(row.targets_json)
-            .add(row.contract_bypassed)
-            .add(row.registered_at));
+  Status insert_release(const ReleaseRow& row, const AuditRow& audit) override {
+    return audited(audit, [&] {
+      return run(
+          "INSERT INTO releases (channel, version, targets_json, contract_bypassed, "
+          "registered_at) VALUES ($1, $2, $3, $4, $5)",
+          Params()
+              .add(row.channel)
+              .add(row.version)
+              .add(row.targets_json)
+              .add(row.contract_bypassed)
+              .add(row.registered_at));
+    });
   }
   Result<std::vector<ReleaseRow>> load_releases() override {
     return load<ReleaseRow>(
@@ -264,6 +285,54 @@ class PostgresStore final : public Store {
         });
   }
 
+  // --- EvidenceStore ---
+  Status save_exposure(const ExposureRow& row) override {
+    return run(
+        "INSERT INTO rollout_exposure (rollout, server, exposed_s, control_s, coverage_target, "
+        "coverage_running, online_on_version, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (rollout, server) DO UPDATE SET "
+        "exposed_s = GREATEST(rollout_exposure.exposed_s, EXCLUDED.exposed_s), "
+        "control_s = GREATEST(rollout_exposure.control_s, EXCLUDED.control_s), "
+        "coverage_target = EXCLUDED.coverage_target, coverage_running = EXCLUDED.coverage_running, "
+        "online_on_version = EXCLUDED.online_on_version, updated_at = EXCLUDED.updated_at "
+        "WHERE EXCLUDED.updated_at >= rollout_exposure.updated_at",
+        Params()
+            .add(row.rollout)
+            .add(row.server)
+            .add(real_text(row.exposed_s))
+            .add(real_text(row.control_s))
+            .add(row.coverage_target)
+            .add(row.coverage_running)
+            .add(row.online_on_version)
+            .add(row.updated_at),
+        "save exposure");
+  }
+  Result<EvidenceSums> load_evidence(std::string_view rollout, TimeMs fresh_since) override {
+    EvidenceSums sums;
+    auto counts = load<StandingCount>(
+        "SELECT standing, failure, count(*) FROM rollout_marks WHERE rollout = $1 "
+        "GROUP BY standing, failure ORDER BY standing, failure",
+        Params().add(rollout),
+        [](const Cells& c) { return StandingCount{c.text(0), c.text(1), c.integer(2)}; });
+    if (!counts) return counts.error();
+    sums.counts = std::move(*counts);
+    auto r = exec(
+        "SELECT COALESCE(sum(exposed_s), 0)::text, COALESCE(sum(control_s), 0)::text, "
+        "COALESCE(sum(coverage_target) FILTER (WHERE updated_at >= $2), 0), "
+        "COALESCE(sum(coverage_running) FILTER (WHERE updated_at >= $2), 0), "
+        "COALESCE(sum(online_on_version) FILTER (WHERE updated_at >= $2), 0) "
+        "FROM rollout_exposure WHERE rollout = $1",
+        Params().add(rollout).add(fresh_since), "load exposure");
+    if (!r) return r.error();
+    const Cells c(r->get(), 0);
+    sums.exposed_s = std::strtod(c.text(0).c_str(), nullptr);
+    sums.control_s = std::strtod(c.text(1).c_str(), nullptr);
+    sums.coverage_target = c.integer(2);
+    sums.coverage_running = c.integer(3);
+    sums.online_on_version = c.integer(4);
+    return sums;
+  }
+
   // --- AuditStore ---
   Status append_audit(const AuditRow& row) override {
     if (auto s = begin(); !s) return s;
@@ -296,6 +365,11 @@ class PostgresStore final : public Store {
   // unique_violation → kConflict (the header's contract), any other integrity
   // violation → kInvalidArgument, the rest → kParse with the server's text.
   Result<PgResult> exec(std::string_view sql, const Params& params, std::string_view what = {}) {
+    if (PQstatus(conn_.get()) != CONNECTION_OK) {
+      // Inside a transaction the work so far is gone with the old session: a
+      // new one must not run the rest (a COMMIT there would "succeed").
+      if (in_tx_ || !reconnect()) return unavailable(what.empty() ? sql.substr(0, 24) : what);
+    }
     const std::string text(sql);
     const std::vector<const char*> values = params.pointers();
     PgResult r(PQexecParams(conn_.get(), text.c_str(), static_cast<int>(values.size()), nullptr,
@@ -303,6 +377,32 @@ class PostgresStore final : public Store {
     const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
     return error(r.get(), what.empty() ? sql.substr(0, sql.find(' ', 7)) : what);
+  }
+  // After the server went away (restart, failover, network): a new session,
+  // tried at most once per backoff step (100 ms doubling to 5 s), so a server
+  // whose database is down neither spins nor waits long on each request.
+  bool reconnect() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_reconnect_) return false;
+    PQreset(conn_.get());
+    holds_engine_lock_ = false;  // a lock of the old session went with it
+    if (PQstatus(conn_.get()) == CONNECTION_OK) {
+      reconnect_backoff_ = kFirstReconnectBackoff;
+      next_reconnect_ = {};
+      PQsetNoticeProcessor(conn_.get(), [](void*, const char*) {}, nullptr);
+      PgResult r(PQexec(conn_.get(), "SET synchronous_commit = on"));
+      return r && PQresultStatus(r.get()) == PGRES_COMMAND_OK;
+    }
+    next_reconnect_ = now + reconnect_backoff_;
+    reconnect_backoff_ = std::min(reconnect_backoff_ * 2, kMaxReconnectBackoff);
+    return false;
+  }
+  Error unavailable(std::string_view what) const {
+    std::string message = PQerrorMessage(conn_.get());
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    return make_error(ErrorCode::kUnavailable,
+                      "postgres: " + std::string(what) + ": no connection to the database (" +
+                          (message.empty() ? std::string("reconnecting") : message) + ")");
   }
   Status run(std::string_view sql, const Params& params, std::string_view what = {}) {
     auto r = exec(sql, params, what);
@@ -319,17 +419,32 @@ class PostgresStore final : public Store {
     if (detail != nullptr) message += std::string(" (") + detail + ")";
     while (!message.empty() && message.back() == '\n') message.pop_back();
     const std::string_view code = state != nullptr ? state : "";
+    // The connection is gone, the server is shutting down or starting, or out
+    // of disk or memory: retry later, not the caller's fault.
+    if (PQstatus(conn_.get()) != CONNECTION_OK || code.starts_with("08") ||
+        code.starts_with("57P") || code.starts_with("53")) {
+      return make_error(ErrorCode::kUnavailable, std::move(message));
+    }
     if (code == "23505") return make_error(ErrorCode::kConflict, std::move(message));
     if (code.starts_with("23")) return make_error(ErrorCode::kInvalidArgument, std::move(message));
     return make_error(ErrorCode::kParse, std::move(message));
   }
 
-  Status begin() { return run("BEGIN", Params()); }
-  Status commit() { return run("COMMIT", Params()); }
+  Status begin() {
+    auto s = run("BEGIN", Params());
+    in_tx_ = s.ok();
+    return s;
+  }
+  Status commit() {
+    auto s = run("COMMIT", Params());
+    in_tx_ = false;
+    return s;
+  }
   // Rolls back and returns the error that made it necessary. A failed ROLLBACK
   // changes nothing for the caller: the transaction is lost either way.
   Status rollback(const Status& cause) {
-    (void)run("ROLLBACK", Params());
+    in_tx_ = false;
+    if (PQstatus(conn_.get()) == CONNECTION_OK) (void)run("ROLLBACK", Params());
     return cause;
   }
   // Rows an INSERT, UPDATE or DELETE touched.
@@ -364,8 +479,44 @@ class PostgresStore final : public Store {
   }
   Status guard_failed(std::string_view id, std::int64_t expected_generation);
 
+  // `action` and the audit row in one transaction: both or neither.
+  template <typename Action>
+  Status audited(const AuditRow& audit, Action action) {
+    if (auto s = begin(); !s) return s;
+    if (auto s = action(); !s) return rollback(s);
+    if (auto s = insert_audit(audit); !s) return rollback(s);
+    return commit();
+  }
+  static constexpr std::string_view kStateColumns =
+      "device, versions_json, failed_json, health_json, last_seen, said_goodbye, "
+      "last_event_seq, owner, owner_since, revision";
+  static DeviceStateRow state_of(const Cells& c) {
+    return DeviceStateRow{c.text(0),    c.text(1),    c.text(2), c.text(3),
+                          c.integer(4), c.boolean(5), c.integer(6), c.text(7),
+                          c.integer(8), c.integer(9)};
+  }
+  static constexpr std::string_view kMarkColumns =
+      "rollout, device, standing, failure, offered_at, acknowledged_at, failed_at";
+  static RolloutMarkRow mark_of(const Cells& c) {
+    return RolloutMarkRow{c.text(0),    c.text(1),    c.text(2),   c.text(3),
+                          c.integer(4), c.integer(5), c.integer(6)};
+  }
+  // A double as text that reads back as the same double.
+  static std::string real_text(double value) {
+    char buf[64];
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+    TRANCHE_ASSERT(ec == std::errc(), "a double fits in 64 characters");
+    return std::string(buf, end);
+  }
+
+  static constexpr std::chrono::milliseconds kFirstReconnectBackoff{100};
+  static constexpr std::chrono::milliseconds kMaxReconnectBackoff{5000};
+
   std::unique_ptr<PGconn, FinishConn> conn_;
   bool holds_engine_lock_ = false;
+  bool in_tx_ = false;  // between a BEGIN that succeeded and its COMMIT or ROLLBACK
+  std::chrono::steady_clock::time_point next_reconnect_{};
+  std::chrono::milliseconds reconnect_backoff_ = kFirstReconnectBackoff;
 };
 
 Status PostgresStore::configure() {
@@ -435,12 +586,14 @@ Result<std::vector<Row>> PostgresStore::load_by_cursor(std::string_view select, 
   return rows;
 }
 
-Status PostgresStore::write_batch(const std::vector<DeviceStateRow>& states,
-                                  const std::vector<DeviceEventRow>& events) {
-  if (states.empty() && events.empty()) return Ok{};
+Status PostgresStore::write_device_batch(const DeviceBatch& batch) {
+  const auto& states = batch.states;
+  const auto& events = batch.events;
+  if (states.empty() && events.empty() && batch.marks.empty()) return Ok{};
   // One INSERT ... ON CONFLICT DO UPDATE may not touch a row twice, so a device
-  // that appears twice in the batch keeps only its last state (what a sequence
-  // of single upserts would leave, and what SQLite does).
+  // that appears twice in the batch keeps only its highest revision (the last
+  // of equals: what a sequence of single upserts would leave), and a mark only
+  // its merge.
   std::vector<const DeviceStateRow*> unique;
   unique.reserve(states.size());
   {
@@ -450,11 +603,14 @@ Status PostgresStore::write_batch(const std::vector<DeviceStateRow>& states,
       const auto [it, inserted] = slot.try_emplace(row.device, unique.size());
       if (inserted) {
         unique.push_back(&row);
-      } else {
+      } else if (row.revision >= unique[it->second]->revision) {
         unique[it->second] = &row;
       }
     }
   }
+  auto merged = merge_marks(batch.marks);
+  if (!merged) return merged.error();
+  const std::vector<RolloutMarkRow>& marks = *merged;
   if (auto s = begin(); !s) return s;
   for (std::size_t first = 0; first < unique.size(); first += kRowsPerInsert) {
     const std::size_t n = std::min(kRowsPerInsert, unique.size() - first);
@@ -467,16 +623,21 @@ Status PostgresStore::write_batch(const std::vector<DeviceStateRow>& states,
           .add(row.health_json)
           .add(row.last_seen)
           .add(row.said_goodbye)
-          .add(row.last_event_seq);
+          .add(row.last_event_seq)
+          .add(row.owner)
+          .add(row.owner_since)
+          .add(row.revision);
     }
+    // A row at the same or a higher revision stays: it is newer than ours.
     const std::string sql =
-        "INSERT INTO device_states (device, versions_json, failed_json, health_json, last_seen, "
-        "said_goodbye, last_event_seq) VALUES " +
-        value_rows(n, 7) +
+        "INSERT INTO device_states (" + std::string(kStateColumns) + ") VALUES " +
+        value_rows(n, 10) +
         " ON CONFLICT (device) DO UPDATE SET versions_json = EXCLUDED.versions_json, "
         "failed_json = EXCLUDED.failed_json, health_json = EXCLUDED.health_json, "
         "last_seen = EXCLUDED.last_seen, said_goodbye = EXCLUDED.said_goodbye, "
-        "last_event_seq = EXCLUDED.last_event_seq";
+        "last_event_seq = EXCLUDED.last_event_seq, owner = EXCLUDED.owner, "
+        "owner_since = EXCLUDED.owner_since, revision = EXCLUDED.revision "
+        "WHERE EXCLUDED.revision > device_states.revision";
     if (auto s = run(sql, params, "device states"); !s) return rollback(s);
   }
   for (std::size_t first = 0; first < events.size(); first += kRowsPerInsert) {
@@ -492,13 +653,74 @@ Status PostgresStore::write_batch(const std::vector<DeviceStateRow>& states,
           .add(row.detail_json)
           .add(row.at);
     }
+    // (device, seq) stored already: the same event, sent again (here or to
+    // another server) after an answer was lost.
     const std::string sql =
         "INSERT INTO device_events (device, seq, kind, channel, version, detail_json, at) "
         "VALUES " +
-        value_rows(n, 7);
+        value_rows(n, 7) + " ON CONFLICT (device, seq) DO NOTHING";
     if (auto s = run(sql, params, "device events"); !s) return rollback(s);
   }
+  for (std::size_t first = 0; first < marks.size(); first += kRowsPerInsert) {
+    const std::size_t n = std::min(kRowsPerInsert, marks.size() - first);
+    Params params;
+    for (std::size_t i = first; i < first + n; ++i) {
+      const RolloutMarkRow& row = marks[i];
+      params.add(row.rollout)
+          .add(row.device)
+          .add(row.standing)
+          .add(static_cast<std::int64_t>(mark_rank(row)))
+          .add(row.failure)
+          .add(row.offered_at)
+          .add(row.acknowledged_at)
+          .add(row.failed_at);
+    }
+    const std::string sql =
+        "INSERT INTO rollout_marks (rollout, device, standing, rank, failure, offered_at, "
+        "acknowledged_at, failed_at) VALUES " +
+        value_rows(n, 8) + " ON CONFLICT (rollout, device) DO UPDATE SET " +
+        merge_mark_set_sql() + " WHERE EXCLUDED.rank > rollout_marks.rank";
+    if (auto s = run(sql, params, "rollout marks"); !s) return rollback(s);
+  }
   return commit();
+}
+
+Result<DeviceRecord> PostgresStore::claim_device(std::string_view id, std::string_view owner,
+                                                 TimeMs now) {
+  if (auto s = begin(); !s) return s.error();
+  auto device = exec(
+      "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices "
+      "WHERE id = $1",
+      Params().add(id), "claim device");
+  if (!device) return rollback(device.error()).error();
+  if (PQntuples(device->get()) == 0) {
+    (void)rollback(Ok{});
+    return make_error(ErrorCode::kNotFound, "device " + std::string(id) + " is not enrolled");
+  }
+  DeviceRecord record;
+  {
+    const Cells c(device->get(), 0);
+    record.device = DeviceRow{c.text(0), c.text(1), c.text(2), c.text(3),
+                              static_cast<std::int32_t>(c.integer(4)), c.integer(5)};
+  }
+  // The next claim count, low bits zero (DeviceStateRow::revision).
+  auto state = exec(
+      "INSERT INTO device_states (" + std::string(kStateColumns) +
+          ") VALUES ($1, '{}', '{}', '{}', 0, false, 0, $2, $3, $4) "
+          "ON CONFLICT (device) DO UPDATE SET owner = EXCLUDED.owner, "
+          "owner_since = EXCLUDED.owner_since, "
+          "revision = ((device_states.revision >> 32) + 1) << 32 RETURNING " +
+          std::string(kStateColumns),
+      Params().add(id).add(owner).add(now).add(std::int64_t{1} << 32), "claim device");
+  if (!state) return rollback(state.error()).error();
+  record.state = state_of(Cells(state->get(), 0));
+  auto marks = load<RolloutMarkRow>(
+      "SELECT " + std::string(kMarkColumns) + " FROM rollout_marks WHERE device = $1",
+      Params().add(id), &mark_of);
+  if (!marks) return rollback(marks.error()).error();
+  record.marks = std::move(*marks);
+  if (auto s = commit(); !s) return s.error();
+  return record;
 }
 
 Status PostgresStore::insert_rollout(const RolloutRow& row, const AuditRow& audit) {
@@ -595,14 +817,15 @@ Status PostgresStore::save_gate(std::string_view id, std::int64_t expected_gener
 // Session-level: the lock lives as long as this connection, and a server that
 // dies (kill -9 included) loses it when the kernel closes its socket. Once held,
 // asking again checks that the connection — and with it the lock — is still
-// there; the Store never reconnects, because a new session would not hold it.
+// there. A Store that reconnected holds no lock (reconnect() forgets it): it
+// competes for the lock again like any other server.
 Result<bool> PostgresStore::try_acquire_engine_lock() {
   if (holds_engine_lock_) {
     if (auto s = run("SELECT 1", Params(), "engine lock check"); !s) {
       holds_engine_lock_ = false;
       return s.error();
     }
-    return true;
+    if (holds_engine_lock_) return true;  // else: reconnected while checking, the lock is gone
   }
   auto r =
       exec("SELECT pg_try_advisory_lock($1::bigint)", Params().add(kEngineLockKey), "engine lock");
@@ -624,7 +847,7 @@ Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo, 
     std::string message = PQerrorMessage(conn.get());
     while (!message.empty() && message.back() == '\n') message.pop_back();
     // libpq's message names host and port, never the password.
-    return make_error(ErrorCode::kParse, "postgres: cannot connect: " + message);
+    return make_error(ErrorCode::kUnavailable, "postgres: cannot connect: " + message);
   }
   auto store = std::make_unique<PostgresStore>(conn.release());
   if (auto s = store->configure(); !s) return s.error();

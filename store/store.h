@@ -13,8 +13,18 @@
 // Every method is safe to call from one thread at a time per Store object; the
 // server serialises calls (one writer thread for batches, a mutex for the rest).
 // Errors are values: kConflict for a uniqueness or generation clash, kNotFound
-// for a missing row, kInvalidArgument for a url or row the store refuses, and
-// kParse wrapping any other database error with its text.
+// for a missing row, kInvalidArgument for a url or row the store refuses,
+// kUnavailable when the database cannot be reached (retry later: a PostgreSQL
+// Store reconnects by itself, with backoff), and kParse wrapping any other
+// database error with its text.
+//
+// Several servers on one PostgreSQL (docs/scale.md): every server answers any
+// device. The server that last took a device (claim_device) is its owner: it
+// accrues the device's exposure and judges its silence; the others learn of the
+// claim through load_claims. A device's standing in a rollout is a row of its
+// own, written only forward (core::standing_rank), and each server's exposure
+// is a row of its own, so the engine's leader sums exact evidence from them
+// (load_evidence) whichever server heard what.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +75,14 @@ struct DeviceStateRow {
   TimeMs last_seen = 0;         // last check-in or heartbeat
   bool said_goodbye = false;    // last word was a clean-shutdown goodbye
   std::int64_t last_event_seq = 0;  // highest event sequence number accepted
+  std::string owner;            // the server that last claimed the device ("" = none)
+  TimeMs owner_since = 0;       // when it claimed it
+  // Only goes up: write_batch replaces a stored row only with a higher revision,
+  // so a stale row never overwrites a newer one. The high 32 bits count claims
+  // (claim_device moves them on and zeroes the low bits), the low 32 bits the
+  // owner's writes since its claim: whatever a former owner still had queued is
+  // below the new owner's first revision.
+  std::int64_t revision = 0;
 };
 
 // An event a device uploaded (install result, crash, local rollback, goodbye).
@@ -126,14 +144,82 @@ struct AuditRow {
   std::string reason;      // why, in words
 };
 
+// A device's standing in one rollout (core/evidence.h). (rollout, device) is
+// unique; write_batch moves a stored row only forward — to a higher
+// core::standing_rank — so a replayed or stale mark changes nothing, and each
+// device counts once whichever server saw it.
+struct RolloutMarkRow {
+  std::string rollout;
+  std::string device;
+  std::string standing;       // core::to_string(core::Standing)
+  std::string failure;        // core::to_string(core::FailureCause)
+  TimeMs offered_at = 0;
+  TimeMs acknowledged_at = 0;
+  TimeMs failed_at = 0;
+};
+
+// What one batch write carries: device states, device events, rollout marks.
+struct DeviceBatch {
+  std::vector<DeviceStateRow> states;
+  std::vector<DeviceEventRow> events;
+  std::vector<RolloutMarkRow> marks;
+};
+
+// Everything the store knows of one device, for the server that takes it.
+struct DeviceRecord {
+  DeviceRow device;
+  DeviceStateRow state;  // a fresh one (device, owner, revision) when none was written yet
+  std::vector<RolloutMarkRow> marks;
+};
+
+// A claim another server may need to know of (load_claims).
+struct ClaimRow {
+  std::string device;
+  std::string owner;
+  TimeMs owner_since = 0;
+};
+
+// The device-time one server accrued in one rollout (cumulative, since that
+// server started: a server id is new at each start), and what it counted at
+// `updated_at` among the devices it owns. (rollout, server) unique; the
+// device-time never goes down, the counts are the newest.
+struct ExposureRow {
+  std::string rollout;
+  std::string server;
+  double exposed_s = 0;
+  double control_s = 0;
+  std::int64_t coverage_target = 0;    // core::Coverage, last stage
+  std::int64_t coverage_running = 0;
+  std::int64_t online_on_version = 0;  // online devices that run the version
+  TimeMs updated_at = 0;
+};
+
+// How many devices stand where in one rollout, and the exposure of all servers.
+struct StandingCount {
+  std::string standing;
+  std::string failure;
+  std::int64_t devices = 0;
+};
+struct EvidenceSums {
+  std::vector<StandingCount> counts;
+  double exposed_s = 0;
+  double control_s = 0;
+  // Over the servers whose row is at least as new as load_evidence's `fresh_since`.
+  std::int64_t coverage_target = 0;
+  std::int64_t coverage_running = 0;
+  std::int64_t online_on_version = 0;
+};
+
 // --- ports --------------------------------------------------------------------
 
 class TenantStore {
  public:
   virtual ~TenantStore() = default;
-  virtual core::Status put_tenant(const TenantRow& row) = 0;  // insert or replace
+  // Insert or replace, with `audit` in the same transaction (both or neither).
+  virtual core::Status put_tenant(const TenantRow& row, const AuditRow& audit) = 0;
   virtual core::Result<std::vector<TenantRow>> load_tenants() = 0;
-  virtual core::Status put_operator_token(const OperatorTokenRow& row) = 0;  // insert or replace
+  // Insert or replace, with `audit` in the same transaction (both or neither).
+  virtual core::Status put_operator_token(const OperatorTokenRow& row, const AuditRow& audit) = 0;
   virtual core::Result<std::vector<OperatorTokenRow>> load_operator_tokens() = 0;
 };
 
@@ -142,15 +228,29 @@ class DeviceStore {
   virtual ~DeviceStore() = default;
   // kConflict when the id exists.
   virtual core::Status insert_device(const DeviceRow& row) = 0;
-  // Many at once (bulk provisioning), in one transaction: all or none. kConflict
-  // names the first id that exists.
-  virtual core::Status insert_devices(const std::vector<DeviceRow>& rows) = 0;
+  // Many at once (bulk provisioning), with `audit`, in one transaction: all or
+  // none. kConflict names the first id that exists.
+  virtual core::Status insert_devices(const std::vector<DeviceRow>& rows, const AuditRow& audit) = 0;
   virtual core::Result<std::vector<DeviceRow>> load_devices() = 0;
   virtual core::Result<std::vector<DeviceStateRow>> load_device_states() = 0;
-  // One transaction: every state upserted, every event inserted. On error
-  // nothing of the batch is written.
-  virtual core::Status write_batch(const std::vector<DeviceStateRow>& states,
-                                   const std::vector<DeviceEventRow>& events) = 0;
+  // Every rollout mark (a server's start).
+  virtual core::Result<std::vector<RolloutMarkRow>> load_marks() = 0;
+  virtual core::Result<std::int64_t> count_devices() = 0;
+  // One transaction, idempotent: each state upserted unless the stored one has
+  // the same or a higher revision; each event inserted unless (device, seq) is
+  // stored already (a batch retried here or at another server); each mark moved
+  // forward only. On error nothing of the batch is written.
+  virtual core::Status write_device_batch(const DeviceBatch& batch) = 0;
+  core::Status write_batch(std::vector<DeviceStateRow> states, std::vector<DeviceEventRow> events) {
+    return write_device_batch(DeviceBatch{std::move(states), std::move(events), {}});
+  }
+  // Makes `owner` the device's owner from `now`: its state row's claim count
+  // moves on (DeviceStateRow::revision), in one transaction with reading the
+  // device, its state and its marks. kNotFound when no such device is enrolled.
+  virtual core::Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner,
+                                                  TimeMs now) = 0;
+  // Claims made after `since`, oldest first, at most `limit`.
+  virtual core::Result<std::vector<ClaimRow>> load_claims(TimeMs since, std::size_t limit) = 0;
   // Events of one device, oldest first (the device view and tests): the newest
   // `limit` of them when there are more.
   virtual core::Result<std::vector<DeviceEventRow>> load_events(std::string_view device,
@@ -160,8 +260,8 @@ class DeviceStore {
 class ReleaseStore {
  public:
   virtual ~ReleaseStore() = default;
-  // kConflict when (channel, version) exists.
-  virtual core::Status insert_release(const ReleaseRow& row) = 0;
+  // kConflict when (channel, version) exists. Writes `audit` in the same transaction.
+  virtual core::Status insert_release(const ReleaseRow& row, const AuditRow& audit) = 0;
   virtual core::Result<std::vector<ReleaseRow>> load_releases() = 0;
 };
 
@@ -183,6 +283,19 @@ class RolloutStore {
                                  std::string_view gate_json, TimeMs updated_at) = 0;
   virtual core::Result<std::vector<RolloutRow>> load_rollouts() = 0;
   virtual core::Result<std::vector<TransitionRow>> load_transitions(std::string_view rollout) = 0;
+};
+
+// The evidence of a rollout as rows: marks (DeviceStore::write_device_batch)
+// and each server's exposure.
+class EvidenceStore {
+ public:
+  virtual ~EvidenceStore() = default;
+  // Upsert; a stored value never goes down.
+  virtual core::Status save_exposure(const ExposureRow& row) = 0;
+  // Devices per (standing, failure), the exposure summed over servers, and the
+  // counts of servers that wrote at `fresh_since` or later (a dead server's
+  // devices are counted by whichever server took them).
+  virtual core::Result<EvidenceSums> load_evidence(std::string_view rollout, TimeMs fresh_since) = 0;
 };
 
 class AuditStore {
@@ -213,6 +326,7 @@ class Store : public TenantStore,
               public DeviceStore,
               public ReleaseStore,
               public RolloutStore,
+              public EvidenceStore,
               public AuditStore,
               public EngineLock {
  public:

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
+#include <vector>
 
 namespace tranche::core {
 namespace {
@@ -150,6 +152,58 @@ TEST(Evidence, TheTallyIsTheSumOfTheStandings) {
     for (auto n : t.exposed_by_cause) by_cause += n;
     ASSERT_EQ(by_cause, exposed_failed);
   }
+}
+
+// Several servers, one store: each server records the facts it hears on its own
+// view of the device and writes its standing; the store keeps merge_standing of
+// every write, in any order. A server takes the device over from the store's
+// standing (claim_device), so its view is never behind what was written — and
+// then the stored rows count what one server hearing every fact would count.
+TEST(Evidence, StoredStandingsMergedFromSeveralServersCountLikeOneServer) {
+  std::mt19937_64 rng(23);
+  constexpr Fact kFacts[] = {Fact::kOffered, Fact::kRunsHealthy, Fact::kCrashed, Fact::kSilent,
+                             Fact::kGoodbye, Fact::kInstallFailed};
+  for (int trial = 0; trial < 500; ++trial) {
+    EvidenceTally truth;
+    EvidenceTally from_rows;
+    const int devices = 1 + static_cast<int>(rng() % 30);
+    for (int d = 0; d < devices; ++d) {
+      Standing one_server = Standing::kControl;
+      Standing stored = Standing::kControl;
+      std::vector<Standing> writes;  // every server's writes, flushed in any order
+      Standing view = stored;        // the current owner's view
+      const int steps = static_cast<int>(rng() % 8);
+      for (int step = 0; step < steps; ++step) {
+        if (rng() % 3 == 0) {
+          // Handoff: what the owner wrote is stored; the next owner reads it.
+          for (Standing w : writes) stored = merge_standing(stored, w);
+          writes.clear();
+          view = stored;
+        }
+        const Fact f = kFacts[rng() % std::size(kFacts)];
+        record(one_server, f, truth);
+        EvidenceTally scratch;
+        if (record(view, f, scratch)) writes.push_back(view);
+      }
+      std::shuffle(writes.begin(), writes.end(), rng);
+      for (Standing w : writes) stored = merge_standing(stored, w);
+      ASSERT_EQ(stored, one_server) << "seed 23 trial " << trial << " device " << d;
+      count_standing(from_rows, stored, FailureCause::kCrashed, 1);
+    }
+    ASSERT_EQ(from_rows.acknowledged, truth.acknowledged);
+    ASSERT_EQ(from_rows.exposed_devices, truth.exposed_devices);
+    ASSERT_EQ(from_rows.exposed.failures, truth.exposed.failures);
+    ASSERT_EQ(from_rows.control.failures, truth.control.failures);
+  }
+}
+
+TEST(Evidence, MergeNeverMovesBackAndKeepsTheFirstFailure) {
+  EXPECT_EQ(merge_standing(Standing::kAcknowledged, Standing::kExposed), Standing::kAcknowledged);
+  EXPECT_EQ(merge_standing(Standing::kExposedFailed, Standing::kAcknowledged), Standing::kExposedFailed);
+  EXPECT_EQ(merge_standing(Standing::kControlFailed, Standing::kExposedFailed), Standing::kControlFailed);
+  EXPECT_EQ(merge_standing(Standing::kExposed, Standing::kControlFailed), Standing::kExposedFailed);
+  EXPECT_EQ(merge_standing(Standing::kControl, Standing::kControlFailed), Standing::kControlFailed);
+  EXPECT_EQ(merge_standing(Standing::kControl, Standing::kAcknowledged), Standing::kAcknowledged);
 }
 
 }  // namespace
