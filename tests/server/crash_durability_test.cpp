@@ -519,7 +519,7 @@ TEST(CrashDurability, NoAcknowledgedEventOrUnauditedActionAfterTenKillNines) {
       const int status = server->stop(SIGKILL);
       if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
         ADD_FAILURE() << "round " << round << ": the server was not killed by SIGKILL (wait status "
-                      << status << "): it died by itself before";
+                      << status << "): it died by itself before (its stderr, above, says why)";
       }
       // The server is down: whatever the store holds now is what survived.
       {
