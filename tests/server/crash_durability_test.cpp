@@ -524,8 +524,11 @@ TEST(CrashDurability, NoAcknowledgedEventOrUnauditedActionAfterTenKillNines) {
       std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
       const int status = server->stop(SIGKILL);
       if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
-        ADD_FAILURE() << "round " << round << ": the server was not killed by SIGKILL (wait status "
-                      << status << "): it died by itself before (its stderr, above, says why)";
+        ADD_FAILURE() << "round " << round << ": the server was not killed by SIGKILL: it had "
+                      << (WIFSIGNALED(status)
+                              ? "died of signal " + std::to_string(WTERMSIG(status))
+                              : "exited with status " + std::to_string(WEXITSTATUS(status)))
+                      << " before (its stderr, above, says why)";
       }
       // The server is down: whatever the store holds now is what survived.
       {
@@ -591,7 +594,11 @@ TEST(CrashDurability, NoAcknowledgedEventOrUnauditedActionAfterTenKillNines) {
     auto r = http.request("GET", base + "/v1/audit?limit=1", "", kAdmin);
     EXPECT_EQ(r.status, 200) << r.body;
     const int status = server->stop(SIGTERM);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "wait status " << status;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "SIGTERM after recovery: the server "
+        << (WIFSIGNALED(status) ? "died of signal " + std::to_string(WTERMSIG(status))
+                                : "exited with status " + std::to_string(WEXITSTATUS(status)))
+        << " instead of stopping cleanly";
     // The test's own reading, checked: the store as the server recovered it
     // holds what the test read from the crashed one, no more and no fewer.
     Verdict recovered;
