@@ -664,6 +664,16 @@ TEST(Cluster, AfterAPostgresRestartALeaderIsBackWithinTenSecondsAndWritesWork) {
       ASSERT_EQ(r.status, 200) << d.id << ": " << r.body;
     }
 
+    // A rollout the engine must still be able to halt after the restart: more
+    // than 1 exposed failure halts it.
+    const std::string rollout = start_rollout(
+        c, http, 0, "r-restart",
+        plan("restart",
+             "min_acknowledged: 1000, heartbeat_interval: 60s, tick: 250ms, max_failure_rate: 1, "
+             "min_exposed: 1, max_failures: 1",
+             "  - {name: all, percent: 100%, bake: 1h}\n"));
+    ASSERT_TRUE(wait_synced(c, http, rollout));
+
     ASSERT_EQ(pg.restart(), 0) << "pg_ctl restart failed";
     auto restarted = Clock::now();
     std::optional<int> leader;
@@ -714,6 +724,25 @@ TEST(Cluster, AfterAPostgresRestartALeaderIsBackWithinTenSecondsAndWritesWork) {
     long long rows = -1;
     eventually([&] { return (rows = stored_events(pg.url(), devices[0].id, &why)) == 1; }, 2s);
     EXPECT_EQ(rows, 1) << devices[0].id << "'s event in the store: " << why;
+
+    // The leader leads: two crashes posted after the restart halt the rollout.
+    for (int k = 1; k <= 2; ++k) {
+      int s = route.pick(c);
+      auto crash =
+          http.request("POST", c.url(s, "/v1/events"), events_body(json::array{crash_event(1)}),
+                       devices[static_cast<std::size_t>(k)].token);
+      EXPECT_EQ(crash.status, 200) << devices[static_cast<std::size_t>(k)].id << "'s crash at "
+                                   << Cluster::name(s) << ": " << crash.body;
+    }
+    json::value seen;
+    auto leads_now = c.leader(http);
+    EXPECT_TRUE(leads_now.has_value());
+    EXPECT_TRUE(holds_by(Clock::now() + 3s,
+                         [&] {
+                           seen = rollout_at(c, http, leads_now.value_or(0), rollout);
+                           return rollout_state(seen) == "halted";
+                         }))
+        << "the engine did not halt the rollout after the restart: " << gate_summary(seen);
   }
 }
 
