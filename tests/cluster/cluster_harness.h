@@ -388,13 +388,13 @@ inline std::vector<TestDevice> bulk_enroll(Cluster& c, HttpClient& http, int at,
   return out;
 }
 
-// Starts a rollout of content 2.0 with `plan_yaml` at server `at`; its id.
+// Starts a rollout of content `version` (2.0) with `plan_yaml` at server `at`; its id.
 inline std::string start_rollout(Cluster& c, HttpClient& http, int at, const std::string& id,
-                                 const std::string& plan_yaml) {
+                                 const std::string& plan_yaml, const std::string& version = "2.0") {
   auto r = c.admin(
       http, at, "POST", "/v1/rollouts",
       json::object{
-          {"channel", "content"}, {"version", "2.0"}, {"id", id}, {"plan_yaml", plan_yaml}});
+          {"channel", "content"}, {"version", version}, {"id", id}, {"plan_yaml", plan_yaml}});
   if (r.status != 201)
     throw std::runtime_error("POST /v1/rollouts: " + std::to_string(r.status) + " " + r.body);
   return id;

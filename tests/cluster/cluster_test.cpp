@@ -426,6 +426,8 @@ TEST(Cluster, TheSameEventUploadAtTwoServersIsStoredOnce) {
   EXPECT_TRUE(ok_or_replayed(again))
       << "the same upload at s3: " << again.status << " " << again.body;
   EXPECT_EQ(stored_events(db.url(), a.id, &why), 3) << why;
+  std::printf("the same upload at s2, then at s3: %ld, then %ld %s\n", first.status, again.status,
+              again.error_code().c_str());
 
   // At the same moment at s2 and s3.
   const auto& b = devices[1];
@@ -442,6 +444,7 @@ TEST(Cluster, TheSameEventUploadAtTwoServersIsStoredOnce) {
   EXPECT_TRUE(ok_or_replayed(r1)) << "s2: " << r1.status << " " << r1.body;
   EXPECT_TRUE(ok_or_replayed(r2)) << "s3: " << r2.status << " " << r2.body;
   EXPECT_TRUE(r1.status == 200 || r2.status == 200) << "one of them is accepted";
+  std::printf("the same upload at s2 and s3 at once: %ld and %ld\n", r1.status, r2.status);
   EXPECT_EQ(stored_events(db.url(), b.id, &why), 3) << why;
 
   // The device goes on at another server: seq 4.
@@ -627,6 +630,87 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
   EXPECT_TRUE(proxy.running()) << proxy.log();
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+}
+
+// A check-in held (long poll) at a follower is answered as soon as the leader
+// halts and rolls back the rollout it runs, not when its wait is up.
+TEST(Cluster, AHeldCheckInAtAFollowerIsAnsweredWhenTheLeaderRollsBack) {
+  PgTestDb db;
+  ASSERT_TRUE(db.ok()) << db.error();
+  Cluster c(db.url());
+  HttpClient http;
+  auto leader = c.wait_leader(http, 5s);
+  ASSERT_TRUE(leader) << "no single leader";
+  const int L = *leader;
+  const int follower = (L + 1) % c.size();
+  ASSERT_TRUE(make_tenant_and_releases(c, http, 0));
+  ASSERT_TRUE(wait_synced(c, http));
+  auto devices = bulk_enroll(c, http, 0, "d-", 4);
+  // 1.0 completes first: the baseline a rollback of 2.0 sends devices back to.
+  const std::string base =
+      start_rollout(c, http, L, "r-base",
+                    "name: base\ncompletion_share: 1%\ngate: {min_acknowledged: 1, "
+                    "heartbeat_interval: 60s, tick: 250ms}\nstages:\n  - {name: all, "
+                    "percent: 100%, bake: 0s}\n",
+                    "1.0");
+  json::value base_seen;
+  ASSERT_TRUE(holds_by(Clock::now() + 10s,
+                       [&] {
+                         for (const auto& d : devices)
+                           http.request("POST", c.url(L, "/v1/checkin"), checkin_body("1.0"),
+                                        d.token);
+                         base_seen = rollout_at(c, http, L, base);
+                         return rollout_state(base_seen) == "completed";
+                       }))
+      << "1.0 did not complete: " << gate_summary(base_seen);
+  ASSERT_TRUE(wait_synced(c, http, base));
+  // The first exposed failure halts (max_failures 0) and rolls back.
+  const std::string id = start_rollout(c, http, L, "r-held",
+                                       "name: held\non_failure: rollback\ngate: {min_acknowledged: "
+                                       "1000, heartbeat_interval: 60s, tick: 250ms, "
+                                       "max_failure_rate: 1, min_exposed: 1, max_failures: "
+                                       "0}\nstages:\n  - {name: all, percent: 100%, bake: 1h}\n");
+  ASSERT_TRUE(wait_synced(c, http, id));
+  const auto& held = devices[0];
+  auto r = http.request("POST", c.url(follower, "/v1/checkin"), checkin_body("2.0"), held.token);
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(content_action(r), "keep") << r.body;
+
+  // Held at the follower for up to 20 s.
+  auto waiting = std::async(std::launch::async, [&] {
+    HttpClient own;
+    auto t0 = Clock::now();
+    auto answer = own.request("POST", c.url(follower, "/v1/checkin"),
+                              json::serialize(json::object{
+                                  {"versions", json::object{{"content", "2.0"}}}, {"wait_s", 20}}),
+                              held.token, 40);
+    return std::make_pair(answer, ms_since(t0));
+  });
+  std::this_thread::sleep_for(1s);
+  ASSERT_EQ(waiting.wait_for(0s), std::future_status::timeout) << "the check-in was not held";
+  auto crash = http.request("POST", c.url(L, "/v1/events"),
+                            events_body(json::array{crash_event(1)}), devices[1].token);
+  ASSERT_EQ(crash.status, 200) << crash.body;
+  auto crashed_at = Clock::now();
+  if (waiting.wait_for(10s) != std::future_status::ready) {
+    auto now_answer =
+        http.request("POST", c.url(follower, "/v1/checkin"), checkin_body("2.0"), devices[2].token);
+    ADD_FAILURE() << "the held check-in at " << Cluster::name(follower)
+                  << " was not answered 10 s after the crash; "
+                  << "the rollout there: " << gate_summary(rollout_at(c, http, follower, id))
+                  << "; a check-in there now: " << now_answer.body;
+  }
+  auto [answer, held_ms] = waiting.get();
+  auto after_crash = ms_since(crashed_at);
+  std::printf(
+      "held check-in at the follower answered %lld ms after the crash at the leader (held %lld "
+      "ms): %s\n",
+      after_crash, held_ms, content_action(answer).c_str());
+  EXPECT_EQ(answer.status, 200) << answer.body;
+  EXPECT_EQ(content_action(answer), "rollback")
+      << answer.body << "; the rollout at the leader: " << gate_summary(rollout_at(c, http, L, id));
+  EXPECT_LT(after_crash, 3000)
+      << "answered at the end of its wait, not when the rollout was rolled back";
 }
 
 // The template is valid with its variables set, and refused without them.
