@@ -446,6 +446,17 @@ TEST(Cluster, TheSameEventUploadAtTwoServersIsStoredOnce) {
   EXPECT_TRUE(r1.status == 200 || r2.status == 200) << "one of them is accepted";
   std::printf("the same upload at s2 and s3 at once: %ld and %ld\n", r1.status, r2.status);
   EXPECT_EQ(stored_events(db.url(), b.id, &why), 3) << why;
+  // Then a third server knows seq 3 was accepted: the upload again is a replay,
+  // the next one is accepted.
+  auto third = http.request("POST", c.url(0, "/v1/events"), batch, b.token);
+  EXPECT_EQ(third.status, 409) << "the same upload at s1 after both answered: " << third.body;
+  auto b4 = http.request(
+      "POST", c.url(0, "/v1/events"),
+      events_body(json::array{json::object{
+          {"seq", 4}, {"kind", "installed"}, {"channel", "content"}, {"version", "2.0"}}}),
+      b.token);
+  EXPECT_EQ(b4.status, 200) << b4.body;
+  EXPECT_EQ(stored_events(db.url(), b.id, &why), 4) << why;
 
   // The device goes on at another server: seq 4.
   auto next = http.request(
