@@ -388,6 +388,69 @@ TEST(Cluster, HealthyDevicesMovingBetweenServersAreNeverCountedSilent) {
   hb.stop();
 }
 
+// The other side of (d): devices that really go quiet are counted silent even
+// when the server they last talked to is gone too (kill -9 of a follower, then
+// its devices stop: a crashed machine cannot report, its server cannot judge).
+TEST(Cluster, DevicesThatGoQuietWithTheirServerAreStillCountedSilent) {
+  PgTestDb db;
+  ASSERT_TRUE(db.ok()) << db.error();
+  Cluster c(db.url());
+  HttpClient http;
+  auto leader = c.wait_leader(http, 5s);
+  ASSERT_TRUE(leader) << "no single leader";
+  const int L = *leader;
+  const int doomed = (L + 1) % c.size();
+  ASSERT_TRUE(make_tenant_and_releases(c, http, 0));
+  ASSERT_TRUE(wait_synced(c, http));
+  auto devices = bulk_enroll(c, http, 0, "d-", 18);
+  const std::string id = start_rollout(
+      c, http, L, "r-quiet",
+      plan("quiet",
+           "min_acknowledged: 1000, heartbeat_interval: 1s, silent_after_missed: 3, tick: 250ms",
+           "  - {name: all, percent: 100%, bake: 1h}\n"));
+  ASSERT_TRUE(wait_synced(c, http, id));
+
+  // 6 devices talk only to the doomed server; 12 to random servers.
+  std::vector<TestDevice> quiet(devices.begin(), devices.begin() + 6);
+  std::vector<TestDevice> loud(devices.begin() + 6, devices.end());
+  std::map<std::string, std::string> version_of;
+  for (const auto& d : devices) version_of[d.id] = "2.0";
+  for (const auto& d : quiet) {
+    auto r = http.request("POST", c.url(doomed, "/v1/checkin"), checkin_body("2.0"), d.token);
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  Heartbeats loud_hb(c, loud, version_of, 1s, 5051);
+  // The quiet ones heartbeat at the doomed server for a few seconds.
+  for (int k = 0; k < 3; ++k) {
+    std::this_thread::sleep_for(1s);
+    for (const auto& d : quiet) {
+      auto r = http.request("POST", c.url(doomed, "/v1/checkin"), checkin_body("2.0"), d.token);
+      ASSERT_EQ(r.status, 200) << r.body;
+    }
+  }
+  json::value seen = rollout_at(c, http, L, id);
+  ASSERT_EQ(gate_int(seen, "exposed_failures"), 0) << gate_summary(seen);
+  ASSERT_EQ(gate_int(seen, "acknowledged"), 18) << gate_summary(seen);
+
+  c.kill9(doomed);
+  auto quiet_from = Clock::now();
+  // Silent after 3 s; allow the server's takeover of the dead one's devices.
+  bool counted = holds_by(quiet_from + 10s, [&] {
+    seen = rollout_at(c, http, L, id);
+    return gate_int(seen, "exposed_silent") >= 6;
+  });
+  std::printf("6 devices quiet since their server died: %s after %lld ms\n",
+              counted ? "counted silent" : "not counted", ms_since(quiet_from));
+  EXPECT_TRUE(counted) << "the leader does not count devices silent whose server died with them: "
+                       << gate_summary(seen);
+  std::this_thread::sleep_for(2 * c.tick());
+  seen = rollout_at(c, http, L, id);
+  EXPECT_EQ(gate_int(seen, "exposed_silent"), 6) << "only the quiet ones: " << gate_summary(seen);
+  EXPECT_EQ(gate_int(seen, "acknowledged"), 12) << gate_summary(seen);
+  loud_hb.stop();
+  EXPECT_EQ(loud_hb.failed(), 0u) << loud_hb.failures();
+}
+
 // (e) The same event upload sent to two servers (a retry that went elsewhere):
 // stored once per (device, seq), committed before it is answered, and no
 // failed batch write on any server.
