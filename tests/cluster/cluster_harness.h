@@ -134,6 +134,22 @@ inline long long stored_events(const std::string& url, const std::string& device
   return v ? std::stoll(*v) : -1;
 }
 
+// A directory of the test's own, removed when the test ends however it ends.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& prefix) : path_(fresh_dir(prefix)) {}
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
 // --- the cluster ------------------------------------------------------------------
 
 // The last `n` lines of a file.

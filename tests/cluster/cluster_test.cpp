@@ -559,7 +559,8 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
   ASSERT_TRUE(c.wait_leader(http, 5s)) << "no single leader";
   ASSERT_TRUE(make_tenant_and_releases(c, http, 0));
   ASSERT_TRUE(wait_synced(c, http));
-  auto dir = fresh_dir("tranche-cluster-haproxy");
+  ScratchDir scratch("tranche-cluster-haproxy");
+  const auto& dir = scratch.path();
   std::vector<std::uint16_t> ports;
   for (int i = 0; i < c.size(); ++i) ports.push_back(c.at(i).port());
   HaproxyProcess proxy(ports, dir);
@@ -702,8 +703,6 @@ TEST(Cluster, HaproxyKeepsEachDeviceOnOneServerAndMovesADeadServersDevices) {
       << "devices whose check-in was not answered 200 within 5 s of the kill: " << unanswered;
   EXPECT_TRUE(devices_after.empty()) << "check-ins after the kill:\n" << devices_after.text();
   EXPECT_TRUE(proxy.running()) << proxy.log();
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 // A check-in held (long poll) at a follower is answered as soon as the leader
@@ -791,15 +790,14 @@ TEST(Cluster, AHeldCheckInAtAFollowerIsAnsweredWhenTheLeaderRollsBack) {
 TEST(Cluster, HaproxyConfigurationIsValidOnlyFilledIn) {
   ASSERT_FALSE(haproxy_binary().empty())
       << "haproxy is not installed (scripts/deps.sh installs it)";
-  auto dir = fresh_dir("tranche-cluster-haproxy-check");
+  ScratchDir scratch("tranche-cluster-haproxy-check");
+  const auto& dir = scratch.path();
   auto [ok, out] =
       haproxy_check(haproxy_template(), haproxy_env(free_port(), {18081, 18082, 18083}), dir);
   EXPECT_EQ(ok, 0) << out;
   EXPECT_NE(out.find("Configuration file is valid"), std::string::npos) << out;
   auto [refused, why] = haproxy_check(haproxy_template(), {}, dir);
   EXPECT_NE(refused, 0) << "accepted without its variables: " << why;
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 // (g) PostgreSQL restarts under the cluster: a leader again within 10 s, and
@@ -910,13 +908,12 @@ TEST(Cluster, ServersTakeAServerId) {
   if (!server_has_flag("--server-id")) return;
   PgTestDb db;
   ASSERT_TRUE(db.ok()) << db.error();
-  auto dir = fresh_dir("tranche-cluster-id");
+  ScratchDir scratch("tranche-cluster-id");
+  const auto& dir = scratch.path();
   ServerProcess s({"--data-dir", dir.string(), "--store", db.url(), "--admin-token", kClusterAdmin,
                    "--server-id", "edge-1"});
   HttpClient http;
   EXPECT_EQ(http.request("GET", s.url("/healthz")).status, 200);
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 }  // namespace
