@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -737,8 +738,8 @@ core::Result<core::EvidenceTally> ServerImpl::summed_evidence(const std::string&
     }
     core::count_standing(tally, *standing, *cause, static_cast<std::uint64_t>(c.devices));
   }
-  tally.exposed.exposure_s = sums->exposed_s;
-  tally.control.exposure_s = sums->control_s;
+  tally.exposed.exposure_s = static_cast<double>(sums->exposed_ms) / 1000.0;
+  tally.control.exposure_s = static_cast<double>(sums->control_ms) / 1000.0;
   scan.coverage.target = static_cast<std::uint64_t>(std::max<std::int64_t>(0, sums->coverage_target));
   scan.coverage.running = static_cast<std::uint64_t>(std::max<std::int64_t>(0, sums->coverage_running));
   scan.online_on_version = static_cast<std::uint64_t>(std::max<std::int64_t>(0, sums->online_on_version));
@@ -763,8 +764,8 @@ void ServerImpl::tick(TimeMs now) {
       const core::EvidenceTally mine = it->second->evidence->tally();
       store::ExposureRow row{id,
                              server_id_,
-                             mine.exposed.exposure_s,
-                             mine.control.exposure_s,
+                             std::llround(mine.exposed.exposure_s * 1000.0),
+                             std::llround(mine.control.exposure_s * 1000.0),
                              static_cast<std::int64_t>(scan.coverage.target),
                              static_cast<std::int64_t>(scan.coverage.running),
                              static_cast<std::int64_t>(scan.online_on_version),
@@ -799,7 +800,18 @@ void ServerImpl::tick(TimeMs now) {
     auto fit = fresh->rollouts.find(id);
     if (fit == fresh->rollouts.end()) continue;
     auto cur_ptr = std::make_shared<RolloutInfo>(*fit->second);
-    if (summed) cur_ptr->summed = summed;
+    if (summed) {
+      // The rows only grow, so the sum cannot fall below what the gate saw; if
+      // it ever did (a row lost by hand?), the gate keeps what it saw.
+      const core::GateState& g = fit->second->gate;
+      if (summed->exposed.exposure_s < g.seen_exposed.exposure_s ||
+          summed->control.exposure_s < g.seen_control.exposure_s) {
+        spdlog::warn("engine: rollout {}: the stored exposure is below what the gate saw; keeping that", id);
+        summed->exposed.exposure_s = std::max(summed->exposed.exposure_s, g.seen_exposed.exposure_s);
+        summed->control.exposure_s = std::max(summed->control.exposure_s, g.seen_control.exposure_s);
+      }
+      cur_ptr->summed = summed;
+    }
     const RolloutInfo& cur = *cur_ptr;
 
     if (cur.status.state == core::RolloutState::kRollingBack) {

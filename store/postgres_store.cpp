@@ -288,19 +288,19 @@ class PostgresStore final : public Store {
   // --- EvidenceStore ---
   Status save_exposure(const ExposureRow& row) override {
     return run(
-        "INSERT INTO rollout_exposure (rollout, server, exposed_s, control_s, coverage_target, "
+        "INSERT INTO rollout_exposure (rollout, server, exposed_ms, control_ms, coverage_target, "
         "coverage_running, online_on_version, updated_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (rollout, server) DO UPDATE SET "
-        "exposed_s = GREATEST(rollout_exposure.exposed_s, EXCLUDED.exposed_s), "
-        "control_s = GREATEST(rollout_exposure.control_s, EXCLUDED.control_s), "
+        "exposed_ms = GREATEST(rollout_exposure.exposed_ms, EXCLUDED.exposed_ms), "
+        "control_ms = GREATEST(rollout_exposure.control_ms, EXCLUDED.control_ms), "
         "coverage_target = EXCLUDED.coverage_target, coverage_running = EXCLUDED.coverage_running, "
         "online_on_version = EXCLUDED.online_on_version, updated_at = EXCLUDED.updated_at "
         "WHERE EXCLUDED.updated_at >= rollout_exposure.updated_at",
         Params()
             .add(row.rollout)
             .add(row.server)
-            .add(real_text(row.exposed_s))
-            .add(real_text(row.control_s))
+            .add(row.exposed_ms)
+            .add(row.control_ms)
             .add(row.coverage_target)
             .add(row.coverage_running)
             .add(row.online_on_version)
@@ -317,7 +317,7 @@ class PostgresStore final : public Store {
     if (!counts) return counts.error();
     sums.counts = std::move(*counts);
     auto r = exec(
-        "SELECT COALESCE(sum(exposed_s), 0)::text, COALESCE(sum(control_s), 0)::text, "
+        "SELECT COALESCE(sum(exposed_ms), 0), COALESCE(sum(control_ms), 0), "
         "COALESCE(sum(coverage_target) FILTER (WHERE updated_at >= $2), 0), "
         "COALESCE(sum(coverage_running) FILTER (WHERE updated_at >= $2), 0), "
         "COALESCE(sum(online_on_version) FILTER (WHERE updated_at >= $2), 0) "
@@ -325,8 +325,8 @@ class PostgresStore final : public Store {
         Params().add(rollout).add(fresh_since), "load exposure");
     if (!r) return r.error();
     const Cells c(r->get(), 0);
-    sums.exposed_s = std::strtod(c.text(0).c_str(), nullptr);
-    sums.control_s = std::strtod(c.text(1).c_str(), nullptr);
+    sums.exposed_ms = c.integer(0);
+    sums.control_ms = c.integer(1);
     sums.coverage_target = c.integer(2);
     sums.coverage_running = c.integer(3);
     sums.online_on_version = c.integer(4);
@@ -500,13 +500,6 @@ class PostgresStore final : public Store {
   static RolloutMarkRow mark_of(const Cells& c) {
     return RolloutMarkRow{c.text(0),    c.text(1),    c.text(2),   c.text(3),
                           c.integer(4), c.integer(5), c.integer(6)};
-  }
-  // A double as text that reads back as the same double.
-  static std::string real_text(double value) {
-    char buf[64];
-    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-    TRANCHE_ASSERT(ec == std::errc(), "a double fits in 64 characters");
-    return std::string(buf, end);
   }
 
   static constexpr std::chrono::milliseconds kFirstReconnectBackoff{100};

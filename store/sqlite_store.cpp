@@ -149,17 +149,17 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(Q::kCount)> kSql
     "FROM rollout_marks WHERE device = ?",
     "SELECT device, owner, owner_since FROM device_states WHERE owner_since > ? "
     "ORDER BY owner_since LIMIT ?",
-    "INSERT INTO rollout_exposure (rollout, server, exposed_s, control_s, coverage_target, "
+    "INSERT INTO rollout_exposure (rollout, server, exposed_ms, control_ms, coverage_target, "
     "coverage_running, online_on_version, updated_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout, server) DO UPDATE SET "
-    "exposed_s = max(rollout_exposure.exposed_s, excluded.exposed_s), "
-    "control_s = max(rollout_exposure.control_s, excluded.control_s), "
+    "exposed_ms = max(rollout_exposure.exposed_ms, excluded.exposed_ms), "
+    "control_ms = max(rollout_exposure.control_ms, excluded.control_ms), "
     "coverage_target = excluded.coverage_target, coverage_running = excluded.coverage_running, "
     "online_on_version = excluded.online_on_version, updated_at = excluded.updated_at "
     "WHERE excluded.updated_at >= rollout_exposure.updated_at",
     "SELECT standing, failure, count(*) FROM rollout_marks WHERE rollout = ? "
     "GROUP BY standing, failure ORDER BY standing, failure",
-    "SELECT COALESCE(sum(exposed_s), 0), COALESCE(sum(control_s), 0), "
+    "SELECT COALESCE(sum(exposed_ms), 0), COALESCE(sum(control_ms), 0), "
     "COALESCE(sum(coverage_target) FILTER (WHERE updated_at >= ?2), 0), "
     "COALESCE(sum(coverage_running) FILTER (WHERE updated_at >= ?2), 0), "
     "COALESCE(sum(online_on_version) FILTER (WHERE updated_at >= ?2), 0) "
@@ -453,8 +453,8 @@ class SqliteStore final : public Store {
     return use(Q::kSaveExposure)
         .bind(row.rollout)
         .bind(row.server)
-        .bind(row.exposed_s)
-        .bind(row.control_s)
+        .bind(row.exposed_ms)
+        .bind(row.control_ms)
         .bind(row.coverage_target)
         .bind(row.coverage_running)
         .bind(row.online_on_version)
@@ -475,8 +475,8 @@ class SqliteStore final : public Store {
     q.bind(rollout).bind(fresh_since);
     auto row = q.step();
     if (!row) return row.error();
-    sums.exposed_s = q.real(0);
-    sums.control_s = q.real(1);
+    sums.exposed_ms = q.integer(0);
+    sums.control_ms = q.integer(1);
     sums.coverage_target = q.integer(2);
     sums.coverage_running = q.integer(3);
     sums.online_on_version = q.integer(4);

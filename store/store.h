@@ -186,8 +186,8 @@ struct ClaimRow {
 struct ExposureRow {
   std::string rollout;
   std::string server;
-  double exposed_s = 0;
-  double control_s = 0;
+  std::int64_t exposed_ms = 0;  // device-milliseconds: sums are exact, in any order
+  std::int64_t control_ms = 0;
   std::int64_t coverage_target = 0;    // core::Coverage, last stage
   std::int64_t coverage_running = 0;
   std::int64_t online_on_version = 0;  // online devices that run the version
@@ -202,8 +202,8 @@ struct StandingCount {
 };
 struct EvidenceSums {
   std::vector<StandingCount> counts;
-  double exposed_s = 0;
-  double control_s = 0;
+  std::int64_t exposed_ms = 0;  // device-milliseconds: sums are exact, in any order
+  std::int64_t control_ms = 0;
   // Over the servers whose row is at least as new as load_evidence's `fresh_since`.
   std::int64_t coverage_target = 0;
   std::int64_t coverage_running = 0;

@@ -357,14 +357,14 @@ TEST_P(StoreContract, MarksMoveOnlyForwardAsCoreMergesThem) {
 
 TEST_P(StoreContract, ExposureIsSummedOverServersAndNeverGoesDown) {
   ASSERT_OK_AND_ASSIGN(store, open());
-  ASSERT_OK(store->save_exposure(ExposureRow{"r-1", "s-a", 10.5, 2.0, 5, 4, 3, 100}));
-  ASSERT_OK(store->save_exposure(ExposureRow{"r-1", "s-b", 4.25, 1.0, 7, 6, 2, 100}));
-  ASSERT_OK(store->save_exposure(ExposureRow{"r-1", "s-a", 9.0, 3.0, 1, 1, 1, 90}));  // a late, older write
-  ASSERT_OK(store->save_exposure(ExposureRow{"r-1", "s-dead", 1.0, 1.0, 50, 50, 50, 40}));
+  ASSERT_OK(store->save_exposure(ExposureRow{"r-1", "s-a", 10500, 2000, 5, 4, 3, 100}));
+  ASSERT_OK(store->save_exposure(ExposureRow{"r-1", "s-b", 4250, 1000, 7, 6, 2, 100}));
+  ASSERT_OK(store->save_exposure(ExposureRow{"r-1", "s-a", 9000, 3000, 1, 1, 1, 90}));  // a late, older write
+  ASSERT_OK(store->save_exposure(ExposureRow{"r-1", "s-dead", 1000, 1000, 50, 50, 50, 40}));
   ASSERT_OK(store->save_exposure(ExposureRow{"r-2", "s-a", 100, 100, 100, 100, 100, 100}));
   ASSERT_OK_AND_ASSIGN(sums, store->load_evidence("r-1", 60));
-  EXPECT_DOUBLE_EQ(sums.exposed_s, 15.75);
-  EXPECT_DOUBLE_EQ(sums.control_s, 4.0);
+  EXPECT_EQ(sums.exposed_ms, 15750);
+  EXPECT_EQ(sums.control_ms, 4000);
   EXPECT_TRUE(sums.counts.empty());
   // Counts only of servers that wrote since 60: s-dead's devices are someone else's now.
   EXPECT_EQ(sums.coverage_target, 12);

@@ -3,7 +3,8 @@
 --    that only goes up (a stale row never overwrites a newer one);
 --  - rollout_marks: one device's standing in one rollout, moved only forward
 --    (core::merge_standing; `rank` is core::standing_rank of `standing`);
---  - rollout_exposure: the device-time each server accrued, per rollout, and
+--  - rollout_exposure: the device-time each server accrued, per rollout (in
+--    device-milliseconds: integers, so a sum never depends on row order), and
 --    what it counts now of the devices it owns (coverage, devices on the version).
 ALTER TABLE device_states ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE device_states ADD COLUMN owner_since BIGINT NOT NULL DEFAULT 0;
@@ -26,8 +27,8 @@ CREATE INDEX rollout_marks_by_device ON rollout_marks (device);
 CREATE TABLE rollout_exposure (
   rollout    TEXT NOT NULL,
   server     TEXT NOT NULL,
-  exposed_s  DOUBLE PRECISION NOT NULL,
-  control_s  DOUBLE PRECISION NOT NULL,
+  exposed_ms  BIGINT NOT NULL,
+  control_ms  BIGINT NOT NULL,
   coverage_target   BIGINT NOT NULL,
   coverage_running  BIGINT NOT NULL,
   online_on_version BIGINT NOT NULL,

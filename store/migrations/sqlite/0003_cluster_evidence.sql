@@ -3,7 +3,8 @@
 --    that only goes up (a stale row never overwrites a newer one);
 --  - rollout_marks: one device's standing in one rollout, moved only forward
 --    (core::merge_standing; `rank` is core::standing_rank of `standing`);
---  - rollout_exposure: the device-time each server accrued, per rollout, and
+--  - rollout_exposure: the device-time each server accrued, per rollout (in
+--    device-milliseconds: integers, so a sum never depends on row order), and
 --    what it counts now of the devices it owns (coverage, devices on the version).
 ALTER TABLE device_states ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE device_states ADD COLUMN owner_since INTEGER NOT NULL DEFAULT 0;
@@ -26,8 +27,8 @@ CREATE INDEX rollout_marks_by_device ON rollout_marks (device);
 CREATE TABLE rollout_exposure (
   rollout    TEXT NOT NULL,
   server     TEXT NOT NULL,
-  exposed_s  REAL NOT NULL,
-  control_s  REAL NOT NULL,
+  exposed_ms  INTEGER NOT NULL,
+  control_ms  INTEGER NOT NULL,
   coverage_target   INTEGER NOT NULL,
   coverage_running  INTEGER NOT NULL,
   online_on_version INTEGER NOT NULL,
