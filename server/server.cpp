@@ -93,6 +93,10 @@ core::Status ServerImpl::open() {
     auto lock = store::open_store(url);
     if (!lock) return lock.error().with_context("store " + url + " (engine lock): ");
     lock_store_ = std::move(*lock);
+    // Alive before it claims any device, so no leader takes them for orphans.
+    if (auto st = store_->beat_server(server_id_, clock_->now()); !st) {
+      return st.error().with_context("store " + url + ": ");
+    }
   }
   spdlog::info("store: {} (schema version {}); this server is {}", store_->backend(),
                store::latest_schema_version(), server_id_);
@@ -474,8 +478,15 @@ void ServerImpl::engine_loop() {
     // With SQLite this process is the only one; with PostgreSQL others may have
     // changed rollouts, releases, tenants or tokens, and taken devices.
     if (shared_) {
+      {
+        std::lock_guard lock(store_mu_);
+        if (auto st = store_->beat_server(server_id_, clock_->now()); !st) {
+          spdlog::warn("engine: this server's heartbeat not saved: {}", st.error().to_string());
+        }
+      }
       sync_from_store();
       take_claims();
+      if (engine_leader_) adopt_orphans(clock_->now());
     }
     tick(clock_->now());
     if (engine_leader_) publish_tuf_if_needed(clock_->now());
@@ -511,6 +522,39 @@ void ServerImpl::take_claims() {
     }
     if (moved > 0) spdlog::debug("claims: {} devices moved to other servers", moved);
     if (claims->size() < kPage) return;
+  }
+}
+
+void ServerImpl::adopt_orphans(TimeMs now) {
+  // A server that has not said it is alive for this long has stopped (its
+  // engine thread says so every tick).
+  const TimeMs alive_since = now - std::max<TimeMs>(5 * options_.tick.count(), 3 * core::kSecond);
+  constexpr std::size_t kPerTick = 2'000;
+  core::Result<std::vector<std::string>> orphans = std::vector<std::string>{};
+  {
+    std::lock_guard lock(store_mu_);
+    orphans = store_->find_orphans(server_id_, alive_since, kPerTick);
+  }
+  if (!orphans) {
+    spdlog::warn("engine: devices of stopped servers not looked up: {}", orphans.error().to_string());
+    return;
+  }
+  std::size_t taken = 0;
+  for (const auto& id : *orphans) {
+    core::Result<store::DeviceRecord> record = core::make_error(ErrorCode::kUnavailable, "no store");
+    {
+      std::lock_guard lock(store_mu_);
+      record = store_->claim_device(id, server_id_, now);
+    }
+    if (!record) {
+      spdlog::warn("engine: device {} of a stopped server not taken: {}", id, record.error().to_string());
+      continue;
+    }
+    fleet_.install_claimed(device_from_rows(record->device, &record->state, record->marks));
+    ++taken;
+  }
+  if (taken > 0) {
+    spdlog::info("engine: took {} devices whose server stopped; their silence is judged here", taken);
   }
 }
 

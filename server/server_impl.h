@@ -77,6 +77,10 @@ class ServerImpl final : public Server {
   core::Status ensure_owned(const std::string& id);
   // Several servers: claims other servers made since the last look.
   void take_claims();
+  // Several servers, the leader: claims the devices of servers that stopped
+  // (store::find_orphans), so a device that went quiet with its server is
+  // still counted silent.
+  void adopt_orphans(TimeMs now);
 
   // --- the engine ---
   void engine_loop();

@@ -222,6 +222,26 @@ class PostgresStore final : public Store {
         Params().add(since).add(clamp_limit(limit)),
         [](const Cells& c) { return ClaimRow{c.text(0), c.text(1), c.integer(2)}; });
   }
+  Status beat_server(std::string_view id, TimeMs now) override {
+    return run(
+        "INSERT INTO servers (id, seen_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET "
+        "seen_at = GREATEST(servers.seen_at, EXCLUDED.seen_at)",
+        Params().add(id).add(now), "server heartbeat");
+  }
+  Result<std::vector<std::string>> find_orphans(std::string_view self, TimeMs alive_since,
+                                                std::size_t limit) override {
+    if (auto s = run("DELETE FROM servers WHERE seen_at < $1 AND id <> $2 AND NOT EXISTS "
+                     "(SELECT 1 FROM device_states WHERE device_states.owner = servers.id)",
+                     Params().add(alive_since).add(self), "forget stopped servers");
+        !s) {
+      return s.error();
+    }
+    return load<std::string>(
+        "SELECT device FROM device_states WHERE owner = '' OR owner IN "
+        "(SELECT id FROM servers WHERE seen_at < $2 AND id <> $1) LIMIT $3",
+        Params().add(self).add(alive_since).add(clamp_limit(limit)),
+        [](const Cells& c) { return c.text(0); });
+  }
   Result<std::vector<DeviceEventRow>> load_events(std::string_view device,
                                                   std::size_t limit) override {
     // The newest `limit`, returned oldest first.

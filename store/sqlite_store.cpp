@@ -70,6 +70,9 @@ enum class Q : std::size_t {
   kClaimState,
   kLoadDeviceMarks,
   kLoadClaims,
+  kBeatServer,
+  kForgetServers,
+  kFindOrphans,
   kSaveExposure,
   kCountStandings,
   kSumExposure,
@@ -149,6 +152,12 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(Q::kCount)> kSql
     "FROM rollout_marks WHERE device = ?",
     "SELECT device, owner, owner_since FROM device_states WHERE owner_since > ? "
     "ORDER BY owner_since LIMIT ?",
+    "INSERT INTO servers (id, seen_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "seen_at = max(servers.seen_at, excluded.seen_at)",
+    "DELETE FROM servers WHERE seen_at < ? AND id <> ? AND NOT EXISTS "
+    "(SELECT 1 FROM device_states WHERE device_states.owner = servers.id)",
+    "SELECT device FROM device_states WHERE owner = '' OR owner IN "
+    "(SELECT id FROM servers WHERE seen_at < ?2 AND id <> ?1) LIMIT ?3",
     "INSERT INTO rollout_exposure (rollout, server, exposed_ms, control_ms, coverage_target, "
     "coverage_running, online_on_version, updated_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout, server) DO UPDATE SET "
@@ -396,6 +405,16 @@ class SqliteStore final : public Store {
     Use q = use(Q::kLoadClaims);
     q.bind(since).bind(clamp_limit(limit));
     return load<ClaimRow>(q, [](const Use& u) { return ClaimRow{u.text(0), u.text(1), u.integer(2)}; });
+  }
+  Status beat_server(std::string_view id, TimeMs now) override {
+    return use(Q::kBeatServer).bind(id).bind(now).run();
+  }
+  Result<std::vector<std::string>> find_orphans(std::string_view self, TimeMs alive_since,
+                                                std::size_t limit) override {
+    if (auto s = use(Q::kForgetServers).bind(alive_since).bind(self).run(); !s) return s.error();
+    Use q = use(Q::kFindOrphans);
+    q.bind(self).bind(alive_since).bind(clamp_limit(limit));
+    return load<std::string>(q, [](const Use& u) { return u.text(0); });
   }
   Result<std::vector<DeviceEventRow>> load_events(std::string_view device,
                                                   std::size_t limit) override {

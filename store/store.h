@@ -251,6 +251,15 @@ class DeviceStore {
                                                   TimeMs now) = 0;
   // Claims made after `since`, oldest first, at most `limit`.
   virtual core::Result<std::vector<ClaimRow>> load_claims(TimeMs since, std::size_t limit) = 0;
+  // Server `id` is alive at `now` (each server says so every engine tick).
+  virtual core::Status beat_server(std::string_view id, TimeMs now) = 0;
+  // Devices whose owner is no server ("") or a server other than `self` that
+  // last beat before `alive_since`, at most `limit`: the leader claims them, so
+  // a device that went quiet with its server is still judged. Forgets the
+  // servers that stopped and own no device any more.
+  virtual core::Result<std::vector<std::string>> find_orphans(std::string_view self,
+                                                              TimeMs alive_since,
+                                                              std::size_t limit) = 0;
   // Events of one device, oldest first (the device view and tests): the newest
   // `limit` of them when there are more.
   virtual core::Result<std::vector<DeviceEventRow>> load_events(std::string_view device,

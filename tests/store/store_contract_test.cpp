@@ -316,6 +316,45 @@ TEST_P(StoreContract, AClaimMovesTheRevisionPastEverythingTheFormerOwnerQueued) 
   EXPECT_TRUE(none.empty());
 }
 
+// A device whose owner stopped saying it is alive is an orphan for the leader;
+// a live server's devices and the asking server's own never are.
+TEST_P(StoreContract, DevicesOfAStoppedServerAreOrphansUntilClaimed) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  for (const char* id : {"d-1", "d-2", "d-3", "d-4"}) ASSERT_OK(store->insert_device(device(id)));
+  ASSERT_OK(store->beat_server("s-live", 1000));
+  ASSERT_OK(store->beat_server("s-dead", 1000));
+  ASSERT_OK(store->beat_server("s-leader", 1000));
+  ASSERT_OK(store->claim_device("d-1", "s-live", 1000));
+  ASSERT_OK(store->claim_device("d-2", "s-dead", 1000));
+  ASSERT_OK(store->claim_device("d-3", "s-dead", 1000));
+  ASSERT_OK(store->claim_device("d-4", "s-leader", 1000));
+  ASSERT_OK_AND_ASSIGN(none, store->find_orphans("s-leader", 900, 10));
+  EXPECT_TRUE(none.empty()) << "every server beat at 1000";
+
+  ASSERT_OK(store->beat_server("s-live", 5000));
+  ASSERT_OK(store->beat_server("s-live", 4000));  // a late beat never moves it back
+  ASSERT_OK_AND_ASSIGN(orphans, store->find_orphans("s-leader", 4500, 10));
+  std::sort(orphans.begin(), orphans.end());
+  EXPECT_EQ(orphans, (std::vector<std::string>{"d-2", "d-3"}))
+      << "s-dead's devices; not s-live's, and not the leader's own (it beat at 1000 too)";
+  ASSERT_OK_AND_ASSIGN(one, store->find_orphans("s-leader", 4500, 1));
+  EXPECT_EQ(one.size(), 1u) << "at most `limit`";
+
+  ASSERT_OK(store->claim_device("d-2", "s-leader", 5000));
+  ASSERT_OK(store->claim_device("d-3", "s-leader", 5000));
+  ASSERT_OK_AND_ASSIGN(after, store->find_orphans("s-leader", 4500, 10));
+  EXPECT_TRUE(after.empty());
+  // s-dead owns nothing now and is forgotten; a beat brings it back.
+  ASSERT_OK(store->claim_device("d-1", "s-dead", 5100));
+  ASSERT_OK_AND_ASSIGN(unknown, store->find_orphans("s-leader", 4500, 10));
+  EXPECT_TRUE(unknown.empty()) << "a device claimed by a server that never beat again is not guessed at";
+  ASSERT_OK(store->beat_server("s-dead", 5200));
+  ASSERT_OK_AND_ASSIGN(alive, store->find_orphans("s-leader", 4500, 10));
+  EXPECT_TRUE(alive.empty());
+  ASSERT_OK_AND_ASSIGN(stopped, store->find_orphans("s-leader", 6000, 10));
+  EXPECT_EQ(stopped, std::vector<std::string>{"d-1"});
+}
+
 // The store keeps core::merge_standing of every mark written, in any order and
 // in any batching, and counts them like core::count_standing.
 TEST_P(StoreContract, MarksMoveOnlyForwardAsCoreMergesThem) {

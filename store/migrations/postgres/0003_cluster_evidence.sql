@@ -5,11 +5,14 @@
 --    (core::merge_standing; `rank` is core::standing_rank of `standing`);
 --  - rollout_exposure: the device-time each server accrued, per rollout (in
 --    device-milliseconds: integers, so a sum never depends on row order), and
---    what it counts now of the devices it owns (coverage, devices on the version).
+--    what it counts now of the devices it owns (coverage, devices on the version);
+--  - servers: when each server last said it is alive; a device whose owner
+--    stopped is an orphan the engine's leader claims (find_orphans).
 ALTER TABLE device_states ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE device_states ADD COLUMN owner_since BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE device_states ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX device_states_by_claim ON device_states (owner_since);
+CREATE INDEX device_states_by_owner ON device_states (owner);
 
 CREATE TABLE rollout_marks (
   rollout         TEXT NOT NULL,
@@ -34,4 +37,9 @@ CREATE TABLE rollout_exposure (
   online_on_version BIGINT NOT NULL,
   updated_at BIGINT NOT NULL,
   PRIMARY KEY (rollout, server)
+);
+
+CREATE TABLE servers (
+  id      TEXT PRIMARY KEY,
+  seen_at BIGINT NOT NULL
 );
