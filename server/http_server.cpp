@@ -224,7 +224,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 class BeastServer final : public HttpServer {
  public:
   BeastServer(std::shared_ptr<Shared> shared, unsigned threads)
-      : shared_(std::move(shared)), ioc_(static_cast<int>(threads)), acceptor_(ioc_) {}
+      : shared_(std::move(shared)), ioc_(static_cast<int>(threads)), accept_strand_(asio::make_strand(ioc_)), acceptor_(accept_strand_) {}
 
   ~BeastServer() override { stop(std::chrono::milliseconds(0)); }
 
@@ -280,7 +280,9 @@ class BeastServer final : public HttpServer {
   void stop(std::chrono::milliseconds grace) override {
     if (stopped_.exchange(true)) return;
     shared_->stopping = true;
-    asio::post(ioc_, [this] {
+    // On the acceptor's strand: an acceptor is not safe to use from two
+    // threads, and its accept handler may be running right now.
+    asio::post(accept_strand_, [this] {
       beast::error_code ec;
       acceptor_.close(ec);
     });
@@ -299,7 +301,7 @@ class BeastServer final : public HttpServer {
   void do_accept() {
     acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
       if (ec) {
-        if (!acceptor_.is_open()) return;
+        if (!acceptor_.is_open() || stopped_) return;
       } else {
         beast::error_code ignored;
         s.set_option(tcp::no_delay(true), ignored);
@@ -317,6 +319,7 @@ class BeastServer final : public HttpServer {
 
   std::shared_ptr<Shared> shared_;
   asio::io_context ioc_;
+  asio::strand<asio::io_context::executor_type> accept_strand_;  // runs every use of acceptor_
   tcp::acceptor acceptor_;
   std::optional<asio::ssl::context> ssl_;
   std::vector<std::thread> threads_;
