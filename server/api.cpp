@@ -12,6 +12,8 @@
 #include <set>
 #include <chrono>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
@@ -51,6 +53,11 @@ std::string token_hash(std::string_view token) {
     out[2 * i + 1] = kHex[digest[i] & 0xf];
   }
   return out;
+}
+
+// Equal hashes, in constant time (server.cpp uses it too).
+bool same_hash(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 namespace {
@@ -115,9 +122,6 @@ std::string bearer(const HttpRequest& req) {
   return std::string(a.substr(kScheme.size()));
 }
 
-bool same_hash(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
 
 // Query parameter `name` (no decoding beyond what ids and numbers need).
 std::string query_param(const std::string& query, std::string_view name) {
@@ -618,7 +622,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
     wait_s = std::min<std::int64_t>(w->as_int64(), options_.long_poll_max.count());
   }
 
-  if (auto owned = ensure_owned(*device_id); !owned) {
+  if (auto owned = ensure_owned(*device_id, token_hash(token)); !owned) {
     if (owned.error().code != ErrorCode::kNotFound) return reply_error(respond, owned.error());
   }
   auto snap = fleet_.snapshot();
@@ -738,7 +742,7 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
     events.push_back(std::move(out));
   }
 
-  if (auto owned = ensure_owned(*device_id); !owned) {
+  if (auto owned = ensure_owned(*device_id, token_hash(token)); !owned) {
     if (owned.error().code != ErrorCode::kNotFound) return reply_error(respond, owned.error());
   }
   if (pending_events() >= kMaxPendingEvents) {
@@ -1232,7 +1236,7 @@ void ServerImpl::api_fleet(Responder& respond) {
   std::map<std::string, std::uint64_t> by_tenant;
   std::map<std::string, std::map<std::string, std::uint64_t>> by_stage;  // rollout -> stage -> n
   std::uint64_t total = 0, online = 0;
-  fleet_.for_each_device([&](const Device& d) {
+  auto count = [&](const Device& d) {
     ++total;
     if (d.last_seen > 0 && now - d.last_seen <= 3 * 60 * 1000 && !d.said_goodbye) ++online;
     ++by_tenant[d.tenant];
@@ -1251,7 +1255,30 @@ void ServerImpl::api_fleet(Responder& respond) {
       }
       ++by_stage[id][stage];
     }
-  });
+  };
+  if (shared_) {
+    // Several servers: each holds only its share, so the whole fleet is read
+    // from the store (one pass; no marks needed).
+    core::Result<std::vector<store::DeviceRow>> rows = std::vector<store::DeviceRow>{};
+    core::Result<std::vector<store::DeviceStateRow>> states = std::vector<store::DeviceStateRow>{};
+    {
+      std::lock_guard lock(store_mu_);
+      rows = store_->load_devices();
+      if (rows) states = store_->load_device_states();
+    }
+    if (!rows) return reply_error(respond, rows.error());
+    if (!states) return reply_error(respond, states.error());
+    std::unordered_map<std::string, const store::DeviceStateRow*> state_of;
+    state_of.reserve(states->size());
+    for (const auto& st : *states) state_of.emplace(st.device, &st);
+    static const std::vector<store::RolloutMarkRow> kNoMarks;
+    for (const auto& row : *rows) {
+      auto st = state_of.find(row.id);
+      count(device_from_rows(row, st == state_of.end() ? nullptr : st->second, kNoMarks));
+    }
+  } else {
+    fleet_.for_each_device(count);
+  }
   json::object versions;
   for (const auto& [ch, m] : by_version) {
     json::object o;
@@ -1277,7 +1304,7 @@ void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::str
   TimeMs now = clock_->now();
   json::object out;
   std::vector<ChannelAnswer> answers;
-  auto st = fleet_.with_device(id, [&](Device& d) {
+  auto describe = [&](Device& d) {
     answers = Fleet::answer(d, *snap, now);
     json::object failed;
     for (const auto& [ch, list] : d.failed) {
@@ -1296,7 +1323,20 @@ void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::str
                        {"said_goodbye", d.said_goodbye},
                        {"failed", std::move(failed)},
                        {"health", ec ? json::value(json::object{}) : health}};
-  });
+  };
+  auto st = fleet_.with_device(id, describe);
+  if (!st && st.error().code == ErrorCode::kNotFound && shared_) {
+    // Several servers: a device this server does not hold, as the store has it.
+    core::Result<store::DeviceRecord> record = core::make_error(ErrorCode::kUnavailable, "no store");
+    {
+      std::lock_guard lock(store_mu_);
+      record = store_->load_device(id);
+    }
+    if (!record) return reply_error(respond, record.error());
+    Device d = device_from_rows(record->device, &record->state, record->marks);
+    describe(d);
+    st = core::Ok{};
+  }
   if (!st) return reply_error(respond, st.error());
   // "Why has (or hasn't) this device got version V?" — with ?version=V the answer
   // names V explicitly.
@@ -1399,6 +1439,9 @@ void ServerImpl::api_metrics(Responder& respond) {
   std::string text = metrics_.render();
   auto snap = fleet_.snapshot();
   text += "# HELP tranche_devices Devices enrolled.\n# TYPE tranche_devices gauge\ntranche_devices " +
+          std::to_string(snap->device_count) + "\n";
+  text += "# HELP tranche_devices_held Devices this server holds in memory (its share of the fleet).\n"
+          "# TYPE tranche_devices_held gauge\ntranche_devices_held " +
           std::to_string(fleet_.device_count()) + "\n";
   text +=
       "# HELP tranche_gate_log_lr Log likelihood ratio of the gate's test, per rollout and stage.\n"

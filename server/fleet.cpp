@@ -283,6 +283,25 @@ bool Fleet::disown(const std::string& id, const std::string& owner, TimeMs since
   return true;
 }
 
+std::size_t Fleet::evict_unneeded() {
+  std::size_t evicted = 0;
+  for (auto& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    for (auto it = shard.devices.begin(); it != shard.devices.end();) {
+      const Device& d = *it->second;
+      const bool unneeded = !d.held && (!d.owned || (d.last_seen == 0 && d.marks.empty()));
+      if (unneeded) {
+        it = shard.devices.erase(it);
+        ++evicted;
+      } else {
+        ++it;
+      }
+    }
+  }
+  device_count_.fetch_sub(evicted);
+  return evicted;
+}
+
 bool Fleet::owns(const std::string& id) const {
   auto& shard = shard_for(id);
   std::lock_guard lock(shard.mu);

@@ -241,6 +241,11 @@ class Fleet {
   bool disown(const std::string& id, const std::string& owner, TimeMs since);
   // Whether this server owns `id` now (false when unknown).
   bool owns(const std::string& id) const;
+  // Several servers: forgets the devices this server need not hold — those
+  // another server claimed, and those never seen that have no rollout mark — as
+  // long as no check-in of theirs is held here. The store has them; a device's
+  // next request here claims it again. Returns how many were forgotten.
+  std::size_t evict_unneeded();
 
   // The check-in of an authenticated device: records what it runs (running a
   // live rollout's version past its trial — `healthy` — acknowledges it; in its

@@ -203,9 +203,13 @@ core::Status ServerImpl::load() {
   if (!releases) return releases.error();
   auto rollouts = store_->load_rollouts();
   if (!rollouts) return rollouts.error();
-  auto devices = store_->load_devices();
+  // Several servers: a server holds only the devices it serves, each read
+  // from the store on its first request here (ensure_owned); none at start.
+  auto devices = shared_ ? core::Result<std::vector<store::DeviceRow>>(std::vector<store::DeviceRow>{})
+                         : store_->load_devices();
   if (!devices) return devices.error();
-  auto states = store_->load_device_states();
+  auto states = shared_ ? core::Result<std::vector<store::DeviceStateRow>>(std::vector<store::DeviceStateRow>{})
+                        : store_->load_device_states();
   if (!states) return states.error();
 
   Snapshot snap;
@@ -238,8 +242,14 @@ core::Status ServerImpl::load() {
   }
   derive_channel_state(snap);
 
-  auto marks = store_->load_marks();
+  auto marks = shared_ ? core::Result<std::vector<store::RolloutMarkRow>>(std::vector<store::RolloutMarkRow>{})
+                       : store_->load_marks();
   if (!marks) return marks.error();
+  if (shared_) {
+    auto n = store_->count_devices();
+    if (!n) return n.error();
+    fleet_.set_store_count(static_cast<std::uint64_t>(*n));
+  }
   std::unordered_map<std::string, store::DeviceStateRow> state_by_device;
   for (auto& st : *states) state_by_device.emplace(st.device, std::move(st));
   std::unordered_map<std::string, std::vector<store::RolloutMarkRow>> marks_by_device;
@@ -255,9 +265,10 @@ core::Status ServerImpl::load() {
     if (auto added = fleet_.add_device(std::move(d)); !added) return added;
   }
   fleet_.update([&](Snapshot& s) { s = std::move(snap); });
-  spdlog::info("loaded {} tenants, {} devices, {} releases, {} rollouts ({} live)",
-               tenants->size(), devices->size(), releases->size(), rollouts->size(),
-               fleet_.snapshot()->live_rollout.size());
+  spdlog::info("loaded {} tenants, {} devices{}, {} releases, {} rollouts ({} live)", tenants->size(),
+               shared_ ? fleet_.store_count() : devices->size(),
+               shared_ ? " (in the store; each read here on its first request)" : "", releases->size(),
+               rollouts->size(), fleet_.snapshot()->live_rollout.size());
   return core::Ok{};
 }
 
@@ -487,6 +498,7 @@ void ServerImpl::engine_loop() {
       sync_from_store();
       take_claims();
       if (engine_leader_) adopt_orphans(clock_->now());
+      evict_if_due(clock_->now());
     }
     tick(clock_->now());
     if (engine_leader_) publish_tuf_if_needed(clock_->now());
@@ -525,6 +537,15 @@ void ServerImpl::take_claims() {
   }
 }
 
+void ServerImpl::evict_if_due(TimeMs now) {
+  constexpr TimeMs kEvery = 10 * core::kSecond;
+  if (now - evicted_at_ < kEvery) return;
+  evicted_at_ = now;
+  if (auto n = fleet_.evict_unneeded(); n > 0) {
+    spdlog::debug("fleet: forgot {} devices served elsewhere or never seen ({} held)", n, fleet_.device_count());
+  }
+}
+
 void ServerImpl::adopt_orphans(TimeMs now) {
   // A server that has not said it is alive for this long has stopped (its
   // engine thread says so every tick).
@@ -558,11 +579,19 @@ void ServerImpl::adopt_orphans(TimeMs now) {
   }
 }
 
-core::Status ServerImpl::ensure_owned(const std::string& id) {
+bool same_hash(const std::string& a, const std::string& b);  // api.cpp: in constant time
+
+core::Status ServerImpl::ensure_owned(const std::string& id, const std::string& hash) {
   if (!shared_ || fleet_.owns(id)) return core::Ok{};
   core::Result<store::DeviceRecord> record = core::make_error(ErrorCode::kUnavailable, "no store");
   {
     std::lock_guard lock(store_mu_);
+    // Read first: a wrong secret must not move the device (nor cost a write).
+    auto stored = store_->load_device(id);
+    if (!stored) return stored.error();
+    if (!same_hash(stored->device.token_hash, hash)) {
+      return core::make_error(ErrorCode::kNotFound, "device " + id + ": the token is not its");
+    }
     record = store_->claim_device(id, server_id_, clock_->now());
   }
   if (!record) return record.error();

@@ -73,14 +73,20 @@ class ServerImpl final : public Server {
   bool flush_pending();  // false: the batch is back in the queue
   std::size_t pending_events();
   // Several servers: makes this server the owner of `id` (store::claim_device)
-  // unless it is already. kNotFound when no such device is enrolled.
-  core::Status ensure_owned(const std::string& id);
+  // unless it is already — only for the device's own token (`hash` of it), so a
+  // request with a wrong secret moves nothing. kNotFound when no such device is
+  // enrolled or the token is not its.
+  core::Status ensure_owned(const std::string& id, const std::string& hash);
   // Several servers: claims other servers made since the last look.
   void take_claims();
   // Several servers, the leader: claims the devices of servers that stopped
   // (store::find_orphans), so a device that went quiet with its server is
   // still counted silent.
   void adopt_orphans(TimeMs now);
+  // Several servers, every 10 s: Fleet::evict_unneeded, so memory follows this
+  // server's share of the fleet.
+  void evict_if_due(TimeMs now);
+  TimeMs evicted_at_ = 0;
 
   // --- the engine ---
   void engine_loop();

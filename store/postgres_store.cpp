@@ -213,6 +213,7 @@ class PostgresStore final : public Store {
     return Cells(r->get(), 0).integer(0);
   }
   Status write_device_batch(const DeviceBatch& batch) override;
+  Result<DeviceRecord> load_device(std::string_view id) override;
   Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner,
                                     TimeMs now) override;
   Result<std::vector<ClaimRow>> load_claims(TimeMs since, std::size_t limit) override {
@@ -696,6 +697,36 @@ Status PostgresStore::write_device_batch(const DeviceBatch& batch) {
     if (auto s = run(sql, params, "rollout marks"); !s) return rollback(s);
   }
   return commit();
+}
+
+Result<DeviceRecord> PostgresStore::load_device(std::string_view id) {
+  if (auto s = begin(); !s) return s.error();  // one snapshot of the three reads
+  auto device = exec(
+      "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices "
+      "WHERE id = $1",
+      Params().add(id), "load device");
+  if (!device) return rollback(device.error()).error();
+  if (PQntuples(device->get()) == 0) {
+    (void)rollback(Ok{});
+    return make_error(ErrorCode::kNotFound, "device " + std::string(id) + " is not enrolled");
+  }
+  DeviceRecord record;
+  {
+    const Cells c(device->get(), 0);
+    record.device = DeviceRow{c.text(0), c.text(1), c.text(2), c.text(3),
+                              static_cast<std::int32_t>(c.integer(4)), c.integer(5)};
+  }
+  auto state = exec("SELECT " + std::string(kStateColumns) + " FROM device_states WHERE device = $1",
+                    Params().add(id), "load device");
+  if (!state) return rollback(state.error()).error();
+  record.state = PQntuples(state->get()) == 0 ? blank_state(id) : state_of(Cells(state->get(), 0));
+  auto marks = load<RolloutMarkRow>(
+      "SELECT " + std::string(kMarkColumns) + " FROM rollout_marks WHERE device = $1",
+      Params().add(id), &mark_of);
+  if (!marks) return rollback(marks.error()).error();
+  record.marks = std::move(*marks);
+  if (auto s = commit(); !s) return s.error();
+  return record;
 }
 
 Result<DeviceRecord> PostgresStore::claim_device(std::string_view id, std::string_view owner,

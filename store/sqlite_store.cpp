@@ -67,6 +67,7 @@ enum class Q : std::size_t {
   kLoadMarks,
   kCountDevices,
   kSelectDevice,
+  kSelectState,
   kClaimState,
   kLoadDeviceMarks,
   kLoadClaims,
@@ -140,6 +141,8 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(Q::kCount)> kSql
     "SELECT count(*) FROM devices",
     "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices "
     "WHERE id = ?",
+    "SELECT device, versions_json, failed_json, health_json, last_seen, said_goodbye, "
+    "last_event_seq, owner, owner_since, revision FROM device_states WHERE device = ?",
     // The next claim count, low bits zero (DeviceStateRow::revision).
     "INSERT INTO device_states (device, versions_json, failed_json, health_json, last_seen, "
     "said_goodbye, last_event_seq, owner, owner_since, revision) "
@@ -399,6 +402,7 @@ class SqliteStore final : public Store {
     return u.integer(0);
   }
   Status write_device_batch(const DeviceBatch& batch) override;
+  Result<DeviceRecord> load_device(std::string_view id) override;
   Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner,
                                     TimeMs now) override;
   Result<std::vector<ClaimRow>> load_claims(TimeMs since, std::size_t limit) override {
@@ -774,6 +778,37 @@ Status SqliteStore::write_device_batch(const DeviceBatch& batch) {
     if (!s) return s.error().with_context("mark " + row.rollout + "/" + row.device + ": ");
   }
   return tx.commit();
+}
+
+Result<DeviceRecord> SqliteStore::load_device(std::string_view id) {
+  Tx tx(*this);  // one snapshot of the three reads
+  if (auto s = tx.begin(); !s) return s.error();
+  DeviceRecord record;
+  {
+    Use q = use(Q::kSelectDevice);
+    q.bind(id);
+    auto row = q.step();
+    if (!row) return row.error();
+    if (!*row) return make_error(ErrorCode::kNotFound, "device " + std::string(id) + " is not enrolled");
+    record.device = DeviceRow{q.text(0), q.text(1), q.text(2), q.text(3),
+                              static_cast<std::int32_t>(q.integer(4)), q.integer(5)};
+  }
+  {
+    Use q = use(Q::kSelectState);
+    q.bind(id);
+    auto row = q.step();
+    if (!row) return row.error();
+    record.state = *row ? state_of(q) : blank_state(id);
+  }
+  {
+    Use q = use(Q::kLoadDeviceMarks);
+    q.bind(id);
+    auto marks = load<RolloutMarkRow>(q, &mark_of);
+    if (!marks) return marks.error();
+    record.marks = std::move(*marks);
+  }
+  if (auto s = tx.commit(); !s) return s.error();
+  return record;
 }
 
 Result<DeviceRecord> SqliteStore::claim_device(std::string_view id, std::string_view owner,

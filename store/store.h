@@ -172,6 +172,16 @@ struct DeviceRecord {
   std::vector<RolloutMarkRow> marks;
 };
 
+// The state of a device no server has written yet.
+inline DeviceStateRow blank_state(std::string_view device) {
+  DeviceStateRow row;
+  row.device = std::string(device);
+  row.versions_json = "{}";
+  row.failed_json = "{}";
+  row.health_json = "{}";
+  return row;
+}
+
 // A claim another server may need to know of (load_claims).
 struct ClaimRow {
   std::string device;
@@ -249,6 +259,10 @@ class DeviceStore {
   // device, its state and its marks. kNotFound when no such device is enrolled.
   virtual core::Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner,
                                                   TimeMs now) = 0;
+  // One device as stored, without claiming it (the device view at a server that
+  // does not hold it): a blank state (no versions, revision 0) when none was
+  // written yet. kNotFound when no such device is enrolled.
+  virtual core::Result<DeviceRecord> load_device(std::string_view id) = 0;
   // Claims made after `since`, oldest first, at most `limit`.
   virtual core::Result<std::vector<ClaimRow>> load_claims(TimeMs since, std::size_t limit) = 0;
   // Server `id` is alive at `now` (each server says so every engine tick).

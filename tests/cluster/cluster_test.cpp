@@ -134,6 +134,75 @@ TEST(Cluster, ADeviceEnrolledAtOneServerIsAnsweredByAnother) {
       << "event uploads at a third server not answered 200";
 }
 
+// (a2) A server holds only the devices it serves: none at start, a device from
+// its first request, and forgets those another server took or that were never
+// seen. Any server still shows the whole fleet and any device; a request with a
+// wrong secret moves nothing.
+TEST(Cluster, EachServerHoldsOnlyItsShareAndAnyServerShowsTheWholeFleet) {
+  PgTestDb db;
+  ASSERT_TRUE(db.ok()) << db.error();
+  Cluster c(db.url());
+  HttpClient http;
+  ASSERT_TRUE(c.wait_leader(http, 5s)) << "no single leader";
+  ASSERT_TRUE(make_tenant_and_releases(c, http, 0));
+  ASSERT_TRUE(wait_synced(c, http));
+  auto devices = bulk_enroll(c, http, 0, "h-", 30);
+  ASSERT_EQ(devices.size(), 30u);
+  EXPECT_EQ(c.metric(http, 0, "tranche_devices_held"), 30.0) << "the enrolling server holds what it enrolled";
+
+  // A wrong secret at s3 for a device s2 will serve: refused, and not claimed.
+  auto forged = http.request("POST", c.url(2, "/v1/checkin"), checkin_body("1.0"),
+                             devices[0].id + ".not-its-secret");
+  EXPECT_EQ(forged.status, 401) << forged.body;
+  // Ten devices served by s2.
+  for (std::size_t i = 0; i < 10; ++i) {
+    auto r = http.request("POST", c.url(1, "/v1/checkin"), checkin_body("1.0"), devices[i].token);
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  auto owner = pg_scalar(db.url(), "SELECT owner FROM device_states WHERE device = $1", {devices[0].id});
+  ASSERT_TRUE(owner.has_value());
+  EXPECT_EQ(*owner, Cluster::name(1)) << "the forged request at s3 did not claim it";
+
+  // Within one eviction pass (10 s) and a tick: s1 forgot the ten s2 took and
+  // the twenty never seen; s2 holds its ten; s3 none.
+  std::optional<double> held0, held1, held2;
+  bool settled = holds_by(Clock::now() + 15s, [&] {
+    held0 = c.metric(http, 0, "tranche_devices_held");
+    held1 = c.metric(http, 1, "tranche_devices_held");
+    held2 = c.metric(http, 2, "tranche_devices_held");
+    return held0 == 0.0 && held1 == 10.0 && held2 == 0.0;
+  });
+  EXPECT_TRUE(settled) << "devices held: s1 " << held0.value_or(-1) << ", s2 " << held1.value_or(-1)
+                       << ", s3 " << held2.value_or(-1) << " (expected 0, 10, 0)";
+  for (int i = 0; i < c.size(); ++i) {
+    EXPECT_EQ(c.metric(http, i, "tranche_devices"), 30.0) << "enrolled, at " << Cluster::name(i);
+  }
+
+  // The whole fleet and any device, at a server that holds none of them.
+  auto fleet = c.admin(http, 2, "GET", "/v1/fleet");
+  ASSERT_EQ(fleet.status, 200) << fleet.body;
+  const json::value fj = fleet.json();
+  const auto& f = fj.as_object();
+  EXPECT_EQ(f.at("devices").to_number<std::int64_t>(), 30) << fleet.body;
+  EXPECT_EQ(f.at("by_version").at("content").at("1.0").to_number<std::int64_t>(), 10) << fleet.body;
+  auto one = c.admin(http, 2, "GET", "/v1/devices/" + devices[3].id);
+  ASSERT_EQ(one.status, 200) << one.body;
+  const json::value oj = one.json();
+  EXPECT_EQ(oj.at("id").as_string(), devices[3].id);
+  EXPECT_GT(oj.at("last_seen").to_number<std::int64_t>(), 0) << one.body;
+  auto never = c.admin(http, 2, "GET", "/v1/devices/" + devices[20].id);
+  ASSERT_EQ(never.status, 200) << never.body;
+  const json::value nj = never.json();
+  EXPECT_EQ(nj.at("last_seen").to_number<std::int64_t>(), 0) << never.body;
+  EXPECT_EQ(c.admin(http, 2, "GET", "/v1/devices/h-nobody").status, 404);
+  EXPECT_EQ(c.metric(http, 2, "tranche_devices_held"), 0.0) << "looking is not holding";
+
+  // A device s1 forgot is served there again on its next request.
+  auto back = http.request("POST", c.url(0, "/v1/checkin"), checkin_body("1.0"), devices[25].token);
+  EXPECT_EQ(back.status, 200) << back.body;
+  EXPECT_EQ(c.metric(http, 0, "tranche_devices_held"), 1.0);
+}
+
 // (b) Failures posted to followers are in the leader's gate within 2 ticks; the
 // 20th crosses max_failures 19 and halts the rollout.
 TEST(Cluster, CrashesPostedToFollowersReachTheLeadersGateWithinTwoTicksAndHalt) {
