@@ -1439,7 +1439,7 @@ void ServerImpl::api_metrics(Responder& respond) {
   std::string text = metrics_.render();
   auto snap = fleet_.snapshot();
   text += "# HELP tranche_devices Devices enrolled.\n# TYPE tranche_devices gauge\ntranche_devices " +
-          std::to_string(snap->device_count) + "\n";
+          std::to_string(std::max<std::uint64_t>(fleet_.device_count(), fleet_.store_count())) + "\n";
   text += "# HELP tranche_devices_held Devices this server holds in memory (its share of the fleet).\n"
           "# TYPE tranche_devices_held gauge\ntranche_devices_held " +
           std::to_string(fleet_.device_count()) + "\n";
