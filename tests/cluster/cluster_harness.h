@@ -727,15 +727,33 @@ inline std::string pg_cluster_script() {
 #endif
 }
 
+inline std::string pg_bin() {
+  const char* env_bin = std::getenv("TRANCHE_PG_BIN");
+  return env_bin != nullptr ? env_bin : "/usr/lib/postgresql/15/bin";
+}
+
+// The port of a postgresql://user@host:PORT/db URL ("" when it has none).
+inline std::string url_port(const std::string& url) {
+  auto slash = url.rfind('/');
+  auto colon = url.rfind(':', slash);
+  if (slash == std::string::npos || colon == std::string::npos) return "";
+  return url.substr(colon + 1, slash - colon - 1);
+}
+
 // tests/pg/pg_cluster.sh start on a directory of its own: a PostgreSQL server
-// nobody else uses, so the test may restart it.
+// nobody else uses, so the test may restart it. With a `primary`, `replica`
+// instead: a synchronous streaming replica of that server (promote() makes it
+// the primary).
 class PrivatePostgres {
  public:
-  PrivatePostgres() : dir_(fresh_dir("tranche-cluster-pg")) {
-    int rc =
-        std::system(("bash '" + pg_cluster_script() + "' start '" + dir_.string() + "'").c_str());
+  PrivatePostgres() : PrivatePostgres(nullptr) {}
+  explicit PrivatePostgres(const PrivatePostgres* primary) : dir_(fresh_dir("tranche-cluster-pg")) {
+    const std::string what = primary != nullptr ? "replica" : "start";
+    std::string cmd = "bash '" + pg_cluster_script() + "' " + what + " '" + dir_.string() + "'";
+    if (primary != nullptr) cmd += " '" + primary->dir_.string() + "'";
+    int rc = std::system(cmd.c_str());
     if (rc != 0) {
-      error_ = "pg_cluster.sh start failed (status " + std::to_string(rc) + ")";
+      error_ = "pg_cluster.sh " + what + " failed (status " + std::to_string(rc) + ")";
       return;
     }
     std::ifstream u(dir_ / "url"), c(dir_ / "cluster");
@@ -761,16 +779,26 @@ class PrivatePostgres {
   // pg_ctl restart -m fast (as the postgres user when root): the same port and
   // options (postmaster.opts). Returns pg_ctl's exit status.
   int restart() {
-    const char* env_bin = std::getenv("TRANCHE_PG_BIN");
-    std::string bin = env_bin != nullptr ? env_bin : "/usr/lib/postgresql/15/bin";
-    std::string cmd = "'" + bin + "/pg_ctl' -D '" + root_ + "/data' -l '" + root_ +
-                      "/server.log' -w -t 60 restart -m fast >/dev/null";
+    return pg_ctl("-l '" + root_ + "/server.log' -w -t 60 restart -m fast");
+  }
+  // The server's crash: pg_ctl stop -m immediate (no checkpoint, every
+  // session cut at once). Returns pg_ctl's exit status.
+  int crash() { return pg_ctl("-w -t 60 stop -m immediate"); }
+  // A replica becomes the primary (pg_ctl promote -w).
+  int promote() {
+    int rc = std::system(
+        ("bash '" + pg_cluster_script() + "' promote '" + dir_.string() + "' >/dev/null").c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+  }
+
+ private:
+  int pg_ctl(const std::string& args) {
+    std::string cmd = "'" + pg_bin() + "/pg_ctl' -D '" + root_ + "/data' " + args + " >/dev/null";
     if (::geteuid() == 0) cmd = "runuser -u postgres -- " + cmd;
     int rc = std::system(cmd.c_str());
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
   }
 
- private:
   std::filesystem::path dir_;
   std::string url_;
   std::string root_;

@@ -6,7 +6,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
+#include <atomic>
 #include <future>
+#include <mutex>
 #include <map>
 #include <set>
 #include <string>
@@ -969,6 +972,131 @@ TEST(Cluster, AfterAPostgresRestartALeaderIsBackWithinTenSecondsAndWritesWork) {
                          }))
         << "the engine did not halt the rollout after the restart: " << gate_summary(seen);
   }
+}
+
+// (h) The primary PostgreSQL crashes and its synchronous streaming replica is
+// promoted: every server writes again, and a leader is back, within 15 s of the
+// crash; not one event the servers acknowledged, before or after, is missing
+// from the promoted replica. The servers' --store names both hosts
+// (target_session_attrs=read-write), so a reconnect finds the new primary.
+TEST(Cluster, AfterFailoverToAStreamingReplicaServiceIsBackWithinFifteenSecondsAndNothingIsLost) {
+  PrivatePostgres primary;
+  ASSERT_TRUE(primary.ok()) << primary.error();
+  PrivatePostgres replica(&primary);
+  ASSERT_TRUE(replica.ok()) << replica.error();
+  const std::string both = "postgresql://postgres@127.0.0.1:" + url_port(primary.url()) +
+                           ",127.0.0.1:" + url_port(replica.url()) +
+                           "/tranche_test?target_session_attrs=read-write";
+  HttpClient http;
+  ClusterOptions two;
+  two.servers = 2;
+  Cluster c(both, two);
+  ASSERT_TRUE(c.wait_leader(http, 5s)) << "no single leader";
+  ASSERT_TRUE(make_tenant_and_releases(c, http, 0));
+  ASSERT_TRUE(wait_synced(c, http));
+  constexpr int kDevices = 12;
+  auto devices = bulk_enroll(c, http, 0, "fo-", kDevices + c.size());
+
+  // Each device posts events one at a time, seq 1, 2, ...; an answer other than
+  // 200 is sent again with the same seq, as the agent does. acked[d] is the
+  // highest seq answered 200, so 1..acked[d] must all be stored.
+  std::vector<std::atomic<std::int64_t>> acked(devices.size());
+  std::mutex mu;
+  std::set<std::string> refusals;  // "503 unavailable" and the like, for the log
+  auto post = [&](HttpClient& h, std::size_t d, int at) {
+    const std::int64_t seq = acked[d].load() + 1;
+    auto r = h.request("POST", c.url(at, "/v1/events"),
+                       events_body(json::array{json::object{{"seq", seq},
+                                                            {"kind", "installed"},
+                                                            {"channel", "content"},
+                                                            {"version", "1.0"}}}),
+                       devices[d].token, 10);
+    if (r.status == 200) {
+      acked[d].store(seq);
+      return true;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    refusals.insert(std::to_string(r.status) + " " + r.error_code());
+    return false;
+  };
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  constexpr std::uint32_t kWriters = 4;
+  for (std::uint32_t w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      HttpClient h;
+      Router route(900 + w);
+      while (!stop.load()) {
+        for (std::size_t d = w; d < kDevices; d += kWriters) {
+          if (!post(h, d, route.pick(c))) std::this_thread::sleep_for(50ms);
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(1500ms);
+  std::int64_t before = 0;
+  for (std::size_t d = 0; d < kDevices; ++d) before += acked[d].load();
+  EXPECT_GT(before, 0) << "no event acknowledged before the crash";
+
+  const auto crashed = Clock::now();
+  ASSERT_EQ(primary.crash(), 0) << "pg_ctl stop -m immediate failed";
+  ASSERT_EQ(replica.promote(), 0) << "pg_ctl promote failed";
+  const long long promoted_ms = ms_since(crashed);
+
+  // Back: every server acknowledges a write of its own probe device, and one
+  // server leads.
+  std::vector<char> writes(static_cast<std::size_t>(c.size()), 0);
+  std::optional<int> leader;
+  bool back = holds_by(crashed + 15s, [&] {
+    for (int i = 0; i < c.size(); ++i) {
+      auto& ok = writes[static_cast<std::size_t>(i)];
+      if (ok == 0) ok = post(http, static_cast<std::size_t>(kDevices + i), i) ? 1 : 0;
+    }
+    leader = c.leader(http);
+    return leader.has_value() && std::all_of(writes.begin(), writes.end(), [](char b) { return b != 0; });
+  });
+  const long long back_ms = ms_since(crashed);
+  std::this_thread::sleep_for(1s);
+  stop = true;
+  for (auto& t : writers) t.join();
+  std::int64_t total = 0;
+  for (const auto& a : acked) total += a.load();
+  std::printf(
+      "failover: replica promoted %lld ms after the crash; %s %lld ms after it; %lld events "
+      "acknowledged (%lld before the crash); refused meanwhile: %s\n",
+      promoted_ms, back ? "writes at every server and a leader" : "NOT back", back_ms,
+      static_cast<long long>(total), static_cast<long long>(before),
+      [&] {
+        std::string out;
+        for (const auto& r : refusals) out += (out.empty() ? "" : ", ") + r;
+        return out;
+      }()
+          .c_str());
+  EXPECT_TRUE(back) << "within 15 s of the crash: leader " << (leader ? "yes" : "no")
+                    << ", writes at s1 " << (writes[0] != 0) << ", s2 " << (writes[1] != 0);
+  EXPECT_GT(total, before) << "nothing acknowledged after the failover";
+
+  // Nothing acknowledged is missing on the promoted replica.
+  std::int64_t lost = 0;
+  std::string example;
+  for (std::size_t d = 0; d < devices.size(); ++d) {
+    const std::int64_t n = acked[d].load();
+    if (n == 0) continue;
+    std::string why;
+    auto v = pg_scalar(replica.url(),
+                       "SELECT count(DISTINCT seq) FROM device_events WHERE device = $1 AND seq <= " +
+                           std::to_string(n),
+                       {devices[d].id}, &why);
+    ASSERT_TRUE(v.has_value()) << why;
+    const std::int64_t missing = n - std::stoll(*v);
+    if (missing > 0 && example.empty()) {
+      example = devices[d].id + ": " + std::to_string(missing) + " of seq 1.." + std::to_string(n);
+    }
+    lost += missing;
+  }
+  std::printf("acknowledged events missing on the promoted replica: %lld of %lld\n",
+              static_cast<long long>(lost), static_cast<long long>(total));
+  EXPECT_EQ(lost, 0) << "acknowledged, not on the promoted replica: " << example;
 }
 
 // --server-id NAME names a server of the cluster.
