@@ -493,6 +493,17 @@ GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
   return step;
 }
 
+bool last_seen_write_due(TimeMs stored, TimeMs now, DurationMs every) {
+  if (every <= 0 || stored <= 0) return true;
+  return now - stored >= every;
+}
+
+TimeMs latest_contact(TimeMs stored, DurationMs every, TimeMs now) {
+  if (stored <= 0) return stored;
+  if (every <= 0 || stored >= now) return stored;
+  return now - stored > every ? stored + every : now;
+}
+
 bool is_silent(const GateSettings& settings, TimeMs last_heard, bool said_goodbye, TimeMs now) {
   if (said_goodbye) return false;
   if (now <= last_heard) return false;

@@ -140,4 +140,16 @@ double rate_ratio_upper_bound(std::uint64_t k1, double e1, std::uint64_t k0, dou
 // (strictly: at exactly 3 intervals the third heartbeat may still be in flight).
 bool is_silent(const GateSettings& settings, TimeMs last_heard, bool said_goodbye, TimeMs now);
 
+// The store keeps a device's last contact coarsely, so that a check-in that
+// changes nothing costs no write: such a check-in writes it only when the stored
+// value is `every` or more behind (`every` <= 0: each time).
+bool last_seen_write_due(TimeMs stored, TimeMs now, DurationMs every);
+
+// A stored last contact may thus be up to `every` behind the true one. A server
+// that takes a device from the store (at its start, or from a server that
+// stopped) judges its silence from the latest it may have been heard —
+// min(stored + every, now) — so it never counts it silent early. 0 (never
+// heard) stays 0.
+TimeMs latest_contact(TimeMs stored, DurationMs every, TimeMs now);
+
 }  // namespace tranche::core

@@ -633,9 +633,10 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
   auto st = fleet_.with_device(*device_id, [&](Device& d) {
     if (!same_hash(d.token_hash, token_hash(token))) return;
     token_ok = true;
-    write = fleet_.check_in(d, *snap, std::move(versions), std::move(health), healthy, now);
+    write = fleet_.check_in(d, *snap, std::move(versions), std::move(health), healthy, now,
+                            last_seen_every());
     answers = Fleet::answer(d, *snap, now);
-    Fleet::note_offers(d, *snap, answers, now);
+    if (Fleet::note_offers(d, *snap, answers, now)) write.state = true;
   });
   if (!st || !token_ok) {
     return reply_error(respond, ApiError{401, "unauthorized",
@@ -777,7 +778,7 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   // every event accepted before them, has committed.
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   if (refused) {
-    enqueue(DeviceWrite{*device_id, {}, [this, shared_respond, refused = *refused](const core::Status& written) {
+    enqueue(DeviceWrite{*device_id, {}, true, [this, shared_respond, refused = *refused](const core::Status& written) {
                           if (written) return reply_error(*shared_respond, refused);
                           reply_error(*shared_respond, written.error());
                         }});
@@ -1274,7 +1275,11 @@ void ServerImpl::api_fleet(Responder& respond) {
     static const std::vector<store::RolloutMarkRow> kNoMarks;
     for (const auto& row : *rows) {
       auto st = state_of.find(row.id);
-      count(device_from_rows(row, st == state_of.end() ? nullptr : st->second, kNoMarks));
+      Device d = device_from_rows(row, st == state_of.end() ? nullptr : st->second, kNoMarks);
+      // Online: may have been heard within the window (the store's last contact
+      // is coarse, core::latest_contact).
+      d.last_seen = core::latest_contact(d.last_seen, last_seen_every(), now);
+      count(d);
     }
   } else {
     fleet_.for_each_device(count);

@@ -121,6 +121,7 @@ Device device_from_rows(const store::DeviceRow& row, const store::DeviceStateRow
   }
   if (s != nullptr) {
     d.last_seen = s->last_seen;
+    d.stored_last_seen = s->last_seen;
     d.said_goodbye = s->said_goodbye;
     d.last_event_seq = s->last_event_seq;
     d.owner = s->owner;
@@ -395,7 +396,8 @@ core::DeviceView view_of(const Device& device) {
 
 DeviceWrite Fleet::check_in(Device& device, const Snapshot& snapshot,
                             std::map<std::string, core::Version> versions, std::string health_json,
-                            bool healthy, TimeMs now) {
+                            bool healthy, TimeMs now, core::DurationMs last_seen_every) {
+  bool changed = false;
   // What it runs is evidence: past its trial it acknowledges the release; in its
   // trial it is exposed (it may have got the version without our offer).
   for (const auto& [channel, rollout_id] : snapshot.live_rollout) {
@@ -403,13 +405,25 @@ DeviceWrite Fleet::check_in(Device& device, const Snapshot& snapshot,
     if (rollout == nullptr) continue;
     auto runs = versions.find(channel);
     if (runs == versions.end() || runs->second != rollout->version) continue;
-    note(device, *rollout, healthy ? core::Fact::kRunsHealthy : core::Fact::kOffered, now);
+    changed |= note(device, *rollout, healthy ? core::Fact::kRunsHealthy : core::Fact::kOffered, now);
   }
-  for (auto& [channel, version] : versions) device.versions.insert_or_assign(channel, version);
-  device.health_json = std::move(health_json);
+  for (auto& [channel, version] : versions) {
+    auto [it, added] = device.versions.try_emplace(channel, version);
+    if (!added && it->second != version) {
+      it->second = version;
+      changed = true;
+    }
+    changed |= added;
+  }
+  if (device.health_json != health_json) {
+    device.health_json = std::move(health_json);
+    changed = true;
+  }
+  changed |= device.said_goodbye;
   device.last_seen = now;
   device.said_goodbye = false;
-  return DeviceWrite{device.id, {}, nullptr};
+  const bool state = changed || core::last_seen_write_due(device.stored_last_seen, now, last_seen_every);
+  return DeviceWrite{device.id, {}, state, nullptr};
 }
 
 std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& snapshot,
@@ -426,14 +440,16 @@ std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& s
   return out;
 }
 
-void Fleet::note_offers(Device& device, const Snapshot& snapshot, const std::vector<ChannelAnswer>& answers,
+bool Fleet::note_offers(Device& device, const Snapshot& snapshot, const std::vector<ChannelAnswer>& answers,
                         TimeMs now) {
+  bool changed = false;
   for (const auto& a : answers) {
     if (a.rollout.empty() || !a.assignment.desired || a.assignment.desired == a.current) continue;
     const RolloutInfo* rollout = snapshot.live_rollout_for(a.channel);
     if (rollout == nullptr || *a.assignment.desired != rollout->version) continue;
-    note(device, *rollout, core::Fact::kOffered, now);
+    changed |= note(device, *rollout, core::Fact::kOffered, now);
   }
+  return changed;
 }
 
 std::map<std::string, Fleet::ScanResult> Fleet::scan(const Snapshot& snapshot, TimeMs now,
@@ -509,7 +525,7 @@ std::map<std::string, Fleet::ScanResult> Fleet::scan(const Snapshot& snapshot, T
 
 DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
                                  const std::vector<DeviceEvent>& events, TimeMs now) {
-  DeviceWrite write{device.id, {}, nullptr};
+  DeviceWrite write{device.id, {}, true, nullptr};
   for (const auto& e : events) {
     device.last_event_seq = std::max(device.last_event_seq, e.seq);
     using K = core::DeviceEventKind;

@@ -151,6 +151,9 @@ struct Device {
   std::map<std::string, std::vector<core::Version>> failed;
   std::string health_json = "{}";
   TimeMs last_seen = 0;
+  // last_seen as the store has it: a check-in that changes nothing else writes
+  // it only every --last-seen-every-s (core::last_seen_write_due).
+  TimeMs stored_last_seen = 0;
   bool said_goodbye = false;
   std::int64_t last_event_seq = 0;
   std::vector<RolloutMark> marks;
@@ -198,6 +201,10 @@ struct DeviceEvent {
 struct DeviceWrite {
   std::string device;
   std::vector<store::DeviceEventRow> events;
+  // Whether the device's state row (and marks) must be written; a check-in
+  // that changed nothing and whose last contact the store has recently enough
+  // needs no write.
+  bool state = true;
   // Called by the batch writer once the batch carrying this write committed
   // (Ok), or with the error when it could not within a few seconds (group
   // commit: an event is acknowledged only once durable).
@@ -249,16 +256,18 @@ class Fleet {
 
   // The check-in of an authenticated device: records what it runs (running a
   // live rollout's version past its trial — `healthy` — acknowledges it; in its
-  // trial it is exposed). Returns the write to batch.
+  // trial it is exposed). Returns the write to batch: its state only when
+  // something changed or the stored last contact is `last_seen_every` behind.
   DeviceWrite check_in(Device& device, const Snapshot& snapshot,
                        std::map<std::string, core::Version> versions, std::string health_json,
-                       bool healthy, TimeMs now);
+                       bool healthy, TimeMs now, core::DurationMs last_seen_every);
   // The answer alone (long poll, device view), no accounting.
   static std::vector<ChannelAnswer> answer(const Device& device, const Snapshot& snapshot,
                                            TimeMs now);
   // Remembers which devices were told to install a live rollout's version: they
   // are exposed from then on (accrue_exposure).
-  static void note_offers(Device& device, const Snapshot& snapshot,
+  // Returns whether a mark changed (the device's state must be written).
+  static bool note_offers(Device& device, const Snapshot& snapshot,
                           const std::vector<ChannelAnswer>& answers, TimeMs now);
   // What the engine's tick learns of one live rollout from the scan.
   struct ScanResult {

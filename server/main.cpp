@@ -30,7 +30,8 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   if (auto st = config::check_keys(*root,
                                    {"listen", "port", "threads", "data-dir", "store", "tls-cert", "tls-key",
                                     "allow-insecure-remote", "tick-ms", "batch-ms", "batch-max",
-                                    "long-poll-max-s", "ask-again-s", "interface", "tuf-repo", "dashboard-dir"},
+                                    "long-poll-max-s", "ask-again-s", "last-seen-every-s", "interface",
+                                    "tuf-repo", "dashboard-dir", "server-id"},
                                    path, "");
       !st) {
     return st;
@@ -55,14 +56,15 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   };
   std::string cert, key;
   std::int64_t tick = o.tick.count(), batch = o.batch_interval.count(), lp = o.long_poll_max.count(),
-               ask = o.ask_again.count();
+               ask = o.ask_again.count(), seen_every = o.last_seen_every.count();
   for (auto st : {str("listen", o.listen_address), str("data-dir", o.data_dir), str("store", o.store_url),
                   str("server-id", o.server_id),
                   str("tls-cert", cert), str("tls-key", key), str("tuf-repo", o.tuf_repo_dir),
                   str("dashboard-dir", o.dashboard_dir), num("port", o.port, 0, 65535),
                   num("threads", o.threads, 0, 256), num("tick-ms", tick, 10, 3'600'000),
                   num("batch-ms", batch, 1, 60'000), num("batch-max", o.batch_max_records, 1, 1'000'000),
-                  num("long-poll-max-s", lp, 0, 3600), num("ask-again-s", ask, 1, 86400)}) {
+                  num("long-poll-max-s", lp, 0, 3600), num("ask-again-s", ask, 1, 86400),
+                  num("last-seen-every-s", seen_every, 0, 86400)}) {
     if (!st) return st;
   }
   if ((*root)["allow-insecure-remote"]) {
@@ -82,6 +84,7 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   o.batch_interval = std::chrono::milliseconds(batch);
   o.long_poll_max = std::chrono::seconds(lp);
   o.ask_again = std::chrono::seconds(ask);
+  o.last_seen_every = std::chrono::seconds(seen_every);
   if (!cert.empty() || !key.empty()) o.tls = tranche::server::TlsFiles{cert, key};
   return tranche::core::Ok{};
 }
@@ -99,7 +102,8 @@ int main(int argc, char** argv) {
   std::string config_file, tls_cert, tls_key;
   std::vector<std::string> interfaces;
   std::int64_t tick_ms = o.tick.count(), batch_ms = o.batch_interval.count(),
-               long_poll_s = o.long_poll_max.count(), ask_again_s = o.ask_again.count();
+               long_poll_s = o.long_poll_max.count(), ask_again_s = o.ask_again.count(),
+               last_seen_every_s = o.last_seen_every.count();
   app.add_option("-c,--config", config_file, "YAML file of settings (keys are these flags' long names)");
   app.add_option("--listen", o.listen_address, "address to listen on")->capture_default_str();
   app.add_option("--port", o.port, "TCP port (0: any free port, printed at start)")->capture_default_str();
@@ -122,6 +126,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--ask-again-s", ask_again_s, "when a device at rest should check in again")
       ->capture_default_str();
+  app.add_option("--last-seen-every-s", last_seen_every_s,
+                 "a check-in that changes nothing writes the device's last contact to the store "
+                 "only this often (0: every check-in); a server that takes devices from the store "
+                 "judges their silence from the latest they may have been heard")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400));
   app.add_option("--interface", interfaces,
                  "CHANNEL=FILE: check content bundles of CHANNEL against this consumer interface "
                  "when a release is registered (repeatable)");
@@ -164,6 +174,7 @@ int main(int argc, char** argv) {
     if (!given("--batch-max")) o.batch_max_records = from_file.batch_max_records;
     if (!given("--long-poll-max-s")) long_poll_s = from_file.long_poll_max.count();
     if (!given("--ask-again-s")) ask_again_s = from_file.ask_again.count();
+    if (!given("--last-seen-every-s")) last_seen_every_s = from_file.last_seen_every.count();
     if (!given("--interface")) interfaces = file_interfaces;
     if (!given("--tuf-repo")) o.tuf_repo_dir = from_file.tuf_repo_dir;
     if (!given("--dashboard-dir")) o.dashboard_dir = from_file.dashboard_dir;
@@ -180,6 +191,7 @@ int main(int argc, char** argv) {
   o.batch_interval = std::chrono::milliseconds(batch_ms);
   o.long_poll_max = std::chrono::seconds(long_poll_s);
   o.ask_again = std::chrono::seconds(ask_again_s);
+  o.last_seen_every = std::chrono::seconds(last_seen_every_s);
   for (const auto& item : interfaces) {
     auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {

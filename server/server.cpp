@@ -262,6 +262,7 @@ core::Status ServerImpl::load() {
                                 mk == marks_by_device.end() ? kNoMarks : mk->second);
     // Several servers: a device is this one's once it claims it (first request).
     d.owned = !shared_;
+    d.last_seen = core::latest_contact(d.last_seen, last_seen_every(), clock_->now());
     if (auto added = fleet_.add_device(std::move(d)); !added) return added;
   }
   fleet_.update([&](Snapshot& s) { s = std::move(snap); });
@@ -336,7 +337,7 @@ void ServerImpl::enqueue(DeviceWrite write) {
   std::size_t pending = 0;
   {
     std::lock_guard lock(writer_mu_);
-    pending_states_.insert(std::move(write.device));
+    if (write.state) pending_states_.insert(std::move(write.device));
     for (auto& e : write.events) pending_events_.push_back(std::move(e));
     if (write.committed) {
       pending_callbacks_.push_back(PendingCallback{std::move(write.committed), std::chrono::steady_clock::now()});
@@ -369,6 +370,7 @@ bool ServerImpl::flush_pending() {
     (void)fleet_.with_device(id, [&](Device& d) {
       if (!d.owned) return;  // another server owns it now: its rows are that one's to write
       ++d.revision;
+      d.stored_last_seen = d.last_seen;
       batch.states.push_back(d.state_row());
       auto marks = d.mark_rows();
       batch.marks.insert(batch.marks.end(), std::make_move_iterator(marks.begin()),
@@ -571,7 +573,9 @@ void ServerImpl::adopt_orphans(TimeMs now) {
       spdlog::warn("engine: device {} of a stopped server not taken: {}", id, record.error().to_string());
       continue;
     }
-    fleet_.install_claimed(device_from_rows(record->device, &record->state, record->marks));
+    Device d = device_from_rows(record->device, &record->state, record->marks);
+    d.last_seen = core::latest_contact(d.last_seen, last_seen_every(), now);
+    fleet_.install_claimed(std::move(d));
     ++taken;
   }
   if (taken > 0) {
@@ -595,7 +599,9 @@ core::Status ServerImpl::ensure_owned(const std::string& id, const std::string& 
     record = store_->claim_device(id, server_id_, clock_->now());
   }
   if (!record) return record.error();
-  fleet_.install_claimed(device_from_rows(record->device, &record->state, record->marks));
+  Device d = device_from_rows(record->device, &record->state, record->marks);
+  d.last_seen = core::latest_contact(d.last_seen, last_seen_every(), clock_->now());
+  fleet_.install_claimed(std::move(d));
   return core::Ok{};
 }
 
@@ -828,7 +834,7 @@ void ServerImpl::tick(TimeMs now) {
   std::vector<std::string> changed;
   auto scans = fleet_.scan(*snap, now, last_accrual_ > 0 ? now - last_accrual_ : 0, changed);
   last_accrual_ = now;
-  for (auto& device : changed) enqueue(DeviceWrite{std::move(device), {}, nullptr});
+  for (auto& device : changed) enqueue(DeviceWrite{std::move(device), {}, true, nullptr});
   if (shared_) {
     // This server's share, for the leader to sum.
     for (const auto& [id, scan] : scans) {

@@ -48,6 +48,9 @@ struct ServerOptions {
   std::size_t batch_max_records = 2000;            // ... or this many pending records
   std::chrono::seconds long_poll_max{30};          // longest hold of a check-in
   std::chrono::seconds ask_again{60};              // "ask again" for a device at rest
+  // A check-in that changes nothing writes the device's last contact to the
+  // store only this often (core::last_seen_write_due); 0: every check-in.
+  std::chrono::seconds last_seen_every{600};
   std::size_t max_body_bytes = 1 << 20;
 
   // Bootstrap admin token (e.g. from TRANCHE_ADMIN_TOKEN). When empty and the

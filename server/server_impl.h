@@ -72,6 +72,9 @@ class ServerImpl final : public Server {
   void writer_loop();
   bool flush_pending();  // false: the batch is back in the queue
   std::size_t pending_events();
+  core::DurationMs last_seen_every() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(options_.last_seen_every).count();
+  }
   // Several servers: makes this server the owner of `id` (store::claim_device)
   // unless it is already — only for the device's own token (`hash` of it), so a
   // request with a wrong secret moves nothing. kNotFound when no such device is

@@ -358,6 +358,43 @@ TEST(GateDeathTest, CountsGoingDownIsABrokenInvariant) {
   EXPECT_DEATH(evaluate_gate(s, st, nan_obs), "finite");
 }
 
+TEST(Gate, LastSeenIsWrittenOncePerIntervalWhenNothingElseChanged) {
+  const TimeMs stored = 1'700'000'000'000;
+  EXPECT_TRUE(last_seen_write_due(0, stored, 10 * kMinute)) << "never stored";
+  EXPECT_FALSE(last_seen_write_due(stored, stored + kMinute, 10 * kMinute));
+  EXPECT_FALSE(last_seen_write_due(stored, stored + 10 * kMinute - 1, 10 * kMinute));
+  EXPECT_TRUE(last_seen_write_due(stored, stored + 10 * kMinute, 10 * kMinute));
+  EXPECT_TRUE(last_seen_write_due(stored, stored + 1, 0)) << "0: every check-in";
+  // A device checking in every minute writes its last contact 1 time in 10.
+  TimeMs written = stored;
+  int writes = 0;
+  for (int k = 1; k <= 100; ++k) {
+    const TimeMs now = stored + k * kMinute;
+    if (last_seen_write_due(written, now, 10 * kMinute)) {
+      written = now;
+      ++writes;
+    }
+  }
+  EXPECT_EQ(writes, 10);
+}
+
+TEST(Gate, ATakenDevicesSilenceIsJudgedFromTheLatestItMayHaveBeenHeard) {
+  GateSettings s;  // heartbeat 60 s, silent after 3 missed
+  const TimeMs stored = 1'700'000'000'000;
+  const DurationMs every = 10 * kMinute;
+  // Taken 2 minutes after the stored contact: it may have talked until then.
+  EXPECT_EQ(latest_contact(stored, every, stored + 2 * kMinute), stored + 2 * kMinute);
+  EXPECT_FALSE(is_silent(s, latest_contact(stored, every, stored + 5 * kMinute), false,
+                         stored + 5 * kMinute))
+      << "stored 5 min ago may be 4 s ago: not silent yet";
+  // Taken an hour later: it was heard at most `every` after the stored contact.
+  EXPECT_EQ(latest_contact(stored, every, stored + kHour), stored + every);
+  EXPECT_TRUE(is_silent(s, latest_contact(stored, every, stored + kHour), false, stored + kHour));
+  EXPECT_EQ(latest_contact(0, every, stored), 0) << "never heard";
+  EXPECT_EQ(latest_contact(stored, 0, stored + kHour), stored) << "exact when written each time";
+  EXPECT_EQ(latest_contact(stored, every, stored - kMinute), stored) << "clock skew";
+}
+
 TEST(Gate, IsSilentBoundaries) {
   GateSettings s;  // heartbeat 60 s, silent after 3 missed
   const TimeMs heard = 1'700'000'000'000;

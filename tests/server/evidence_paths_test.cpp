@@ -117,7 +117,7 @@ class Paths {
     ASSERT_TRUE(fleet_
                     .with_device(id(d),
                                  [&](server::Device& dev) {
-                                   (void)fleet_.check_in(dev, *snap, versions, "{}", healthy, now);
+                                   (void)fleet_.check_in(dev, *snap, versions, "{}", healthy, now, 0);
                                  })
                     .ok());
     // The simulator records what a check-in tells: running 2.0 in its trial is
