@@ -17,7 +17,7 @@ help:
 	@echo "make test   install what is missing, build, run every test (CTest)"
 	@echo "make build  configure and build the dev preset into $(BUILD)/"
 	@echo "make bench  run the benchmarks recorded in docs/benchmarks.md"
-	@echo "make bench-server  only tranche-server's: check-in vs nginx, long-poll propagation"
+	@echo "make bench-server  only tranche-server's: check-in vs nginx, long-poll propagation, cluster"
 	@echo "make asan   build and test under AddressSanitizer + UBSan"
 	@echo "make fuzz   only the fuzz tests (libFuzzer, a fixed number of inputs each)"
 	@echo "make deps   install the Debian packages the project needs (idempotent)"
@@ -50,10 +50,12 @@ replay: build
 
 bench: build
 	@status=0; bash bench/sim_bench.sh || status=1; \
-	  bash bench/checkin.sh || status=1; bash bench/propagation.sh || status=1; exit $$status
+	  bash bench/checkin.sh || status=1; bash bench/propagation.sh || status=1; \
+	  bash bench/cluster.sh || status=1; exit $$status
 
 bench-server: build
-	@status=0; bash bench/checkin.sh || status=1; bash bench/propagation.sh || status=1; exit $$status
+	@status=0; bash bench/checkin.sh || status=1; bash bench/propagation.sh || status=1; \
+	  bash bench/cluster.sh || status=1; exit $$status
 
 asan: deps
 	@cmake --preset asan-ubsan > /dev/null

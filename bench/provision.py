@@ -25,14 +25,17 @@ class Api:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         self.token = token
 
-    def call(self, method, path, body=None, token=None, expect=(200, 201)):
+    def try_call(self, method, path, body=None, token=None):
         headers = {"Authorization": "Bearer " + (token or self.token), "Content-Type": "application/json"}
         data = None if body is None else json.dumps(body, separators=(",", ":"))
         self.conn.request(method, path, body=data, headers=headers)
         resp = self.conn.getresponse()
-        raw = resp.read()
-        if resp.status not in expect:
-            sys.exit(f"provision: {method} {path}: {resp.status} {raw[:400]!r}")
+        return resp.status, resp.read()
+
+    def call(self, method, path, body=None, token=None, expect=(200, 201)):
+        status, raw = self.try_call(method, path, body, token)
+        if status not in expect:
+            sys.exit(f"provision: {method} {path}: {status} {raw[:400]!r}")
         return raw
 
 
@@ -69,7 +72,21 @@ def main():
         plan = "name: baseline\nstages:\n  - {name: all, percent: 100%, bake: 0s}\n"
         api.call("POST", "/v1/rollouts", {"channel": "content", "version": "1.0", "id": "r-base",
                                           "plan_yaml": plan})
-        api.call("POST", "/v1/rollouts/r-base/promote", {"reason": "bench baseline"})
+        # Completion needs devices running 1.0 past their trial (core::covers): the
+        # first few check in with it, then the promote is retried until the
+        # engine's next tick has counted them.
+        with open(args.tokens_out) as f:
+            first = [next(f).strip() for _ in range(min(5, args.devices))]
+        for t in first:
+            api.call("POST", "/v1/checkin", {"versions": {"content": "1.0"}}, token=t)
+        deadline = time.monotonic() + 30
+        while True:
+            status, raw = api.try_call("POST", "/v1/rollouts/r-base/promote", {"reason": "bench baseline"})
+            if status == 200:
+                break
+            if status != 409 or time.monotonic() > deadline:
+                sys.exit(f"provision: POST /v1/rollouts/r-base/promote: {status} {raw[:400]!r}")
+            time.sleep(0.2)
         print("baseline: content 1.0 (rollout r-base completed)", flush=True)
     if args.rollout:
         with open(args.rollout) as f:
