@@ -6,13 +6,14 @@ BUILD := build
 BIN := $(BUILD)/bin
 SCENARIO ?= crowdstrike-2024
 
-.PHONY: all deps configure build test fuzz run replay bench bench-server asan clean help
+.PHONY: all deps configure build test fuzz run run-cluster replay bench bench-server asan clean help
 
 all: build
 
 help:
 	@echo "make run    install what is missing, build, run \`tranche demo\`: a real server and fleet on"
 	@echo "           127.0.0.1, a bad release contained (dashboard URL printed; Ctrl-C ends it)"
+	@echo "make run-cluster  the same demo on 3 servers sharing a PostgreSQL, HAProxy in front"
 	@echo "make replay build, run the 2024 replay in the simulator (table + plot)"
 	@echo "make test   install what is missing, build, run every test (CTest)"
 	@echo "make build  configure and build the dev preset into $(BUILD)/"
@@ -41,6 +42,9 @@ fuzz: build
 AGENTS ?= 30
 run: build
 	@$(BIN)/tranche demo --agents $(AGENTS) --work-dir $(BUILD)/demo $(DEMO_FLAGS)
+
+run-cluster: build
+	@$(BIN)/tranche demo --servers 3 --agents $(AGENTS) --work-dir $(BUILD)/demo-cluster $(DEMO_FLAGS)
 
 replay: build
 	@$(BIN)/tranche sim --scenario $(SCENARIO) \

@@ -1,7 +1,10 @@
 #include "cli/demo_command.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -208,25 +211,144 @@ class Processes {
     }
   }
 
-  // Everything still running, the server last; then whatever is left of the group.
+  // Everything still running, the servers last; then whatever is left of the group.
   void stop_all() {
     if (pids_.empty() && group_ == 0) return;
     std::vector<pid_t> first = pids_;
-    first.erase(std::remove(first.begin(), first.end(), server_), first.end());
+    for (pid_t s : servers_) first.erase(std::remove(first.begin(), first.end(), s), first.end());
     stop(first, 8s);
-    if (server_ > 0) stop({server_}, 8s);
-    server_ = -1;
+    if (!servers_.empty()) stop(servers_, 8s);
+    servers_.clear();
     if (group_ > 0) ::kill(-group_, SIGKILL);  // nothing of ours should be left; be sure
     group_ = 0;
     pids_.clear();
   }
-  void set_server(pid_t p) { server_ = p; }
+  void add_server(pid_t p) { servers_.push_back(p); }
 
  private:
   void forget(pid_t p) { pids_.erase(std::remove(pids_.begin(), pids_.end(), p), pids_.end()); }
   pid_t group_ = 0;
-  pid_t server_ = -1;
+  std::vector<pid_t> servers_;
   std::vector<pid_t> pids_;
+};
+
+// A free TCP port on 127.0.0.1 (bound and released: another process may take it
+// in between, which the caller's start then reports).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+// packaging/haproxy/tranche.cfg of the source tree or of the installation.
+std::optional<fs::path> find_haproxy_config() {
+  const fs::path candidates[] = {fs::path(TRANCHE_SOURCE_HAPROXY), fs::path(TRANCHE_INSTALL_HAPROXY),
+                                 self_exe().parent_path().parent_path() / "share/tranche/haproxy/tranche.cfg"};
+  for (const auto& c : candidates) {
+    if (fs::is_regular_file(c)) return c;
+  }
+  return std::nullopt;
+}
+
+// A PostgreSQL server of the demo's own (--servers 2 or 3): initdb into a fresh
+// directory under /tmp (as the `postgres` user when run as root: PostgreSQL
+// refuses root, and the work directory may sit where that user cannot read),
+// listening on 127.0.0.1 and a socket in that directory only, trust
+// authentication (nothing else can reach it), stopped and deleted with the demo.
+class DemoPostgres {
+ public:
+  DemoPostgres() = default;
+  DemoPostgres(const DemoPostgres&) = delete;
+  DemoPostgres& operator=(const DemoPostgres&) = delete;
+  ~DemoPostgres() { stop(); }
+
+  // Starts it; the store URL, or nullopt with `error`.
+  std::optional<std::string> start(Processes& procs, const fs::path& log, std::string& error) {
+    const char* env_bin = std::getenv("TRANCHE_PG_BIN");
+    bin_ = env_bin != nullptr ? env_bin : "/usr/lib/postgresql/15/bin";
+    if (!executable(bin_ / "initdb")) {
+      error = "PostgreSQL 15 is not installed (" + (bin_ / "initdb").string() +
+              " missing; `make deps` or apt-get install postgresql)";
+      return std::nullopt;
+    }
+    char tmpl[] = "/tmp/tranche-demo-pg.XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) {
+      error = "cannot make a directory for PostgreSQL under /tmp";
+      return std::nullopt;
+    }
+    root_ = tmpl;
+    if (::geteuid() == 0) {
+      const passwd* pw = ::getpwnam("postgres");
+      if (pw == nullptr || ::chown(root_.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+        error = "running as root needs the `postgres` user (Debian's postgresql package makes it)";
+        return std::nullopt;
+      }
+    }
+    if (!procs.run(as_owner({(bin_ / "initdb").string(), "-D", (root_ / "data").string(), "-U", "postgres", "-A",
+                             "trust", "-E", "UTF8", "--no-locale", "--no-sync"}),
+                   log)) {
+      error = "initdb failed (see " + log.string() + ")";
+      return std::nullopt;
+    }
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      const int port = free_port();
+      if (port <= 0) break;
+      if (procs.run(as_owner({(bin_ / "pg_ctl").string(), "-D", (root_ / "data").string(), "-l",
+                              (root_ / "server.log").string(), "-w", "-t", "60", "-o",
+                              "-c listen_addresses=127.0.0.1 -p " + std::to_string(port) +
+                                  " -c unix_socket_directories=" + root_.string(),
+                              "start"}),
+                    log)) {
+        started_ = true;
+        if (!procs.run(as_owner({(bin_ / "createdb").string(), "-h", root_.string(), "-p", std::to_string(port),
+                                 "-U", "postgres", "tranche"}),
+                       log)) {
+          error = "createdb failed (see " + log.string() + ")";
+          return std::nullopt;
+        }
+        return "postgresql://postgres@127.0.0.1:" + std::to_string(port) + "/tranche";
+      }
+    }
+    error = "PostgreSQL did not start (see " + (root_ / "server.log").string() + ")";
+    return std::nullopt;
+  }
+  const fs::path& root() const { return root_; }
+
+  // pg_ctl stop (fast), then the directory goes.
+  void stop() {
+    if (root_.empty()) return;
+    if (started_) {
+      Processes quiet;
+      (void)quiet.run(as_owner({(bin_ / "pg_ctl").string(), "-D", (root_ / "data").string(), "-m", "fast", "-w",
+                                "-t", "30", "stop"}),
+                      "/dev/null");
+      started_ = false;
+    }
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+    root_.clear();
+  }
+
+ private:
+  static std::vector<std::string> as_owner(std::vector<std::string> argv) {
+    if (::geteuid() != 0) return argv;
+    std::vector<std::string> out{"/usr/sbin/runuser", "-u", "postgres", "--"};
+    out.insert(out.end(), argv.begin(), argv.end());
+    return out;
+  }
+  fs::path bin_;
+  fs::path root_;
+  bool started_ = false;
 };
 
 // What one agent keeps on disk (docs/agent.md): record.json, the active slot, the
@@ -296,7 +418,7 @@ class Demo {
 
   int run() {
     t0_ = Clock::now();
-    if (!make_repo() || !start_server() || !enroll_fleet()) return fail();
+    if (!make_repo() || !(args_.servers > 1 ? start_cluster() : start_server()) || !enroll_fleet()) return fail();
     pause();
     if (!good_release()) return fail();
     pause();
@@ -307,8 +429,10 @@ class Demo {
       while (g_stop == 0) std::this_thread::sleep_for(200ms);
       std::printf("\n");
     }
-    say("stopping " + std::to_string(agents_.size()) + " agents and the server");
+    say("stopping " + std::to_string(agents_.size()) + " agents and " +
+        (args_.servers > 1 ? "the servers, HAProxy and PostgreSQL" : std::string("the server")));
     procs_.stop_all();
+    pg_.stop();
     if (args_.once) std::printf("%s\n", json_line().c_str());  // last, for scripts
     return contained ? 0 : 1;
   }
@@ -328,11 +452,13 @@ class Demo {
       std::printf("\n");
       say("interrupted: stopping every process");
       procs_.stop_all();
+      pg_.stop();
       return 1;
     }
-    std::fprintf(stderr, "tranche demo: %s\n  logs: %s (server.log, agents/*.log)\n", error_.c_str(),
-                 work_.c_str());
+    std::fprintf(stderr, "tranche demo: %s\n  logs: %s (%s, agents/*.log)\n", error_.c_str(), work_.c_str(),
+                 args_.servers > 1 ? "server-N.log, haproxy.log, postgres.log" : "server.log");
     procs_.stop_all();
+    pg_.stop();
     return 1;
   }
 
@@ -369,22 +495,23 @@ class Demo {
   }
   std::optional<json::value> get(const std::string& path) { return api("GET", path, nullptr, admin_, 200); }
 
-  bool start_server() {
-    admin_ = random_hex(24);
-    const fs::path data = work_ / "server";
+  // One tranche-server (data in DATA_DIR, logs NAME.log), with `extra` flags;
+  // its port, or "" with error_.
+  std::string spawn_server(const std::string& name, const fs::path& data, const std::vector<std::string>& extra) {
     fs::create_directories(data);
-    const fs::path out = work_ / "server.out";
-    const pid_t pid = procs_.spawn(
-        {bins_["tranche-server"].string(), "--listen", "127.0.0.1", "--port", "0", "--data-dir", data.string(),
-         "--admin-token", admin_, "--tick-ms", kTickMs, "--batch-ms", "50", "--ask-again-s", "1", "--tuf-repo",
-         (work_ / "tuf" / "repo").string(), "--interface",
-         "content=" + (examples_ / "content" / "interface.yaml").string()},
-        work_ / "server.log", out);
+    const fs::path out = work_ / (name + ".out");
+    std::vector<std::string> argv{bins_["tranche-server"].string(), "--listen", "127.0.0.1", "--port", "0",
+                                  "--data-dir", data.string(), "--admin-token", admin_, "--tick-ms", kTickMs,
+                                  "--batch-ms", "50", "--ask-again-s", "1", "--tuf-repo",
+                                  (work_ / "tuf" / "repo").string(), "--interface",
+                                  "content=" + (examples_ / "content" / "interface.yaml").string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    const pid_t pid = procs_.spawn(argv, work_ / (name + ".log"), out);
     if (pid < 0) {
       error_ = "cannot start tranche-server";
-      return false;
+      return "";
     }
-    procs_.set_server(pid);
+    procs_.add_server(pid);
     std::string port;
     const bool up = wait_for(
         [&] {
@@ -398,21 +525,111 @@ class Demo {
         },
         15s);
     if (!up || port.empty()) {
-      error_ = "tranche-server did not start (see server.log)";
+      error_ = "tranche-server did not start (see " + name + ".log)";
+      return "";
+    }
+    return port;
+  }
+
+  bool start_server() {
+    admin_ = random_hex(24);
+    const fs::path data = work_ / "server";
+    const std::string port = spawn_server("server", data, {});
+    if (port.empty()) return false;
+    url_ = "http://127.0.0.1:" + port;
+    if (!operator_token("tranche-server on " + url_ + " (SQLite in " + data.string() + ", TUF repo at /tuf/, engine tick " +
+                        kTickMs + " ms)")) {
       return false;
     }
-    url_ = "http://127.0.0.1:" + port;
+    std::printf("    admin token:    %s/admin-token\n\n", data.c_str());
+    std::fflush(stdout);
+    return true;
+  }
+
+  // --servers N: PostgreSQL of its own, N servers on it, HAProxy in front with
+  // the checked-in configuration; the agents and the operator talk to HAProxy.
+  bool start_cluster() {
+    admin_ = random_hex(24);
+    const auto cfg = find_haproxy_config();
+    if (!cfg) {
+      error_ = std::string("packaging/haproxy/tranche.cfg not found (") + TRANCHE_SOURCE_HAPROXY + " or " +
+               TRANCHE_INSTALL_HAPROXY + ")";
+      return false;
+    }
+    const auto haproxy = find_binary("haproxy").value_or(fs::path("/usr/sbin/haproxy"));
+    if (!executable(haproxy)) {
+      error_ = "haproxy is not installed (`make deps` or apt-get install haproxy)";
+      return false;
+    }
+    const auto store = pg_.start(procs_, work_ / "postgres.log", error_);
+    if (!store) return false;
+    say("PostgreSQL 15 of the demo's own on " + store->substr(store->rfind('@') + 1) + " (data in " +
+        pg_.root().string() + ", deleted at the end)");
+    std::vector<std::string> ports;
+    for (int i = 1; i <= args_.servers; ++i) {
+      const std::string name = "server-" + std::to_string(i);
+      const std::string port =
+          spawn_server(name, work_ / name, {"--store", *store, "--server-id", "s" + std::to_string(i)});
+      if (port.empty()) return false;
+      ports.push_back(port);
+    }
+    // The configuration names three servers: fewer repeat the first ones. A copy
+    // in the work directory, so every process of the demo names it.
+    const fs::path copy = work_ / "haproxy.cfg";
+    std::error_code ec;
+    fs::copy_file(*cfg, copy, fs::copy_options::overwrite_existing, ec);
+    const int port = free_port();
+    if (ec || port <= 0) {
+      error_ = "cannot prepare HAProxy's configuration in " + copy.string();
+      return false;
+    }
+    ::setenv("TRANCHE_HAPROXY_PORT", std::to_string(port).c_str(), 1);
+    for (int i = 0; i < 3; ++i) {
+      const std::string addr = "127.0.0.1:" + ports[static_cast<std::size_t>(i) % ports.size()];
+      ::setenv(("TRANCHE_SERVER_" + std::to_string(i + 1)).c_str(), addr.c_str(), 1);
+    }
+    if (procs_.spawn({haproxy.string(), "-db", "-f", copy.string()}, work_ / "haproxy.log") < 0) {
+      error_ = "cannot start haproxy";
+      return false;
+    }
+    url_ = "http://127.0.0.1:" + std::to_string(port);
+    if (!wait_for(
+            [&] {
+              ApiClient probe(url_, "", 2);
+              auto r = probe.request("GET", "/healthz", "");
+              return r && r->status == 200;
+            },
+            15s)) {
+      error_ = "HAProxy did not answer on " + url_ + " (see haproxy.log)";
+      return false;
+    }
+    std::string names;
+    for (std::size_t i = 0; i < ports.size(); ++i) {
+      names += (i == 0 ? "" : ", ") + std::string("s") + std::to_string(i + 1) + " on :" + ports[i];
+    }
+    say(std::to_string(args_.servers) + " tranche-servers on it (" + names + "; one runs the engine), HAProxy on " +
+        url_ + " in front (" + cfg->string() + ")");
+    if (!operator_token("the agents and you talk to HAProxy: " + url_ + " (TUF repo at /tuf/, engine tick " + kTickMs +
+                        " ms)")) {
+      return false;
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    return true;
+  }
+
+  // The demo tenant and an operator token for the person watching; prints them.
+  bool operator_token(const std::string& headline) {
     if (!api("POST", "/v1/tenants", json::object{{"id", kTenant}, {"enrollment_key", kEnrollKey}}, admin_, 201)) {
       return false;
     }
     auto tok = api("POST", "/v1/tokens", json::object{{"name", "you"}, {"role", "operator"}}, admin_, 201);
     if (!tok) return false;
     const std::string token(tok->at("token").as_string());
-    say("tranche-server on " + url_ + " (SQLite in " + data.string() + ", TUF repo at /tuf/, engine tick " + kTickMs +
-        " ms)");
-    std::printf("\n    dashboard:      %s/\n    operator token: %s\n    admin token:    %s/admin-token\n"
-                "    CLI:            tranche login --server %s --token %s\n\n",
-                url_.c_str(), token.c_str(), data.c_str(), url_.c_str(), token.c_str());
+    say(headline);
+    std::printf("\n    dashboard:      %s/\n    operator token: %s\n"
+                "    CLI:            tranche login --server %s --token %s\n",
+                url_.c_str(), token.c_str(), url_.c_str(), token.c_str());
     std::fflush(stdout);
     return true;
   }
@@ -735,6 +952,7 @@ class Demo {
   fs::path work_;
   fs::path examples_;
   std::map<std::string, fs::path> bins_;
+  DemoPostgres pg_;  // declared before procs_: the servers stop before their database
   Processes procs_;
   Clock::time_point t0_;
   std::string url_, admin_, error_, check_result_, good_id_, bad_id_, halt_reason_;
@@ -760,6 +978,11 @@ void add_demo_command(CLI::App& app, DemoArgs& args) {
   args.demo->add_option("--agents", args.agents, "number of tranche-agent processes")
       ->capture_default_str()
       ->check(CLI::Range(3, 200));
+  args.demo->add_option("--servers", args.servers,
+                        "tranche-servers: 1 on SQLite; 2 or 3 on a PostgreSQL of the demo's own (under /tmp, "
+                        "deleted at the end) with HAProxy in front (packaging/haproxy/tranche.cfg)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3));
   args.demo->add_option("--work-dir", args.work_dir,
                         "where the server's SQLite, the TUF repo, agent data dirs and logs go; emptied first "
                         "if a previous demo made it (default: build/demo)");
@@ -807,7 +1030,8 @@ int run_demo_command(const DemoArgs& args) {
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGHUP, &sa, nullptr);
-  std::printf("tranche demo: %d agents, work dir %s\n", args.agents, work.c_str());
+  std::printf("tranche demo: %d agents, %d server%s, work dir %s\n", args.agents, args.servers,
+              args.servers > 1 ? "s" : "", work.c_str());
   Demo demo(args, work, *examples, bins);
   return demo.run();
 }

@@ -27,6 +27,7 @@ namespace tranche::cli {
 struct DemoArgs {
   CLI::App* demo = nullptr;
   int agents = 30;
+  int servers = 1;  // more: a cluster on a private PostgreSQL, HAProxy in front
   std::string work_dir;  // default: build/demo under the current directory
   bool once = false;
 };

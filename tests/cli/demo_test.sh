@@ -5,7 +5,10 @@
 # nobody needs a manual repair, the good release reached the whole fleet — and that
 # no process of the demo is left running afterwards.
 #
-#   demo_test.sh PATH/TO/tranche   (from the repo root; the other binaries beside it)
+#   demo_test.sh PATH/TO/tranche [SERVERS]   (from the repo root; the other binaries beside it)
+#
+# With SERVERS 2 or 3: `--servers SERVERS`, the cluster on a PostgreSQL of the
+# demo's own behind HAProxy; the same summary, and no PostgreSQL left either.
 #
 # Node (scripts/deps.sh) reads the JSON.
 set -u
@@ -14,8 +17,9 @@ TRANCHE="$1"
 source "$(dirname "$0")/../cli_lib.sh"
 work="$tmp/demo"
 AGENTS=10
+SERVERS=${2:-1}
 
-"$TRANCHE" demo --once --agents "$AGENTS" --work-dir "$work" > "$tmp/out" 2> "$tmp/err"
+"$TRANCHE" demo --once --agents "$AGENTS" --servers "$SERVERS" --work-dir "$work" > "$tmp/out" 2> "$tmp/err"
 rc=$?
 cat "$tmp/out"
 [ -s "$tmp/err" ] && { echo "--- stderr"; cat "$tmp/err"; }
@@ -39,9 +43,19 @@ check "good release on the whole fleet" [ "$(j 'j.good_release_coverage === 1')"
 check "time to halt measured (> 0)" [ "$(j 'j.time_to_halt_s > 0')" = true ]
 
 # Nothing of the demo left: every process it started had the work dir in its
-# command line (the server's --data-dir, the agents' --config, the sensors' slots).
+# command line (the server's --data-dir, the agents' --config, the sensors' slots,
+# HAProxy's configuration), or its PostgreSQL directory.
 sleep 0.5
 left=$(pgrep -af -- "$work" | grep -v pgrep || true)
+if [ "$SERVERS" -gt 1 ]; then
+  check "the cluster was announced" grep -q "$SERVERS tranche-servers on it" "$tmp/out"
+  pg_dir=$(sed -n 's/.*(data in \(\/tmp\/tranche-demo-pg\.[A-Za-z0-9]*\),.*/\1/p' "$tmp/out" | head -1)
+  check "its PostgreSQL directory was announced" [ -n "$pg_dir" ]
+  if [ -n "$pg_dir" ]; then
+    left+=$(pgrep -af -- "$pg_dir" | grep -v pgrep || true)
+    check "its PostgreSQL directory is gone" [ ! -e "$pg_dir" ]
+  fi
+fi
 check "no tranche-* process left" [ -z "$left" ]
 [ -n "$left" ] && echo "left running: $left"
 exit $fail
