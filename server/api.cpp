@@ -259,121 +259,134 @@ void ServerImpl::handle(HttpRequest&& request, Responder respond) {
   }
 }
 
+// The API's routes, in one table: what a request may do is read here, not in a
+// chain of ifs. The first route whose pattern and method match handles it; a
+// path that matches only with other methods is answered 405 with `Allow`.
+const std::vector<ServerImpl::Route>& ServerImpl::routes() {
+  using R = store::Role;
+  using Args = std::vector<std::string>;
+  static const std::vector<Route> table{
+      // Devices (their token, checked by the handler).
+      {"POST", {"enroll"}, std::nullopt,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args&) { s.api_enroll(q, r); }},
+      {"POST", {"checkin"}, std::nullopt,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args&) { s.api_checkin(q, r); }},
+      {"POST", {"events"}, std::nullopt,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args&) { s.api_events(q, r); }},
+      // Operators.
+      {"POST", {"devices", "bulk"}, R::kAdmin,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller& c, const Args&) {
+         s.api_bulk_enroll(q, r, c);
+       }},
+      {"POST", {"tenants"}, R::kAdmin,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller& c, const Args&) {
+         s.api_create_tenant(q, r, c);
+       }},
+      {"PUT", {"tenants", "{}", "policy"}, R::kOperator,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller& c, const Args& a) {
+         s.api_put_policy(q, r, c, a[0]);
+       }},
+      {"POST", {"tokens"}, R::kAdmin,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller& c, const Args&) {
+         s.api_create_token(q, r, c);
+       }},
+      {"GET", {"releases"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args&) { s.api_list_releases(r); }},
+      {"POST", {"releases"}, R::kOperator,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller& c, const Args&) {
+         s.api_register_release(q, r, c);
+       }},
+      {"GET", {"rollouts"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args&) { s.api_list_rollouts(r); }},
+      {"POST", {"rollouts"}, R::kOperator,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller& c, const Args&) {
+         s.api_create_rollout(q, r, c);
+       }},
+      {"GET", {"rollouts", "{}"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args& a) { s.api_get_rollout(r, a[0]); }},
+      // The role an action needs beyond operator depends on it and the stage
+      // (api_rollout_action).
+      {"POST", {"rollouts", "{}", "{}"}, R::kOperator,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller& c, const Args& a) {
+         s.api_rollout_action(q, r, c, a[0], a[1]);
+       }},
+      {"GET", {"fleet"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args&) { s.api_fleet(r); }},
+      {"GET", {"devices", "{}"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args& a) { s.api_device(q, r, a[0]); }},
+      {"GET", {"audit"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args&) { s.api_audit(q, r); }},
+  };
+  return table;
+}
+
+void ServerImpl::reply_method_not_allowed(Responder& respond, const HttpRequest& req,
+                                          const std::string& allow) const {
+  const_cast<Metrics&>(metrics_).requests_rejected.fetch_add(1);
+  HttpResponse r;
+  r.status = 405;
+  r.body = json::serialize(json::object{
+      {"error", json::object{{"code", "method_not_allowed"},
+                             {"message", req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")"}}}});
+  r.headers.emplace_back("Allow", allow);
+  respond(std::move(r));
+}
+
 void ServerImpl::route(HttpRequest& req, Responder& respond) {
   auto seg = segments(req.path);
   const std::string& m = req.method;
-  auto needs = [&](store::Role role, Caller* caller) {
-    if (auto err = authorize_operator(req, role, caller)) {
-      reply_error(respond, *err);
-      return false;
-    }
-    return true;
-  };
-  auto method_not_allowed = [&] {
-    reply_error(respond, ApiError{405, "method_not_allowed",
-                                  m + " is not allowed on " + req.path});
-  };
-  Caller caller;
 
+  // Outside the API: the service endpoints and static files, GET only.
+  auto get_only = [&](const std::function<void()>& serve) {
+    if (m != "GET") return reply_method_not_allowed(respond, req, "GET");
+    serve();
+  };
   if (seg.size() == 1 && seg[0] == "healthz") {
-    if (m != "GET") return method_not_allowed();
-    return reply_json(respond, 200, json::object{{"status", "ok"}});
+    return get_only([&] { reply_json(respond, 200, json::object{{"status", "ok"}}); });
   }
-  if (seg.size() == 1 && seg[0] == "metrics") {
-    if (m != "GET") return method_not_allowed();
-    return api_metrics(respond);
-  }
+  if (seg.size() == 1 && seg[0] == "metrics") return get_only([&] { api_metrics(respond); });
   // The path below "/tuf/" or "/ui/" ("" for "/tuf" itself, which names no file).
   auto below = [&](std::string_view prefix) {
     return req.path.size() > prefix.size() ? req.path.substr(prefix.size()) : std::string();
   };
   if (!seg.empty() && seg[0] == "tuf" && !options_.tuf_repo_dir.empty()) {
-    if (m != "GET") return method_not_allowed();
-    return serve_file(options_.tuf_repo_dir, below("/tuf/"), respond);
+    return get_only([&] { serve_file(options_.tuf_repo_dir, below("/tuf/"), respond); });
   }
   if ((seg.empty() || seg[0] == "ui") && !options_.dashboard_dir.empty()) {
-    if (m != "GET") return method_not_allowed();
-    const std::string file = below("/ui/");
-    return serve_file(options_.dashboard_dir, file.empty() ? std::string("index.html") : file, respond);
+    return get_only([&] {
+      const std::string file = below("/ui/");
+      serve_file(options_.dashboard_dir, file.empty() ? std::string("index.html") : file, respond);
+    });
   }
   if (seg.empty() || seg[0] != "v1") {
     return reply_error(respond, ApiError{404, "not_found", "no route " + req.path + " (API is under /v1)"});
   }
-  if (seg.size() == 2 && seg[1] == "enroll") {
-    return m == "POST" ? api_enroll(req, respond) : method_not_allowed();
-  }
-  if (seg.size() == 3 && seg[1] == "devices" && seg[2] == "bulk") {
-    if (m != "POST") return method_not_allowed();
-    if (needs(store::Role::kAdmin, &caller)) api_bulk_enroll(req, respond, caller);
-    return;
-  }
-  if (seg.size() == 2 && seg[1] == "checkin") {
-    return m == "POST" ? api_checkin(req, respond) : method_not_allowed();
-  }
-  if (seg.size() == 2 && seg[1] == "events") {
-    return m == "POST" ? api_events(req, respond) : method_not_allowed();
-  }
-  if (seg.size() == 2 && seg[1] == "tenants") {
-    if (m != "POST") return method_not_allowed();
-    if (needs(store::Role::kAdmin, &caller)) api_create_tenant(req, respond, caller);
-    return;
-  }
-  if (seg.size() == 4 && seg[1] == "tenants" && seg[3] == "policy") {
-    if (m != "PUT") return method_not_allowed();
-    if (needs(store::Role::kOperator, &caller)) api_put_policy(req, respond, caller, seg[2]);
-    return;
-  }
-  if (seg.size() == 2 && seg[1] == "tokens") {
-    if (m != "POST") return method_not_allowed();
-    if (needs(store::Role::kAdmin, &caller)) api_create_token(req, respond, caller);
-    return;
-  }
-  if (seg.size() == 2 && seg[1] == "releases") {
-    if (m == "GET") {
-      if (needs(store::Role::kViewer, &caller)) api_list_releases(respond);
-      return;
+
+  std::string allow;
+  std::vector<std::string> args;
+  for (const Route& r : routes()) {
+    if (r.pattern.size() + 1 != seg.size()) continue;
+    args.clear();
+    bool matches = true;
+    for (std::size_t i = 0; i < r.pattern.size() && matches; ++i) {
+      if (r.pattern[i] == "{}") {
+        args.push_back(seg[i + 1]);
+      } else {
+        matches = r.pattern[i] == seg[i + 1];
+      }
     }
-    if (m != "POST") return method_not_allowed();
-    if (needs(store::Role::kOperator, &caller)) api_register_release(req, respond, caller);
-    return;
-  }
-  if (seg.size() == 2 && seg[1] == "rollouts") {
-    if (m == "GET") {
-      if (needs(store::Role::kViewer, &caller)) api_list_rollouts(respond);
-      return;
+    if (!matches) continue;
+    if (r.method != m) {
+      if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + std::string(r.method);
+      continue;
     }
-    if (m != "POST") return method_not_allowed();
-    if (needs(store::Role::kOperator, &caller)) api_create_rollout(req, respond, caller);
-    return;
-  }
-  if (seg.size() == 3 && seg[1] == "rollouts") {
-    if (m != "GET") return method_not_allowed();
-    if (needs(store::Role::kViewer, &caller)) api_get_rollout(respond, seg[2]);
-    return;
-  }
-  if (seg.size() == 4 && seg[1] == "rollouts") {
-    if (m != "POST") return method_not_allowed();
-    // The role check depends on the action and the stage (api_rollout_action).
-    if (needs(store::Role::kOperator, &caller)) {
-      api_rollout_action(req, respond, caller, seg[2], seg[3]);
+    Caller caller;
+    if (r.role) {
+      if (auto err = authorize_operator(req, *r.role, &caller)) return reply_error(respond, *err);
     }
-    return;
+    return r.handle(*this, req, respond, caller, args);
   }
-  if (seg.size() == 2 && seg[1] == "fleet") {
-    if (m != "GET") return method_not_allowed();
-    if (needs(store::Role::kViewer, &caller)) api_fleet(respond);
-    return;
-  }
-  if (seg.size() == 3 && seg[1] == "devices") {
-    if (m != "GET") return method_not_allowed();
-    if (needs(store::Role::kViewer, &caller)) api_device(req, respond, seg[2]);
-    return;
-  }
-  if (seg.size() == 2 && seg[1] == "audit") {
-    if (m != "GET") return method_not_allowed();
-    if (needs(store::Role::kViewer, &caller)) api_audit(req, respond);
-    return;
-  }
+  if (!allow.empty()) return reply_method_not_allowed(respond, req, allow);
   reply_error(respond, ApiError{404, "not_found", "no route " + m + " " + req.path});
 }
 

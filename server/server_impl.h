@@ -123,8 +123,20 @@ class ServerImpl final : public Server {
   void save_gate_evidence(const RolloutInfo& rollout, TimeMs now);
 
   // --- api.cpp ---
-  struct Route;
+  // One /v1 route: a method, a pattern of the path's segments after "v1" ("{}"
+  // matches any one segment, passed to the handler in order), the role an
+  // operator token needs (none: a device route, whose handler checks the device
+  // token) and the handler.
+  struct Route {
+    std::string_view method;
+    std::vector<std::string_view> pattern;
+    std::optional<store::Role> role;
+    void (*handle)(ServerImpl& self, HttpRequest& req, Responder& respond, const Caller& caller,
+                   const std::vector<std::string>& args);
+  };
+  static const std::vector<Route>& routes();
   void route(HttpRequest& req, Responder& respond);
+  void reply_method_not_allowed(Responder& respond, const HttpRequest& req, const std::string& allow) const;
   std::optional<ApiError> authorize_operator(const HttpRequest& req, store::Role needed,
                                              Caller* caller) const;
   void reply_json(Responder& respond, unsigned status, const boost::json::value& body) const;

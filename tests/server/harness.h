@@ -11,10 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -137,6 +139,7 @@ class ServerProcess {
 struct HttpResult {
   long status = 0;
   std::string body;
+  std::map<std::string, std::string> headers;  // names in lower case
   boost::json::value json() const {
     boost::system::error_code ec;
     auto v = boost::json::parse(body, ec);
@@ -180,6 +183,8 @@ class HttpClient {
     }
     curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &HttpClient::on_data);
     curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &r.body);
+    curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &HttpClient::on_header);
+    curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &r.headers);
     CURLcode rc = curl_easy_perform(curl_);
     curl_slist_free_all(headers);
     if (rc != CURLE_OK) {
@@ -194,6 +199,19 @@ class HttpClient {
  private:
   static std::size_t on_data(char* p, std::size_t size, std::size_t n, void* user) {
     static_cast<std::string*>(user)->append(p, size * n);
+    return size * n;
+  }
+  static std::size_t on_header(char* p, std::size_t size, std::size_t n, void* user) {
+    std::string line(p, size * n);
+    auto colon = line.find(':');
+    if (colon != std::string::npos) {
+      std::string name = line.substr(0, colon);
+      for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      std::string value = line.substr(colon + 1);
+      while (!value.empty() && (value.front() == ' ')) value.erase(value.begin());
+      while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
+      (*static_cast<std::map<std::string, std::string>*>(user))[name] = value;
+    }
     return size * n;
   }
   CURL* curl_;

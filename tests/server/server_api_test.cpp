@@ -3,6 +3,8 @@
 // the `postgres` label).
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -264,6 +266,16 @@ TEST_F(ServerApiTest, BadInputIsRefusedWithStableCodeAndChangesNothing) {
     if (v.is_object() && v.as_object().contains("error")) {
       EXPECT_FALSE(v.at("error").at("message").as_string().empty()) << c.name;
     }
+  }
+  // 405 says what is allowed (RFC 9110 §15.5.6), from the route table.
+  for (const auto& [method, path, allow] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{{"DELETE", "/v1/checkin", "POST"},
+                                                                      {"PUT", "/v1/releases", "GET, POST"},
+                                                                      {"POST", "/healthz", "GET"},
+                                                                      {"GET", "/v1/tenants/acme/policy", "PUT"}}) {
+    auto r = http_.request(method, server_->url(path), "", kAdmin);
+    EXPECT_EQ(r.status, 405) << method << " " << path << ": " << r.body;
+    EXPECT_EQ(r.headers["allow"], allow) << method << " " << path;
   }
   // Replayed events: the second upload of seq 1 is refused and counts nothing.
   auto ev = R"({"events":[{"seq":1,"kind":"installed","channel":"content","version":"1.0"}]})";
