@@ -140,6 +140,10 @@ Result<AgentSettings> parse_agent_config(const std::string& text, const std::str
     TRY(get_duration(c, "interval", s.checkin_interval, file, "checkin."));
     TRY(get_duration(c, "long_poll", s.long_poll, file, "checkin."));
     TRY(get_duration(c, "max_backoff", s.max_backoff, file, "checkin."));
+    // A failing server must not be hammered: retries wait at least a second.
+    if (s.max_backoff < core::kSecond) {
+      return cfg::error_at(file, c["max_backoff"], "checkin.max_backoff: at least 1s (retries back off up to it)");
+    }
     TRY(get_duration(c, "http_timeout", s.http_timeout, file, "checkin."));
     if (auto j = c["jitter"]) {
       auto v = cfg::as_double(j, file, "checkin.jitter");

@@ -148,8 +148,8 @@ int main(int argc, char** argv) {
   app.add_option("--dashboard-dir", o.dashboard_dir,
                  "serve the dashboard from this directory at / (default: the installed or source copy)");
   app.add_option("--admin-token", o.admin_token,
-                 "bootstrap admin token (also from TRANCHE_ADMIN_TOKEN); without one, a first start "
-                 "writes a generated token to DATA_DIR/admin-token")
+                 "bootstrap admin token, at least 16 characters (also from TRANCHE_ADMIN_TOKEN); without "
+                 "one, a first start writes a generated token to DATA_DIR/admin-token")
       ->envname("TRANCHE_ADMIN_TOKEN");
   CLI11_PARSE(app, argc, argv);
 
@@ -199,6 +199,15 @@ int main(int argc, char** argv) {
       return 2;
     }
     o.interfaces[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+
+  // The bootstrap token opens the whole API: a short one can be guessed.
+  constexpr std::size_t kMinAdminToken = 16;
+  if (!o.admin_token.empty() && o.admin_token.size() < kMinAdminToken) {
+    std::cerr << "tranche-server: --admin-token (or TRANCHE_ADMIN_TOKEN): " << o.admin_token.size()
+              << " characters; at least " << kMinAdminToken
+              << " (it opens the whole API; omit it and the server writes a random one to DATA_DIR/admin-token)\n";
+    return 2;
   }
 
   if (o.dashboard_dir.empty()) {

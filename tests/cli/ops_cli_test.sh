@@ -36,6 +36,11 @@ URL=$(sed -n 's/^tranche-server listening on \(http:[^ ]*\).*/\1/p' "$tmp/server
 check "server started ($URL)" test -n "$URL"
 
 # --- usage errors: exit 2 --------------------------------------------------------------
+# A guessable bootstrap token is refused before anything starts.
+"$SERVER_BIN" --port 0 --data-dir "$tmp/short" --admin-token a > /dev/null 2> "$tmp/err"; rc=$?
+check "tranche-server --admin-token a exits 2 (got $rc)" test $rc -eq 2
+check "... and says the minimum" grep -q "at least 16" "$tmp/err"
+check "... and wrote nothing" test ! -e "$tmp/short/tranche.db"
 "$TRANCHE" fleet > "$tmp/out" 2> "$tmp/err"; rc=$?
 check "fleet before login exits 2 (got $rc)" test $rc -eq 2
 check "... and says how to log in" grep -q "not logged in: run \`tranche login --server URL --token T\`" "$tmp/err"
