@@ -11,6 +11,8 @@
 # BENCH_WRK_THREADS (default nproc), TRANCHE_LOADGEN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=nginx.sh
+source bench/nginx.sh
 SERVER=${1:-${TRANCHE_SERVER:-build/bin/tranche-server}}
 LOADGEN=${TRANCHE_LOADGEN:-$(dirname "$SERVER")/tranche-loadgen}
 THREADS=${BENCH_THREADS:-$(nproc)}
@@ -120,40 +122,8 @@ wait_idle "$SERVER_PID"
 
 # --- nginx: the same body, the same number of workers, its own files ----------------
 NGINX_PORT=$(free_port)
-mkdir -p "$WORK/nginx/tmp"
-ESCAPED=$(sed 's/\\/\\\\/g; s/"/\\"/g' "$WORK/answer.json")
-cat > "$WORK/nginx/nginx.conf" <<EOF
-worker_processes $THREADS;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  client_body_temp_path $WORK/nginx/tmp/body;
-  proxy_temp_path $WORK/nginx/tmp/proxy;
-  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
-  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
-  scgi_temp_path $WORK/nginx/tmp/scgi;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      default_type application/json;
-      return 200 "$ESCAPED";
-    }
-  }
-}
-EOF
-nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" &
-NGINX_PID=$!
+start_nginx "$WORK/nginx" "$NGINX_PORT" "$THREADS" "$WORK/answer.json" || { kill "$NGINX_PID" 2> /dev/null; exit 1; }
 PIDS+=("$NGINX_PID")
-for _ in $(seq 50); do
-  curl -s -o "$WORK/nginx-answer.json" -X POST "http://127.0.0.1:$NGINX_PORT/v1/checkin" 2> /dev/null && break
-  kill -0 "$NGINX_PID" 2> /dev/null || { cat "$WORK/nginx/error.log" >&2; exit 1; }
-  sleep 0.1
-done
-cmp -s "$WORK/nginx-answer.json" "$WORK/answer.json" || { echo "checkin.sh: nginx body differs" >&2; exit 1; }
 NGINX_PIDS=("$NGINX_PID" $(pgrep -P "$NGINX_PID"))
 run_wrk nginx "$NGINX_PORT" "${NGINX_PIDS[@]}"
 NGINX_RPS=$RPS

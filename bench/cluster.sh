@@ -21,6 +21,8 @@
 # 3-server throughput says what one machine gives, not what 3 machines would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=nginx.sh
+source bench/nginx.sh
 SERVER=${1:-${TRANCHE_SERVER:-build/bin/tranche-server}}
 DEVICES=${BENCH_DEVICES:-50000}
 DURATION=${BENCH_DURATION:-10}
@@ -193,34 +195,8 @@ stop_pids
 
 # --- nginx: the same body, directly ---------------------------------------------------
 NGINX_PORT=$(free_port)
-mkdir -p "$WORK/nginx/tmp"
-ESCAPED=$(sed 's/\\/\\\\/g; s/"/\\"/g' "$WORK/answer.json")
-cat > "$WORK/nginx/nginx.conf" <<EOF
-worker_processes $(nproc);
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  client_body_temp_path $WORK/nginx/tmp/body;
-  proxy_temp_path $WORK/nginx/tmp/proxy;
-  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
-  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
-  scgi_temp_path $WORK/nginx/tmp/scgi;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / { default_type application/json; return 200 "$ESCAPED"; }
-  }
-}
-EOF
-nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" &
-PIDS+=("$!")
-for _ in $(seq 50); do
-  curl -s -o /dev/null -X POST "http://127.0.0.1:$NGINX_PORT/v1/checkin" 2> /dev/null && break
-  sleep 0.1
-done
+start_nginx "$WORK/nginx" "$NGINX_PORT" "$(nproc)" "$WORK/answer.json" || { kill "$NGINX_PID" 2> /dev/null; exit 1; }
+PIDS+=("$NGINX_PID")
 wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s bench/checkin.lua "http://127.0.0.1:$NGINX_PORT" -- \
   "$WORK/tokens" "$WRK_THREADS" > "$WORK/wrk-nginx.txt"
 NGINX_RPS=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$WORK/wrk-nginx.txt")

@@ -23,6 +23,7 @@
 #include "config/plan_yaml.h"
 #include "core/cohort.h"
 #include "server/fleet.h"
+#include "tests/server/fleet_fixture.h"
 
 namespace tranche::server {
 namespace {
@@ -77,15 +78,7 @@ std::unique_ptr<World> make_world(std::int64_t n, bool last_stage) {
     if (!w->fleet.add_device(std::move(d)).ok()) throw std::runtime_error("add_device");
   }
   w->fleet.update([&](Snapshot& s) {
-    auto& ch = s.channels["content"];
-    for (const char* ver : {"1.0", "2.0"}) {
-      store::ReleaseRow row;
-      row.channel = "content";
-      row.version = ver;
-      row.targets_json = "[]";
-      ch.releases.push_back(ReleaseInfo{v(ver), row, nullptr});
-    }
-    ch.baseline = v("1.0");
+    testing::add_channel(s, "content", {"1.0", "2.0"});
     s.rollouts["r"] = info;
     s.live_rollout["content"] = "r";
     s.device_count = static_cast<std::uint64_t>(n);

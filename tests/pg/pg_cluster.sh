@@ -54,13 +54,41 @@ port_in_use() {
   [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
 }
 
-start_cluster() {
-  mkdir -p "$dir"
-  stop_cluster
+# new_root: a fresh directory for a server (its data, socket and logs), owned by
+# the user the server runs as, named in DIR/cluster; its path on stdout.
+new_root() {
   local root
   root=$(mktemp -d /tmp/tranche-pg.XXXXXX)
   echo "$root" > "$dir/cluster"
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$root"; fi
+  echo "$root"
+}
+
+# start_at_free_port ROOT: pg_ctl start of ROOT/data at a free port (8 tries),
+# its URL in DIR/url; sets PORT.
+start_at_free_port() {
+  local root=$1 attempt
+  for attempt in 1 2 3 4 5 6 7 8; do
+    PORT=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+    port_in_use "$PORT" && continue
+    if as_owner "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $PORT -c unix_socket_directories=$root" \
+        start > /dev/null; then
+      echo "postgresql://postgres@127.0.0.1:$PORT/tranche_test" > "$dir/url"
+      return 0
+    fi
+    echo "pg_cluster: start on port $PORT failed (attempt $attempt):" >&2
+    tail -n 5 "$root/server.log" >&2 || true
+  done
+  echo "pg_cluster: could not start PostgreSQL" >&2
+  return 1
+}
+
+start_cluster() {
+  mkdir -p "$dir"
+  stop_cluster
+  local root
+  root=$(new_root)
   # --no-sync: a cluster that lives for one test run need not survive a power cut
   # at its creation; the server itself runs with fsync on, as in production.
   if ! as_owner "$bin/initdb" -D "$root/data" -U postgres -A trust -E UTF8 --no-locale \
@@ -69,31 +97,9 @@ start_cluster() {
     echo "pg_cluster: initdb failed" >&2
     return 1
   fi
-  local port attempt
-  for attempt in 1 2 3 4 5 6 7 8; do
-    port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-    port_in_use "$port" && continue
-    if as_owner "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$root" \
-        start > /dev/null; then
-      as_owner "$bin/createdb" -h "$root" -p "$port" -U postgres tranche_test
-      echo "postgresql://postgres@127.0.0.1:$port/tranche_test" > "$dir/url"
-      echo "pg_cluster: PostgreSQL on 127.0.0.1:$port ($root), url in $dir/url"
-      return 0
-    fi
-    echo "pg_cluster: start on port $port failed (attempt $attempt):" >&2
-    tail -n 5 "$root/server.log" >&2 || true
-  done
-  echo "pg_cluster: could not start PostgreSQL" >&2
-  return 1
-}
-
-free_port() {
-  local port
-  while :; do
-    port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-    port_in_use "$port" || { echo "$port"; return; }
-  done
+  start_at_free_port "$root" || return 1
+  as_owner "$bin/createdb" -h "$root" -p "$PORT" -U postgres tranche_test
+  echo "pg_cluster: PostgreSQL on 127.0.0.1:$PORT ($root), url in $dir/url"
 }
 
 start_replica() {
@@ -106,29 +112,15 @@ start_replica() {
   mkdir -p "$dir"
   stop_cluster
   local root
-  root=$(mktemp -d /tmp/tranche-pg.XXXXXX)
-  echo "$root" > "$dir/cluster"
-  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$root"; fi
+  root=$(new_root)
   if ! as_owner "$bin/pg_basebackup" -h "$primary_root" -p "$primary_port" -U postgres \
       -D "$root/data" -R -X stream --checkpoint=fast --no-sync > "$root/basebackup.log" 2>&1; then
     cat "$root/basebackup.log" >&2
     echo "pg_cluster: pg_basebackup from $primary_root:$primary_port failed" >&2
     return 1
   fi
-  local port attempt
-  for attempt in 1 2 3 4 5 6 7 8; do
-    port=$(free_port)
-    if as_owner "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$root" \
-        start > /dev/null; then
-      echo "postgresql://postgres@127.0.0.1:$port/tranche_test" > "$dir/url"
-      break
-    fi
-    echo "pg_cluster: replica start on port $port failed (attempt $attempt):" >&2
-    tail -n 5 "$root/server.log" >&2 || true
-    port=
-  done
-  [ -n "$port" ] || { echo "pg_cluster: could not start the replica" >&2; return 1; }
+  start_at_free_port "$root" || return 1
+  local port=$PORT
   # Streaming before the primary waits for it: else its commits would hang.
   local psql=("$bin/psql" -X -q -t -A -h "$primary_root" -p "$primary_port" -U postgres -d postgres)
   local i

@@ -22,6 +22,7 @@
 #include "core/evidence.h"
 #include "core/rollout_machine.h"
 #include "server/fleet.h"
+#include "tests/server/fleet_fixture.h"
 #include "sim/run_evidence.h"
 
 namespace tranche {
@@ -81,15 +82,7 @@ class Paths {
       EXPECT_TRUE(fleet_.add_device(std::move(dev)).ok());
     }
     fleet_.update([&](server::Snapshot& s) {
-      auto& ch = s.channels["c"];
-      for (const char* ver : {"1.0", "2.0"}) {
-        store::ReleaseRow row;
-        row.channel = "c";
-        row.version = ver;
-        row.targets_json = "[]";
-        ch.releases.push_back(server::ReleaseInfo{v(ver), row, nullptr});
-      }
-      ch.baseline = v("1.0");
+      testing::add_channel(s, "c", {"1.0", "2.0"});
       s.rollouts["r"] = rollout_;
       s.live_rollout["c"] = "r";
     });

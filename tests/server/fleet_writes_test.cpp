@@ -11,6 +11,7 @@
 #include "config/plan_yaml.h"
 #include "core/types.h"
 #include "server/fleet.h"
+#include "tests/server/fleet_fixture.h"
 
 namespace tranche {
 namespace {
@@ -31,17 +32,7 @@ class FleetWrites : public ::testing::Test {
     dev.id = "d1";
     dev.tenant = "t";
     ASSERT_TRUE(fleet_.add_device(std::move(dev)).ok());
-    fleet_.update([&](server::Snapshot& s) {
-      auto& ch = s.channels["c"];
-      for (const char* ver : {"1.0", "2.0"}) {
-        store::ReleaseRow row;
-        row.channel = "c";
-        row.version = ver;
-        row.targets_json = "[]";
-        ch.releases.push_back(server::ReleaseInfo{v(ver), row, nullptr});
-      }
-      ch.baseline = v("1.0");
-    });
+    fleet_.update([&](server::Snapshot& s) { testing::add_channel(s, "c", {"1.0", "2.0"}); });
   }
   // One check-in at `now`; whether it asks for the device's state to be
   // written. A write "happens" (as the batch writer would record it) when asked.
