@@ -75,14 +75,7 @@ done
 PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/server.out" | head -1)
 [ -n "$PORT" ] || { echo "checkin.sh: the server did not start" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
-cat > "$WORK/plan.yaml" <<'EOF'
-name: bench-canary
-on_failure: rollback
-stages:
-  - {name: canary, percent: 1%, bake: 24h}
-  - {name: all, percent: 100%, bake: 24h, admits_critical: true}
-EOF
-python3 bench/provision.py "$PORT" "$ADMIN" "$DEVICES" "$WORK/tokens" --baseline --rollout "$WORK/plan.yaml" \
+python3 bench/provision.py "$PORT" "$ADMIN" "$DEVICES" "$WORK/tokens" --baseline --rollout bench/plan-canary.yaml \
   --sample "$WORK/answer.json"
 ANSWER_BYTES=$(wc -c < "$WORK/answer.json")
 echo "typical check-in answer ($ANSWER_BYTES bytes): $(cat "$WORK/answer.json")"

@@ -143,15 +143,8 @@ measure() {
 
 # --- one server ---------------------------------------------------------------------
 start_servers one 1
-cat > "$WORK/plan.yaml" <<'EOF'
-name: bench-canary
-on_failure: rollback
-stages:
-  - {name: canary, percent: 1%, bake: 24h}
-  - {name: all, percent: 100%, bake: 24h, admits_critical: true}
-EOF
 python3 bench/provision.py "${SERVER_PORTS[0]}" "$ADMIN" "$DEVICES" "$WORK/tokens" --baseline \
-  --rollout "$WORK/plan.yaml" --sample "$WORK/answer.json"
+  --rollout bench/plan-canary.yaml --sample "$WORK/answer.json"
 start_haproxy "${SERVER_PORTS[0]}"
 warm_up one
 measure one

@@ -63,16 +63,7 @@ class Paths {
   explicit Paths(std::size_t n) : devices_(n), sim_(static_cast<std::uint32_t>(n)) {
     auto plan = config::parse_plan(kPlan, "plan");
     EXPECT_TRUE(plan.ok());
-    auto info = std::make_shared<server::RolloutInfo>();
-    info->row.id = "r";
-    info->row.created_at = kT0;
-    info->plan = *plan;
-    info->channel = "c";
-    info->version = v("2.0");
-    info->previous = v("1.0");
-    info->status.state = core::RolloutState::kRunning;
-    info->status.stage_started_at = kT0;
-    info->evidence = std::make_shared<server::RolloutEvidence>();
+    auto info = testing::running_rollout(*plan, "c", kT0);
     rollout_ = info;
     for (std::size_t d = 0; d < n; ++d) {
       server::Device dev;

@@ -55,16 +55,7 @@ class FleetWrites : public ::testing::Test {
         "name: all\ngate: {min_acknowledged: 1}\nstages:\n  - {name: all, percent: 100%, bake: 1h}\n",
         "plan");
     ASSERT_TRUE(plan.ok());
-    auto info = std::make_shared<server::RolloutInfo>();
-    info->row.id = "r";
-    info->row.created_at = kT0;
-    info->plan = *plan;
-    info->channel = "c";
-    info->version = v("2.0");
-    info->previous = v("1.0");
-    info->status.state = core::RolloutState::kRunning;
-    info->status.stage_started_at = kT0;
-    info->evidence = std::make_shared<server::RolloutEvidence>();
+    auto info = testing::running_rollout(*plan, "c", kT0);
     fleet_.update([&](server::Snapshot& s) {
       s.rollouts["r"] = info;
       s.live_rollout["c"] = "r";
