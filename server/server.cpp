@@ -567,7 +567,7 @@ void ServerImpl::adopt_orphans(TimeMs now) {
     core::Result<store::DeviceRecord> record = core::make_error(ErrorCode::kUnavailable, "no store");
     {
       std::lock_guard lock(store_mu_);
-      record = store_->claim_device(id, server_id_, now);
+      record = store_->claim_device(id, server_id_, now, {});
     }
     if (!record) {
       spdlog::warn("engine: device {} of a stopped server not taken: {}", id, record.error().to_string());
@@ -590,13 +590,11 @@ core::Status ServerImpl::ensure_owned(const std::string& id, const std::string& 
   core::Result<store::DeviceRecord> record = core::make_error(ErrorCode::kUnavailable, "no store");
   {
     std::lock_guard lock(store_mu_);
-    // Read first: a wrong secret must not move the device (nor cost a write).
-    auto stored = store_->load_device(id);
-    if (!stored) return stored.error();
-    if (!same_hash(stored->device.token_hash, hash)) {
-      return core::make_error(ErrorCode::kNotFound, "device " + id + ": the token is not its");
-    }
-    record = store_->claim_device(id, server_id_, clock_->now());
+    // One transaction: the stored token hash is checked before anything is
+    // written, so a wrong secret moves nothing (nor costs a write).
+    record = store_->claim_device(id, server_id_, clock_->now(), [&](const store::DeviceRow& row) {
+      return same_hash(row.token_hash, hash);
+    });
   }
   if (!record) return record.error();
   Device d = device_from_rows(record->device, &record->state, record->marks);

@@ -214,8 +214,8 @@ class PostgresStore final : public Store {
   }
   Status write_device_batch(const DeviceBatch& batch) override;
   Result<DeviceRecord> load_device(std::string_view id) override;
-  Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner,
-                                    TimeMs now) override;
+  Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner, TimeMs now,
+                                    const ClaimCheck& check) override;
   Result<std::vector<ClaimRow>> load_claims(TimeMs since, std::size_t limit) override {
     return load<ClaimRow>(
         "SELECT device, owner, owner_since FROM device_states WHERE owner_since > $1 "
@@ -730,7 +730,7 @@ Result<DeviceRecord> PostgresStore::load_device(std::string_view id) {
 }
 
 Result<DeviceRecord> PostgresStore::claim_device(std::string_view id, std::string_view owner,
-                                                 TimeMs now) {
+                                                 TimeMs now, const ClaimCheck& check) {
   if (auto s = begin(); !s) return s.error();
   auto device = exec(
       "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices "
@@ -746,6 +746,10 @@ Result<DeviceRecord> PostgresStore::claim_device(std::string_view id, std::strin
     const Cells c(device->get(), 0);
     record.device = DeviceRow{c.text(0), c.text(1), c.text(2), c.text(3),
                               static_cast<std::int32_t>(c.integer(4)), c.integer(5)};
+  }
+  if (check && !check(record.device)) {
+    (void)rollback(Ok{});
+    return make_error(ErrorCode::kNotFound, "device " + std::string(id) + ": the claim was refused");
   }
   // The next claim count, low bits zero (DeviceStateRow::revision).
   auto state = exec(

@@ -403,8 +403,8 @@ class SqliteStore final : public Store {
   }
   Status write_device_batch(const DeviceBatch& batch) override;
   Result<DeviceRecord> load_device(std::string_view id) override;
-  Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner,
-                                    TimeMs now) override;
+  Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner, TimeMs now,
+                                    const ClaimCheck& check) override;
   Result<std::vector<ClaimRow>> load_claims(TimeMs since, std::size_t limit) override {
     Use q = use(Q::kLoadClaims);
     q.bind(since).bind(clamp_limit(limit));
@@ -812,7 +812,7 @@ Result<DeviceRecord> SqliteStore::load_device(std::string_view id) {
 }
 
 Result<DeviceRecord> SqliteStore::claim_device(std::string_view id, std::string_view owner,
-                                               TimeMs now) {
+                                               TimeMs now, const ClaimCheck& check) {
   Tx tx(*this);
   if (auto s = tx.begin(); !s) return s.error();
   DeviceRecord record;
@@ -824,6 +824,9 @@ Result<DeviceRecord> SqliteStore::claim_device(std::string_view id, std::string_
     if (!*row) return make_error(ErrorCode::kNotFound, "device " + std::string(id) + " is not enrolled");
     record.device = DeviceRow{q.text(0), q.text(1), q.text(2), q.text(3),
                               static_cast<std::int32_t>(q.integer(4)), q.integer(5)};
+  }
+  if (check && !check(record.device)) {
+    return make_error(ErrorCode::kNotFound, "device " + std::string(id) + ": the claim was refused");
   }
   {
     Use q = use(Q::kClaimState);

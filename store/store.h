@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -254,11 +255,16 @@ class DeviceStore {
   core::Status write_batch(std::vector<DeviceStateRow> states, std::vector<DeviceEventRow> events) {
     return write_device_batch(DeviceBatch{std::move(states), std::move(events), {}});
   }
+  // Whether a claim may go ahead, given the device as stored: the server checks
+  // the request's token against it, so a wrong secret moves nothing. Empty:
+  // always.
+  using ClaimCheck = std::function<bool(const DeviceRow&)>;
   // Makes `owner` the device's owner from `now`: its state row's claim count
   // moves on (DeviceStateRow::revision), in one transaction with reading the
-  // device, its state and its marks. kNotFound when no such device is enrolled.
+  // device, its state and its marks. kNotFound when no such device is
+  // enrolled, or when `check` refuses it (then nothing is written).
   virtual core::Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner,
-                                                  TimeMs now) = 0;
+                                                  TimeMs now, const ClaimCheck& check) = 0;
   // One device as stored, without claiming it (the device view at a server that
   // does not hold it): a blank state (no versions, revision 0) when none was
   // written yet. kNotFound when no such device is enrolled.

@@ -273,15 +273,39 @@ TEST_P(StoreContract, AStaleStateNeverOverwritesANewerOne) {
   EXPECT_EQ(after[0].last_event_seq, 8);
 }
 
+TEST_P(StoreContract, AClaimItsCheckRefusesWritesNothing) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK(store->insert_device(device("d-1")));
+  ASSERT_OK(store->claim_device("d-1", "s-a", 100, {}));
+  // A request with another secret: the check sees the stored device and says no.
+  std::string seen;
+  auto refused = store->claim_device("d-1", "s-b", 200, [&](const DeviceRow& row) {
+    seen = row.id;
+    return false;
+  });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(seen, "d-1");
+  ASSERT_OK_AND_ASSIGN(now, store->load_device("d-1"));
+  EXPECT_EQ(now.state.owner, "s-a") << "a refused claim moved the device";
+  EXPECT_EQ(now.state.revision, std::int64_t{1} << 32);
+  ASSERT_OK_AND_ASSIGN(claims, store->load_claims(0, 10));
+  ASSERT_EQ(claims.size(), 1u);
+  EXPECT_EQ(claims[0].owner, "s-a");
+  // Accepted: claimed.
+  ASSERT_OK_AND_ASSIGN(b, store->claim_device("d-1", "s-b", 300, [](const DeviceRow&) { return true; }));
+  EXPECT_EQ(b.state.owner, "s-b");
+}
+
 TEST_P(StoreContract, AClaimMovesTheRevisionPastEverythingTheFormerOwnerQueued) {
   ASSERT_OK_AND_ASSIGN(store, open());
   ASSERT_OK(store->insert_device(device("d-1")));
-  auto missing = store->claim_device("d-9", "s-a", 100);
+  auto missing = store->claim_device("d-9", "s-a", 100, {});
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
 
   // First claim: no state yet, a fresh one is made.
-  ASSERT_OK_AND_ASSIGN(a, store->claim_device("d-1", "s-a", 100));
+  ASSERT_OK_AND_ASSIGN(a, store->claim_device("d-1", "s-a", 100, {}));
   EXPECT_TRUE(a.device == device("d-1"));
   EXPECT_EQ(a.state.owner, "s-a");
   EXPECT_EQ(a.state.owner_since, 100);
@@ -294,7 +318,7 @@ TEST_P(StoreContract, AClaimMovesTheRevisionPastEverythingTheFormerOwnerQueued) 
   by_a.revision = a.state.revision + 1;
   ASSERT_OK(store->write_batch({by_a}, {}));
   ASSERT_OK(store->write_device_batch(DeviceBatch{{}, {}, {RolloutMarkRow{"r-1", "d-1", "acknowledged", "none", 90, 95, 0}}}));
-  ASSERT_OK_AND_ASSIGN(b, store->claim_device("d-1", "s-b", 200));
+  ASSERT_OK_AND_ASSIGN(b, store->claim_device("d-1", "s-b", 200, {}));
   EXPECT_EQ(b.state.owner, "s-b");
   EXPECT_EQ(b.state.last_event_seq, 3) << "the new owner reads what the old one wrote";
   EXPECT_EQ(b.state.revision, std::int64_t{2} << 32);
@@ -324,10 +348,10 @@ TEST_P(StoreContract, DevicesOfAStoppedServerAreOrphansUntilClaimed) {
   ASSERT_OK(store->beat_server("s-live", 1000));
   ASSERT_OK(store->beat_server("s-dead", 1000));
   ASSERT_OK(store->beat_server("s-leader", 1000));
-  ASSERT_OK(store->claim_device("d-1", "s-live", 1000));
-  ASSERT_OK(store->claim_device("d-2", "s-dead", 1000));
-  ASSERT_OK(store->claim_device("d-3", "s-dead", 1000));
-  ASSERT_OK(store->claim_device("d-4", "s-leader", 1000));
+  ASSERT_OK(store->claim_device("d-1", "s-live", 1000, {}));
+  ASSERT_OK(store->claim_device("d-2", "s-dead", 1000, {}));
+  ASSERT_OK(store->claim_device("d-3", "s-dead", 1000, {}));
+  ASSERT_OK(store->claim_device("d-4", "s-leader", 1000, {}));
   ASSERT_OK_AND_ASSIGN(none, store->find_orphans("s-leader", 900, 10));
   EXPECT_TRUE(none.empty()) << "every server beat at 1000";
 
@@ -340,12 +364,12 @@ TEST_P(StoreContract, DevicesOfAStoppedServerAreOrphansUntilClaimed) {
   ASSERT_OK_AND_ASSIGN(one, store->find_orphans("s-leader", 4500, 1));
   EXPECT_EQ(one.size(), 1u) << "at most `limit`";
 
-  ASSERT_OK(store->claim_device("d-2", "s-leader", 5000));
-  ASSERT_OK(store->claim_device("d-3", "s-leader", 5000));
+  ASSERT_OK(store->claim_device("d-2", "s-leader", 5000, {}));
+  ASSERT_OK(store->claim_device("d-3", "s-leader", 5000, {}));
   ASSERT_OK_AND_ASSIGN(after, store->find_orphans("s-leader", 4500, 10));
   EXPECT_TRUE(after.empty());
   // s-dead owns nothing now and is forgotten; a beat brings it back.
-  ASSERT_OK(store->claim_device("d-1", "s-dead", 5100));
+  ASSERT_OK(store->claim_device("d-1", "s-dead", 5100, {}));
   ASSERT_OK_AND_ASSIGN(unknown, store->find_orphans("s-leader", 4500, 10));
   EXPECT_TRUE(unknown.empty()) << "a device claimed by a server that never beat again is not guessed at";
   ASSERT_OK(store->beat_server("s-dead", 5200));
