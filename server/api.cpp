@@ -1,10 +1,14 @@
 // The HTTP API, v1 (docs/api.md, docs/openapi.yaml). Every body from outside is
 // size-limited (the listener) and validated here before anything changes; an
 // error names what is wrong and carries a stable code.
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 #include <charconv>
 #include <filesystem>
@@ -1418,6 +1422,27 @@ void ServerImpl::api_audit(HttpRequest& req, Responder& respond) {
   reply_json(respond, 200, json::object{{"entries", std::move(out)}});
 }
 
+namespace {
+
+// root/parts[0]/.../parts[n-1] opened read-only without following a symbolic
+// link at any component below `root`; -1 when any component is missing, a
+// link, or (before the last) not a directory.
+int open_beneath(const std::string& root, const std::vector<std::string>& parts) {
+  if (parts.empty()) return -1;
+  int dir = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (std::size_t i = 0; dir >= 0 && i + 1 < parts.size(); ++i) {
+    const int next = ::openat(dir, parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    ::close(dir);
+    dir = next;
+  }
+  if (dir < 0) return -1;
+  const int fd = ::openat(dir, parts.back().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  ::close(dir);
+  return fd;
+}
+
+}  // namespace
+
 void ServerImpl::serve_file(const std::string& root, const std::string& relative, Responder& respond) {
   constexpr std::uintmax_t kMaxFile = 256ull << 20;
   // Only plain relative names: no "..", no empty or hidden components, no
@@ -1429,17 +1454,26 @@ void ServerImpl::serve_file(const std::string& root, const std::string& relative
   }
   ok = ok && relative.front() != '/' && relative.find("//") == std::string::npos;
   if (!ok) return reply_error(respond, ApiError{404, "not_found", "no such file"});
-  std::filesystem::path path = std::filesystem::path(root) / relative;
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return reply_error(respond, ApiError{404, "not_found", "no such file: " + relative});
+  const std::filesystem::path path = std::filesystem::path(root) / relative;
+  // Opened component by component below `root` with O_NOFOLLOW: a symbolic link
+  // in the tree is never followed, wherever it points (`root` itself may be one).
+  const int fd = open_beneath(root, segments(relative));
+  if (fd < 0) return reply_error(respond, ApiError{404, "not_found", "no such file: " + relative});
+  struct stat st {};
+  std::string data;
+  bool read_ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::uintmax_t>(st.st_size) <= kMaxFile;
+  if (read_ok) {
+    data.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t got = 0;
+    while (read_ok && got < data.size()) {
+      const ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      read_ok = n > 0;
+      if (read_ok) got += static_cast<std::size_t>(n);
+    }
   }
-  auto size = std::filesystem::file_size(path, ec);
-  if (ec || size > kMaxFile) return reply_error(respond, ApiError{404, "not_found", "unreadable: " + relative});
-  std::ifstream in(path, std::ios::binary);
-  std::string data(static_cast<std::size_t>(size), '\0');
-  in.read(data.data(), static_cast<std::streamsize>(size));
-  if (!in) return reply_error(respond, ApiError{404, "not_found", "unreadable: " + relative});
+  ::close(fd);
+  if (!read_ok) return reply_error(respond, ApiError{404, "not_found", "no such file: " + relative});
   static const std::map<std::string, std::string> kTypes = {
       {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
       {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},

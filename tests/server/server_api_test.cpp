@@ -560,6 +560,20 @@ TEST(ServerStaticFiles, ServesTheTufRepositoryAndNothingOutsideIt) {
   for (const char* ui : {"/ui", "/ui/"}) {
     EXPECT_NE(http.request("GET", server.url(ui)).status, 500) << ui;
   }
+  // A symbolic link inside the repository is not followed, wherever it points
+  // and at whatever depth (a careless link must not serve the host's files).
+  auto outside = fresh_dir("tranche-outside");
+  { std::ofstream(outside / "private.key") << "outside the repository"; }
+  std::filesystem::create_symlink(outside / "private.key", dir / "metadata" / "link.json");
+  std::filesystem::create_directory_symlink(outside, dir / "linked");
+  std::filesystem::create_symlink(dir / "metadata" / "1.root.json", dir / "metadata" / "inside.json");
+  for (const char* link : {"/tuf/metadata/link.json", "/tuf/linked/private.key", "/tuf/metadata/inside.json"}) {
+    auto e = http.request("GET", server.url(link));
+    EXPECT_EQ(e.status, 404) << link << ": " << e.body;
+    EXPECT_EQ(e.body.find("outside"), std::string::npos) << link;
+  }
+  EXPECT_EQ(http.request("GET", server.url("/tuf/metadata/1.root.json")).status, 200) << "the real file still";
+  std::filesystem::remove_all(outside);
   std::filesystem::remove_all(dir);
   std::filesystem::remove_all(data);
 }
