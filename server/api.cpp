@@ -411,9 +411,24 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
   if (!key) return reply_error(respond, bad_request("enrollment_key: required string"));
   auto fresh = new_device(o, "", *tenant, clock_->now());
   if (!fresh) return reply_error(respond, fresh.error());
+  // Guessing enrollment keys: an address that guessed wrong too often waits
+  // before its next guess is even checked (server/throttle.h).
+  const TimeMs now = clock_->now();
+  if (std::int64_t retry_s = 0; !enroll_guesses_.allowed(req.remote, now, &retry_s)) {
+    metrics_.requests_rejected.fetch_add(1);
+    HttpResponse r;
+    r.status = 429;
+    r.body = json::serialize(json::object{
+        {"error", json::object{{"code", "too_many_requests"},
+                               {"message", "too many wrong enrollment keys from " + req.remote + "; try again in " +
+                                               std::to_string(retry_s) + " s"}}}});
+    r.headers.emplace_back("Retry-After", std::to_string(retry_s));
+    return respond(std::move(r));
+  }
   auto snap = fleet_.snapshot();
   auto t = snap->tenants.find(*tenant);
   if (t == snap->tenants.end() || !same_hash(t->second.row.enrollment_key_hash, token_hash(*key))) {
+    enroll_guesses_.failed(req.remote, now);
     return reply_error(respond, ApiError{401, "unauthorized",
                                          "unknown tenant or wrong enrollment key for tenant '" +
                                              *tenant + "'"});

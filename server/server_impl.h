@@ -19,6 +19,7 @@
 
 #include "core/contract.h"
 #include "server/fleet.h"
+#include "server/throttle.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/server.h"
@@ -193,6 +194,8 @@ class ServerImpl final : public Server {
   void poller_loop();
 
   ServerOptions options_;
+  // Wrong enrollment keys per peer address: 20 at once, then one per second.
+  FailureThrottle enroll_guesses_{20, 1};
   std::shared_ptr<Clock> clock_;
   Metrics metrics_;
 

@@ -533,6 +533,29 @@ TEST_F(ServerApiTest, BulkEnrollmentIsAllOrNothing) {
   EXPECT_EQ(r.status, 403);
 }
 
+// Guessing enrollment keys: after 20 wrong ones from an address, it gets 429 with
+// Retry-After, even with the right key, before anything is checked.
+TEST_F(ServerApiTest, WrongEnrollmentKeysAreThrottledPerAddress) {
+  create_tenant();
+  for (int i = 0; i < 20; ++i) {
+    auto r = http_.request("POST", server_->url("/v1/enroll"),
+                           R"({"tenant":"acme","device_id":"g","enrollment_key":"guess-)" + std::to_string(i) + R"("})");
+    ASSERT_EQ(r.status, 401) << i << ": " << r.body;
+  }
+  auto r = http_.request("POST", server_->url("/v1/enroll"),
+                         R"({"tenant":"acme","device_id":"g","enrollment_key":"guess-x"})");
+  EXPECT_EQ(r.status, 429) << r.body;
+  EXPECT_EQ(r.error_code(), "too_many_requests");
+  EXPECT_EQ(r.headers["retry-after"], "1");
+  const std::string body =
+      std::string(R"({"tenant":"acme","device_id":"late","enrollment_key":")") + kEnrollKey + R"("})";
+  auto right = http_.request("POST", server_->url("/v1/enroll"), body);
+  EXPECT_EQ(right.status, 429) << "a throttled address is not even checked: " << right.body;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  right = http_.request("POST", server_->url("/v1/enroll"), body);
+  EXPECT_EQ(right.status, 201) << "a second later the right key enrolls: " << right.body;
+}
+
 TEST(ServerStaticFiles, ServesTheTufRepositoryAndNothingOutsideIt) {
   auto dir = fresh_dir("tranche-repo");
   std::filesystem::create_directories(dir / "metadata");
