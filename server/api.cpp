@@ -12,7 +12,6 @@
 #include <cctype>
 #include <charconv>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <chrono>
 #include <string>
@@ -215,14 +214,19 @@ void ServerImpl::reply_json(Responder& respond, unsigned status, const json::val
 }
 
 void ServerImpl::reply_error(Responder& respond, const ApiError& e) const {
+  // Unavailable (the store is down or full): the client retries, not too soon.
+  if (e.status == 503) return reply_error(respond, e, {{"Retry-After", "2"}});
+  reply_error(respond, e, {});
+}
+
+void ServerImpl::reply_error(Responder& respond, const ApiError& e, Headers headers) const {
   if (e.status >= 400 && e.status < 500) {
     const_cast<Metrics&>(metrics_).requests_rejected.fetch_add(1);
   }
   HttpResponse r;
   r.status = e.status;
   r.body = json::serialize(json::object{{"error", json::object{{"code", e.code}, {"message", e.message}}}});
-  // Unavailable (the store is down or full): the client retries, not too soon.
-  if (e.status == 503) r.headers.emplace_back("Retry-After", "2");
+  r.headers = std::move(headers);
   respond(std::move(r));
 }
 
@@ -324,25 +328,19 @@ const std::vector<ServerImpl::Route>& ServerImpl::routes() {
   return table;
 }
 
-void ServerImpl::reply_method_not_allowed(Responder& respond, const HttpRequest& req,
-                                          const std::string& allow) const {
-  const_cast<Metrics&>(metrics_).requests_rejected.fetch_add(1);
-  HttpResponse r;
-  r.status = 405;
-  r.body = json::serialize(json::object{
-      {"error", json::object{{"code", "method_not_allowed"},
-                             {"message", req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")"}}}});
-  r.headers.emplace_back("Allow", allow);
-  respond(std::move(r));
-}
-
 void ServerImpl::route(HttpRequest& req, Responder& respond) {
   auto seg = segments(req.path);
   const std::string& m = req.method;
 
   // Outside the API: the service endpoints and static files, GET only.
+  // A path that exists with other methods: 405, and `Allow` names them.
+  auto method_not_allowed = [&](const std::string& allow) {
+    reply_error(respond,
+                ApiError{405, "method_not_allowed", m + " is not allowed on " + req.path + " (allowed: " + allow + ")"},
+                {{"Allow", allow}});
+  };
   auto get_only = [&](const std::function<void()>& serve) {
-    if (m != "GET") return reply_method_not_allowed(respond, req, "GET");
+    if (m != "GET") return method_not_allowed("GET");
     serve();
   };
   if (seg.size() == 1 && seg[0] == "healthz") {
@@ -390,7 +388,7 @@ void ServerImpl::route(HttpRequest& req, Responder& respond) {
     }
     return r.handle(*this, req, respond, caller, args);
   }
-  if (!allow.empty()) return reply_method_not_allowed(respond, req, allow);
+  if (!allow.empty()) return method_not_allowed(allow);
   reply_error(respond, ApiError{404, "not_found", "no route " + m + " " + req.path});
 }
 
@@ -409,21 +407,17 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
   auto key = string_member(o, "enrollment_key");
   if (!tenant) return reply_error(respond, bad_request("tenant: required string"));
   if (!key) return reply_error(respond, bad_request("enrollment_key: required string"));
-  auto fresh = new_device(o, "", *tenant, clock_->now());
+  const TimeMs now = clock_->now();
+  auto fresh = new_device(o, "", *tenant, now);
   if (!fresh) return reply_error(respond, fresh.error());
   // Guessing enrollment keys: an address that guessed wrong too often waits
   // before its next guess is even checked (server/throttle.h).
-  const TimeMs now = clock_->now();
   if (std::int64_t retry_s = 0; !enroll_guesses_.allowed(req.remote, now, &retry_s)) {
-    metrics_.requests_rejected.fetch_add(1);
-    HttpResponse r;
-    r.status = 429;
-    r.body = json::serialize(json::object{
-        {"error", json::object{{"code", "too_many_requests"},
-                               {"message", "too many wrong enrollment keys from " + req.remote + "; try again in " +
-                                               std::to_string(retry_s) + " s"}}}});
-    r.headers.emplace_back("Retry-After", std::to_string(retry_s));
-    return respond(std::move(r));
+    return reply_error(respond,
+                       ApiError{429, "too_many_requests",
+                                "too many wrong enrollment keys from " + req.remote + "; try again in " +
+                                    std::to_string(retry_s) + " s"},
+                       {{"Retry-After", std::to_string(retry_s)}});
   }
   auto snap = fleet_.snapshot();
   auto t = snap->tenants.find(*tenant);

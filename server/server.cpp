@@ -573,14 +573,19 @@ void ServerImpl::adopt_orphans(TimeMs now) {
       spdlog::warn("engine: device {} of a stopped server not taken: {}", id, record.error().to_string());
       continue;
     }
-    Device d = device_from_rows(record->device, &record->state, record->marks);
-    d.last_seen = core::latest_contact(d.last_seen, last_seen_every(), now);
-    fleet_.install_claimed(std::move(d));
+    install_claimed(*record, now);
     ++taken;
   }
   if (taken > 0) {
     spdlog::info("engine: took {} devices whose server stopped; their silence is judged here", taken);
   }
+}
+
+void ServerImpl::install_claimed(const store::DeviceRecord& record, TimeMs now) {
+  Device d = device_from_rows(record.device, &record.state, record.marks);
+  // The stored last contact is coarse: judge silence from the latest it may be.
+  d.last_seen = core::latest_contact(d.last_seen, last_seen_every(), now);
+  fleet_.install_claimed(std::move(d));
 }
 
 bool same_hash(const std::string& a, const std::string& b);  // api.cpp: in constant time
@@ -597,9 +602,7 @@ core::Status ServerImpl::ensure_owned(const std::string& id, const std::string& 
     });
   }
   if (!record) return record.error();
-  Device d = device_from_rows(record->device, &record->state, record->marks);
-  d.last_seen = core::latest_contact(d.last_seen, last_seen_every(), clock_->now());
-  fleet_.install_claimed(std::move(d));
+  install_claimed(*record, clock_->now());
   return core::Ok{};
 }
 

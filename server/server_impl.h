@@ -81,6 +81,8 @@ class ServerImpl final : public Server {
   // request with a wrong secret moves nothing. kNotFound when no such device is
   // enrolled or the token is not its.
   core::Status ensure_owned(const std::string& id, const std::string& hash);
+  // A device this server just claimed from the store, held from now on.
+  void install_claimed(const store::DeviceRecord& record, TimeMs now);
   // Several servers: claims other servers made since the last look.
   void take_claims();
   // Several servers, the leader: claims the devices of servers that stopped
@@ -137,11 +139,13 @@ class ServerImpl final : public Server {
   };
   static const std::vector<Route>& routes();
   void route(HttpRequest& req, Responder& respond);
-  void reply_method_not_allowed(Responder& respond, const HttpRequest& req, const std::string& allow) const;
   std::optional<ApiError> authorize_operator(const HttpRequest& req, store::Role needed,
                                              Caller* caller) const;
   void reply_json(Responder& respond, unsigned status, const boost::json::value& body) const;
   void reply_error(Responder& respond, const ApiError& error) const;
+  // With extra headers (405's Allow, 429's Retry-After).
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  void reply_error(Responder& respond, const ApiError& error, Headers headers) const;
   void reply_error(Responder& respond, const core::Error& error) const;
 
   void api_enroll(HttpRequest& req, Responder& respond);

@@ -33,6 +33,8 @@ class FailureThrottle {
     double tokens = 0;
     core::TimeMs at = 0;
   };
+  // What `b` holds at `now`, refilled since it was last drawn from.
+  double level(const Bucket& b, core::TimeMs now) const;
   // The bucket of `source` refilled up to `now` (a new one is full).
   Bucket& refill(const std::string& source, core::TimeMs now);
 
