@@ -504,20 +504,27 @@ TimeMs latest_contact(TimeMs stored, DurationMs every, TimeMs now) {
   return now - stored > every ? stored + every : now;
 }
 
-bool is_silent(const GateSettings& settings, TimeMs last_heard, bool said_goodbye, TimeMs now) {
-  if (said_goodbye) return false;
-  if (now <= last_heard) return false;
-  // In unsigned arithmetic: the settings come from a plan file, and validate()
-  // bounds heartbeat_interval below only, so interval * missed can exceed any
-  // int64; and now - last_heard (positive here) can exceed INT64_MAX too.
+TimeMs silence_horizon(const GateSettings& settings, TimeMs now) {
+  // In unsigned arithmetic, biased so that order is kept: the settings come
+  // from a plan file, and validate() bounds heartbeat_interval below only, so
+  // interval * missed can exceed any int64, and so can now - limit.
+  constexpr std::uint64_t kBias = std::uint64_t{1} << 63;
+  constexpr std::uint64_t kMaxU = std::numeric_limits<std::uint64_t>::max();
   const auto interval =
       static_cast<std::uint64_t>(std::max<DurationMs>(settings.heartbeat_interval, 0));
   const std::uint64_t missed = settings.silent_after_missed;
-  const std::uint64_t quiet =
-      static_cast<std::uint64_t>(now) - static_cast<std::uint64_t>(last_heard);
-  // quiet > interval * missed, without forming the product.
-  if (interval == 0 || missed == 0) return true;
-  return quiet / missed > interval || (quiet / missed == interval && quiet % missed != 0);
+  const std::uint64_t limit = missed != 0 && interval > kMaxU / missed ? kMaxU : interval * missed;
+  const std::uint64_t biased_now = static_cast<std::uint64_t>(now) ^ kBias;
+  const std::uint64_t biased = biased_now >= limit ? biased_now - limit : 0;
+  return static_cast<TimeMs>(biased ^ kBias);
+}
+
+bool is_silent(const GateSettings& settings, TimeMs last_heard, bool said_goodbye, TimeMs now) {
+  if (said_goodbye) return false;
+  if (now <= last_heard) return false;
+  // Silent iff now - last_heard > interval * missed, i.e. heard before the
+  // horizon (strictly: at exactly the limit the last beat may be in flight).
+  return last_heard < silence_horizon(settings, now);
 }
 
 }  // namespace tranche::core

@@ -140,6 +140,13 @@ double rate_ratio_upper_bound(std::uint64_t k1, double e1, std::uint64_t k0, dou
 // (strictly: at exactly 3 intervals the third heartbeat may still be in flight).
 bool is_silent(const GateSettings& settings, TimeMs last_heard, bool said_goodbye, TimeMs now);
 
+// The same rule as a line in time: a device heard before the horizon (and not
+// since, nor said goodbye) is silent at `now` — is_silent(s, t, false, now) iff
+// t < silence_horizon(s, now). now - silent_after_missed * heartbeat_interval,
+// saturated at the smallest TimeMs. A shell that keeps its devices ordered by
+// last contact finds the newly silent ones below it without visiting the rest.
+TimeMs silence_horizon(const GateSettings& settings, TimeMs now);
+
 // The store keeps a device's last contact coarsely, so that a check-in that
 // changes nothing costs no write: such a check-in writes it only when the stored
 // value is `every` or more behind (`every` <= 0: each time).

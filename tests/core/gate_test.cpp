@@ -436,6 +436,37 @@ TEST(Gate, IsSilentDoesNotOverflowOnExtremeSettingsOrTimes) {
   EXPECT_TRUE(is_silent(s, 0, false, 22));
 }
 
+TEST(Gate, SilenceHorizonIsTheSameRuleAsIsSilent) {
+  // A shell that finds silence by walking devices ordered by last contact up to
+  // the horizon must find exactly the devices is_silent names.
+  constexpr TimeMs kMax = std::numeric_limits<TimeMs>::max();
+  constexpr TimeMs kMin = std::numeric_limits<TimeMs>::min();
+  GateSettings s;
+  const TimeMs now = 1'700'000'000'000;
+  EXPECT_EQ(silence_horizon(s, now), now - 3 * kMinute);
+  std::mt19937_64 rng(11);
+  const std::vector<DurationMs> intervals = {0, 1, 7, kSecond, kMinute, kMax / 2, kMax};
+  const std::vector<std::uint32_t> misses = {0, 1, 3, 1000, std::numeric_limits<std::uint32_t>::max()};
+  const std::vector<TimeMs> times = {kMin, kMin + 1, -1, 0, 1, now, kMax - 1, kMax};
+  for (DurationMs interval : intervals) {
+    for (std::uint32_t missed : misses) {
+      s.heartbeat_interval = interval;
+      s.silent_after_missed = missed;
+      for (TimeMs n : times) {
+        const TimeMs h = silence_horizon(s, n);
+        std::vector<TimeMs> heard = {h, n, static_cast<TimeMs>(rng()), kMin, kMax};
+        if (h > kMin) heard.push_back(h - 1);
+        if (h < kMax) heard.push_back(h + 1);
+        if (n > kMin) heard.push_back(n - 1);
+        for (TimeMs t : heard) {
+          EXPECT_EQ(is_silent(s, t, false, n), t < h && t < n)
+              << "interval " << interval << " missed " << missed << " now " << n << " heard " << t;
+        }
+      }
+    }
+  }
+}
+
 TEST(Gate, ReasonsSpellExtremeNumbersAndDurations) {
   GateSettings s;
   // 1e95 device-days has 96 digits: printed with an exponent, not cut off.
