@@ -1122,7 +1122,7 @@ void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const 
                                              std::string(role_name(caller.role))});
   }
   TimeMs now = clock_->now();
-  std::lock_guard engine_lock(engine_mu_);
+  std::lock_guard engine_lock(engine_->mutex());
   auto snap = fleet_.snapshot();
   auto ch = snap->channels.find(*channel);
   bool known = ch != snap->channels.end() &&
@@ -1166,7 +1166,7 @@ void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const 
   }
   std::shared_ptr<const RolloutInfo> published = info;
   fleet_.update([&](Snapshot& s) { s.rollouts[id] = published; });
-  auto started = transition(id, core::RolloutEvent::kStart, caller.name,
+  auto started = engine_->transition(id, core::RolloutEvent::kStart, caller.name,
                             "started by " + caller.name, now);
   if (!started) return reply_error(respond, started.error());
   auto snap2 = fleet_.snapshot();
@@ -1222,7 +1222,7 @@ void ServerImpl::api_rollout_action(HttpRequest& req, Responder& respond, const 
                                              "' has role " + std::string(role_name(caller.role))});
   }
   if (reason.empty()) reason = action + " by " + caller.name;
-  auto done = transition(id, a->second, caller.name, reason, clock_->now());
+  auto done = engine_->transition(id, a->second, caller.name, reason, clock_->now());
   if (!done) return reply_error(respond, done.error());
   auto snap2 = fleet_.snapshot();
   reply_json(respond, 200, rollout_json(**done, *snap2));
@@ -1265,7 +1265,7 @@ void ServerImpl::api_fleet(Responder& respond) {
   std::uint64_t total = 0, online = 0;
   auto count = [&](const Device& d) {
     ++total;
-    if (d.last_seen > 0 && now - d.last_seen <= 3 * 60 * 1000 && !d.said_goodbye) ++online;
+    if (d.held || (d.last_seen > 0 && now - d.last_seen <= 3 * 60 * 1000 && !d.said_goodbye)) ++online;
     ++by_tenant[d.tenant];
     for (const auto& [ch, v] : d.versions) ++by_version[ch][v.to_string()];
     for (const auto& [ch, id] : snap->live_rollout) {

@@ -228,7 +228,22 @@ const Fleet::Shard& Fleet::shard_for(const std::string& id) const {
   return shards_[std::hash<std::string>{}(id) % kShards];
 }
 
+namespace {
+
+// A device entering a fleet has no part in its counts yet (it may be a copy of
+// one that had, in this fleet or another).
+void clear_counted(Device& d) {
+  d.counted.clear();
+  d.counted_gen = 0;
+  d.wheel_prev = d.wheel_next = nullptr;
+  d.wheel_second = -1;
+  d.settle_pending = false;
+}
+
+}  // namespace
+
 core::Status Fleet::add_device(Device device) {
+  clear_counted(device);
   auto& shard = shard_for(device.id);
   std::lock_guard lock(shard.mu);
   auto id = device.id;
@@ -238,6 +253,7 @@ core::Status Fleet::add_device(Device device) {
   }
   it->second = std::make_unique<Device>(std::move(device));
   device_count_.fetch_add(1);
+  settle(shard, *it->second, false, nullptr);
   return core::Ok{};
 }
 
@@ -249,6 +265,7 @@ core::Status Fleet::with_device(const std::string& id, const std::function<void(
     return core::make_error(core::ErrorCode::kNotFound, "device '" + id + "' is not enrolled");
   }
   fn(*it->second);
+  settle(shard, *it->second, false, nullptr);
   return core::Ok{};
 }
 
@@ -260,6 +277,7 @@ void Fleet::for_each_device(const std::function<void(const Device&)>& fn) const 
 }
 
 void Fleet::install_claimed(Device device) {
+  clear_counted(device);
   auto& shard = shard_for(device.id);
   std::lock_guard lock(shard.mu);
   auto [it, inserted] = shard.devices.emplace(device.id, nullptr);
@@ -270,7 +288,9 @@ void Fleet::install_claimed(Device device) {
   }
   device.owned = true;
   device.held = !inserted && it->second->held;
+  if (!inserted) forget(shard, *it->second);
   it->second = std::make_unique<Device>(std::move(device));
+  settle(shard, *it->second, false, nullptr);
 }
 
 bool Fleet::disown(const std::string& id, const std::string& owner, TimeMs since) {
@@ -281,6 +301,7 @@ bool Fleet::disown(const std::string& id, const std::string& owner, TimeMs since
   Device& d = *it->second;
   if (!d.owned || d.owner == owner || d.owner_since > since) return false;
   d.owned = false;
+  settle(shard, d, false, nullptr);
   return true;
 }
 
@@ -292,6 +313,7 @@ std::size_t Fleet::evict_unneeded() {
       const Device& d = *it->second;
       const bool unneeded = !d.held && (!d.owned || (d.last_seen == 0 && d.marks.empty()));
       if (unneeded) {
+        forget(shard, *it->second);
         it = shard.devices.erase(it);
         ++evicted;
       } else {
@@ -394,6 +416,170 @@ core::DeviceView view_of(const Device& device) {
 
 }  // namespace
 
+// --- the tick's incremental counts ----------------------------------------------
+
+namespace {
+
+// What a device adds to one slot's counts: a byte of these bits.
+enum CountedBit : std::uint8_t {
+  kExposedOnline = 1,
+  kControlOnline = 2,
+  kOnVersion = 4,
+  kCoverageTarget = 8,
+  kCoverageRunning = 16,
+};
+
+TimeMs second_of(TimeMs t) { return t / core::kSecond; }  // t > 0 here
+
+}  // namespace
+
+void Fleet::link(Shard& shard, Device& d) {
+  d.wheel_second = second_of(d.last_seen);
+  Device*& head = shard.wheel[d.wheel_second];
+  d.wheel_prev = nullptr;
+  d.wheel_next = head;
+  if (head != nullptr) head->wheel_prev = &d;
+  head = &d;
+}
+
+void Fleet::unlink(Shard& shard, Device& d) {
+  if (d.wheel_second < 0) return;
+  if (d.wheel_next != nullptr) d.wheel_next->wheel_prev = d.wheel_prev;
+  if (d.wheel_prev != nullptr) {
+    d.wheel_prev->wheel_next = d.wheel_next;
+  } else if (d.wheel_next != nullptr) {
+    shard.wheel[d.wheel_second] = d.wheel_next;
+  } else {
+    shard.wheel.erase(d.wheel_second);
+  }
+  d.wheel_prev = d.wheel_next = nullptr;
+  d.wheel_second = -1;
+}
+
+void Fleet::forget(Shard& shard, Device& d) {
+  unlink(shard, d);
+  if (shard.tracking && d.counted_gen == shard.tracking->generation) {
+    for (std::size_t i = 0; i < d.counted.size() && i < shard.counts.size(); ++i) {
+      const auto bits = static_cast<std::uint8_t>(d.counted[i]);
+      SlotCounts& c = shard.counts[i];
+      c.exposed_online -= (bits & kExposedOnline) ? 1 : 0;
+      c.control_online -= (bits & kControlOnline) ? 1 : 0;
+      c.online_on_version -= (bits & kOnVersion) ? 1 : 0;
+      c.coverage_target -= (bits & kCoverageTarget) ? 1 : 0;
+      c.coverage_running -= (bits & kCoverageRunning) ? 1 : 0;
+    }
+  }
+  d.counted.clear();
+}
+
+void Fleet::settle(Shard& shard, Device& d, bool at_tick, std::vector<std::string>* changed) {
+  const TimeMs second = d.last_seen > 0 ? second_of(d.last_seen) : -1;
+  if (second != d.wheel_second) {
+    unlink(shard, d);
+    if (second >= 0) link(shard, d);
+  }
+  const Tracking* t = shard.tracking.get();
+  if (t == nullptr) return;
+  if (d.counted_gen != t->generation || d.counted.size() != t->slots.size()) {
+    // Counted under other slots (or never): the shard's counts were reset since.
+    d.counted.assign(t->slots.size(), '\0');
+    d.counted_gen = t->generation;
+  }
+  const TimeMs now = shard.tick_now;
+  bool marks_changed = false;
+  for (std::size_t i = 0; i < t->slots.size(); ++i) {
+    const Tracked& slot = t->slots[i];
+    const RolloutInfo& r = *slot.rollout;
+    std::uint8_t bits = 0;
+    // Another server owns it: that one counts it (a device moving between
+    // servers is never silent here, nor counted twice).
+    if (d.owned) {
+      const RolloutMark* m = d.find_mark(r.row.id);
+      core::Standing standing = m ? m->standing : core::Standing::kControl;
+      if (!is_online(d, r.plan.gate, now)) {
+        // Silence: heard during this rollout, then quiet past the allowance
+        // without a goodbye (a crashed machine cannot report its crash).
+        if (!d.said_goodbye && d.last_seen >= r.row.created_at && d.last_seen > 0 &&
+            !core::is_failed(standing)) {
+          if (at_tick) {
+            marks_changed |= note(d, r, core::Fact::kSilent, now);
+          } else if (!d.settle_pending) {
+            d.settle_pending = true;
+            shard.pending.push_back(d.id);
+          }
+        }
+      } else {
+        switch (core::accrual_group(standing)) {
+          case core::Group::kExposed: bits |= kExposedOnline; break;
+          case core::Group::kControl: bits |= kControlOnline; break;
+          case core::Group::kNone: break;
+        }
+        auto v = d.versions.find(r.channel);
+        const bool runs = v != d.versions.end() && v->second == r.version;
+        if (runs) bits |= kOnVersion;
+        if (slot.coverage && !core::is_failed(standing)) {
+          // Whether it is meant to run the version: an assignment, as of its
+          // last change or the last full pass.
+          const Snapshot& snap = *t->snapshot;
+          core::DeviceView view = view_of(d);
+          const ChannelAnswer a = answer_channel(d, snap, policy_of(d, snap), view, r.channel, now);
+          if (runs || a.assignment.desired == r.version) {
+            bits |= kCoverageTarget;
+            if (runs && standing == core::Standing::kAcknowledged) bits |= kCoverageRunning;
+          }
+        }
+      }
+    }
+    const auto before = static_cast<std::uint8_t>(d.counted[i]);
+    if (before != bits) {
+      SlotCounts& c = shard.counts[i];
+      auto move = [&](std::uint64_t& n, CountedBit bit) {
+        if ((before & bit) && !(bits & bit)) --n;
+        if (!(before & bit) && (bits & bit)) ++n;
+      };
+      move(c.exposed_online, kExposedOnline);
+      move(c.control_online, kControlOnline);
+      move(c.online_on_version, kOnVersion);
+      move(c.coverage_target, kCoverageTarget);
+      move(c.coverage_running, kCoverageRunning);
+      d.counted[i] = static_cast<char>(bits);
+    }
+  }
+  if (marks_changed && changed != nullptr) changed->push_back(d.id);
+}
+
+std::shared_ptr<const Fleet::Tracking> Fleet::track(std::shared_ptr<const Snapshot> snap,
+                                                    TimeMs now) const {
+  const Snapshot& snapshot = *snap;
+  auto t = std::make_shared<Tracking>();
+  t->snapshot = std::move(snap);
+  for (const auto& [channel, id] : snapshot.live_rollout) {
+    auto it = snapshot.rollouts.find(id);
+    if (it == snapshot.rollouts.end()) continue;
+    const RolloutInfo& r = *it->second;
+    // Coverage costs an assignment per online device: counted only when it
+    // can matter — a running rollout's last stage, once its bake is over.
+    const bool last = std::size_t{r.status.stage} + 1 >= r.plan.stages.size();
+    const bool baked = last && now - r.status.stage_started_at >= r.plan.stages.back().bake;
+    t->slots.push_back(Tracked{it->second, baked && r.status.state == core::RolloutState::kRunning});
+  }
+  // The same slots as before (the same rollouts, counted the same way): the
+  // counts carry over. Anything else starts a new generation (a full pass).
+  auto same = [](const Tracked& a, const Tracked& b) {
+    const RolloutInfo& x = *a.rollout;
+    const RolloutInfo& y = *b.rollout;
+    return x.row.id == y.row.id && x.channel == y.channel && x.version == y.version &&
+           x.row.created_at == y.row.created_at &&
+           x.plan.gate.heartbeat_interval == y.plan.gate.heartbeat_interval &&
+           x.plan.gate.silent_after_missed == y.plan.gate.silent_after_missed &&
+           a.coverage == b.coverage;
+  };
+  const bool carry = tracking_ && tracking_->slots.size() == t->slots.size() &&
+                     std::equal(t->slots.begin(), t->slots.end(), tracking_->slots.begin(), same);
+  t->generation = !tracking_ ? 1 : carry ? tracking_->generation : tracking_->generation + 1;
+  return t;
+}
+
 DeviceWrite Fleet::check_in(Device& device, const Snapshot& snapshot,
                             std::map<std::string, core::Version> versions, std::string health_json,
                             bool healthy, TimeMs now, core::DurationMs last_seen_every) {
@@ -452,73 +638,76 @@ bool Fleet::note_offers(Device& device, const Snapshot& snapshot, const std::vec
   return changed;
 }
 
-std::map<std::string, Fleet::ScanResult> Fleet::scan(const Snapshot& snapshot, TimeMs now,
-                                                     core::DurationMs elapsed,
+std::map<std::string, Fleet::ScanResult> Fleet::scan(std::shared_ptr<const Snapshot> snapshot,
+                                                     TimeMs now, core::DurationMs elapsed,
                                                      std::vector<std::string>& changed) {
-  struct Live {
-    const RolloutInfo* rollout;
-    bool count_coverage;  // running, in its last stage
-    ScanResult result;
-  };
-  std::vector<Live> live;
-  for (const auto& [channel, id] : snapshot.live_rollout) {
-    if (const RolloutInfo* r = snapshot.live_rollout_for(channel)) {
-      // Coverage costs an assignment per online device: counted only when it
-      // can matter — a running rollout's last stage, once its bake is over.
-      const bool last = std::size_t{r->status.stage} + 1 >= r->plan.stages.size();
-      const bool baked = last && now - r->status.stage_started_at >= r->plan.stages.back().bake;
-      live.push_back(Live{r, baked && r->status.state == core::RolloutState::kRunning, {}});
-    }
-  }
-  std::map<std::string, ScanResult> out;
-  if (live.empty()) return out;
+  auto tracking = track(std::move(snapshot), now);
+  const bool full_pass = !tracking_ || tracking->generation != tracking_->generation;
+  tracking_ = tracking;
+  const std::size_t slots = tracking->slots.size();
+  std::vector<SlotCounts> totals(slots);
   for (auto& shard : shards_) {
     std::lock_guard lock(shard.mu);
-    for (auto& [id, device] : shard.devices) {
-      Device& d = *device;
-      // Another server owns it: that one counts it (a device moving between
-      // servers is never silent here, nor counted twice).
-      if (!d.owned) continue;
-      // A device whose check-in the server holds is connected now.
-      if (d.held) d.last_seen = now;
-      bool marks_changed = false;
-      for (auto& l : live) {
-        const RolloutInfo& r = *l.rollout;
-        const bool online = is_online(d, r.plan.gate, now);
-        const RolloutMark* m = d.find_mark(r.row.id);
-        core::Standing standing = m ? m->standing : core::Standing::kControl;
-        // Silence: heard during this rollout, then quiet past the allowance
-        // without a goodbye (a crashed machine cannot report its crash).
-        if (!online && !d.said_goodbye && d.last_seen >= r.row.created_at && d.last_seen > 0 &&
-            !core::is_failed(standing)) {
-          if (note(d, r, core::Fact::kSilent, now)) marks_changed = true;
-          continue;
+    shard.tracking = tracking;
+    shard.tick_now = now;
+    if (full_pass) {
+      shard.counts.assign(slots, SlotCounts{});
+      shard.walked_below.assign(slots, 0);
+      shard.pending.clear();
+      if (slots > 0) {
+        for (auto& [id, device] : shard.devices) {
+          if (device->settle_pending) device->settle_pending = false;
+          settle(shard, *device, true, &changed);
         }
-        if (!online) continue;
-        switch (core::accrual_group(standing)) {
-          case core::Group::kExposed: ++l.result.exposed_online; break;
-          case core::Group::kControl: ++l.result.control_online; break;
-          case core::Group::kNone: break;
-        }
-        auto v = d.versions.find(r.channel);
-        const bool runs = v != d.versions.end() && v->second == r.version;
-        if (runs) ++l.result.online_on_version;
-        if (l.count_coverage && !core::is_failed(standing)) {
-          core::DeviceView view = view_of(d);
-          const ChannelAnswer a =
-              answer_channel(d, snapshot, policy_of(d, snapshot), view, r.channel, now);
-          if (runs || a.assignment.desired == r.version) {
-            ++l.result.coverage.target;
-            if (runs && standing == core::Standing::kAcknowledged) ++l.result.coverage.running;
+      }
+    } else {
+      // Devices whose silence waits to be noted (they changed between ticks).
+      std::vector<std::string> pending;
+      pending.swap(shard.pending);
+      for (const auto& id : pending) {
+        auto it = shard.devices.find(id);
+        if (it == shard.devices.end() || !it->second->settle_pending) continue;
+        it->second->settle_pending = false;
+        settle(shard, *it->second, true, &changed);
+      }
+    }
+    for (std::size_t i = 0; i < slots; ++i) {
+      // Devices last heard below the horizon are silent now: visit the buckets
+      // that crossed it since the last tick (the one it cuts, again each tick).
+      const TimeMs horizon = core::silence_horizon(tracking->slots[i].rollout->plan.gate, now);
+      if (horizon <= 0) continue;
+      if (!full_pass) {
+        for (auto it = shard.wheel.lower_bound(shard.walked_below[i]);
+             it != shard.wheel.end() && it->first * core::kSecond < horizon; ++it) {
+          for (Device* d = it->second; d != nullptr;) {
+            Device* next = d->wheel_next;  // settling at a tick never moves a device
+            settle(shard, *d, true, &changed);
+            d = next;
           }
         }
       }
-      if (marks_changed) changed.push_back(d.id);
+      shard.walked_below[i] = std::max(shard.walked_below[i], second_of(horizon));
+    }
+    for (std::size_t i = 0; i < slots; ++i) {
+      const SlotCounts& c = shard.counts[i];
+      totals[i].exposed_online += c.exposed_online;
+      totals[i].control_online += c.control_online;
+      totals[i].online_on_version += c.online_on_version;
+      totals[i].coverage_target += c.coverage_target;
+      totals[i].coverage_running += c.coverage_running;
     }
   }
-  for (auto& l : live) {
-    l.rollout->evidence->accrue(l.result.exposed_online, l.result.control_online, elapsed);
-    out.emplace(l.rollout->row.id, l.result);
+  std::map<std::string, ScanResult> out;
+  for (std::size_t i = 0; i < slots; ++i) {
+    const RolloutInfo& r = *tracking->slots[i].rollout;
+    ScanResult result;
+    result.exposed_online = totals[i].exposed_online;
+    result.control_online = totals[i].control_online;
+    result.online_on_version = totals[i].online_on_version;
+    result.coverage.target = totals[i].coverage_target;
+    result.coverage.running = totals[i].coverage_running;
+    r.evidence->accrue(result.exposed_online, result.control_online, elapsed);
+    out.emplace(r.row.id, result);
   }
   return out;
 }

@@ -7,9 +7,19 @@
 // Gate evidence is counted through core/evidence.h, the one definition the
 // simulator uses too: check-ins, offers and events move a device's standing in
 // each live rollout (and the rollout's tally, under its own mutex); the engine's
-// tick (Fleet::scan) accrues exposure for every online device, finds silence,
-// and counts what the last stage's completion and a rollback's end need — one
-// pass over the devices, shard by shard.
+// tick (Fleet::scan) accrues exposure for the online devices, finds silence,
+// and counts what the last stage's completion and a rollback's end need.
+//
+// The tick's cost follows change, not fleet size (issue 12): each shard keeps,
+// per live rollout, the counts of its online devices by group, and each device
+// remembers what it adds to them. Whatever changes a device (a check-in, an
+// event, a hold, a claim) settles it at once under its shard's lock. Time alone
+// changes a device only by making it silent; the shard orders its devices by
+// last contact (a wheel of one-second buckets), so a tick visits only those
+// whose contact fell below the silence horizon (core::silence_horizon) since
+// the previous tick. One full pass remains where every device's part changes
+// at once: when the set of live rollouts changes (a start, an end) and when a
+// running rollout's last stage has baked (completion counting starts).
 #pragma once
 
 #include <atomic>
@@ -159,6 +169,17 @@ struct Device {
   std::vector<RolloutMark> marks;
   bool held = false;  // a long-polled check-in of this device is being held (not stored)
 
+  // The tick's incremental counts (Fleet; not stored, not copied between
+  // fleets): what this device adds to each tracked live rollout's online counts
+  // (a byte of bits per slot, valid for tracking generation `counted_gen`), and
+  // its place in its shard's wheel of last contacts (second -1: not in it).
+  std::string counted;
+  std::uint32_t counted_gen = 0;
+  Device* wheel_prev = nullptr;
+  Device* wheel_next = nullptr;
+  TimeMs wheel_second = -1;
+  bool settle_pending = false;  // its silence is for the next tick to note
+
   // Several servers on one store (store/store.h): the server that last claimed
   // the device owns it — accrues its exposure and judges its silence. A server
   // alone on its store owns every device.
@@ -276,13 +297,15 @@ class Fleet {
     std::uint64_t online_on_version = 0;  // online devices that run the version
     core::Coverage coverage;            // counted in a running rollout's last stage, once baked
   };
-  // The engine's tick, one pass over the devices, shard by shard. For each live
-  // rollout: a device online now (a check-in held, or heard within
-  // heartbeat_interval x silent_after_missed without a goodbye) accrues
-  // `elapsed` to its group (core::accrue); a device heard since the rollout
-  // started that has gone silent (core::is_silent) fails (core::Fact::kSilent).
-  // Devices whose marks changed are appended to `changed`.
-  std::map<std::string, ScanResult> scan(const Snapshot& snapshot, TimeMs now,
+  // The engine's tick. For each live rollout: a device online now (a check-in
+  // held, or heard within heartbeat_interval x silent_after_missed without a
+  // goodbye) accrues `elapsed` to its group (core::accrue); a device heard
+  // since the rollout started that has gone silent (core::is_silent) fails
+  // (core::Fact::kSilent). Devices whose marks changed are appended to
+  // `changed`. Visits only the devices that went quiet since the previous tick
+  // or wait for their silence to be noted, except for the full passes named at
+  // the top of this file. Called from one thread (the engine's).
+  std::map<std::string, ScanResult> scan(std::shared_ptr<const Snapshot> snapshot, TimeMs now,
                                          core::DurationMs elapsed, std::vector<std::string>& changed);
   // Applies accepted events (sequence numbers already checked) to the device and
   // the evidence of the live rollout on each event's channel.
@@ -290,12 +313,50 @@ class Fleet {
                             const std::vector<DeviceEvent>& events, TimeMs now);
 
  private:
+  // The live rollouts the tick counts: slot i of every device's `counted`.
+  struct Tracked {
+    std::shared_ptr<const RolloutInfo> rollout;
+    bool coverage = false;  // running, its last stage baked: completion is counted
+  };
+  struct Tracking {
+    std::vector<Tracked> slots;
+    std::shared_ptr<const Snapshot> snapshot;  // for the assignments coverage needs
+    std::uint32_t generation = 0;  // changes when the slots do (a full pass)
+  };
+  // One slot's counts in one shard.
+  struct SlotCounts {
+    std::uint64_t exposed_online = 0;
+    std::uint64_t control_online = 0;
+    std::uint64_t online_on_version = 0;
+    std::uint64_t coverage_target = 0;
+    std::uint64_t coverage_running = 0;
+  };
   struct Shard {
     mutable std::mutex mu;
     std::unordered_map<std::string, std::unique_ptr<Device>> devices;
+    // The incremental counts, guarded by mu like the devices.
+    std::shared_ptr<const Tracking> tracking;
+    std::vector<SlotCounts> counts;             // per slot
+    std::vector<TimeMs> walked_below;           // per slot: buckets below this second are walked
+    std::map<TimeMs, Device*> wheel;            // second of last contact -> its devices (a list)
+    std::vector<std::string> pending;           // settle_pending devices
+    TimeMs tick_now = 0;                        // the last tick's time: online is judged then
   };
   Shard& shard_for(const std::string& id);
   const Shard& shard_for(const std::string& id) const;
+
+  // Brings `d`'s part of its shard's counts up to date (and its wheel place).
+  // At a tick, a device that has gone silent is noted so (its id appended to
+  // `changed`); otherwise it waits in `pending` for the next tick.
+  static void settle(Shard& shard, Device& d, bool at_tick, std::vector<std::string>* changed);
+  // Takes `d`'s part out of its shard's counts and wheel (before it leaves).
+  static void forget(Shard& shard, Device& d);
+  static void link(Shard& shard, Device& d);
+  static void unlink(Shard& shard, Device& d);
+  // The tick's view of the snapshot's live rollouts at `now`.
+  std::shared_ptr<const Tracking> track(std::shared_ptr<const Snapshot> snapshot, TimeMs now) const;
+
+  std::shared_ptr<const Tracking> tracking_;  // the engine thread's (scan)
 
   std::array<Shard, kShards> shards_;
   std::atomic<std::size_t> device_count_{0};

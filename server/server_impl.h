@@ -1,6 +1,6 @@
 // Internal: the parts of tranche-server and how they share state. server.cpp
-// has the lifecycle, loading, the batch writer and the engine; api.cpp the HTTP
-// routes.
+// has the lifecycle, loading, the batch writer, the engine's thread and the
+// long-poll thread; engine.cpp the rollout engine; api.cpp the HTTP routes.
 #pragma once
 
 #include <atomic>
@@ -18,6 +18,7 @@
 #include <boost/json/value.hpp>
 
 #include "core/contract.h"
+#include "server/engine.h"
 #include "server/fleet.h"
 #include "server/throttle.h"
 #include "server/http_server.h"
@@ -105,25 +106,9 @@ class ServerImpl final : public Server {
   std::vector<tuf::SigningKey> tuf_snapshot_signers_;
   std::vector<tuf::SigningKey> tuf_timestamp_signers_;
   TimeMs tuf_checked_at_ = 0;
-  TimeMs last_accrual_ = 0;  // the engine's last exposure accrual
   std::string synced_fingerprint_;
-  void tick(TimeMs now);
-  // Several servers: the rollout's evidence summed from every server's rows,
-  // and the coverage and devices on the version of the servers alive (`scan`).
-  core::Result<core::EvidenceTally> summed_evidence(const std::string& rollout, TimeMs now,
-                                                    Fleet::ScanResult& scan);
-  // Applies `event` to a rollout, persists the transition and its audit entry
-  // (store first), then publishes. Used by the engine and by operators.
-  // `amend` (the engine's) sets what the decision came from — the gate's state
-  // and verdict, the coverage — on the rollout before the event applies, so they
-  // are persisted and published together with the new state, never before it.
-  core::Result<std::shared_ptr<const RolloutInfo>> transition(
-      const std::string& rollout_id, core::RolloutEvent event, const std::string& actor,
-      std::string reason, TimeMs now, const std::function<void(RolloutInfo&)>& amend = nullptr);
   core::Status audit(const std::string& actor, const std::string& action,
                      const std::string& target, const std::string& reason, TimeMs now);
-  core::GateObservation observe(const RolloutInfo& rollout, TimeMs now);
-  void save_gate_evidence(const RolloutInfo& rollout, TimeMs now);
 
   // --- api.cpp ---
   // One /v1 route: a method, a pattern of the path's segments after "v1" ("{}"
@@ -218,9 +203,8 @@ class ServerImpl final : public Server {
   std::string bootstrap_token_;
   bool engine_leader_ = false;
 
-  // Serialises transitions (engine ticks and operators); recursive because a
-  // tick decides under it and then applies through transition().
-  std::recursive_mutex engine_mu_;
+  // Ticks and transitions (server/engine.h); made by open() over the store.
+  std::unique_ptr<RolloutEngine> engine_;
 
   std::mutex writer_mu_;
   std::condition_variable writer_cv_;
@@ -245,7 +229,7 @@ class ServerImpl final : public Server {
   std::mutex engine_sleep_mu_;
   std::condition_variable engine_cv_;  // wakes the engine's sleep at shutdown
   std::thread writer_;
-  std::thread engine_;
+  std::thread engine_thread_;
   std::thread poller_;
   std::unique_ptr<HttpServer> http_;
   std::once_flag shutdown_once_;

@@ -182,7 +182,7 @@ class Paths {
       }
     }
     std::vector<std::string> changed;
-    (void)fleet_.scan(*fleet_.snapshot(), now, kTick, changed);
+    (void)fleet_.scan(fleet_.snapshot(), now, kTick, changed);
     sim_.accrue(kTick);
   }
 
