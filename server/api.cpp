@@ -668,7 +668,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
     return reply_error(respond, ApiError{401, "unauthorized",
                                          "the device token is not valid (unknown device or wrong secret)"});
   }
-  enqueue(std::move(write));
+  writer_->enqueue(std::move(write));
   metrics_.checkins.fetch_add(1);
   bool rest = answer_is_rest(answers);
   for (const auto& a : answers) {
@@ -772,7 +772,7 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   if (auto owned = ensure_owned(*device_id, token_hash(token)); !owned) {
     if (owned.error().code != ErrorCode::kNotFound) return reply_error(respond, owned.error());
   }
-  if (pending_events() >= kMaxPendingEvents) {
+  if (writer_->pending_events() >= kMaxPendingEvents) {
     return reply_error(respond, ApiError{503, "unavailable",
                                          "the store is behind (" + std::to_string(kMaxPendingEvents) +
                                              " events not yet written); send again later"});
@@ -804,7 +804,7 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   // every event accepted before them, has committed.
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   if (refused) {
-    enqueue(DeviceWrite{*device_id, {}, true, [this, shared_respond, refused = *refused](const core::Status& written) {
+    writer_->enqueue(DeviceWrite{*device_id, {}, true, [this, shared_respond, refused = *refused](const core::Status& written) {
                           if (written) return reply_error(*shared_respond, refused);
                           reply_error(*shared_respond, written.error());
                         }});
@@ -821,7 +821,7 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
     if (written) return reply_json(*shared_respond, 200, json::object{{"accepted", n}});
     reply_error(*shared_respond, written.error());
   };
-  enqueue(std::move(write));
+  writer_->enqueue(std::move(write));
 }
 
 // --- operator endpoints --------------------------------------------------------------------

@@ -305,13 +305,25 @@ bool Fleet::disown(const std::string& id, const std::string& owner, TimeMs since
   return true;
 }
 
-std::size_t Fleet::evict_unneeded() {
+std::size_t Fleet::evict_unneeded(TimeMs now, core::DurationMs idle_after,
+                                  const std::function<bool(const std::string&)>& unwritten) {
   std::size_t evicted = 0;
   for (auto& shard : shards_) {
     std::lock_guard lock(shard.mu);
+    const Tracking* t = shard.tracking.get();
+    // Nothing left to judge: offline in every live rollout as of the last tick
+    // (whose settling noted any silence), and no silence waiting to be noted.
+    auto judged = [&](const Device& d) {
+      if (d.settle_pending) return false;
+      if (t == nullptr || t->slots.empty()) return true;
+      if (d.counted_gen != t->generation) return false;
+      return std::all_of(d.counted.begin(), d.counted.end(), [](char bits) { return bits == 0; });
+    };
     for (auto it = shard.devices.begin(); it != shard.devices.end();) {
       const Device& d = *it->second;
-      const bool unneeded = !d.held && (!d.owned || (d.last_seen == 0 && d.marks.empty()));
+      const bool idle = d.owned && d.last_seen > 0 && now - d.last_seen > idle_after && judged(d) &&
+                        !unwritten(d.id);
+      const bool unneeded = !d.held && (!d.owned || (d.last_seen == 0 && d.marks.empty()) || idle);
       if (unneeded) {
         forget(shard, *it->second);
         it = shard.devices.erase(it);

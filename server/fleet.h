@@ -269,11 +269,17 @@ class Fleet {
   bool disown(const std::string& id, const std::string& owner, TimeMs since);
   // Whether this server owns `id` now (false when unknown).
   bool owns(const std::string& id) const;
-  // Several servers: forgets the devices this server need not hold — those
-  // another server claimed, and those never seen that have no rollout mark — as
-  // long as no check-in of theirs is held here. The store has them; a device's
-  // next request here claims it again. Returns how many were forgotten.
-  std::size_t evict_unneeded();
+  // Several servers: forgets the devices this server need not hold, as long as
+  // no check-in of theirs is held here — those another server claimed, those
+  // never seen that have no rollout mark, and those it owns that have been
+  // quiet for longer than `idle_after` with nothing left for it to judge
+  // (offline in every live rollout, any silence of theirs already noted) and no
+  // write of theirs waiting (`unwritten`, the batch writer's). The store has
+  // them; a device's next request here claims it again, and its silence is then
+  // judged from the latest it may have been heard (core::latest_contact).
+  // Returns how many were forgotten.
+  std::size_t evict_unneeded(TimeMs now, core::DurationMs idle_after,
+                             const std::function<bool(const std::string&)>& unwritten);
 
   // The check-in of an authenticated device: records what it runs (running a
   // live rollout's version past its trial — `healthy` — acknowledges it; in its

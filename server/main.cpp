@@ -30,7 +30,7 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   if (auto st = config::check_keys(*root,
                                    {"listen", "port", "threads", "data-dir", "store", "tls-cert", "tls-key",
                                     "allow-insecure-remote", "tick-ms", "batch-ms", "batch-max",
-                                    "long-poll-max-s", "ask-again-s", "last-seen-every-s", "interface",
+                                    "long-poll-max-s", "ask-again-s", "last-seen-every-s", "forget-idle-s", "interface",
                                     "tuf-repo", "dashboard-dir", "server-id"},
                                    path, "");
       !st) {
@@ -56,7 +56,8 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   };
   std::string cert, key;
   std::int64_t tick = o.tick.count(), batch = o.batch_interval.count(), lp = o.long_poll_max.count(),
-               ask = o.ask_again.count(), seen_every = o.last_seen_every.count();
+               ask = o.ask_again.count(), seen_every = o.last_seen_every.count(),
+               forget_idle = o.forget_idle.count();
   for (auto st : {str("listen", o.listen_address), str("data-dir", o.data_dir), str("store", o.store_url),
                   str("server-id", o.server_id),
                   str("tls-cert", cert), str("tls-key", key), str("tuf-repo", o.tuf_repo_dir),
@@ -64,7 +65,8 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
                   num("threads", o.threads, 0, 256), num("tick-ms", tick, 10, 3'600'000),
                   num("batch-ms", batch, 1, 60'000), num("batch-max", o.batch_max_records, 1, 1'000'000),
                   num("long-poll-max-s", lp, 0, 3600), num("ask-again-s", ask, 1, 86400),
-                  num("last-seen-every-s", seen_every, 0, 86400)}) {
+                  num("last-seen-every-s", seen_every, 0, 86400),
+                  num("forget-idle-s", forget_idle, 1, 30 * 86400)}) {
     if (!st) return st;
   }
   if ((*root)["allow-insecure-remote"]) {
@@ -85,6 +87,7 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   o.long_poll_max = std::chrono::seconds(lp);
   o.ask_again = std::chrono::seconds(ask);
   o.last_seen_every = std::chrono::seconds(seen_every);
+  o.forget_idle = std::chrono::seconds(forget_idle);
   if (!cert.empty() || !key.empty()) o.tls = tranche::server::TlsFiles{cert, key};
   return tranche::core::Ok{};
 }
@@ -103,7 +106,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> interfaces;
   std::int64_t tick_ms = o.tick.count(), batch_ms = o.batch_interval.count(),
                long_poll_s = o.long_poll_max.count(), ask_again_s = o.ask_again.count(),
-               last_seen_every_s = o.last_seen_every.count();
+               last_seen_every_s = o.last_seen_every.count(), forget_idle_s = o.forget_idle.count();
   app.add_option("-c,--config", config_file, "YAML file of settings (keys are these flags' long names)");
   app.add_option("--listen", o.listen_address, "address to listen on")->capture_default_str();
   app.add_option("--port", o.port, "TCP port (0: any free port, printed at start)")->capture_default_str();
@@ -132,6 +135,13 @@ int main(int argc, char** argv) {
                  "judges their silence from the latest they may have been heard")
       ->capture_default_str()
       ->check(CLI::Range(0, 86400));
+  app.add_option("--forget-idle-s", forget_idle_s,
+                 "several servers on one store: a device this server owns and has not heard from "
+                 "for this long, with nothing left to judge (offline in every live rollout, its "
+                 "silence noted, its state written), is dropped from memory; its next request "
+                 "takes it from the store again")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 30 * 86400));
   app.add_option("--interface", interfaces,
                  "CHANNEL=FILE: check content bundles of CHANNEL against this consumer interface "
                  "when a release is registered (repeatable)");
@@ -175,6 +185,7 @@ int main(int argc, char** argv) {
     if (!given("--long-poll-max-s")) long_poll_s = from_file.long_poll_max.count();
     if (!given("--ask-again-s")) ask_again_s = from_file.ask_again.count();
     if (!given("--last-seen-every-s")) last_seen_every_s = from_file.last_seen_every.count();
+    if (!given("--forget-idle-s")) forget_idle_s = from_file.forget_idle.count();
     if (!given("--interface")) interfaces = file_interfaces;
     if (!given("--tuf-repo")) o.tuf_repo_dir = from_file.tuf_repo_dir;
     if (!given("--dashboard-dir")) o.dashboard_dir = from_file.dashboard_dir;
@@ -192,6 +203,7 @@ int main(int argc, char** argv) {
   o.long_poll_max = std::chrono::seconds(long_poll_s);
   o.ask_again = std::chrono::seconds(ask_again_s);
   o.last_seen_every = std::chrono::seconds(last_seen_every_s);
+  o.forget_idle = std::chrono::seconds(forget_idle_s);
   for (const auto& item : interfaces) {
     auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {

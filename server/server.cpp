@@ -123,12 +123,21 @@ core::Status ServerImpl::open() {
   if (auto st = load(); !st) return st;
   if (auto st = ensure_admin_token(); !st) return st;
 
+  BatchWriter::Sink sink = [this](const store::DeviceBatch& batch) -> core::Status {
+    if (writer_store_) return writer_store_->write_device_batch(batch);
+    std::lock_guard lock(store_mu_);
+    if (!store_) return core::make_error(ErrorCode::kUnavailable, "the store is closed");
+    return store_->write_device_batch(batch);
+  };
+  writer_ = std::make_unique<BatchWriter>(
+      fleet_, metrics_, std::move(sink),
+      BatchWriter::Settings{options_.batch_interval, options_.batch_max_records, std::chrono::seconds(5)});
   engine_ = std::make_unique<RolloutEngine>(
       RolloutEngine::Ports{fleet_, *store_, store_mu_, *clock_, metrics_,
-                           [this](DeviceWrite write) { enqueue(std::move(write)); }},
+                           [this](DeviceWrite write) { writer_->enqueue(std::move(write)); }},
       RolloutEngine::Settings{shared_, server_id_,
                               std::chrono::duration_cast<std::chrono::milliseconds>(options_.tick).count()});
-  writer_ = std::thread([this] { writer_loop(); });
+  writer_->start();
   engine_thread_ = std::thread([this] { engine_loop(); });
   poller_ = std::thread([this] { poller_loop(); });
 
@@ -324,150 +333,15 @@ void ServerImpl::shutdown() {
     fleet_.wake_all();
     if (poller_.joinable()) poller_.join();
     if (http_) http_->stop(std::chrono::milliseconds(3000));
-    writer_cv_.notify_all();
     engine_cv_.notify_all();
     if (engine_thread_.joinable()) engine_thread_.join();
-    if (writer_.joinable()) writer_.join();  // its last round flushes everything
+    if (writer_) writer_->stop();  // its last round flushes everything
     std::lock_guard lock(store_mu_);
     store_.reset();
     writer_store_.reset();
     lock_store_.reset();
     spdlog::info("stopped; every acknowledged write is in the store");
   });
-}
-
-// --- batch writer -------------------------------------------------------------------
-
-void ServerImpl::enqueue(DeviceWrite write) {
-  std::size_t pending = 0;
-  {
-    std::lock_guard lock(writer_mu_);
-    if (write.state) pending_states_.insert(std::move(write.device));
-    for (auto& e : write.events) pending_events_.push_back(std::move(e));
-    if (write.committed) {
-      pending_callbacks_.push_back(PendingCallback{std::move(write.committed), std::chrono::steady_clock::now()});
-    }
-    pending = pending_states_.size() + pending_events_.size();
-  }
-  if (pending >= options_.batch_max_records) writer_cv_.notify_one();
-}
-
-std::size_t ServerImpl::pending_events() {
-  std::lock_guard lock(writer_mu_);
-  return pending_events_.size();
-}
-
-bool ServerImpl::flush_pending() {
-  std::unordered_set<std::string> devices;
-  std::vector<store::DeviceEventRow> events;
-  std::vector<PendingCallback> callbacks;
-  {
-    std::lock_guard lock(writer_mu_);
-    devices.swap(pending_states_);
-    events.swap(pending_events_);
-    callbacks.swap(pending_callbacks_);
-  }
-  // Each device's state as it is now: a device that checked in ten times since
-  // the last batch is written once, at its next revision, with its marks.
-  store::DeviceBatch batch;
-  batch.states.reserve(devices.size());
-  for (const auto& id : devices) {
-    (void)fleet_.with_device(id, [&](Device& d) {
-      if (!d.owned) return;  // another server owns it now: its rows are that one's to write
-      ++d.revision;
-      d.stored_last_seen = d.last_seen;
-      batch.states.push_back(d.state_row());
-      auto marks = d.mark_rows();
-      batch.marks.insert(batch.marks.end(), std::make_move_iterator(marks.begin()),
-                         std::make_move_iterator(marks.end()));
-    });
-  }
-  batch.events = std::move(events);
-  core::Status st = core::Ok{};
-  auto t0 = std::chrono::steady_clock::now();
-  if (!batch.states.empty() || !batch.events.empty() || !batch.marks.empty()) {
-    if (writer_store_) {
-      st = writer_store_->write_device_batch(batch);
-    } else {
-      std::lock_guard lock(store_mu_);
-      if (!store_) return true;
-      st = store_->write_device_batch(batch);
-    }
-  }
-  const auto now = std::chrono::steady_clock::now();
-  metrics_.store_flush_seconds.observe(std::chrono::duration<double>(now - t0).count());
-  if (st) {
-    metrics_.store_flushes.fetch_add(1);
-    metrics_.store_flush_records.fetch_add(batch.states.size() + batch.events.size());
-    // Group commit: what the batch carried is durable, so the requests that
-    // brought it are answered now.
-    for (auto& c : callbacks) c.done(core::Ok{});
-    return true;
-  }
-  metrics_.store_flush_errors.fetch_add(1);
-  spdlog::error("store: batch of {} states, {} events and {} marks not written, retrying: {}",
-                batch.states.size(), batch.events.size(), batch.marks.size(), st.error().to_string());
-  // Requests waiting longer than kCommitWait are told to retry later (their
-  // events stay queued here and are written when the store is back).
-  std::vector<PendingCallback> keep;
-  const core::Error unavailable = core::make_error(
-      ErrorCode::kUnavailable, "the store did not take the write (" + st.error().message + "); send again later");
-  for (auto& c : callbacks) {
-    if (now - c.since >= kCommitWait) {
-      c.done(unavailable);
-    } else {
-      keep.push_back(std::move(c));
-    }
-  }
-  // Put the batch back (the states are rebuilt from the devices next time).
-  std::lock_guard lock(writer_mu_);
-  for (auto& row : batch.states) pending_states_.insert(row.device);
-  pending_events_.insert(pending_events_.begin(), std::make_move_iterator(batch.events.begin()),
-                         std::make_move_iterator(batch.events.end()));
-  pending_callbacks_.insert(pending_callbacks_.begin(), std::make_move_iterator(keep.begin()),
-                            std::make_move_iterator(keep.end()));
-  return false;
-}
-
-void ServerImpl::writer_loop() {
-  // After a failed batch the writer waits 100 ms, doubling to 5 s, whatever is
-  // pending: a store that is down or full is not hammered, and the log gets a
-  // line per attempt, not thousands a second.
-  std::chrono::milliseconds backoff{0};
-  while (!stopping_) {
-    {
-      std::unique_lock lock(writer_mu_);
-      if (backoff.count() > 0) {
-        writer_cv_.wait_for(lock, backoff, [this] { return stopping_.load(); });
-      } else {
-        writer_cv_.wait_for(lock, options_.batch_interval, [this] {
-          return stopping_.load() ||
-                 pending_states_.size() + pending_events_.size() >= options_.batch_max_records;
-        });
-      }
-    }
-    if (flush_pending()) {
-      backoff = std::chrono::milliseconds{0};
-    } else {
-      backoff = std::clamp(backoff * 2, std::chrono::milliseconds{100}, std::chrono::milliseconds{5000});
-    }
-  }
-  // Shutdown: the listener has stopped, so nothing new arrives; write the rest.
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    if (flush_pending()) {
-      std::lock_guard lock(writer_mu_);
-      if (pending_states_.empty() && pending_events_.empty()) break;
-    }
-  }
-  // Whoever still waits is told to retry (at another server, or after a restart).
-  std::vector<PendingCallback> left;
-  {
-    std::lock_guard lock(writer_mu_);
-    left.swap(pending_callbacks_);
-  }
-  for (auto& c : left) {
-    c.done(core::make_error(ErrorCode::kUnavailable, "the server is stopping; send again"));
-  }
 }
 
 // --- engine ---------------------------------------------------------------------------
@@ -548,8 +422,11 @@ void ServerImpl::evict_if_due(TimeMs now) {
   constexpr TimeMs kEvery = 10 * core::kSecond;
   if (now - evicted_at_ < kEvery) return;
   evicted_at_ = now;
-  if (auto n = fleet_.evict_unneeded(); n > 0) {
-    spdlog::debug("fleet: forgot {} devices served elsewhere or never seen ({} held)", n, fleet_.device_count());
+  const auto idle_after = std::chrono::duration_cast<std::chrono::milliseconds>(options_.forget_idle).count();
+  if (auto n = fleet_.evict_unneeded(now, idle_after, [this](const std::string& id) { return writer_->unwritten(id); });
+      n > 0) {
+    spdlog::debug("fleet: forgot {} devices served elsewhere, never seen or idle ({} held)", n,
+                  fleet_.device_count());
   }
 }
 

@@ -51,6 +51,9 @@ struct ServerOptions {
   // A check-in that changes nothing writes the device's last contact to the
   // store only this often (core::last_seen_write_due); 0: every check-in.
   std::chrono::seconds last_seen_every{600};
+  // Several servers: a device this server owns and has not heard from for this
+  // long, with nothing left to judge, is forgotten (the store has it).
+  std::chrono::seconds forget_idle{900};
   std::size_t max_body_bytes = 1 << 20;
 
   // Bootstrap admin token (e.g. from TRANCHE_ADMIN_TOKEN). When empty and the

@@ -18,6 +18,7 @@
 #include <boost/json/value.hpp>
 
 #include "core/contract.h"
+#include "server/batch_writer.h"
 #include "server/engine.h"
 #include "server/fleet.h"
 #include "server/throttle.h"
@@ -69,11 +70,6 @@ class ServerImpl final : public Server {
   core::Status load();
   core::Status ensure_admin_token();
 
-  // --- the batch writer ---
-  void enqueue(DeviceWrite write);
-  void writer_loop();
-  bool flush_pending();  // false: the batch is back in the queue
-  std::size_t pending_events();
   core::DurationMs last_seen_every() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(options_.last_seen_every).count();
   }
@@ -206,16 +202,8 @@ class ServerImpl final : public Server {
   // Ticks and transitions (server/engine.h); made by open() over the store.
   std::unique_ptr<RolloutEngine> engine_;
 
-  std::mutex writer_mu_;
-  std::condition_variable writer_cv_;
-  std::unordered_set<std::string> pending_states_;  // devices whose state changed
-  std::vector<store::DeviceEventRow> pending_events_;
-  struct PendingCallback {
-    std::function<void(const core::Status&)> done;
-    std::chrono::steady_clock::time_point since;
-  };
-  std::vector<PendingCallback> pending_callbacks_;
-  static constexpr std::chrono::seconds kCommitWait{5};
+  // Device writes, batched (server/batch_writer.h); made by open() over the store.
+  std::unique_ptr<BatchWriter> writer_;
   // Events queued and not yet written past which new uploads get 503: memory
   // stays bounded while the store is down.
   static constexpr std::size_t kMaxPendingEvents = 200'000;
@@ -228,7 +216,6 @@ class ServerImpl final : public Server {
 
   std::mutex engine_sleep_mu_;
   std::condition_variable engine_cv_;  // wakes the engine's sleep at shutdown
-  std::thread writer_;
   std::thread engine_thread_;
   std::thread poller_;
   std::unique_ptr<HttpServer> http_;

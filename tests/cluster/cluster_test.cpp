@@ -206,6 +206,47 @@ TEST(Cluster, EachServerHoldsOnlyItsShareAndAnyServerShowsTheWholeFleet) {
   EXPECT_EQ(c.metric(http, 0, "tranche_devices_held"), 1.0);
 }
 
+// A server forgets the devices it serves once they have been idle for
+// --forget-idle-s with their state written, and serves them again from the store.
+TEST(Cluster, ADeviceIdleLongerThanForgetIdleLeavesMemoryAndComesBackFromTheStore) {
+  PgTestDb db;
+  ASSERT_TRUE(db.ok()) << db.error();
+  ClusterOptions o;
+  o.servers = 2;
+  o.extra_args = {"--forget-idle-s", "2", "--last-seen-every-s", "0"};
+  Cluster c(db.url(), o);
+  HttpClient http;
+  ASSERT_TRUE(c.wait_leader(http, 5s)) << "no single leader";
+  ASSERT_TRUE(make_tenant_and_releases(c, http, 0));
+  ASSERT_TRUE(wait_synced(c, http));
+  auto devices = bulk_enroll(c, http, 0, "i-", 6);
+  ASSERT_EQ(devices.size(), 6u);
+  for (const auto& d : devices) {
+    auto r = http.request("POST", c.url(1, "/v1/checkin"), checkin_body("1.0"), d.token);
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  EXPECT_EQ(c.metric(http, 1, "tranche_devices_held"), 6.0);
+  // One device keeps talking; the other five go quiet. Within an eviction pass
+  // (10 s) after 2 s of quiet, s2 holds only the one that talks.
+  std::optional<double> held;
+  bool forgot = holds_by(Clock::now() + 20s, [&] {
+    auto r = http.request("POST", c.url(1, "/v1/checkin"), checkin_body("1.0"), devices[0].token);
+    if (r.status != 200) return false;
+    held = c.metric(http, 1, "tranche_devices_held");
+    return held == 1.0;
+  });
+  EXPECT_TRUE(forgot) << "devices held at s2: " << held.value_or(-1) << " (expected 1)";
+  // What it knew of them is in the store: their last contact.
+  auto seen = pg_scalar(db.url(), "SELECT count(*) FROM device_states WHERE last_seen > 0 AND owner = $1",
+                        {Cluster::name(1)});
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(*seen, "6");
+  // A forgotten device is served again on its next request.
+  auto back = http.request("POST", c.url(1, "/v1/checkin"), checkin_body("1.0"), devices[3].token);
+  EXPECT_EQ(back.status, 200) << back.body;
+  EXPECT_EQ(c.metric(http, 1, "tranche_devices_held"), 2.0);
+}
+
 // (b) Failures posted to followers are in the leader's gate within 2 ticks; the
 // 20th crosses max_failures 19 and halts the rollout.
 TEST(Cluster, CrashesPostedToFollowersReachTheLeadersGateWithinTwoTicksAndHalt) {

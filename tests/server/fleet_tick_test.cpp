@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -212,7 +213,9 @@ TEST(FleetTick, IncrementalCountsEqualAPassOverEveryDevice) {
         }
       }
     }
-    if (tick % 50 == 0) (void)fleet.evict_unneeded();
+    if (tick % 50 == 0) {
+      (void)fleet.evict_unneeded(now, 5 * core::kSecond, [](const std::string&) { return false; });
+    }
 
     std::vector<std::string> changed;
     snap = fleet.snapshot();
@@ -241,6 +244,66 @@ TEST(FleetTick, IncrementalCountsEqualAPassOverEveryDevice) {
   EXPECT_GT(silences, 50u);
   EXPECT_GT(coverage_ticks, 300u);
   EXPECT_GT(held_seen, 1000u);
+}
+
+TEST(FleetTick, AnIdleDeviceIsForgottenOnlyOnceNothingIsLeftToJudgeAndItsStateIsWritten) {
+  auto plan = config::parse_plan(kPlan, "plan");
+  ASSERT_TRUE(plan.ok());
+  server::Fleet fleet;
+  for (const char* name : {"quiet", "chatty", "held", "quiet-unwritten"}) {
+    server::Device dev;
+    dev.id = name;
+    dev.tenant = "t";
+    dev.versions.emplace("c", v("1.0"));
+    ASSERT_TRUE(fleet.add_device(std::move(dev)).ok());
+  }
+  fleet.update([&](server::Snapshot& s) {
+    testing::add_channel(s, "c", {"1.0", "2.0"});
+    s.rollouts["r"] = testing::running_rollout(*plan, "c", kT0);
+    s.live_rollout["c"] = "r";
+    s.device_count = 4;
+  });
+  TimeMs now = kT0;
+  auto contact = [&](const std::string& name, bool hold) {
+    auto snap = fleet.snapshot();
+    ASSERT_TRUE(fleet
+                    .with_device(name,
+                                 [&](server::Device& d) {
+                                   (void)fleet.check_in(d, *snap, {{"c", v("1.0")}}, "{}", true, now, 0);
+                                   d.held = hold;
+                                 })
+                    .ok());
+  };
+  for (const char* name : {"quiet", "chatty", "quiet-unwritten"}) contact(name, false);
+  contact("held", true);
+  std::set<std::string> unwritten{"quiet-unwritten"};
+  auto is_unwritten = [&](const std::string& id) { return unwritten.count(id) > 0; };
+  const core::DurationMs idle_after = 60 * core::kSecond;
+  std::vector<std::string> changed;
+  for (int t = 0; t < 90; ++t) {
+    now += core::kSecond;
+    contact("chatty", false);
+    changed.clear();
+    (void)fleet.scan(fleet.snapshot(), now, core::kSecond, changed);
+    if (t == 3) {
+      // Silent after 3 missed heartbeats of 1 s: noted, not yet idle for a minute.
+      EXPECT_EQ(changed.size(), 2u);
+      EXPECT_EQ(fleet.evict_unneeded(now, idle_after, is_unwritten), 0u);
+    }
+  }
+  // 90 s later: the quiet one goes; the one whose write waits stays until written.
+  EXPECT_EQ(fleet.evict_unneeded(now, idle_after, is_unwritten), 1u);
+  EXPECT_FALSE(fleet.with_device("quiet", [](server::Device&) {}).ok());
+  EXPECT_TRUE(fleet.owns("quiet-unwritten"));
+  EXPECT_TRUE(fleet.owns("chatty"));
+  EXPECT_TRUE(fleet.owns("held")) << "a device whose check-in is held is connected";
+  unwritten.clear();
+  EXPECT_EQ(fleet.evict_unneeded(now, idle_after, is_unwritten), 1u);
+  EXPECT_EQ(fleet.device_count(), 2u);
+  // The counts did not lose or keep anything of the forgotten devices.
+  changed.clear();
+  auto scans = fleet.scan(fleet.snapshot(), now + core::kSecond, core::kSecond, changed);
+  EXPECT_EQ(scans.at("r").control_online, 2u);
 }
 
 }  // namespace
