@@ -555,13 +555,6 @@ std::optional<std::string> device_of_token(const std::string& token) {
 
 }  // namespace
 
-bool ServerImpl::answer_is_rest(const std::vector<ChannelAnswer>& answers) const {
-  for (const auto& a : answers) {
-    if (a.assignment.desired && a.assignment.desired != a.current) return false;
-  }
-  return true;
-}
-
 json::object ServerImpl::answer_json(const std::vector<ChannelAnswer>& answers,
                                      const Snapshot& snapshot, TimeMs now) const {
   json::object channels;
@@ -670,7 +663,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
   }
   writer_->enqueue(std::move(write));
   metrics_.checkins.fetch_add(1);
-  bool rest = answer_is_rest(answers);
+  bool rest = at_rest(answers);
   for (const auto& a : answers) {
     if (a.assignment.desired && a.assignment.desired != a.current) {
       metrics_.decisions_install.fetch_add(1);
@@ -679,17 +672,8 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
     }
   }
   if (wait_s > 0 && rest && !stopping_) {
-    // Hold it: the poller answers when the answer changes or the wait is over.
-    Waiter w;
-    w.device = *device_id;
-    w.generation = snap->generation;
-    w.held_since = std::chrono::steady_clock::now();
-    w.deadline = w.held_since + std::chrono::seconds(wait_s);
-    w.respond = std::move(respond);
-    metrics_.checkins_held.fetch_add(1);
-    (void)fleet_.with_device(*device_id, [](Device& d) { d.held = true; });
-    std::lock_guard lock(waiters_mu_);
-    waiters_.push_back(std::move(w));
+    // Hold it: answered when the answer changes or the wait is over.
+    long_poll_->hold(*device_id, snap->generation, std::chrono::seconds(wait_s), std::move(respond));
     return;
   }
   reply_json(respond, 200, answer_json(answers, *snap, now));
@@ -846,6 +830,9 @@ void ServerImpl::api_create_tenant(HttpRequest& req, Responder& respond, const C
   }
   store::TenantRow row{*id, token_hash(*key), json::serialize(policy_to_json(policy))};
   TimeMs now = clock_->now();
+  // With the store sync (sync_from_store), which would otherwise publish a
+  // read taken before this write over it.
+  std::lock_guard engine_lock(engine_->mutex());
   {
     store::AuditRow entry{0, now, caller.name, "tenant.put", "tenant " + *id,
                           "created or replaced with a new enrollment key"};
@@ -869,6 +856,9 @@ void ServerImpl::api_put_policy(HttpRequest& req, Responder& respond, const Call
   }
   store::TenantRow row = t->second.row;
   row.policy_json = json::serialize(policy_to_json(*policy));
+  // With the store sync (sync_from_store), which would otherwise publish a
+  // read taken before this write over it.
+  std::lock_guard engine_lock(engine_->mutex());
   {
     store::AuditRow entry{0, clock_->now(), caller.name, "tenant.policy", "tenant " + tenant, row.policy_json};
     std::lock_guard lock(store_mu_);
@@ -891,13 +881,16 @@ void ServerImpl::api_create_token(HttpRequest& req, Responder& respond, const Ca
   if (!role) return reply_error(respond, bad_request("role: expected viewer, operator or admin"));
   std::string token = "tro_" + random_hex(24);
   store::OperatorTokenRow row{token_hash(token), *name, *role};
+  // With the store sync (sync_from_store), which would otherwise publish a
+  // read taken before this write over it.
+  std::lock_guard engine_lock(engine_->mutex());
   {
     store::AuditRow entry{0, clock_->now(), caller.name, "token.create", "token " + *name,
                           "role " + std::string(role_name(*role))};
     std::lock_guard lock(store_mu_);
     if (auto st = store_->put_operator_token(row, entry); !st) return reply_error(respond, st.error());
   }
-  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{*name, *role}; });
+  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{*name, *role}; }, false);
   reply_json(respond, 201, json::object{{"name", *name}, {"role", role_name(*role)}, {"token", token}});
 }
 
@@ -974,6 +967,9 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
     }
   }
   store::ReleaseRow row{*channel, version->to_string(), json::serialize(*targets), skip, clock_->now()};
+  // With the store sync (sync_from_store), which would otherwise publish a
+  // read taken before this write over it.
+  std::lock_guard engine_lock(engine_->mutex());
   {
     store::AuditRow entry{0, row.registered_at, caller.name, "release.register",
                           "release " + *channel + " " + row.version,

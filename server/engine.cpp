@@ -219,7 +219,8 @@ void RolloutEngine::tick(bool leader) {
       amend(*next);
       next->status.reason = decision.reason;
       next->status.recheck_at = decision.recheck_at;
-      ports_.fleet.update([&](Snapshot& s) { s.rollouts[id] = next; });
+      // A look that holds changes no device's answer: held check-ins stay put.
+      ports_.fleet.update([&](Snapshot& s) { s.rollouts[id] = next; }, false);
       save_gate_evidence(*next, now);
       continue;
     }

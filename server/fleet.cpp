@@ -186,7 +186,7 @@ std::shared_ptr<const Snapshot> Fleet::snapshot() const {
   return snapshot_;
 }
 
-void Fleet::update(const std::function<void(Snapshot&)>& change) {
+void Fleet::update(const std::function<void(Snapshot&)>& change, bool answers_may_change) {
   std::lock_guard writer(writer_mu_);
   auto next = std::make_shared<Snapshot>(*snapshot());
   change(*next);
@@ -204,6 +204,7 @@ void Fleet::update(const std::function<void(Snapshot&)>& change) {
     }
   }
   next->generation += 1;
+  if (answers_may_change) next->answers_generation = next->generation;
   next->device_count = std::max<std::uint64_t>(device_count_.load(), store_count_.load());
   {
     std::lock_guard lock(snapshot_mu_);

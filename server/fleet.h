@@ -126,6 +126,10 @@ struct RolloutInfo {
 
 struct Snapshot {
   std::uint64_t generation = 0;  // increases with every publish
+  // The generation of the last publish that may change a device's answer (not
+  // a gate's look that holds, not an operator token): held check-ins are looked
+  // at again only when this moves.
+  std::uint64_t answers_generation = 0;
   std::map<std::string, TenantInfo> tenants;
   std::map<std::string, OperatorInfo> operators;  // by token hash
   std::map<std::string, ChannelInfo> channels;
@@ -241,8 +245,10 @@ class Fleet {
   // --- snapshot ---
   std::shared_ptr<const Snapshot> snapshot() const;
   // Applies `change` to a copy of the current snapshot and publishes it, under
-  // one writer lock (changes are serialised). Wakes long-polled check-ins.
-  void update(const std::function<void(Snapshot&)>& change);
+  // one writer lock (changes are serialised). Wakes long-polled check-ins;
+  // `answers_may_change` false says no device's answer can differ (the held
+  // ones are not looked at again).
+  void update(const std::function<void(Snapshot&)>& change, bool answers_may_change = true);
   // Blocks until the generation exceeds `seen` or `deadline` passes; returns the
   // snapshot then current.
   std::shared_ptr<const Snapshot> wait_for_change(std::uint64_t seen,

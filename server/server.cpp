@@ -139,7 +139,12 @@ core::Status ServerImpl::open() {
                               std::chrono::duration_cast<std::chrono::milliseconds>(options_.tick).count()});
   writer_->start();
   engine_thread_ = std::thread([this] { engine_loop(); });
-  poller_ = std::thread([this] { poller_loop(); });
+  long_poll_ = std::make_unique<LongPoll>(LongPoll::Ports{
+      fleet_, *clock_, metrics_, [this](DeviceWrite write) { writer_->enqueue(std::move(write)); },
+      [this](Responder& respond, const std::vector<ChannelAnswer>& answers, const Snapshot& snap, TimeMs now) {
+        reply_json(respond, 200, answer_json(answers, snap, now));
+      }});
+  long_poll_->start();
 
   HttpServerOptions http;
   http.address = options_.listen_address;
@@ -329,9 +334,7 @@ void ServerImpl::shutdown() {
   std::call_once(shutdown_once_, [this] {
     stopping_ = true;
     // Held check-ins are answered now (with what they would get anyway).
-    waiters_cv_.notify_all();
-    fleet_.wake_all();
-    if (poller_.joinable()) poller_.join();
+    if (long_poll_) long_poll_->stop();
     if (http_) http_->stop(std::chrono::milliseconds(3000));
     engine_cv_.notify_all();
     if (engine_thread_.joinable()) engine_thread_.join();
@@ -515,6 +518,10 @@ void ServerImpl::sync_from_store() {
   core::Result<std::vector<store::ReleaseRow>> releases = std::vector<store::ReleaseRow>{};
   core::Result<std::vector<store::TenantRow>> tenants = std::vector<store::TenantRow>{};
   core::Result<std::vector<store::OperatorTokenRow>> tokens = std::vector<store::OperatorTokenRow>{};
+  // Read and publish under the engine's lock, which this server's own writes
+  // of releases, tenants and tokens take too: a read taken before such a write
+  // never replaces it in the snapshot.
+  std::lock_guard engine_lock(engine_->mutex());
   {
     std::lock_guard lock(store_mu_);
     rollouts = store_->load_rollouts();
@@ -554,7 +561,6 @@ void ServerImpl::sync_from_store() {
   if (fingerprint == synced_fingerprint_) return;
   synced_fingerprint_ = fingerprint;
 
-  std::lock_guard engine_lock(engine_->mutex());
   fleet_.update([&](Snapshot& s) {
     for (auto& row : *rollouts) {
       auto it = s.rollouts.find(row.id);
@@ -598,63 +604,6 @@ core::Status ServerImpl::audit(const std::string& actor, const std::string& acti
   store::AuditRow row{0, now, actor, action, target, reason};
   std::lock_guard lock(store_mu_);
   return store_->append_audit(row);
-}
-
-// --- long poll ----------------------------------------------------------------------
-
-void ServerImpl::poller_loop() {
-  std::uint64_t seen = 0;
-  while (true) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
-    auto snap = stopping_ ? fleet_.snapshot() : fleet_.wait_for_change(seen, deadline);
-    seen = snap->generation;
-    auto now_steady = std::chrono::steady_clock::now();
-    TimeMs now = clock_->now();
-    // Take out the waiters to look at, answer them without the lock (the first
-    // answer leaves before the thousandth is computed), put back the rest.
-    std::list<Waiter> due;
-    {
-      std::lock_guard lock(waiters_mu_);
-      for (auto it = waiters_.begin(); it != waiters_.end();) {
-        bool look = stopping_ || now_steady >= it->deadline || it->generation < snap->generation;
-        auto next = std::next(it);
-        if (look) due.splice(due.end(), waiters_, it);
-        it = next;
-      }
-    }
-    std::list<Waiter> still_waiting;
-    for (auto it = due.begin(); it != due.end();) {
-      auto next = std::next(it);
-      bool expired = stopping_ || now_steady >= it->deadline;
-      std::vector<ChannelAnswer> answers;
-      bool answer_now = expired;
-      (void)fleet_.with_device(it->device, [&](Device& d) {
-        answers = Fleet::answer(d, *snap, now);
-        answer_now = answer_now || !answer_is_rest(answers);
-        if (answer_now) {
-          Fleet::note_offers(d, *snap, answers, now);
-          d.held = false;
-          d.last_seen = now;  // it was connected until this answer
-        }
-      });
-      it->generation = snap->generation;
-      if (answer_now) {
-        reply_json(it->respond, 200, answer_json(answers, *snap, now));
-        metrics_.checkins_held.fetch_sub(1);
-      } else {
-        still_waiting.splice(still_waiting.end(), due, it);
-      }
-      it = next;
-    }
-    if (!still_waiting.empty()) {
-      std::lock_guard lock(waiters_mu_);
-      waiters_.splice(waiters_.end(), still_waiting);
-    }
-    if (stopping_) {
-      std::lock_guard lock(waiters_mu_);
-      if (waiters_.empty()) return;
-    }
-  }
 }
 
 }  // namespace tranche::server

@@ -1,6 +1,7 @@
 // Internal: the parts of tranche-server and how they share state. server.cpp
 // has the lifecycle, loading, the batch writer, the engine's thread and the
-// long-poll thread; engine.cpp the rollout engine; api.cpp the HTTP routes.
+// parts' wiring; engine.cpp the rollout engine, batch_writer.cpp the device
+// writes, long_poll.cpp the held check-ins; api.cpp the HTTP routes.
 #pragma once
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include "server/batch_writer.h"
 #include "server/engine.h"
 #include "server/fleet.h"
+#include "server/long_poll.h"
 #include "server/throttle.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
@@ -165,18 +167,6 @@ class ServerImpl final : public Server {
   boost::json::object rollout_json(const RolloutInfo& rollout, const Snapshot& snapshot) const;
   boost::json::object answer_json(const std::vector<ChannelAnswer>& answers,
                                   const Snapshot& snapshot, TimeMs now) const;
-  bool answer_is_rest(const std::vector<ChannelAnswer>& answers) const;
-
-  // Long-polled check-ins, answered by the poller thread when the snapshot
-  // changes or their deadline passes.
-  struct Waiter {
-    std::string device;
-    std::uint64_t generation = 0;
-    std::chrono::steady_clock::time_point deadline;
-    Responder respond;
-    std::chrono::steady_clock::time_point held_since;
-  };
-  void poller_loop();
 
   ServerOptions options_;
   // Wrong enrollment keys per peer address: 20 at once, then one per second.
@@ -209,15 +199,12 @@ class ServerImpl final : public Server {
   static constexpr std::size_t kMaxPendingEvents = 200'000;
   std::atomic<bool> stopping_{false};
 
-  std::mutex waiters_mu_;
-  std::condition_variable waiters_cv_;
-  std::list<Waiter> waiters_;
-  std::uint64_t waiters_generation_ = 0;
+  // Held check-ins (server/long_poll.h); made by open().
+  std::unique_ptr<LongPoll> long_poll_;
 
   std::mutex engine_sleep_mu_;
   std::condition_variable engine_cv_;  // wakes the engine's sleep at shutdown
   std::thread engine_thread_;
-  std::thread poller_;
   std::unique_ptr<HttpServer> http_;
   std::once_flag shutdown_once_;
 };

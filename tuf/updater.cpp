@@ -1,6 +1,7 @@
 #include "tuf/updater.h"
 
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <utility>
 
@@ -70,13 +71,36 @@ Status Updater::load_root() {
   return core::Ok{};
 }
 
+Status Updater::load_trusted(const char* file, std::size_t max_bytes,
+                             const std::function<Status(std::string_view)>& trust) {
+  auto local = store_->load(file, max_bytes);
+  if (!local) {
+    if (local.error().code == core::ErrorCode::kNotFound) return core::Ok{};  // first run
+    // Fail closed: without the trusted copy the rollback checks would be
+    // skipped, so an unreadable one (too large, an I/O error) stops here.
+    return local.error().with_context(std::string("trusted ") + file +
+                                      " could not be read, so its rollback checks cannot run: ");
+  }
+  auto st = trust(*local);
+  if (!st) {
+    return st.error().with_context(std::string("trusted ") + file +
+                                   " does not verify, so its rollback checks cannot run: ");
+  }
+  return core::Ok{};
+}
+
 Status Updater::load_timestamp() {
   const Download d = set_->timestamp_download();
   // The trusted timestamp, for the rollback checks of 5.4.3. Expired is fine
   // here: it is kept for comparison only.
-  if (auto local = store_->load(kTimestampFile, d.max_bytes)) {
-    auto r = set_->update_timestamp(*local);
-    if (!r) notes_.push_back("local timestamp.json: " + r.error().message);
+  if (auto st = load_trusted(kTimestampFile, set_->limits().max_timestamp_bytes,
+                             [&](std::string_view local) -> Status {
+                               auto r = set_->update_timestamp(local);
+                               if (!r) notes_.push_back("local timestamp.json: " + r.error().message);
+                               return set_->timestamp() != nullptr ? Status(core::Ok{}) : Status(r.error());
+                             });
+      !st) {
+    return st;
   }
   auto bytes = fetcher_->fetch_metadata(d.file_name, d.max_bytes);  // 5.4.1
   if (!bytes) return bytes.error().with_context("fetching timestamp.json: ");
@@ -95,12 +119,21 @@ Status Updater::load_snapshot() {
   auto d = set_->snapshot_download();
   if (!d) return d.error();
   // A trusted snapshot that is still the one the timestamp lists needs no
-  // download; a stale one stays for the rollback checks of 5.5.5.
-  if (auto local = store_->load(kSnapshotFile, d->max_bytes)) {
-    auto st = set_->update_snapshot(*local, /*from_local=*/true);
-    if (st) return core::Ok{};
-    notes_.push_back("local snapshot.json is not current: " + st.error().message);
+  // download; a stale one stays for the rollback checks of 5.5.5. It is read
+  // under the local cap, not the new timestamp's length for the new snapshot:
+  // a trusted snapshot longer than the new one must still be compared.
+  bool current = false;
+  if (auto st = load_trusted(kSnapshotFile, set_->limits().max_snapshot_bytes,
+                             [&](std::string_view local) -> Status {
+                               auto u = set_->update_snapshot(local, /*from_local=*/true);
+                               current = u.ok();
+                               if (!u) notes_.push_back("local snapshot.json is not current: " + u.error().message);
+                               return set_->snapshot() != nullptr ? Status(core::Ok{}) : u;
+                             });
+      !st) {
+    return st;
   }
+  if (current) return core::Ok{};
   auto bytes = fetcher_->fetch_metadata(d->file_name, d->max_bytes);  // 5.5.1
   if (!bytes) return bytes.error().with_context("fetching " + d->file_name + ": ");
   auto st = set_->update_snapshot(*bytes);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -88,6 +89,11 @@ class Updater {
   core::Status load_targets(const std::string& role, const std::string& delegator);
 
   Fetcher* fetcher_;
+  // Reads the trusted copy of `file` under the local cap `max_bytes` and hands
+  // it to `trust`, which must leave it trusted (current or stale). A missing
+  // file is a first run; an unreadable or unverifiable one fails the refresh.
+  core::Status load_trusted(const char* file, std::size_t max_bytes,
+                            const std::function<core::Status(std::string_view)>& trust);
   MetadataStore* store_;
   std::optional<TrustedSet> set_;
   bool refreshed_ = false;

@@ -164,6 +164,54 @@ TEST(Updater, WithoutRotationTheFastForwardedTimestampBlocks) {
   EXPECT_NE(st.error().message.find("5.4.3.1"), std::string::npos) << st.error().message;
 }
 
+// Issue 14: the trusted snapshot on disk used to be read under the length the
+// *new* timestamp lists for the *new* snapshot. A new snapshot shorter than the
+// trusted one then made the read fail silently, and 5.5.5 was skipped: a role
+// the trusted snapshot lists could vanish (or go back) unnoticed.
+TEST(Updater, TheTrustedSnapshotIsComparedEvenWhenTheNewOneIsShorter_5_5_5) {
+  World w;
+  // The trusted snapshot lists targets.json and a delegated role "team"
+  // (longer than one listing targets.json alone).
+  const std::string t1 = w.remote.metadata["1.targets.json"];
+  const std::string long_snap = w.b.snapshot(
+      2, {{"targets.json", meta_info_of(1, t1)}, {"team.json", meta_info_of(7, "{}")}});
+  w.remote.metadata["2.snapshot.json"] = long_snap;
+  w.remote.metadata["timestamp.json"] = w.b.timestamp(2, 2, long_snap);
+  ASSERT_TRUE(w.refresh().ok());
+  ASSERT_EQ(w.local.files["snapshot.json"], long_snap);
+  // The attacker's snapshot drops "team": shorter, with a timestamp listing
+  // its exact length.
+  const std::string short_snap = w.b.snapshot_for(3, 1, t1);
+  ASSERT_LT(short_snap.size(), long_snap.size());
+  w.remote.metadata["3.snapshot.json"] = short_snap;
+  w.remote.metadata["timestamp.json"] = w.b.timestamp(3, 3, short_snap);
+  auto st = w.refresh();
+  ASSERT_FALSE(st.ok()) << "a role the trusted snapshot lists vanished and was accepted";
+  EXPECT_NE(st.error().message.find("5.5.5"), std::string::npos) << st.error().message;
+}
+
+// Fail closed: trusted metadata that cannot be read (here: larger than the
+// local cap) stops the refresh instead of silently skipping its rollback checks.
+TEST(Updater, ATrustedFileThatCannotBeReadFailsTheRefreshInsteadOfSkippingItsChecks) {
+  World w;
+  ASSERT_TRUE(w.refresh().ok());
+  w.local.files["snapshot.json"] = std::string(3'000'000, ' ');  // over max_snapshot_bytes
+  auto st = w.refresh();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("trusted snapshot.json could not be read"), std::string::npos)
+      << st.error().message;
+  // A trusted timestamp that does not verify (tampered on disk) fails too.
+  World v;
+  ASSERT_TRUE(v.refresh().ok());
+  std::string ts = v.local.files["timestamp.json"];
+  ts[ts.find("\"version\"") + 10] = '9';
+  v.local.files["timestamp.json"] = ts;
+  auto st2 = v.refresh();
+  ASSERT_FALSE(st2.ok());
+  EXPECT_NE(st2.error().message.find("trusted timestamp.json does not verify"), std::string::npos)
+      << st2.error().message;
+}
+
 TEST(Updater, DownloadsAndVerifiesTargets) {
   World w;
   w.add_target("dir/app.bin", "version 1");
