@@ -29,6 +29,13 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+// `text` without the spaces and tabs around it (a header value's OWS).
+beast::string_view trimmed(beast::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
 std::string error_body(std::string_view code, std::string_view message) {
   // The API's error shape (docs/api.md), written by hand here: the HTTP layer
   // refuses a request before any handler (and its JSON library) sees it.
@@ -106,6 +113,21 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       return refuse(431, "too_large", "request headers exceed the limit");
     }
     if (ec) return refuse(400, "bad_request", "malformed HTTP request: " + ec.message());
+    // RFC 9112 6.1: a request whose last transfer coding is not chunked has no
+    // knowable length (Beast reads it as empty, and its bytes would be taken for
+    // a next request); one with codings besides chunked is not understood here.
+    // Either is refused and the connection closed.
+    if (auto te = parser_->get()[http::field::transfer_encoding]; !te.empty()) {
+      const std::string coding(te);
+      if (!parser_->chunked()) {
+        return refuse(400, "bad_request",
+                      "Transfer-Encoding '" + coding + "': the last transfer coding must be chunked");
+      }
+      if (!beast::iequals(trimmed(te), "chunked")) {
+        return refuse(501, "not_implemented",
+                      "Transfer-Encoding '" + coding + "': only chunked is supported");
+      }
+    }
 
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive();

@@ -378,6 +378,48 @@ Result<Download> TrustedSet::targets_download(std::string_view role) const {
       it->second.length ? static_cast<std::size_t>(*it->second.length) : limits_.max_targets_bytes};
 }
 
+Result<TrustedSet::Trust> TrustedSet::delegation(std::string_view role, std::string_view delegator) const {
+  auto stem = role_file_stem(role);
+  if (!stem) return stem.error();
+  // The keys `delegator` trusts `role` with.
+  if (delegator == "root") {
+    if (role != "targets") return out_of_order("root delegates only 'targets'");
+    return Trust{&root_.body.keys, &root_.body.targets};
+  }
+  const Metadata<Targets>* parent = targets(delegator);
+  if (parent == nullptr) {
+    return out_of_order("delegating role '" + std::string(delegator) + "' is not trusted");
+  }
+  const RoleKeys* role_keys = nullptr;
+  if (parent->body.delegations) {
+    const Delegations& d = *parent->body.delegations;
+    for (const DelegatedRole& r : d.roles) {
+      if (r.name == role) role_keys = &r.keys;
+    }
+    if (d.succinct_roles && is_succinct_bin(*d.succinct_roles, role)) {
+      role_keys = &d.succinct_roles->keys;
+    }
+    if (role_keys != nullptr) return Trust{&d.keys, role_keys};
+  }
+  return make_error(ErrorCode::kNotFound,
+                    "'" + std::string(delegator) + "' does not delegate to '" + *stem + "'");
+}
+
+Status TrustedSet::verify_trusted_via(std::string_view role, std::string_view delegator) const {
+  const Metadata<Targets>* md = targets(role);
+  if (md == nullptr) return out_of_order("'" + std::string(role) + "' is not trusted");
+  auto trust = delegation(role, delegator);
+  if (!trust) return trust.error();
+  // 5.6.7.2: a role reached again through another delegator must carry that
+  // delegator's threshold of its keys for it, not only the first one's.
+  auto st = verify_role(*md, *trust->first, *trust->second, role);
+  if (!st) {
+    return st.error().with_context("'" + std::string(role) + "' as delegated by '" +
+                                   std::string(delegator) + "' (5.6.7.2): ");
+  }
+  return core::Ok{};
+}
+
 Status TrustedSet::update_delegated_targets(std::string_view bytes, std::string_view role,
                                             std::string_view delegator) {
   if (!snapshot_) return out_of_order("targets: no trusted snapshot");
@@ -389,33 +431,9 @@ Status TrustedSet::update_delegated_targets(std::string_view bytes, std::string_
   auto stem = role_file_stem(role);
   if (!stem) return stem.error();
 
-  // The keys `delegator` trusts `role` with.
-  const std::map<std::string, PublicKey>* keys = nullptr;
-  const RoleKeys* role_keys = nullptr;
-  if (delegator == "root") {
-    if (role != "targets") return out_of_order("root delegates only 'targets'");
-    keys = &root_.body.keys;
-    role_keys = &root_.body.targets;
-  } else {
-    const Metadata<Targets>* parent = targets(delegator);
-    if (parent == nullptr) {
-      return out_of_order("delegating role '" + std::string(delegator) + "' is not trusted");
-    }
-    if (parent->body.delegations) {
-      const Delegations& d = *parent->body.delegations;
-      keys = &d.keys;
-      for (const DelegatedRole& r : d.roles) {
-        if (r.name == role) role_keys = &r.keys;
-      }
-      if (d.succinct_roles && is_succinct_bin(*d.succinct_roles, role)) {
-        role_keys = &d.succinct_roles->keys;
-      }
-    }
-    if (role_keys == nullptr) {
-      return make_error(ErrorCode::kNotFound,
-                        "'" + std::string(delegator) + "' does not delegate to '" + *stem + "'");
-    }
-  }
+  auto trust = delegation(role, delegator);
+  if (!trust) return trust.error();
+  const auto& [keys, role_keys] = *trust;
 
   auto meta = snapshot_->body.meta.find(std::string(role) + ".json");
   if (meta == snapshot_->body.meta.end()) {

@@ -147,10 +147,17 @@ class TrustedSet {
   // 5.6.2 length and hashes as the snapshot lists, 5.6.3 signed by the keys
   // `delegator` gives `role`, 5.6.4 version as the snapshot lists, 5.6.5 not
   // expired.
+  // A role already trusted, reached again through `delegator` (another path of
+  // the delegation search): its metadata must carry that delegator's
+  // threshold of the keys it gives the role (5.6.7.2).
+  core::Status verify_trusted_via(std::string_view role, std::string_view delegator) const;
   core::Status update_delegated_targets(std::string_view bytes, std::string_view role,
                                         std::string_view delegator);
 
  private:
+  // The keys `delegator` trusts `role` with: its key map and the role's keys.
+  using Trust = std::pair<const std::map<std::string, PublicKey>*, const RoleKeys*>;
+  core::Result<Trust> delegation(std::string_view role, std::string_view delegator) const;
   TrustedSet(Metadata<Root> root, core::TimeMs now, const ClientLimits& limits)
       : now_(now), limits_(limits), root_(std::move(root)), initial_root_(root_.body) {}
 

@@ -144,7 +144,9 @@ Status Updater::load_snapshot() {
 }
 
 Status Updater::load_targets(const std::string& role, const std::string& delegator) {
-  if (set_->targets(role) != nullptr) return core::Ok{};
+  // Reached before through another delegator: trusted, but only if this
+  // delegator's keys for it sign it too.
+  if (set_->targets(role) != nullptr) return set_->verify_trusted_via(role, delegator);
   auto d = set_->targets_download(role);  // validates the role name (5.6.1)
   if (!d) return d.error();
   auto stem = role_file_stem(role);

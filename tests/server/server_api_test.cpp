@@ -1,6 +1,10 @@
 // tranche-server end to end, as devices and operators see it: a real server
 // process on 127.0.0.1, real HTTP, a real store (SQLite, and PostgreSQL under
 // the `postgres` label).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <tuple>
@@ -288,6 +292,54 @@ TEST_F(ServerApiTest, BadInputIsRefusedWithStableCodeAndChangesNothing) {
   auto fleet = op("GET", "/v1/fleet").json();
   EXPECT_EQ(fleet.at("devices").as_int64(), 1) << before_fleet;
   EXPECT_TRUE(op("GET", "/v1/rollouts").json().at("rollouts").as_array().empty());
+}
+
+// Everything the server sends back on one raw connection after `request`,
+// until it closes it (or 5 s pass).
+std::string raw_exchange(std::uint16_t port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return got;
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// RFC 9112 6.1: an unknown transfer coding is refused and the connection
+// closed; the bytes after it are never read as a second request.
+TEST_F(ServerApiTest, AnUnknownTransferCodingIsRefusedAndTheConnectionClosed) {
+  const std::string smuggled = "GET /v1/fleet HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kAdmin) + "\r\n\r\n";
+  auto got = raw_exchange(server_->port(),
+                          "POST /v1/checkin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n" + smuggled);
+  EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
+  EXPECT_NE(got.find("the last transfer coding must be chunked"), std::string::npos) << got;
+  EXPECT_EQ(count_of(got, "HTTP/1.1 "), 1u) << "the smuggled request was answered: " << got;
+  got = raw_exchange(server_->port(),
+                     "POST /v1/checkin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" +
+                         smuggled);
+  EXPECT_EQ(got.rfind("HTTP/1.1 501", 0), 0u) << got;
+  EXPECT_EQ(count_of(got, "HTTP/1.1 "), 1u) << got;
+  // Chunked alone is read as it should be (here: an empty body, a 400 of the
+  // API's own, on a connection that stays usable).
+  got = raw_exchange(server_->port(),
+                     "POST /v1/checkin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n");
+  EXPECT_EQ(got.find("transfer coding"), std::string::npos) << got;
 }
 
 TEST_F(ServerApiTest, RolesAreEnforcedAndNamedInRefusals) {

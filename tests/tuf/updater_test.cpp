@@ -327,5 +327,62 @@ TEST(UpdaterDelegations, DelegatedRoleMetadataIsVerified) {
   EXPECT_NE(info.error().message.find("5.6.2"), std::string::npos) << info.error().message;
 }
 
+// 5.6.7.2: "c" is delegated by "a" for "a/*" (with c's key) and by "b" for
+// "b/*" (with `b_gives_c`). A first search, for "a/x", trusts c through a. A
+// second, for "b/y" (which c lists), reaches c through b: c must then verify
+// against b's keys for it, not ride on the trust a gave.
+struct SharedRoleWorld : DelegationWorld {
+  void build(const SigningKey& b_gives_c) {
+    std::map<std::string, MetaInfo> meta;
+    auto role_doc = [&](const std::string& name, json::object obj) {
+      role_bytes[name] = RepoBuilder::sign(obj, {keys.at(name)});
+      remote.metadata["1." + name + ".json"] = role_bytes[name];
+      meta[name + ".json"] = meta_info_of(1, role_bytes[name]);
+    };
+    auto delegating = [&](const std::string& role, const SigningKey& k, const char* pattern) {
+      return json::object{{"keys", json::object{{key_id(k.public_key), k.public_key.json}}},
+                          {"roles", json::array{role_entry(role, k, false, pattern)}}};
+    };
+    json::object a = targets_signed(1, b.expires, {});
+    a["delegations"] = delegating("c", keys.at("c"), "a/*");
+    role_doc("a", a);
+    json::object bo = targets_signed(1, b.expires, {});
+    bo["delegations"] = delegating("c", b_gives_c, "b/*");
+    role_doc("b", bo);
+    role_doc("c", targets_signed(1, b.expires, {{testing::target_path("b/y"), testing::target_file_of("y")}}));
+    json::object top = targets_signed(9, b.expires, {});
+    json::object ks{{key_id(keys.at("a").public_key), keys.at("a").public_key.json},
+                    {key_id(keys.at("b").public_key), keys.at("b").public_key.json}};
+    top["delegations"] = json::object{
+        {"keys", ks},
+        {"roles", json::array{role_entry("a", keys.at("a"), false, "a/*"),
+                              role_entry("b", keys.at("b"), false, "b/*")}}};
+    const std::string t = RepoBuilder::sign(top, b.targets_keys);
+    remote.metadata["9.targets.json"] = t;
+    meta["targets.json"] = meta_info_of(9, t);
+    const std::string s = b.snapshot(9, meta);
+    remote.metadata["9.snapshot.json"] = s;
+    remote.metadata["timestamp.json"] = b.timestamp(9, 9, s);
+  }
+};
+
+TEST(UpdaterDelegations, ARoleReachedAgainIsVerifiedAgainstThatDelegatorsKeys_5_6_7_2) {
+  SharedRoleWorld w;
+  w.build(w.keys.at("d"));  // b trusts c only with d's key, which did not sign c
+  auto u = Updater::create(w.remote, w.local, kNow).value();
+  EXPECT_FALSE(u.get_target_info(testing::target_path("a/x")).ok());  // not listed; c now trusted
+  auto info = u.get_target_info(testing::target_path("b/y"));
+  ASSERT_FALSE(info.ok()) << "c's b/y accepted through b, whose keys for c never signed it";
+  EXPECT_NE(info.error().message.find("5.6.7.2"), std::string::npos) << info.error().to_string();
+
+  SharedRoleWorld ok;
+  ok.build(ok.keys.at("c"));  // both delegators give c its own key
+  auto u2 = Updater::create(ok.remote, ok.local, kNow).value();
+  EXPECT_FALSE(u2.get_target_info(testing::target_path("a/x")).ok());
+  auto y = u2.get_target_info(testing::target_path("b/y"));
+  ASSERT_TRUE(y.ok()) << y.error().to_string();
+  EXPECT_EQ(y->hashes.at("sha256"), sha256_hex("y"));
+}
+
 }  // namespace
 }  // namespace tranche::tuf
