@@ -132,6 +132,14 @@ core::Status ServerImpl::open() {
   writer_ = std::make_unique<BatchWriter>(
       fleet_, metrics_, std::move(sink),
       BatchWriter::Settings{options_.batch_interval, options_.batch_max_records, std::chrono::seconds(5)});
+  if (shared_) {
+    membership_ = std::make_unique<Membership>(
+        Membership::Ports{fleet_, *store_, store_mu_, *clock_,
+                          [this](const std::string& id) { return writer_->unwritten(id); }},
+        Membership::Settings{server_id_, std::chrono::duration_cast<std::chrono::milliseconds>(options_.tick).count(),
+                             last_seen_every(),
+                             std::chrono::duration_cast<std::chrono::milliseconds>(options_.forget_idle).count()});
+  }
   engine_ = std::make_unique<RolloutEngine>(
       RolloutEngine::Ports{fleet_, *store_, store_mu_, *clock_, metrics_,
                            [this](DeviceWrite write) { writer_->enqueue(std::move(write)); }},
@@ -380,9 +388,9 @@ void ServerImpl::engine_loop() {
         }
       }
       sync_from_store();
-      take_claims();
-      if (engine_leader_) adopt_orphans(clock_->now());
-      evict_if_due(clock_->now());
+      membership_->take_claims();
+      if (engine_leader_) membership_->adopt_orphans();
+      membership_->evict_if_due();
     }
     engine_->tick(engine_leader_);
     if (engine_leader_) publish_tuf_if_needed(clock_->now());
@@ -392,103 +400,6 @@ void ServerImpl::engine_loop() {
     std::unique_lock lock(engine_sleep_mu_);
     engine_cv_.wait_until(lock, next, [this] { return stopping_.load(); });
   }
-}
-
-void ServerImpl::take_claims() {
-  // A claim is stamped with its server's clock before it commits, so one may
-  // become visible after a later one: look back a little (disown is idempotent).
-  constexpr TimeMs kLookBack = 5 * core::kSecond;
-  constexpr std::size_t kPage = 10'000;
-  TimeMs since = std::max<TimeMs>(0, claims_seen_until_ - kLookBack);
-  for (;;) {
-    core::Result<std::vector<store::ClaimRow>> claims = std::vector<store::ClaimRow>{};
-    {
-      std::lock_guard lock(store_mu_);
-      claims = store_->load_claims(since, kPage);
-    }
-    if (!claims) {
-      spdlog::warn("claims: not read: {}", claims.error().to_string());
-      return;
-    }
-    std::size_t moved = 0;
-    for (const auto& c : *claims) {
-      claims_seen_until_ = std::max(claims_seen_until_, c.owner_since);
-      since = std::max(since, c.owner_since);
-      if (c.owner != server_id_ && fleet_.disown(c.device, c.owner, c.owner_since)) ++moved;
-    }
-    if (moved > 0) spdlog::debug("claims: {} devices moved to other servers", moved);
-    if (claims->size() < kPage) return;
-  }
-}
-
-void ServerImpl::evict_if_due(TimeMs now) {
-  constexpr TimeMs kEvery = 10 * core::kSecond;
-  if (now - evicted_at_ < kEvery) return;
-  evicted_at_ = now;
-  const auto idle_after = std::chrono::duration_cast<std::chrono::milliseconds>(options_.forget_idle).count();
-  if (auto n = fleet_.evict_unneeded(now, idle_after, [this](const std::string& id) { return writer_->unwritten(id); });
-      n > 0) {
-    spdlog::debug("fleet: forgot {} devices served elsewhere, never seen or idle ({} held)", n,
-                  fleet_.device_count());
-  }
-}
-
-void ServerImpl::adopt_orphans(TimeMs now) {
-  // A server that has not said it is alive for this long has stopped (its
-  // engine thread says so every tick).
-  const TimeMs alive_since = now - std::max<TimeMs>(5 * options_.tick.count(), 3 * core::kSecond);
-  constexpr std::size_t kPerTick = 2'000;
-  core::Result<std::vector<std::string>> orphans = std::vector<std::string>{};
-  {
-    std::lock_guard lock(store_mu_);
-    orphans = store_->find_orphans(server_id_, alive_since, kPerTick);
-  }
-  if (!orphans) {
-    spdlog::warn("engine: devices of stopped servers not looked up: {}", orphans.error().to_string());
-    return;
-  }
-  std::size_t taken = 0;
-  for (const auto& id : *orphans) {
-    core::Result<store::DeviceRecord> record = core::make_error(ErrorCode::kUnavailable, "no store");
-    {
-      std::lock_guard lock(store_mu_);
-      record = store_->claim_device(id, server_id_, now, {});
-    }
-    if (!record) {
-      spdlog::warn("engine: device {} of a stopped server not taken: {}", id, record.error().to_string());
-      continue;
-    }
-    install_claimed(*record, now);
-    ++taken;
-  }
-  if (taken > 0) {
-    spdlog::info("engine: took {} devices whose server stopped; their silence is judged here", taken);
-  }
-}
-
-void ServerImpl::install_claimed(const store::DeviceRecord& record, TimeMs now) {
-  Device d = device_from_rows(record.device, &record.state, record.marks);
-  // The stored last contact is coarse: judge silence from the latest it may be.
-  d.last_seen = core::latest_contact(d.last_seen, last_seen_every(), now);
-  fleet_.install_claimed(std::move(d));
-}
-
-bool same_hash(const std::string& a, const std::string& b);  // api.cpp: in constant time
-
-core::Status ServerImpl::ensure_owned(const std::string& id, const std::string& hash) {
-  if (!shared_ || fleet_.owns(id)) return core::Ok{};
-  core::Result<store::DeviceRecord> record = core::make_error(ErrorCode::kUnavailable, "no store");
-  {
-    std::lock_guard lock(store_mu_);
-    // One transaction: the stored token hash is checked before anything is
-    // written, so a wrong secret moves nothing (nor costs a write).
-    record = store_->claim_device(id, server_id_, clock_->now(), [&](const store::DeviceRow& row) {
-      return same_hash(row.token_hash, hash);
-    });
-  }
-  if (!record) return record.error();
-  install_claimed(*record, clock_->now());
-  return core::Ok{};
 }
 
 void ServerImpl::publish_tuf_if_needed(TimeMs now) {

@@ -1,7 +1,8 @@
 // Internal: the parts of tranche-server and how they share state. server.cpp
 // has the lifecycle, loading, the batch writer, the engine's thread and the
 // parts' wiring; engine.cpp the rollout engine, batch_writer.cpp the device
-// writes, long_poll.cpp the held check-ins; api.cpp the HTTP routes.
+// writes, long_poll.cpp the held check-ins, membership.cpp which devices this
+// server holds; api.cpp the HTTP routes.
 #pragma once
 
 #include <atomic>
@@ -23,6 +24,7 @@
 #include "server/engine.h"
 #include "server/fleet.h"
 #include "server/long_poll.h"
+#include "server/membership.h"
 #include "server/throttle.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
@@ -75,23 +77,11 @@ class ServerImpl final : public Server {
   core::DurationMs last_seen_every() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(options_.last_seen_every).count();
   }
-  // Several servers: makes this server the owner of `id` (store::claim_device)
-  // unless it is already — only for the device's own token (`hash` of it), so a
-  // request with a wrong secret moves nothing. kNotFound when no such device is
-  // enrolled or the token is not its.
-  core::Status ensure_owned(const std::string& id, const std::string& hash);
-  // A device this server just claimed from the store, held from now on.
-  void install_claimed(const store::DeviceRecord& record, TimeMs now);
-  // Several servers: claims other servers made since the last look.
-  void take_claims();
-  // Several servers, the leader: claims the devices of servers that stopped
-  // (store::find_orphans), so a device that went quiet with its server is
-  // still counted silent.
-  void adopt_orphans(TimeMs now);
-  // Several servers, every 10 s: Fleet::evict_unneeded, so memory follows this
-  // server's share of the fleet.
-  void evict_if_due(TimeMs now);
-  TimeMs evicted_at_ = 0;
+  // Several servers: makes this server the owner of `id` (Membership); alone
+  // on its store it owns every device.
+  core::Status ensure_owned(const std::string& id, const std::string& hash) {
+    return membership_ ? membership_->ensure_owned(id, hash) : core::Status(core::Ok{});
+  }
 
   // --- the engine ---
   void engine_loop();
@@ -182,7 +172,6 @@ class ServerImpl final : public Server {
   std::string server_id_;
   std::unique_ptr<store::Store> writer_store_;  // the writer thread's only
   std::unique_ptr<store::Store> lock_store_;    // the engine thread's only
-  TimeMs claims_seen_until_ = 0;                // engine thread
   TimeMs devices_counted_at_ = 0;               // engine thread
   Fleet fleet_;
   std::map<std::string, core::ConsumerInterface> interfaces_;
@@ -194,6 +183,8 @@ class ServerImpl final : public Server {
 
   // Device writes, batched (server/batch_writer.h); made by open() over the store.
   std::unique_ptr<BatchWriter> writer_;
+  // Several servers: the devices this one holds (server/membership.h).
+  std::unique_ptr<Membership> membership_;
   // Events queued and not yet written past which new uploads get 503: memory
   // stays bounded while the store is down.
   static constexpr std::size_t kMaxPendingEvents = 200'000;

@@ -256,14 +256,26 @@ struct DelegationWorld : World {
   DelegationWorld() {
     for (const char* n : {"a", "b", "c", "d"}) keys.emplace(n, testing::new_key());
   }
+  // A delegated role's metadata at version 1, signed with its own key.
+  void role_doc(const std::string& name, const json::object& obj) {
+    role_bytes[name] = RepoBuilder::sign(obj, {keys.at(name)});
+    remote.metadata["1." + name + ".json"] = role_bytes[name];
+    meta[name + ".json"] = meta_info_of(1, role_bytes[name]);
+  }
+  // Top-level targets at version 9, then the snapshot and timestamp listing
+  // every role published so far.
+  void publish_top(const json::object& top) {
+    const std::string t = RepoBuilder::sign(top, b.targets_keys);
+    remote.metadata["9.targets.json"] = t;
+    meta["targets.json"] = meta_info_of(9, t);
+    const std::string s = b.snapshot(9, meta);
+    remote.metadata["9.snapshot.json"] = s;
+    remote.metadata["timestamp.json"] = b.timestamp(9, 9, s);
+  }
+  std::map<std::string, MetaInfo> meta;
+
   // role -> the targets it lists; publishes everything at version 1 of each role
   void build(const std::map<std::string, std::map<TargetPath, TargetFile>>& listed) {
-    std::map<std::string, MetaInfo> meta;
-    auto role_doc = [&](const std::string& name, json::object obj) {
-      role_bytes[name] = RepoBuilder::sign(obj, {keys.at(name)});
-      remote.metadata["1." + name + ".json"] = role_bytes[name];
-      meta[name + ".json"] = meta_info_of(1, role_bytes[name]);
-    };
     auto listed_by = [&](const std::string& r) {
       auto it = listed.find(r);
       return it == listed.end() ? std::map<TargetPath, TargetFile>{} : it->second;
@@ -274,12 +286,7 @@ struct DelegationWorld : World {
     for (const char* n : {"b", "c", "d"}) role_doc(n, targets_signed(1, b.expires, listed_by(n)));
     json::object top = targets_signed(9, b.expires, listed_by("targets"));
     top["delegations"] = delegations({{"a", false}, {"b", false}});
-    const std::string t = RepoBuilder::sign(top, b.targets_keys);
-    remote.metadata["9.targets.json"] = t;
-    meta["targets.json"] = meta_info_of(9, t);
-    const std::string s = b.snapshot(9, meta);
-    remote.metadata["9.snapshot.json"] = s;
-    remote.metadata["timestamp.json"] = b.timestamp(9, 9, s);
+    publish_top(top);
   }
 };
 
@@ -333,12 +340,6 @@ TEST(UpdaterDelegations, DelegatedRoleMetadataIsVerified) {
 // against b's keys for it, not ride on the trust a gave.
 struct SharedRoleWorld : DelegationWorld {
   void build(const SigningKey& b_gives_c) {
-    std::map<std::string, MetaInfo> meta;
-    auto role_doc = [&](const std::string& name, json::object obj) {
-      role_bytes[name] = RepoBuilder::sign(obj, {keys.at(name)});
-      remote.metadata["1." + name + ".json"] = role_bytes[name];
-      meta[name + ".json"] = meta_info_of(1, role_bytes[name]);
-    };
     auto delegating = [&](const std::string& role, const SigningKey& k, const char* pattern) {
       return json::object{{"keys", json::object{{key_id(k.public_key), k.public_key.json}}},
                           {"roles", json::array{role_entry(role, k, false, pattern)}}};
@@ -357,12 +358,7 @@ struct SharedRoleWorld : DelegationWorld {
         {"keys", ks},
         {"roles", json::array{role_entry("a", keys.at("a"), false, "a/*"),
                               role_entry("b", keys.at("b"), false, "b/*")}}};
-    const std::string t = RepoBuilder::sign(top, b.targets_keys);
-    remote.metadata["9.targets.json"] = t;
-    meta["targets.json"] = meta_info_of(9, t);
-    const std::string s = b.snapshot(9, meta);
-    remote.metadata["9.snapshot.json"] = s;
-    remote.metadata["timestamp.json"] = b.timestamp(9, 9, s);
+    publish_top(top);
   }
 };
 
