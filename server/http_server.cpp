@@ -1,6 +1,8 @@
 #include "server/http_server.h"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -12,6 +14,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -20,6 +23,7 @@
 #include <boost/beast/version.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
 
 namespace tranche::server {
 namespace {
@@ -324,16 +328,15 @@ class BeastServer final : public HttpServer {
     acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
       if (ec) {
         if (!acceptor_.is_open() || stopped_) return;
+        return accept_failed(ec);
+      }
+      accept_backoff_ = std::chrono::milliseconds(0);
+      beast::error_code ignored;
+      s.set_option(tcp::no_delay(true), ignored);
+      if (ssl_) {
+        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(shared_, std::move(s), *ssl_)->run();
       } else {
-        beast::error_code ignored;
-        s.set_option(tcp::no_delay(true), ignored);
-        if (ssl_) {
-          std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(shared_, std::move(s),
-                                                                           *ssl_)
-              ->run();
-        } else {
-          std::make_shared<Session<beast::tcp_stream>>(shared_, std::move(s))->run();
-        }
+        std::make_shared<Session<beast::tcp_stream>>(shared_, std::move(s))->run();
       }
       do_accept();
     });
@@ -341,8 +344,31 @@ class BeastServer final : public HttpServer {
 
   std::shared_ptr<Shared> shared_;
   asio::io_context ioc_;
+  // Out of file descriptors (EMFILE, ENFILE) or memory: the connection stays in
+  // the kernel's backlog, so accepting again at once would spin a core. Wait
+  // 10 ms, doubling to 1 s while it lasts, and say so at most once a second.
+  void accept_failed(const beast::error_code& ec) {
+    accept_backoff_ = std::clamp(accept_backoff_ * 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+    ++accept_failures_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - accept_logged_ >= std::chrono::seconds(1)) {
+      spdlog::warn("http: accepting a connection failed {} time(s): {}; next try in {} ms", accept_failures_,
+                   ec.message(), accept_backoff_.count());
+      accept_logged_ = now;
+      accept_failures_ = 0;
+    }
+    accept_timer_.expires_after(accept_backoff_);
+    accept_timer_.async_wait([this](beast::error_code) {
+      if (!stopped_) do_accept();
+    });
+  }
+
   asio::strand<asio::io_context::executor_type> accept_strand_;  // runs every use of acceptor_
   tcp::acceptor acceptor_;
+  asio::steady_timer accept_timer_{accept_strand_};  // the acceptor's strand's
+  std::chrono::milliseconds accept_backoff_{0};
+  std::uint64_t accept_failures_ = 0;  // since the last line logged
+  std::chrono::steady_clock::time_point accept_logged_{};
   std::optional<asio::ssl::context> ssl_;
   std::vector<std::thread> threads_;
   std::uint16_t port_ = 0;

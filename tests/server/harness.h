@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -62,7 +64,8 @@ class ServerProcess {
 
   void start() {
     int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+    int err[2];
+    if (::pipe(out) != 0 || ::pipe(err) != 0) throw std::runtime_error("pipe failed");
     std::vector<std::string> argv_s = {server_binary()};
     bool has_port = false;
     for (const auto& a : args_) has_port = has_port || a == "--port";
@@ -77,8 +80,11 @@ class ServerProcess {
       // behind would hold CTest's output pipe open.
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       ::dup2(out[1], STDOUT_FILENO);
+      ::dup2(err[1], STDERR_FILENO);
       ::close(out[0]);
       ::close(out[1]);
+      ::close(err[0]);
+      ::close(err[1]);
       std::vector<char*> argv;
       for (auto& s : argv_s) argv.push_back(s.data());
       argv.push_back(nullptr);
@@ -87,6 +93,19 @@ class ServerProcess {
       ::_exit(127);
     }
     ::close(out[1]);
+    ::close(err[1]);
+    // Its log (stderr) goes on to the test's stderr, and the last 64 KiB are
+    // kept for output().
+    std::thread([fd = err[0], log = log_] {
+      char buf[4096];
+      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
+        (void)!::write(STDERR_FILENO, buf, static_cast<std::size_t>(n));
+        std::lock_guard lock(log->mu);
+        log->text.append(buf, static_cast<std::size_t>(n));
+        if (log->text.size() > 65536) log->text.erase(0, log->text.size() - 65536);
+      }
+      ::close(fd);
+    }).detach();
     FILE* f = ::fdopen(out[0], "r");
     char line[512];
     std::string first;
@@ -125,15 +144,25 @@ class ServerProcess {
   void restart() { start(); }
 
   std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // What the server has logged (its stderr; the last 64 KiB).
+  std::string output() const {
+    std::lock_guard lock(log_->mu);
+    return log_->text;
+  }
   std::string url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(port_) + path;
   }
-  pid_t pid() const { return pid_; }
 
  private:
   std::vector<std::string> args_;
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
+  struct Log {
+    std::mutex mu;
+    std::string text;
+  };
+  std::shared_ptr<Log> log_ = std::make_shared<Log>();
 };
 
 struct HttpResult {

@@ -16,6 +16,9 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <cstdlib>
+#include <iterator>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -340,6 +343,58 @@ TEST_F(ServerApiTest, AnUnknownTransferCodingIsRefusedAndTheConnectionClosed) {
   got = raw_exchange(server_->port(),
                      "POST /v1/checkin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n");
   EXPECT_EQ(got.find("transfer coding"), std::string::npos) << got;
+}
+
+// CPU time (user + system) of process `pid` so far, in seconds.
+double cpu_seconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; rest >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) {
+      stime = std::stod(field);
+      break;
+    }
+  }
+  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// At its file-descriptor limit the server neither spins nor stays silent: it
+// retries accepting with a backoff, logs a line (at most one a second), and
+// serves again once descriptors are free.
+TEST_F(ServerApiTest, AtTheFileDescriptorLimitAcceptBacksOffLogsAndRecovers) {
+  const std::string limit = "--nofile=48:48";
+  ASSERT_EQ(std::system(("prlimit --pid " + std::to_string(server_->pid()) + " " + limit).c_str()), 0);
+  std::vector<int> held;
+  for (int i = 0; i < 80; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(server_->port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) held.push_back(fd);
+    else ::close(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const double before = cpu_seconds(server_->pid());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const double used = cpu_seconds(server_->pid()) - before;
+  EXPECT_LE(used, 0.2) << "more than 10% of a core at the descriptor limit";
+  EXPECT_NE(server_->output().find("accepting a connection failed"), std::string::npos) << server_->output();
+  for (int fd : held) ::close(fd);
+  // Descriptors free again: it serves (the idle connections it did accept time out).
+  bool served = false;
+  for (int i = 0; i < 50 && !served; ++i) {
+    served = http_.request("GET", server_->url("/healthz")).status == 200;
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(served);
 }
 
 TEST_F(ServerApiTest, RolesAreEnforcedAndNamedInRefusals) {
