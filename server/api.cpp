@@ -970,6 +970,18 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
   // With the store sync (sync_from_store), which would otherwise publish a
   // read taken before this write over it.
   std::lock_guard engine_lock(engine_->mutex());
+  // Versions compare by value ("7.0" equals "7.0.0", docs/api.md): a second
+  // spelling of a registered version is the same release, not a new one.
+  const auto known = fleet_.snapshot();
+  if (auto ch = known->channels.find(*channel); ch != known->channels.end()) {
+    for (const auto& r : ch->second.releases) {
+      if (r.version == *version) {
+        return reply_error(respond, ApiError{409, "conflict",
+                                             "release " + *channel + " " + r.row.version + " already exists (" +
+                                                 std::string(*version_text) + " is the same version)"});
+      }
+    }
+  }
   {
     store::AuditRow entry{0, row.registered_at, caller.name, "release.register",
                           "release " + *channel + " " + row.version,

@@ -397,6 +397,23 @@ TEST_F(ServerApiTest, AtTheFileDescriptorLimitAcceptBacksOffLogsAndRecovers) {
   EXPECT_TRUE(served);
 }
 
+// docs/api.md: versions compare by value, so "7.0" and "7.0.0" are one release.
+TEST_F(ServerApiTest, ASecondSpellingOfARegisteredVersionIsRefused) {
+  release("7.0");
+  auto again = op("POST", "/v1/releases",
+                  json::object{{"channel", "content"},
+                               {"version", "7.0.0"},
+                               {"targets", json::array{json::object{{"path", "content-7.0.0.yaml"},
+                                                                    {"length", 100},
+                                                                    {"sha256", std::string(64, 'a')}}}}});
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_NE(again.body.find("release content 7.0 already exists (7.0.0 is the same version)"), std::string::npos)
+      << again.body;
+  auto list = op("GET", "/v1/releases");
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_EQ(list.body.find("7.0.0"), std::string::npos) << "registered twice: " << list.body;
+}
+
 TEST_F(ServerApiTest, RolesAreEnforcedAndNamedInRefusals) {
   create_tenant();
   release("1.0");
