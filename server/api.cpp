@@ -673,7 +673,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
   }
   if (wait_s > 0 && rest && !stopping_) {
     // Hold it: answered when the answer changes or the wait is over.
-    long_poll_->hold(*device_id, snap->generation, std::chrono::seconds(wait_s), std::move(respond));
+    long_poll_->hold(*device_id, snap->generation, answers, std::chrono::seconds(wait_s), std::move(respond));
     return;
   }
   reply_json(respond, 200, answer_json(answers, *snap, now));

@@ -12,6 +12,21 @@ bool at_rest(const std::vector<ChannelAnswer>& answers) {
   return true;
 }
 
+std::string answer_key(const std::vector<ChannelAnswer>& answers) {
+  std::string key;
+  for (const auto& a : answers) {
+    key += a.channel;
+    key += '=';
+    key += a.current ? a.current->to_string() : "-";
+    key += '>';
+    key += a.assignment.desired ? a.assignment.desired->to_string() : "-";
+    key += ':';
+    key += std::to_string(static_cast<int>(a.assignment.reason.code));
+    key += ';';
+  }
+  return key;
+}
+
 LongPoll::LongPoll(Ports ports) : ports_(std::move(ports)) {}
 
 LongPoll::~LongPoll() { stop(); }
@@ -29,9 +44,9 @@ void LongPoll::stop() {
   (void)look(*ports_.fleet.snapshot(), std::chrono::steady_clock::now());
 }
 
-void LongPoll::hold(const std::string& device, std::uint64_t generation, std::chrono::seconds wait,
-                    Responder respond) {
-  Waiter w{device, generation, std::chrono::steady_clock::now() + wait, std::move(respond)};
+void LongPoll::hold(const std::string& device, std::uint64_t generation,
+                    const std::vector<ChannelAnswer>& answers, std::chrono::seconds wait, Responder respond) {
+  Waiter w{device, generation, answer_key(answers), std::chrono::steady_clock::now() + wait, std::move(respond)};
   ports_.metrics.checkins_held.fetch_add(1);
   (void)ports_.fleet.with_device(device, [](Device& d) { d.held = true; });
   {
@@ -70,7 +85,7 @@ std::size_t LongPoll::look(const Snapshot& snap, std::chrono::steady_clock::time
     bool offered = false;
     (void)ports_.fleet.with_device(it->device, [&](Device& d) {
       answers = Fleet::answer(d, snap, now);
-      answer_now = answer_now || !at_rest(answers);
+      answer_now = answer_now || !at_rest(answers) || answer_key(answers) != it->answer;
       if (answer_now) {
         offered = Fleet::note_offers(d, snap, answers, now);
         d.held = false;

@@ -30,6 +30,11 @@ namespace tranche::server {
 
 // Whether every channel's answer is "keep" (nothing to install or roll back).
 bool at_rest(const std::vector<ChannelAnswer>& answers);
+// What a device would act on or show in an answer — per channel, what it runs,
+// what it is to run, and the reason's code: a held check-in is answered when
+// this changes (a pause, a promotion into its stage, a halt), not on every
+// change of the reason's wording.
+std::string answer_key(const std::vector<ChannelAnswer>& answers);
 
 class LongPoll {
  public:
@@ -53,10 +58,10 @@ class LongPoll {
   // A check-in held after this is answered at once.
   void stop();
 
-  // Holds the check-in of `device`, answered at rest at snapshot `generation`,
-  // for at most `wait`.
-  void hold(const std::string& device, std::uint64_t generation, std::chrono::seconds wait,
-            Responder respond);
+  // Holds the check-in of `device`, whose answer at snapshot `generation` was
+  // `answers` (at rest), for at most `wait`.
+  void hold(const std::string& device, std::uint64_t generation, const std::vector<ChannelAnswer>& answers,
+            std::chrono::seconds wait, Responder respond);
   std::size_t held();
 
   // One look at the held check-ins against `snapshot` (the thread's round;
@@ -68,6 +73,7 @@ class LongPoll {
   struct Waiter {
     std::string device;
     std::uint64_t generation = 0;
+    std::string answer;  // answer_key of what it was told last
     std::chrono::steady_clock::time_point deadline;
     Responder respond;
   };

@@ -51,7 +51,10 @@ class LongPollTest : public ::testing::Test {
   }
 
   void hold(LongPoll& poll, std::chrono::seconds wait) {
-    poll.hold("dev-1", fleet_.snapshot()->generation, wait, [](HttpResponse) {});
+    auto snap = fleet_.snapshot();
+    std::vector<ChannelAnswer> answers;
+    (void)fleet_.with_device("dev-1", [&](Device& d) { answers = Fleet::answer(d, *snap, kT0); });
+    poll.hold("dev-1", snap->generation, answers, wait, [](HttpResponse) {});
   }
 
   void start_rollout() {
@@ -110,6 +113,31 @@ TEST_F(LongPollTest, APublishThatChangesNoAnswerDoesNotMakeItLookAgain) {
   start_rollout();  // may change answers
   EXPECT_GT(fleet_.snapshot()->answers_generation, answers_at);
   EXPECT_EQ(poll.look(*fleet_.snapshot(), now), 1u);
+}
+
+TEST_F(LongPollTest, APauseAnswersAHeldCheckInThoughItStaysAtRest) {
+  // docs/api.md: a held check-in is answered as soon as its answer changes — a
+  // pause turns "not yet in its stage" into "paused", and the agent shows why.
+  auto plan = config::parse_plan(
+      "name: two\nstages:\n  - {name: few, percent: 0.01%, bake: 1h}\n  - {name: all, percent: 100%, bake: 1h}\n",
+      "plan");
+  ASSERT_TRUE(plan.ok());
+  auto r = testing::running_rollout(*plan, "content", kT0);
+  fleet_.update([&](Snapshot& s) {
+    s.rollouts["r"] = r;
+    s.live_rollout["content"] = "r";
+  });
+  LongPoll poll(ports());
+  hold(poll, 30s);
+  const auto now = std::chrono::steady_clock::now();
+  EXPECT_EQ(poll.look(*fleet_.snapshot(), now), 0u);
+  auto paused = std::make_shared<RolloutInfo>(*r);
+  paused->status.state = core::RolloutState::kPaused;
+  fleet_.update([&](Snapshot& s) { s.rollouts["r"] = paused; });
+  ASSERT_EQ(poll.look(*fleet_.snapshot(), now), 1u);
+  ASSERT_EQ(replies_.size(), 1u);
+  EXPECT_EQ(replies_[0][0].assignment.reason.code, core::AssignmentReason::Code::kPaused);
+  EXPECT_TRUE(at_rest(replies_[0])) << "still nothing to install";
 }
 
 TEST_F(LongPollTest, AHeldCheckInWhoseAnswerStaysAtRestIsAnsweredWhenItsWaitIsOver) {
