@@ -1001,8 +1001,13 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
     std::sort(list.begin(), list.end(),
               [](const ReleaseInfo& a, const ReleaseInfo& b) { return a.version < b.version; });
   });
-  reply_json(respond, 201, json::object{{"channel", *channel}, {"version", row.version},
-                                        {"contract_check", skip ? "skipped" : "passed"}});
+  // Say what was checked: "passed" only when a bundle was checked against the
+  // channel's consumer interface.
+  const char* check = skip                          ? "skipped"
+                      : bundle_text.empty()         ? "not checked: no bundle given"
+                      : iface == interfaces_.end()  ? "not checked: no consumer interface configured for the channel"
+                                                    : "passed";
+  reply_json(respond, 201, json::object{{"channel", *channel}, {"version", row.version}, {"contract_check", check}});
 }
 
 void ServerImpl::api_list_releases(Responder& respond) {

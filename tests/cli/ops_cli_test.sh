@@ -106,6 +106,9 @@ check "... and the violation naming field 21" grep -q "violation: .*field 21 is 
   --bundle examples/content/channel-291.yaml --skip-contract-check --json > "$tmp/out" 2> "$tmp/err"; rc=$?
 check "publish --skip-contract-check (admin) exits 0 (got $rc)" test $rc -eq 0
 check "... --json is the API's answer: contract_check skipped" test "$(json "$tmp/out" j.contract_check)" = skipped
+"$TRANCHE" release publish --channel content --version 2.1 --target "$tmp/content-1.0.bin" > "$tmp/out" 2> "$tmp/err"; rc=$?
+check "publish without --bundle exits 0 (got $rc)" test $rc -eq 0
+check "... and says the contract was not checked, not that it passed" grep -q "^contract check: not checked: no bundle given" "$tmp/out"
 "$TRANCHE" release publish --channel content --version 3.0 --target "$tmp/missing.bin" > /dev/null 2> "$tmp/err"; rc=$?
 check "publish of a missing file exits 2 (got $rc)" test $rc -eq 2
 check "... naming the file" grep -q "missing.bin" "$tmp/err"
