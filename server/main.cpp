@@ -11,6 +11,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "config/tuf_repo_dir.h"
 #include "config/yaml_util.h"
 #include "server/server.h"
 
@@ -219,6 +220,15 @@ int main(int argc, char** argv) {
     std::cerr << "tranche-server: --admin-token (or TRANCHE_ADMIN_TOKEN): " << o.admin_token.size()
               << " characters; at least " << kMinAdminToken
               << " (it opens the whole API; omit it and the server writes a random one to DATA_DIR/admin-token)\n";
+    return 2;
+  }
+
+  // A --tuf-repo that is not a repository would serve 404s to every agent,
+  // which then fail each download with "not signed": refuse it here instead.
+  if (!o.tuf_repo_dir.empty() && tranche::config::repo_latest_version(o.tuf_repo_dir, "root") < 1) {
+    std::cerr << "tranche-server: --tuf-repo " << o.tuf_repo_dir
+              << ": not a TUF repository (no metadata/N.root.json in it; `tranche repo init "
+              << o.tuf_repo_dir << " --root-key ...` makes one, docs/tuf.md)\n";
     return 2;
   }
 

@@ -680,6 +680,24 @@ TEST_F(ServerApiTest, WrongEnrollmentKeysAreThrottledPerAddress) {
   EXPECT_EQ(right.status, 201) << "a second later the right key enrolls: " << right.body;
 }
 
+// A --tuf-repo that is not a repository is refused at start (exit 2, naming
+// it), not served as 404s that every agent reports as "not signed".
+TEST(ServerStart, ATufRepoThatIsNotARepositoryIsRefused) {
+  auto data = fresh_dir("tranche-start");
+  auto empty = fresh_dir("tranche-not-a-repo");
+  for (const std::string& repo : {(data / "no-such-dir").string(), empty.string()}) {
+    const std::string out = (data / "out.txt").string();
+    const std::string cmd = "'" + server_binary() + "' --port 0 --data-dir '" + data.string() +
+                            "' --admin-token " + kAdmin + " --tuf-repo '" + repo + "' > '" + out + "' 2>&1";
+    const int status = std::system(cmd.c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << cmd;
+    EXPECT_EQ(WEXITSTATUS(status), 2) << cmd;
+    std::ifstream f(out);
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("--tuf-repo " + repo + ": not a TUF repository"), std::string::npos) << text;
+  }
+}
+
 TEST(ServerStaticFiles, ServesTheTufRepositoryAndNothingOutsideIt) {
   auto dir = fresh_dir("tranche-repo");
   std::filesystem::create_directories(dir / "metadata");
