@@ -20,6 +20,7 @@
 #include "server/engine.h"
 #include "server/fleet.h"
 #include "store/store.h"
+#include "tests/server/fake_clock.h"
 #include "tests/server/fleet_fixture.h"
 
 namespace tranche::server {
@@ -29,11 +30,6 @@ using core::TimeMs;
 
 constexpr TimeMs kT0 = 1'800'000'000'000;
 
-class FakeClock final : public Clock {
- public:
-  TimeMs now() const override { return t; }
-  TimeMs t = kT0;
-};
 
 core::Version v(const char* text) { return core::Version::parse(text).value(); }
 
@@ -150,7 +146,7 @@ class EngineTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::unique_ptr<store::Store> store_;
   std::mutex store_mu_;
-  FakeClock clock_;
+  testing::FakeClock clock_{kT0};
   Metrics metrics_;
   Fleet fleet_;
   std::vector<std::string> writes_;

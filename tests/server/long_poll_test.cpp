@@ -11,6 +11,7 @@
 
 #include "config/plan_yaml.h"
 #include "server/long_poll.h"
+#include "tests/server/fake_clock.h"
 #include "tests/server/fleet_fixture.h"
 
 namespace tranche::server {
@@ -21,10 +22,6 @@ using namespace std::chrono_literals;
 
 constexpr TimeMs kT0 = 1'800'000'000'000;
 
-class FakeClock final : public Clock {
- public:
-  TimeMs now() const override { return kT0; }
-};
 
 core::Version v(const char* text) { return core::Version::parse(text).value(); }
 
@@ -74,7 +71,7 @@ class LongPollTest : public ::testing::Test {
   }
 
   Fleet fleet_;
-  FakeClock clock_;
+  testing::FakeClock clock_{kT0};
   Metrics metrics_;
   std::vector<std::string> writes_;
   std::vector<std::vector<ChannelAnswer>> replies_;

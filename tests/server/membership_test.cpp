@@ -14,6 +14,7 @@
 
 #include "server/membership.h"
 #include "store/store.h"
+#include "tests/server/fake_clock.h"
 
 namespace tranche::server {
 namespace {
@@ -22,11 +23,6 @@ using core::TimeMs;
 
 constexpr TimeMs kT0 = 1'800'000'000'000;
 
-class FakeClock final : public Clock {
- public:
-  TimeMs now() const override { return t; }
-  TimeMs t = kT0;
-};
 
 class MembershipTest : public ::testing::Test {
  protected:
@@ -57,7 +53,7 @@ class MembershipTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::unique_ptr<store::Store> store_;
   std::mutex store_mu_;
-  FakeClock clock_;
+  testing::FakeClock clock_{kT0};
   Fleet fleet_;
   std::set<std::string> unwritten_;
 };
