@@ -444,6 +444,18 @@ enum CountedBit : std::uint8_t {
 
 TimeMs second_of(TimeMs t) { return t / core::kSecond; }  // t > 0 here
 
+// Adds `delta` (+1 or -1) to each of `counts` that a bit of `bits` names.
+void count_bits(Fleet::ScanResult& counts, std::uint8_t bits, int delta) {
+  auto add = [&](std::uint64_t& n, CountedBit bit) {
+    if (bits & bit) n += static_cast<std::uint64_t>(delta);  // modulo 2^64: -1 subtracts
+  };
+  add(counts.exposed_online, kExposedOnline);
+  add(counts.control_online, kControlOnline);
+  add(counts.online_on_version, kOnVersion);
+  add(counts.coverage.target, kCoverageTarget);
+  add(counts.coverage.running, kCoverageRunning);
+}
+
 }  // namespace
 
 void Fleet::link(Shard& shard, Device& d) {
@@ -473,13 +485,7 @@ void Fleet::forget(Shard& shard, Device& d) {
   unlink(shard, d);
   if (shard.tracking && d.counted_gen == shard.tracking->generation) {
     for (std::size_t i = 0; i < d.counted.size() && i < shard.counts.size(); ++i) {
-      const auto bits = static_cast<std::uint8_t>(d.counted[i]);
-      SlotCounts& c = shard.counts[i];
-      c.exposed_online -= (bits & kExposedOnline) ? 1 : 0;
-      c.control_online -= (bits & kControlOnline) ? 1 : 0;
-      c.online_on_version -= (bits & kOnVersion) ? 1 : 0;
-      c.coverage_target -= (bits & kCoverageTarget) ? 1 : 0;
-      c.coverage_running -= (bits & kCoverageRunning) ? 1 : 0;
+      count_bits(shard.counts[i], static_cast<std::uint8_t>(d.counted[i]), -1);
     }
   }
   d.counted.clear();
@@ -545,16 +551,8 @@ void Fleet::settle(Shard& shard, Device& d, bool at_tick, std::vector<std::strin
     }
     const auto before = static_cast<std::uint8_t>(d.counted[i]);
     if (before != bits) {
-      SlotCounts& c = shard.counts[i];
-      auto move = [&](std::uint64_t& n, CountedBit bit) {
-        if ((before & bit) && !(bits & bit)) --n;
-        if (!(before & bit) && (bits & bit)) ++n;
-      };
-      move(c.exposed_online, kExposedOnline);
-      move(c.control_online, kControlOnline);
-      move(c.online_on_version, kOnVersion);
-      move(c.coverage_target, kCoverageTarget);
-      move(c.coverage_running, kCoverageRunning);
+      count_bits(shard.counts[i], before, -1);
+      count_bits(shard.counts[i], bits, +1);
       d.counted[i] = static_cast<char>(bits);
     }
   }
@@ -658,13 +656,13 @@ std::map<std::string, Fleet::ScanResult> Fleet::scan(std::shared_ptr<const Snaps
   const bool full_pass = !tracking_ || tracking->generation != tracking_->generation;
   tracking_ = tracking;
   const std::size_t slots = tracking->slots.size();
-  std::vector<SlotCounts> totals(slots);
+  std::vector<ScanResult> totals(slots);
   for (auto& shard : shards_) {
     std::lock_guard lock(shard.mu);
     shard.tracking = tracking;
     shard.tick_now = now;
     if (full_pass) {
-      shard.counts.assign(slots, SlotCounts{});
+      shard.counts.assign(slots, ScanResult{});
       shard.walked_below.assign(slots, 0);
       shard.pending.clear();
       if (slots > 0) {
@@ -702,25 +700,19 @@ std::map<std::string, Fleet::ScanResult> Fleet::scan(std::shared_ptr<const Snaps
       shard.walked_below[i] = std::max(shard.walked_below[i], second_of(horizon));
     }
     for (std::size_t i = 0; i < slots; ++i) {
-      const SlotCounts& c = shard.counts[i];
+      const ScanResult& c = shard.counts[i];
       totals[i].exposed_online += c.exposed_online;
       totals[i].control_online += c.control_online;
       totals[i].online_on_version += c.online_on_version;
-      totals[i].coverage_target += c.coverage_target;
-      totals[i].coverage_running += c.coverage_running;
+      totals[i].coverage.target += c.coverage.target;
+      totals[i].coverage.running += c.coverage.running;
     }
   }
   std::map<std::string, ScanResult> out;
   for (std::size_t i = 0; i < slots; ++i) {
     const RolloutInfo& r = *tracking->slots[i].rollout;
-    ScanResult result;
-    result.exposed_online = totals[i].exposed_online;
-    result.control_online = totals[i].control_online;
-    result.online_on_version = totals[i].online_on_version;
-    result.coverage.target = totals[i].coverage_target;
-    result.coverage.running = totals[i].coverage_running;
-    r.evidence->accrue(result.exposed_online, result.control_online, elapsed);
-    out.emplace(r.row.id, result);
+    r.evidence->accrue(totals[i].exposed_online, totals[i].control_online, elapsed);
+    out.emplace(r.row.id, totals[i]);
   }
   return out;
 }

@@ -335,20 +335,12 @@ class Fleet {
     std::shared_ptr<const Snapshot> snapshot;  // for the assignments coverage needs
     std::uint32_t generation = 0;  // changes when the slots do (a full pass)
   };
-  // One slot's counts in one shard.
-  struct SlotCounts {
-    std::uint64_t exposed_online = 0;
-    std::uint64_t control_online = 0;
-    std::uint64_t online_on_version = 0;
-    std::uint64_t coverage_target = 0;
-    std::uint64_t coverage_running = 0;
-  };
   struct Shard {
     mutable std::mutex mu;
     std::unordered_map<std::string, std::unique_ptr<Device>> devices;
     // The incremental counts, guarded by mu like the devices.
     std::shared_ptr<const Tracking> tracking;
-    std::vector<SlotCounts> counts;             // per slot
+    std::vector<ScanResult> counts;             // per slot: this shard's part
     std::vector<TimeMs> walked_below;           // per slot: buckets below this second are walked
     std::map<TimeMs, Device*> wheel;            // second of last contact -> its devices (a list)
     std::vector<std::string> pending;           // settle_pending devices
