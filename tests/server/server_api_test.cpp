@@ -297,20 +297,30 @@ TEST_F(ServerApiTest, BadInputIsRefusedWithStableCodeAndChangesNothing) {
   EXPECT_TRUE(op("GET", "/v1/rollouts").json().at("rollouts").as_array().empty());
 }
 
-// Everything the server sends back on one raw connection after `request`,
-// until it closes it (or 5 s pass).
-std::string raw_exchange(std::uint16_t port, const std::string& request) {
+// A raw TCP connection to 127.0.0.1:`port`; -1 when it cannot be made.
+int connect_loopback(std::uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
+  if (fd < 0) return -1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Everything the server sends back on one raw connection after `request`,
+// until it closes it (or 5 s pass).
+std::string raw_exchange(std::uint16_t port, const std::string& request) {
+  int fd = connect_loopback(port);
+  if (fd < 0) return "";
   timeval tv{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   std::string got;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
     char buf[4096];
     for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) got.append(buf, static_cast<std::size_t>(n));
   }
@@ -372,15 +382,9 @@ TEST_F(ServerApiTest, AtTheFileDescriptorLimitAcceptBacksOffLogsAndRecovers) {
   ASSERT_EQ(std::system(("prlimit --pid " + std::to_string(server_->pid()) + " " + limit).c_str()), 0);
   std::vector<int> held;
   for (int i = 0; i < 80; ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_GE(fd, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(server_->port());
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) held.push_back(fd);
-    else ::close(fd);
+    if (int fd = connect_loopback(server_->port()); fd >= 0) held.push_back(fd);
   }
+  ASSERT_GT(held.size(), 48u) << "fewer connections than the server's descriptor limit";
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const double before = cpu_seconds(server_->pid());
   std::this_thread::sleep_for(std::chrono::seconds(2));
