@@ -830,9 +830,7 @@ void ServerImpl::api_create_tenant(HttpRequest& req, Responder& respond, const C
   }
   store::TenantRow row{*id, token_hash(*key), json::serialize(policy_to_json(policy))};
   TimeMs now = clock_->now();
-  // With the store sync (sync_from_store), which would otherwise publish a
-  // read taken before this write over it.
-  std::lock_guard engine_lock(engine_->mutex());
+  auto write_lock = snapshot_write_lock();
   {
     store::AuditRow entry{0, now, caller.name, "tenant.put", "tenant " + *id,
                           "created or replaced with a new enrollment key"};
@@ -856,9 +854,7 @@ void ServerImpl::api_put_policy(HttpRequest& req, Responder& respond, const Call
   }
   store::TenantRow row = t->second.row;
   row.policy_json = json::serialize(policy_to_json(*policy));
-  // With the store sync (sync_from_store), which would otherwise publish a
-  // read taken before this write over it.
-  std::lock_guard engine_lock(engine_->mutex());
+  auto write_lock = snapshot_write_lock();
   {
     store::AuditRow entry{0, clock_->now(), caller.name, "tenant.policy", "tenant " + tenant, row.policy_json};
     std::lock_guard lock(store_mu_);
@@ -881,9 +877,7 @@ void ServerImpl::api_create_token(HttpRequest& req, Responder& respond, const Ca
   if (!role) return reply_error(respond, bad_request("role: expected viewer, operator or admin"));
   std::string token = "tro_" + random_hex(24);
   store::OperatorTokenRow row{token_hash(token), *name, *role};
-  // With the store sync (sync_from_store), which would otherwise publish a
-  // read taken before this write over it.
-  std::lock_guard engine_lock(engine_->mutex());
+  auto write_lock = snapshot_write_lock();
   {
     store::AuditRow entry{0, clock_->now(), caller.name, "token.create", "token " + *name,
                           "role " + std::string(role_name(*role))};
@@ -967,9 +961,7 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
     }
   }
   store::ReleaseRow row{*channel, version->to_string(), json::serialize(*targets), skip, clock_->now()};
-  // With the store sync (sync_from_store), which would otherwise publish a
-  // read taken before this write over it.
-  std::lock_guard engine_lock(engine_->mutex());
+  auto write_lock = snapshot_write_lock();
   // Versions compare by value ("7.0" equals "7.0.0", docs/api.md): a second
   // spelling of a registered version is the same release, not a new one.
   const auto known = fleet_.snapshot();

@@ -132,19 +132,18 @@ core::Status ServerImpl::open() {
   writer_ = std::make_unique<BatchWriter>(
       fleet_, metrics_, std::move(sink),
       BatchWriter::Settings{options_.batch_interval, options_.batch_max_records, std::chrono::seconds(5)});
+  const core::DurationMs tick_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.tick).count();
   if (shared_) {
     membership_ = std::make_unique<Membership>(
         Membership::Ports{fleet_, *store_, store_mu_, *clock_,
                           [this](const std::string& id) { return writer_->unwritten(id); }},
-        Membership::Settings{server_id_, std::chrono::duration_cast<std::chrono::milliseconds>(options_.tick).count(),
-                             last_seen_every(),
+        Membership::Settings{server_id_, tick_ms, last_seen_every(),
                              std::chrono::duration_cast<std::chrono::milliseconds>(options_.forget_idle).count()});
   }
   engine_ = std::make_unique<RolloutEngine>(
       RolloutEngine::Ports{fleet_, *store_, store_mu_, *clock_, metrics_,
                            [this](DeviceWrite write) { writer_->enqueue(std::move(write)); }},
-      RolloutEngine::Settings{shared_, server_id_,
-                              std::chrono::duration_cast<std::chrono::milliseconds>(options_.tick).count()});
+      RolloutEngine::Settings{shared_, server_id_, tick_ms});
   writer_->start();
   engine_thread_ = std::thread([this] { engine_loop(); });
   long_poll_ = std::make_unique<LongPoll>(LongPoll::Ports{
@@ -429,10 +428,9 @@ void ServerImpl::sync_from_store() {
   core::Result<std::vector<store::ReleaseRow>> releases = std::vector<store::ReleaseRow>{};
   core::Result<std::vector<store::TenantRow>> tenants = std::vector<store::TenantRow>{};
   core::Result<std::vector<store::OperatorTokenRow>> tokens = std::vector<store::OperatorTokenRow>{};
-  // Read and publish under the engine's lock, which this server's own writes
-  // of releases, tenants and tokens take too: a read taken before such a write
-  // never replaces it in the snapshot.
-  std::lock_guard engine_lock(engine_->mutex());
+  // Read and publish under snapshot_write_lock, which this server's own writes
+  // of releases, tenants and tokens take too.
+  auto locked = snapshot_write_lock();
   {
     std::lock_guard lock(store_mu_);
     rollouts = store_->load_rollouts();

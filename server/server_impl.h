@@ -95,6 +95,12 @@ class ServerImpl final : public Server {
   std::vector<tuf::SigningKey> tuf_timestamp_signers_;
   TimeMs tuf_checked_at_ = 0;
   std::string synced_fingerprint_;
+  // Held while this server writes a release, tenant or token to the store and
+  // publishes it: the store sync (sync_from_store) takes it too, so a read it
+  // took before such a write never replaces the write in the snapshot.
+  [[nodiscard]] std::unique_lock<std::recursive_mutex> snapshot_write_lock() {
+    return std::unique_lock(engine_->mutex());
+  }
   core::Status audit(const std::string& actor, const std::string& action,
                      const std::string& target, const std::string& reason, TimeMs now);
 
