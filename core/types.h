@@ -11,28 +11,12 @@
 #include <string_view>
 
 #include "core/result.h"
+#include "core/time_math.h"
 
 namespace tranche::core {
 
-// Milliseconds since the Unix epoch, and durations in milliseconds. Core never
-// reads a clock: every "now" is an argument.
-using TimeMs = std::int64_t;
-using DurationMs = std::int64_t;
-inline constexpr DurationMs kSecond = 1000;
-inline constexpr DurationMs kMinute = 60 * kSecond;
-inline constexpr DurationMs kHour = 60 * kMinute;
-inline constexpr DurationMs kDay = 24 * kHour;
-
-// t + d, clamped to the range of TimeMs. Durations come from plan, scenario and
-// agent files, and parse_duration accepts anything up to INT64_MAX ms: a
-// deadline computed from one saturates at "never" instead of overflowing.
-constexpr TimeMs saturating_add(TimeMs t, DurationMs d) {
-  constexpr TimeMs kMaxTime = std::numeric_limits<TimeMs>::max();
-  constexpr TimeMs kMinTime = std::numeric_limits<TimeMs>::min();
-  if (d > 0 && t > kMaxTime - d) return kMaxTime;
-  if (d < 0 && t < kMinTime - d) return kMinTime;
-  return t + d;
-}
+// TimeMs, DurationMs, kSecond .. kDay and the overflow-safe arithmetic on them
+// (saturating_add and the rest) live in core/time_math.h.
 
 // A name made of [A-Za-z0-9._:-], 1..kMax characters. The base of DeviceId,
 // TenantId and RolloutId: they differ in meaning, not in syntax, and are kept as

@@ -267,19 +267,6 @@ TEST(DurationTest, FormatThenParseRoundTrips) {
   EXPECT_EQ(*parse_duration(format_duration(max)), max);
 }
 
-TEST(DurationTest, SaturatingAddClampsInsteadOfWrapping) {
-  constexpr TimeMs kMaxTime = std::numeric_limits<TimeMs>::max();
-  constexpr TimeMs kMinTime = std::numeric_limits<TimeMs>::min();
-  static_assert(saturating_add(kDay, kHour) == kDay + kHour);
-  EXPECT_EQ(saturating_add(1, kMaxTime), kMaxTime);
-  EXPECT_EQ(saturating_add(kMaxTime, kMaxTime), kMaxTime);
-  EXPECT_EQ(saturating_add(kMaxTime - 1, 1), kMaxTime);
-  EXPECT_EQ(saturating_add(-1, kMinTime), kMinTime);
-  EXPECT_EQ(saturating_add(kMinTime, -kMaxTime), kMinTime);
-  EXPECT_EQ(saturating_add(kMinTime, kMaxTime), -1);
-  EXPECT_EQ(saturating_add(kMaxTime, kMinTime), -1);
-}
-
 TEST(DurationTest, Rejects) {
   expect_rejected(parse_duration(""), ErrorCode::kParse, "", "duration: empty");
   expect_rejected(parse_duration("30"), ErrorCode::kParse, "30", "missing unit");
