@@ -12,7 +12,6 @@
 #include <cctype>
 #include <charconv>
 #include <filesystem>
-#include <set>
 #include <chrono>
 #include <string>
 #include <unordered_map>
@@ -22,11 +21,11 @@
 #include <spdlog/spdlog.h>
 
 #include "config/content_files.h"
-#include "config/plan_yaml.h"
 #include "core/agent_machine.h"
 #include "core/cohort.h"
 #include "core/contract.h"
 #include "server/codec.h"
+#include "server/request_codec.h"
 #include "server/server_impl.h"
 #include "tuf/crypto.h"
 
@@ -65,9 +64,6 @@ bool same_hash(const std::string& a, const std::string& b) {
 
 namespace {
 
-constexpr std::size_t kMaxEventsPerUpload = 100;
-constexpr std::size_t kMaxHealthBytes = 4096;
-
 unsigned status_for(ErrorCode code) {
   switch (code) {
     case ErrorCode::kInvalidArgument:
@@ -93,25 +89,6 @@ unsigned status_for(ErrorCode code) {
 }
 
 ApiError bad_request(std::string message) { return {400, "invalid_argument", std::move(message)}; }
-
-std::string_view role_name(store::Role r) {
-  switch (r) {
-    case store::Role::kViewer:
-      return "viewer";
-    case store::Role::kOperator:
-      return "operator";
-    case store::Role::kAdmin:
-      return "admin";
-  }
-  return "viewer";
-}
-
-std::optional<store::Role> role_from(std::string_view s) {
-  if (s == "viewer") return store::Role::kViewer;
-  if (s == "operator") return store::Role::kOperator;
-  if (s == "admin") return store::Role::kAdmin;
-  return std::nullopt;
-}
 
 // The token of "Authorization: Bearer TOKEN" (the scheme is case-insensitive,
 // RFC 9110 section 11.1).
@@ -156,28 +133,6 @@ std::vector<std::string> segments(std::string_view path) {
     path.remove_prefix(slash);
   }
   return out;
-}
-
-const json::value* member(const json::object& o, std::string_view key) { return o.if_contains(key); }
-
-std::optional<std::string> string_member(const json::object& o, std::string_view key) {
-  auto* v = o.if_contains(key);
-  if (v == nullptr || !v->is_string()) return std::nullopt;
-  return std::string(v->as_string());
-}
-
-// Refuses keys not in `allowed`: a misspelt field must not be silently ignored.
-std::optional<ApiError> check_fields(const json::object& o, std::initializer_list<std::string_view> allowed,
-                                     std::string_view where) {
-  for (const auto& [key, v] : o) {
-    if (std::find(allowed.begin(), allowed.end(), std::string_view(key)) == allowed.end()) {
-      std::string list;
-      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      return bad_request(std::string(where) + "." + std::string(key) + ": unknown field (expected " +
-                         list + ")");
-    }
-  }
-  return std::nullopt;
 }
 
 json::value version_or_null(const std::optional<core::Version>& v) {
@@ -395,21 +350,11 @@ void ServerImpl::route(HttpRequest& req, Responder& respond) {
 // --- device endpoints -------------------------------------------------------------------
 
 void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
-  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  auto body = decode_enroll(req.body, options_.max_body_bytes);
   if (!body) return reply_error(respond, body.error());
-  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
-  const auto& o = body->as_object();
-  if (auto e = check_fields(o, {"tenant", "enrollment_key", "device_id", "tags", "utc_offset_minutes"},
-                            "body")) {
-    return reply_error(respond, *e);
-  }
-  auto tenant = string_member(o, "tenant");
-  auto key = string_member(o, "enrollment_key");
-  if (!tenant) return reply_error(respond, bad_request("tenant: required string"));
-  if (!key) return reply_error(respond, bad_request("enrollment_key: required string"));
+  const std::string& tenant = body->tenant;
   const TimeMs now = clock_->now();
-  auto fresh = new_device(o, "", *tenant, now);
-  if (!fresh) return reply_error(respond, fresh.error());
+  auto fresh = new_device(std::move(body->device), tenant, now);
   // Guessing enrollment keys: an address that guessed wrong too often waits
   // before its next guess is even checked (server/throttle.h).
   if (std::int64_t retry_s = 0; !enroll_guesses_.allowed(req.remote, now, &retry_s)) {
@@ -420,31 +365,31 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
                        {{"Retry-After", std::to_string(retry_s)}});
   }
   auto snap = fleet_.snapshot();
-  auto t = snap->tenants.find(*tenant);
-  if (t == snap->tenants.end() || !same_hash(t->second.row.enrollment_key_hash, token_hash(*key))) {
+  auto t = snap->tenants.find(tenant);
+  if (t == snap->tenants.end() || !same_hash(t->second.row.enrollment_key_hash, token_hash(body->enrollment_key))) {
     enroll_guesses_.failed(req.remote, now);
     return reply_error(respond, ApiError{401, "unauthorized",
                                          "unknown tenant or wrong enrollment key for tenant '" +
-                                             *tenant + "'"});
+                                             tenant + "'"});
   }
-  if (is_enrolled(fresh->row.id)) {
-    return reply_error(respond, ApiError{409, "conflict", "device '" + fresh->row.id + "' is already enrolled"});
+  if (is_enrolled(fresh.row.id)) {
+    return reply_error(respond, ApiError{409, "conflict", "device '" + fresh.row.id + "' is already enrolled"});
   }
   {
     // Durable before the token is handed out: a device must never hold a token
     // the server forgets.
     std::lock_guard lock(store_mu_);
-    if (auto st = store_->insert_device(fresh->row); !st) {
+    if (auto st = store_->insert_device(fresh.row); !st) {
       if (st.error().code == ErrorCode::kConflict) {
-        return reply_error(respond, ApiError{409, "conflict", "device '" + fresh->row.id + "' is already enrolled"});
+        return reply_error(respond, ApiError{409, "conflict", "device '" + fresh.row.id + "' is already enrolled"});
       }
       return reply_error(respond, st.error());
     }
   }
-  const std::string id = fresh->row.id;
-  if (auto st = fleet_.add_device(std::move(fresh->device)); !st) return reply_error(respond, st.error());
+  const std::string id = fresh.row.id;
+  if (auto st = fleet_.add_device(std::move(fresh.device)); !st) return reply_error(respond, st.error());
   metrics_.enrollments.fetch_add(1);
-  reply_json(respond, 201, json::object{{"device_id", id}, {"device_token", fresh->token}});
+  reply_json(respond, 201, json::object{{"device_id", id}, {"device_token", fresh.token}});
 }
 
 bool ServerImpl::is_enrolled(const std::string& id) {
@@ -453,28 +398,13 @@ bool ServerImpl::is_enrolled(const std::string& id) {
   return exists;
 }
 
-core::Result<ServerImpl::NewDevice> ServerImpl::new_device(const json::object& o, const std::string& where,
-                                                           const std::string& tenant, TimeMs now) {
-  auto id_text = string_member(o, "device_id");
-  if (!id_text) return core::make_error(ErrorCode::kInvalidArgument, where + "device_id: required string");
-  auto id = core::DeviceId::parse(*id_text);
-  if (!id) return id.error().with_context(where + "device_id: ");
+ServerImpl::NewDevice ServerImpl::new_device(DeviceFields fields, const std::string& tenant, TimeMs now) {
   NewDevice n;
   Device& d = n.device;
-  d.id = id->str();
+  d.id = std::move(fields.id);
   d.tenant = tenant;
-  if (auto* t = member(o, "tags")) {
-    auto parsed = tags_from_json(*t);
-    if (!parsed) return parsed.error().with_context(where);
-    d.tags = std::move(*parsed);
-  }
-  if (auto* off = member(o, "utc_offset_minutes")) {
-    if (!off->is_int64() || off->as_int64() < -14 * 60 || off->as_int64() > 14 * 60) {
-      return core::make_error(ErrorCode::kInvalidArgument,
-                              where + "utc_offset_minutes: expected an integer in -840..840");
-    }
-    d.utc_offset_minutes = static_cast<std::int32_t>(off->as_int64());
-  }
+  d.tags = std::move(fields.tags);
+  d.utc_offset_minutes = fields.utc_offset_minutes;
   n.token = d.id + "." + random_hex(24);
   d.token_hash = token_hash(n.token);
   d.enrolled_at = now;
@@ -488,49 +418,28 @@ core::Result<ServerImpl::NewDevice> ServerImpl::new_device(const json::object& o
 void ServerImpl::api_bulk_enroll(HttpRequest& req, Responder& respond, const Caller& caller) {
   // Provisioning many devices at once (a factory line, a fleet import, a load
   // test): one transaction, all or none, tokens returned once.
-  constexpr std::size_t kMaxBulk = 10'000;
-  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  auto body = decode_bulk_enroll(req.body, options_.max_body_bytes);
   if (!body) return reply_error(respond, body.error());
-  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
-  const auto& o = body->as_object();
-  if (auto e = check_fields(o, {"tenant", "devices"}, "body")) return reply_error(respond, *e);
-  auto tenant = string_member(o, "tenant");
+  const std::string& tenant = body->tenant;
   auto snap = fleet_.snapshot();
-  if (!tenant || snap->tenants.count(*tenant) == 0) {
+  if (snap->tenants.count(tenant) == 0) {
     return reply_error(respond, ApiError{404, "not_found", "tenant: no such tenant"});
-  }
-  auto* list = member(o, "devices");
-  if (list == nullptr || !list->is_array() || list->as_array().empty()) {
-    return reply_error(respond, bad_request("devices: expected a non-empty list"));
-  }
-  if (list->as_array().size() > kMaxBulk) {
-    return reply_error(respond, ApiError{413, "too_large", "devices: at most 10000 per request"});
   }
   std::vector<Device> devices;
   std::vector<store::DeviceRow> rows;
   json::array tokens;
-  std::set<std::string> ids;
   TimeMs now = clock_->now();
-  std::size_t i = 0;
-  for (const auto& item : list->as_array()) {
-    std::string where = "devices[" + std::to_string(i++) + "]";
-    if (!item.is_object()) return reply_error(respond, bad_request(where + ": expected an object"));
-    const auto& d = item.as_object();
-    if (auto e = check_fields(d, {"device_id", "tags", "utc_offset_minutes"}, where)) return reply_error(respond, *e);
-    auto fresh = new_device(d, where + ".", *tenant, now);
-    if (!fresh) return reply_error(respond, fresh.error());
-    if (!ids.insert(fresh->row.id).second) {
-      return reply_error(respond, bad_request(where + ".device_id: '" + fresh->row.id + "' is listed twice"));
+  for (auto& fields : body->devices) {
+    if (is_enrolled(fields.id)) {
+      return reply_error(respond, ApiError{409, "conflict", "device '" + fields.id + "' is already enrolled"});
     }
-    if (is_enrolled(fresh->row.id)) {
-      return reply_error(respond, ApiError{409, "conflict", "device '" + fresh->row.id + "' is already enrolled"});
-    }
-    rows.push_back(std::move(fresh->row));
-    tokens.push_back(json::object{{"device_id", fresh->device.id}, {"device_token", fresh->token}});
-    devices.push_back(std::move(fresh->device));
+    auto fresh = new_device(std::move(fields), tenant, now);
+    rows.push_back(std::move(fresh.row));
+    tokens.push_back(json::object{{"device_id", fresh.device.id}, {"device_token", fresh.token}});
+    devices.push_back(std::move(fresh.device));
   }
   {
-    store::AuditRow entry{0, now, caller.name, "device.bulk_enroll", "tenant " + *tenant,
+    store::AuditRow entry{0, now, caller.name, "device.bulk_enroll", "tenant " + tenant,
                           std::to_string(rows.size()) + " devices provisioned"};
     std::lock_guard lock(store_mu_);
     if (auto st = store_->insert_devices(rows, entry); !st) return reply_error(respond, st.error());
@@ -541,7 +450,7 @@ void ServerImpl::api_bulk_enroll(HttpRequest& req, Responder& respond, const Cal
     }
   }
   metrics_.enrollments.fetch_add(rows.size());
-  reply_json(respond, 201, json::object{{"tenant", *tenant}, {"devices", std::move(tokens)}});
+  reply_json(respond, 201, json::object{{"tenant", tenant}, {"devices", std::move(tokens)}});
 }
 
 namespace {
@@ -598,48 +507,9 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
                                          "missing device token: send 'Authorization: Bearer "
                                          "<device token>' from enrollment"});
   }
-  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  auto body = decode_checkin(req.body, options_.max_body_bytes);
   if (!body) return reply_error(respond, body.error());
-  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
-  const auto& o = body->as_object();
-  if (auto e = check_fields(o, {"versions", "health", "wait_s"}, "body")) return reply_error(respond, *e);
-  std::map<std::string, core::Version> versions;
-  if (auto* v = member(o, "versions")) {
-    if (!v->is_object()) return reply_error(respond, bad_request("versions: expected {channel: version}"));
-    if (v->as_object().size() > 32) return reply_error(respond, bad_request("versions: at most 32 channels"));
-    for (const auto& [ch, ver] : v->as_object()) {
-      auto channel = core::Channel::parse(ch);
-      if (!channel) return reply_error(respond, channel.error().with_context("versions: "));
-      if (!ver.is_string()) {
-        return reply_error(respond, bad_request("versions." + std::string(ch) + ": expected a version string"));
-      }
-      auto parsed = core::Version::parse(ver.as_string());
-      if (!parsed) return reply_error(respond, parsed.error().with_context("versions." + std::string(ch) + ": "));
-      versions.emplace(std::string(ch), *parsed);
-    }
-  }
-  std::string health = "{}";
-  // Running a version past its trial acknowledges it (core/evidence.h); an agent
-  // in its trial says so in health.phase. A client without a trial says nothing.
-  bool healthy = true;
-  if (auto* h = member(o, "health")) {
-    if (!h->is_object()) return reply_error(respond, bad_request("health: expected an object of counters"));
-    if (auto phase = string_member(h->as_object(), "phase")) {
-      healthy = *phase != core::to_string(core::AgentPhase::kTrial) &&
-                *phase != core::to_string(core::AgentPhase::kActivating);
-    }
-    health = json::serialize(*h);
-    if (health.size() > kMaxHealthBytes) {
-      return reply_error(respond, ApiError{413, "too_large", "health: more than 4096 bytes"});
-    }
-  }
-  std::int64_t wait_s = 0;
-  if (auto* w = member(o, "wait_s")) {
-    if (!w->is_int64() || w->as_int64() < 0) {
-      return reply_error(respond, bad_request("wait_s: expected a non-negative integer"));
-    }
-    wait_s = std::min<std::int64_t>(w->as_int64(), options_.long_poll_max.count());
-  }
+  const std::int64_t wait_s = std::min<std::int64_t>(body->wait_s, options_.long_poll_max.count());
 
   if (auto owned = ensure_owned(*device_id, token_hash(token)); !owned) {
     if (owned.error().code != ErrorCode::kNotFound) return reply_error(respond, owned.error());
@@ -652,8 +522,8 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
   auto st = fleet_.with_device(*device_id, [&](Device& d) {
     if (!same_hash(d.token_hash, token_hash(token))) return;
     token_ok = true;
-    write = fleet_.check_in(d, *snap, std::move(versions), std::move(health), healthy, now,
-                            last_seen_every());
+    write = fleet_.check_in(d, *snap, std::move(body->versions), std::move(body->health), body->healthy,
+                            now, last_seen_every());
     answers = Fleet::answer(d, *snap, now);
     if (Fleet::note_offers(d, *snap, answers, now)) write.state = true;
   });
@@ -685,73 +555,9 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   if (!device_id) {
     return reply_error(respond, ApiError{401, "unauthorized", "missing device token"});
   }
-  auto body = parse_json_body(req.body, options_.max_body_bytes);
-  if (!body) return reply_error(respond, body.error());
-  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
-  const auto& o = body->as_object();
-  if (auto e = check_fields(o, {"events"}, "body")) return reply_error(respond, *e);
-  auto* list = member(o, "events");
-  if (list == nullptr || !list->is_array()) return reply_error(respond, bad_request("events: required list"));
-  if (list->as_array().size() > kMaxEventsPerUpload) {
-    return reply_error(respond, ApiError{413, "too_large", "events: at most 100 per upload"});
-  }
-  std::vector<DeviceEvent> events;
-  std::size_t i = 0;
-  for (const auto& ev : list->as_array()) {
-    std::string where = "events[" + std::to_string(i++) + "]";
-    if (!ev.is_object()) return reply_error(respond, bad_request(where + ": expected an object"));
-    const auto& e = ev.as_object();
-    if (auto err = check_fields(e, {"seq", "kind", "channel", "version", "exit_code", "signal", "message"},
-                                where)) {
-      return reply_error(respond, *err);
-    }
-    DeviceEvent out;
-    auto* seq = member(e, "seq");
-    if (seq == nullptr || !seq->is_int64() || seq->as_int64() < 1) {
-      return reply_error(respond, bad_request(where + ".seq: expected an integer >= 1"));
-    }
-    out.seq = seq->as_int64();
-    auto kind_text = string_member(e, "kind");
-    auto kind = kind_text ? core::parse_device_event_kind(*kind_text) : std::nullopt;
-    if (!kind) {
-      std::string known;
-      for (std::size_t k = 0; k < core::kDeviceEventKindCount; ++k) {
-        known += (k == 0 ? "" : ", ") + std::string(core::to_string(static_cast<core::DeviceEventKind>(k)));
-      }
-      return reply_error(respond, bad_request(where + ".kind: expected one of " + known));
-    }
-    out.kind = *kind;
-    if (out.kind != core::DeviceEventKind::kGoodbye) {
-      auto channel = string_member(e, "channel");
-      if (!channel || !core::Channel::parse(*channel)) {
-        return reply_error(respond, bad_request(where + ".channel: expected a channel name"));
-      }
-      out.channel = *channel;
-      auto version = string_member(e, "version");
-      if (!version) return reply_error(respond, bad_request(where + ".version: required string"));
-      auto v = core::Version::parse(*version);
-      if (!v) return reply_error(respond, v.error().with_context(where + ".version: "));
-      out.version = *v;
-    }
-    json::object detail;
-    if (auto* x = member(e, "exit_code")) {
-      if (!x->is_int64()) return reply_error(respond, bad_request(where + ".exit_code: expected an integer"));
-      detail["exit_code"] = x->as_int64();
-    }
-    if (auto* x = member(e, "signal")) {
-      if (!x->is_int64()) return reply_error(respond, bad_request(where + ".signal: expected an integer"));
-      detail["signal"] = x->as_int64();
-    }
-    if (auto msg = string_member(e, "message")) {
-      if (msg->size() > 1024) return reply_error(respond, bad_request(where + ".message: at most 1024 bytes"));
-      detail["message"] = *msg;
-    }
-    out.detail_json = json::serialize(detail);
-    if (!events.empty() && out.seq <= events.back().seq) {
-      return reply_error(respond, bad_request(where + ".seq: sequence numbers must increase"));
-    }
-    events.push_back(std::move(out));
-  }
+  auto decoded = decode_events(req.body, options_.max_body_bytes);
+  if (!decoded) return reply_error(respond, decoded.error());
+  std::vector<DeviceEvent> events = std::move(*decoded);
 
   if (auto owned = ensure_owned(*device_id, token_hash(token)); !owned) {
     if (owned.error().code != ErrorCode::kNotFound) return reply_error(respond, owned.error());
@@ -811,41 +617,26 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
 // --- operator endpoints --------------------------------------------------------------------
 
 void ServerImpl::api_create_tenant(HttpRequest& req, Responder& respond, const Caller& caller) {
-  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  auto body = decode_tenant(req.body, options_.max_body_bytes);
   if (!body) return reply_error(respond, body.error());
-  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
-  const auto& o = body->as_object();
-  if (auto e = check_fields(o, {"id", "enrollment_key", "policy"}, "body")) return reply_error(respond, *e);
-  auto id = string_member(o, "id");
-  auto key = string_member(o, "enrollment_key");
-  if (!id || !core::TenantId::parse(*id)) return reply_error(respond, bad_request("id: expected a tenant name"));
-  if (!key || key->size() < 16 || key->size() > 256) {
-    return reply_error(respond, bad_request("enrollment_key: expected a string of 16..256 bytes"));
-  }
-  core::TenantPolicy policy;
-  if (auto* p = member(o, "policy")) {
-    auto parsed = policy_from_json(*p);
-    if (!parsed) return reply_error(respond, parsed.error());
-    policy = *parsed;
-  }
-  store::TenantRow row{*id, token_hash(*key), json::serialize(policy_to_json(policy))};
+  const std::string& id = body->id;
+  const core::TenantPolicy& policy = body->policy;
+  store::TenantRow row{id, token_hash(body->enrollment_key), json::serialize(policy_to_json(policy))};
   TimeMs now = clock_->now();
   auto write_lock = snapshot_write_lock();
   {
-    store::AuditRow entry{0, now, caller.name, "tenant.put", "tenant " + *id,
+    store::AuditRow entry{0, now, caller.name, "tenant.put", "tenant " + id,
                           "created or replaced with a new enrollment key"};
     std::lock_guard lock(store_mu_);
     if (auto st = store_->put_tenant(row, entry); !st) return reply_error(respond, st.error());
   }
-  fleet_.update([&](Snapshot& s) { s.tenants[*id] = TenantInfo{row, policy}; });
-  reply_json(respond, 201, json::object{{"id", *id}, {"policy", policy_to_json(policy)}});
+  fleet_.update([&](Snapshot& s) { s.tenants[id] = TenantInfo{row, policy}; });
+  reply_json(respond, 201, json::object{{"id", id}, {"policy", policy_to_json(policy)}});
 }
 
 void ServerImpl::api_put_policy(HttpRequest& req, Responder& respond, const Caller& caller,
                                 const std::string& tenant) {
-  auto body = parse_json_body(req.body, options_.max_body_bytes);
-  if (!body) return reply_error(respond, body.error());
-  auto policy = policy_from_json(*body);
+  auto policy = decode_policy(req.body, options_.max_body_bytes);
   if (!policy) return reply_error(respond, policy.error());
   auto snap = fleet_.snapshot();
   auto t = snap->tenants.find(tenant);
@@ -865,75 +656,29 @@ void ServerImpl::api_put_policy(HttpRequest& req, Responder& respond, const Call
 }
 
 void ServerImpl::api_create_token(HttpRequest& req, Responder& respond, const Caller& caller) {
-  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  auto body = decode_token(req.body, options_.max_body_bytes);
   if (!body) return reply_error(respond, body.error());
-  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
-  const auto& o = body->as_object();
-  if (auto e = check_fields(o, {"name", "role"}, "body")) return reply_error(respond, *e);
-  auto name = string_member(o, "name");
-  auto role_text = string_member(o, "role");
-  if (!name || name->empty() || name->size() > 64) return reply_error(respond, bad_request("name: 1..64 bytes"));
-  auto role = role_text ? role_from(*role_text) : std::nullopt;
-  if (!role) return reply_error(respond, bad_request("role: expected viewer, operator or admin"));
+  const std::string& name = body->name;
+  const store::Role role = body->role;
   std::string token = "tro_" + random_hex(24);
-  store::OperatorTokenRow row{token_hash(token), *name, *role};
+  store::OperatorTokenRow row{token_hash(token), name, role};
   auto write_lock = snapshot_write_lock();
   {
-    store::AuditRow entry{0, clock_->now(), caller.name, "token.create", "token " + *name,
-                          "role " + std::string(role_name(*role))};
+    store::AuditRow entry{0, clock_->now(), caller.name, "token.create", "token " + name,
+                          "role " + std::string(role_name(role))};
     std::lock_guard lock(store_mu_);
     if (auto st = store_->put_operator_token(row, entry); !st) return reply_error(respond, st.error());
   }
-  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{*name, *role}; }, false);
-  reply_json(respond, 201, json::object{{"name", *name}, {"role", role_name(*role)}, {"token", token}});
+  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{name, role}; }, false);
+  reply_json(respond, 201, json::object{{"name", name}, {"role", role_name(role)}, {"token", token}});
 }
 
 void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, const Caller& caller) {
-  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  auto body = decode_release(req.body, options_.max_body_bytes);
   if (!body) return reply_error(respond, body.error());
-  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
-  const auto& o = body->as_object();
-  if (auto e = check_fields(o, {"channel", "version", "targets", "content_bundle", "skip_contract_check"},
-                            "body")) {
-    return reply_error(respond, *e);
-  }
-  auto channel = string_member(o, "channel");
-  if (!channel || !core::Channel::parse(*channel)) {
-    return reply_error(respond, bad_request("channel: expected a channel name like 'content'"));
-  }
-  auto version_text = string_member(o, "version");
-  if (!version_text) return reply_error(respond, bad_request("version: required string"));
-  auto version = core::Version::parse(*version_text);
-  if (!version) return reply_error(respond, version.error().with_context("version: "));
-  auto* targets = member(o, "targets");
-  if (targets == nullptr || !targets->is_array() || targets->as_array().empty() ||
-      targets->as_array().size() > 64) {
-    return reply_error(respond, bad_request("targets: expected a list of 1..64 {path, length, sha256}"));
-  }
-  std::size_t i = 0;
-  for (const auto& t : targets->as_array()) {
-    std::string where = "targets[" + std::to_string(i++) + "]";
-    if (!t.is_object()) return reply_error(respond, bad_request(where + ": expected an object"));
-    if (auto e = check_fields(t.as_object(), {"path", "length", "sha256"}, where)) return reply_error(respond, *e);
-    auto path = string_member(t.as_object(), "path");
-    if (!path || path->empty() || path->size() > 1024 || path->find("..") != std::string::npos ||
-        path->front() == '/') {
-      return reply_error(respond, bad_request(where + ".path: expected a relative path without '..'"));
-    }
-    auto* len = member(t.as_object(), "length");
-    if (len == nullptr || !len->is_int64() || len->as_int64() < 0) {
-      return reply_error(respond, bad_request(where + ".length: expected a non-negative integer"));
-    }
-    auto sha = string_member(t.as_object(), "sha256");
-    if (!sha || !core::Sha256::parse(*sha)) {
-      return reply_error(respond, bad_request(where + ".sha256: expected 64 hex characters"));
-    }
-  }
-  bool skip = false;
-  if (auto* s = member(o, "skip_contract_check")) {
-    if (!s->is_bool()) return reply_error(respond, bad_request("skip_contract_check: expected a boolean"));
-    skip = s->as_bool();
-  }
+  const std::string& channel = body->channel;
+  const core::Version& version = body->version;
+  const bool skip = body->skip_contract_check;
   if (skip && caller.role < store::Role::kAdmin) {
     return reply_error(respond, ApiError{403, "forbidden",
                                          "skip_contract_check needs role admin; token '" + caller.name +
@@ -941,9 +686,8 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
   }
   // The content contract (issue 4 section 4): a bundle is checked against what
   // the channel's consumer really supplies, and refused with every violation.
-  std::string bundle_text;
-  if (auto b = string_member(o, "content_bundle")) bundle_text = *b;
-  auto iface = interfaces_.find(*channel);
+  const std::string& bundle_text = body->content_bundle;
+  auto iface = interfaces_.find(channel);
   if (!skip && !bundle_text.empty() && iface != interfaces_.end()) {
     auto bundle = config::parse_content_bundle(bundle_text, "content_bundle");
     if (!bundle) return reply_error(respond, bundle.error());
@@ -960,36 +704,36 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
                                               {"violations", std::move(list)}}}});
     }
   }
-  store::ReleaseRow row{*channel, version->to_string(), json::serialize(*targets), skip, clock_->now()};
+  store::ReleaseRow row{channel, version.to_string(), json::serialize(body->targets), skip, clock_->now()};
   auto write_lock = snapshot_write_lock();
   // Versions compare by value ("7.0" equals "7.0.0", docs/api.md): a second
   // spelling of a registered version is the same release, not a new one.
   const auto known = fleet_.snapshot();
-  if (auto ch = known->channels.find(*channel); ch != known->channels.end()) {
+  if (auto ch = known->channels.find(channel); ch != known->channels.end()) {
     for (const auto& r : ch->second.releases) {
-      if (r.version == *version) {
+      if (r.version == version) {
         return reply_error(respond, ApiError{409, "conflict",
-                                             "release " + *channel + " " + r.row.version + " already exists (" +
-                                                 std::string(*version_text) + " is the same version)"});
+                                             "release " + channel + " " + r.row.version + " already exists (" +
+                                                 body->version_text + " is the same version)"});
       }
     }
   }
   {
     store::AuditRow entry{0, row.registered_at, caller.name, "release.register",
-                          "release " + *channel + " " + row.version,
+                          "release " + channel + " " + row.version,
                           skip ? "contract check explicitly skipped" : "registered"};
     std::lock_guard lock(store_mu_);
     if (auto st = store_->insert_release(row, entry); !st) {
       if (st.error().code == ErrorCode::kConflict) {
         return reply_error(respond, ApiError{409, "conflict",
-                                             "release " + *channel + " " + row.version + " already exists"});
+                                             "release " + channel + " " + row.version + " already exists"});
       }
       return reply_error(respond, st.error());
     }
   }
   fleet_.update([&](Snapshot& s) {
-    auto& list = s.channels[*channel].releases;
-    list.push_back(ReleaseInfo{*version, row, nullptr});
+    auto& list = s.channels[channel].releases;
+    list.push_back(ReleaseInfo{version, row, nullptr});
     std::sort(list.begin(), list.end(),
               [](const ReleaseInfo& a, const ReleaseInfo& b) { return a.version < b.version; });
   });
@@ -999,7 +743,7 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
                       : bundle_text.empty()         ? "not checked: no bundle given"
                       : iface == interfaces_.end()  ? "not checked: no consumer interface configured for the channel"
                                                     : "passed";
-  reply_json(respond, 201, json::object{{"channel", *channel}, {"version", row.version}, {"contract_check", check}});
+  reply_json(respond, 201, json::object{{"channel", channel}, {"version", row.version}, {"contract_check", check}});
 }
 
 void ServerImpl::api_list_releases(Responder& respond) {
@@ -1096,32 +840,17 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
 }
 
 void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const Caller& caller) {
-  auto body = parse_json_body(req.body, options_.max_body_bytes);
+  auto body = decode_rollout(req.body, options_.max_body_bytes);
   if (!body) return reply_error(respond, body.error());
-  if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
-  const auto& o = body->as_object();
-  if (auto e = check_fields(o, {"channel", "version", "plan_yaml", "id"}, "body")) return reply_error(respond, *e);
-  auto channel = string_member(o, "channel");
-  auto version_text = string_member(o, "version");
-  auto plan_yaml = string_member(o, "plan_yaml");
-  if (!channel) return reply_error(respond, bad_request("channel: required string"));
-  if (!version_text) return reply_error(respond, bad_request("version: required string"));
-  if (!plan_yaml) return reply_error(respond, bad_request("plan_yaml: required string (the plan file's text)"));
-  auto version = core::Version::parse(*version_text);
-  if (!version) return reply_error(respond, version.error().with_context("version: "));
-  auto plan = config::parse_plan(*plan_yaml, "plan_yaml");
-  if (!plan) return reply_error(respond, plan.error());
-  std::string id = "r-" + random_hex(4);
-  if (auto given = string_member(o, "id")) {
-    if (!core::RolloutId::parse(*given)) return reply_error(respond, bad_request("id: expected a rollout name"));
-    id = *given;
-  }
+  const std::string& channel = body->channel;
+  const core::Version& version = body->version;
+  std::string id = body->id.value_or("r-" + random_hex(4));
 
   // A plan whose first stage admits critical devices reaches them at once: the
   // same rule as promotion into such a stage.
-  if (plan->stages.front().admits_critical && caller.role < store::Role::kAdmin) {
+  if (body->plan.stages.front().admits_critical && caller.role < store::Role::kAdmin) {
     return reply_error(respond, ApiError{403, "forbidden",
-                                         "a plan whose first stage '" + plan->stages.front().name +
+                                         "a plan whose first stage '" + body->plan.stages.front().name +
                                              "' admits critical devices needs role admin; token '" +
                                              caller.name + "' has role " +
                                              std::string(role_name(caller.role))});
@@ -1129,33 +858,33 @@ void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const 
   TimeMs now = clock_->now();
   std::lock_guard engine_lock(engine_->mutex());
   auto snap = fleet_.snapshot();
-  auto ch = snap->channels.find(*channel);
+  auto ch = snap->channels.find(channel);
   bool known = ch != snap->channels.end() &&
                std::any_of(ch->second.releases.begin(), ch->second.releases.end(),
-                           [&](const ReleaseInfo& r) { return r.version == *version; });
+                           [&](const ReleaseInfo& r) { return r.version == version; });
   if (!known) {
     return reply_error(respond, ApiError{404, "not_found",
-                                         "release " + *channel + " " + version->to_string() +
+                                         "release " + channel + " " + version.to_string() +
                                              " is not registered (POST /v1/releases first)"});
   }
-  if (const RolloutInfo* live = snap->live_rollout_for(*channel)) {
+  if (const RolloutInfo* live = snap->live_rollout_for(channel)) {
     return reply_error(respond, ApiError{409, "conflict",
-                                         "channel '" + *channel + "' already has live rollout " +
+                                         "channel '" + channel + "' already has live rollout " +
                                              live->row.id + " (" +
                                              std::string(core::to_string(live->status.state)) +
                                              "); finish, abort or roll it back first"});
   }
   auto info = std::make_shared<RolloutInfo>();
-  info->plan = std::move(*plan);
-  info->channel = *channel;
-  info->version = *version;
+  info->plan = std::move(body->plan);
+  info->channel = channel;
+  info->version = version;
   info->previous = ch->second.baseline;
   info->evidence = std::make_shared<RolloutEvidence>();
   info->row.id = id;
-  info->row.channel = *channel;
-  info->row.version = version->to_string();
+  info->row.channel = channel;
+  info->row.version = version.to_string();
   info->row.previous = info->previous ? info->previous->to_string() : "";
-  info->row.plan_yaml = *plan_yaml;
+  info->row.plan_yaml = body->plan_yaml;
   info->row.salt = core::rollout_salt(id);
   info->row.status_json = json::serialize(status_to_json(info->status));
   info->row.gate_json = "{}";
@@ -1165,7 +894,7 @@ void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const 
   {
     std::lock_guard lock(store_mu_);
     store::AuditRow a{0, now, caller.name, "rollout.create", "rollout " + id,
-                      "release " + *channel + " " + version->to_string() + " with plan '" +
+                      "release " + channel + " " + version.to_string() + " with plan '" +
                           info->plan.name + "'"};
     if (auto st = store_->insert_rollout(info->row, a); !st) return reply_error(respond, st.error());
   }
@@ -1190,19 +919,9 @@ void ServerImpl::api_rollout_action(HttpRequest& req, Responder& respond, const 
                                          "no action '" + action +
                                              "' (pause, resume, promote, abort, rollback)"});
   }
-  std::string reason;
-  if (!req.body.empty()) {
-    auto body = parse_json_body(req.body, options_.max_body_bytes);
-    if (!body) return reply_error(respond, body.error());
-    if (!body->is_object()) return reply_error(respond, bad_request("body: expected a JSON object"));
-    if (auto e = check_fields(body->as_object(), {"reason"}, "body")) return reply_error(respond, *e);
-    if (auto* r = member(body->as_object(), "reason")) {
-      if (!r->is_string() || r->as_string().size() > 512) {
-        return reply_error(respond, bad_request("reason: expected a string of at most 512 bytes"));
-      }
-      reason = std::string(r->as_string());
-    }
-  }
+  auto decoded = decode_rollout_action(req.body, options_.max_body_bytes);
+  if (!decoded) return reply_error(respond, decoded.error());
+  std::string reason = std::move(*decoded);
   auto snap = fleet_.snapshot();
   auto it = snap->rollouts.find(id);
   if (it == snap->rollouts.end()) {

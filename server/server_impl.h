@@ -28,6 +28,7 @@
 #include "server/throttle.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/request_codec.h"
 #include "server/server.h"
 #include "store/store.h"
 #include "tuf/crypto.h"
@@ -146,16 +147,15 @@ class ServerImpl final : public Server {
   void api_audit(HttpRequest& req, Responder& respond);
   void api_metrics(Responder& respond);
   void api_bulk_enroll(HttpRequest& req, Responder& respond, const Caller& caller);
-  // One device to enroll, from `o`'s device_id, tags and utc_offset_minutes
-  // (`where` prefixes every message: "" or "devices[3]."): checked (whether it
-  // is enrolled already is is_enrolled's), with a fresh token. Shared by single and bulk enrollment.
+  // One device to enroll, from its decoded fields (server/request_codec.h; whether
+  // it is enrolled already is is_enrolled's), with a fresh token. Shared by single
+  // and bulk enrollment.
   struct NewDevice {
     Device device;
     store::DeviceRow row;
     std::string token;
   };
-  core::Result<NewDevice> new_device(const boost::json::object& o, const std::string& where,
-                                     const std::string& tenant, TimeMs now);
+  NewDevice new_device(DeviceFields fields, const std::string& tenant, TimeMs now);
   bool is_enrolled(const std::string& id);
   // GET of a file under `root` (validated relative path; 404 when absent).
   void serve_file(const std::string& root, const std::string& relative, Responder& respond);
