@@ -331,7 +331,7 @@ CurlHttpClient::~CurlHttpClient() {
 
 Result<HttpResponse> CurlHttpClient::send(const HttpRequest& request) {
   CURL* curl = static_cast<CURL*>(curl_);
-  if (curl == nullptr) return make_error(ErrorCode::kInvalidArgument, "curl_easy_init failed");
+  if (curl == nullptr) return make_error(ErrorCode::kInternal, "curl_easy_init failed");
   curl_easy_reset(curl);
   HttpResponse response;
   Transfer t{&request, &response, false, std::nullopt, false};
@@ -386,9 +386,10 @@ Result<HttpResponse> CurlHttpClient::send(const HttpRequest& request) {
                                                 "-byte limit");
   }
   if (t.sink_error) return t.sink_error->with_context(request.url + ": ");
-  if (t.was_cancelled) return make_error(ErrorCode::kConflict, request.url + ": cancelled");
+  if (t.was_cancelled) return make_error(ErrorCode::kCancelled, request.url + ": cancelled");
+  // The server cannot be reached or did not answer in time: retry later.
   if (rc != CURLE_OK) {
-    return make_error(ErrorCode::kInvalidArgument,
+    return make_error(rc == CURLE_OPERATION_TIMEDOUT ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
                       request.url + ": " + (error[0] ? error : curl_easy_strerror(rc)));
   }
   response.status = status;

@@ -53,7 +53,7 @@ ApiClient::ApiClient(std::string server, std::string token, long timeout_s)
 core::Result<ApiReply> ApiClient::request(const std::string& method, const std::string& path,
                                           const std::string& body) const {
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) return core::make_error(core::ErrorCode::kInvalidArgument, "libcurl: cannot start");
+  if (!curl) return core::make_error(core::ErrorCode::kInternal, "libcurl: cannot start");
   const std::string url = server_ + path;
   std::string payload = body;
   if (method == "POST" && payload.empty()) payload = "{}";
@@ -83,7 +83,7 @@ core::Result<ApiReply> ApiClient::request(const std::string& method, const std::
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   const CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {
-    return core::make_error(core::ErrorCode::kNotFound,
+    return core::make_error(core::ErrorCode::kUnavailable,
                             "cannot reach " + server_ + ": " + curl_easy_strerror(rc));
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply.status);

@@ -116,11 +116,6 @@ Result<std::string> read_latest(const std::string& dir, const std::string& role)
   return config::repo_read_latest(dir, role);
 }
 
-#define REPO_TRY(lhs, expr, kind)             \
-  auto lhs##_r = (expr);                      \
-  if (!lhs##_r) return kind(lhs##_r.error()); \
-  auto& lhs = *lhs##_r
-
 std::optional<Failure> write_or_fail(const fs::path& p, std::string_view bytes) {
   auto st = write_file(p, bytes);
   if (!st) return bad_input(st.error());
@@ -134,11 +129,11 @@ std::optional<Failure> run_init(const RepoArgs& a) {
                                                         " already has a root; use tranche "
                                                         "root rotate"));
   }
-  REPO_TRY(root_signers, load_signing_keys(a.root_keys), bad_input);
-  REPO_TRY(targets_signers, load_signing_keys(a.targets_keys), bad_input);
-  REPO_TRY(snapshot_signers, load_signing_keys(a.snapshot_keys), bad_input);
-  REPO_TRY(timestamp_signers, load_signing_keys(a.timestamp_keys), bad_input);
-  REPO_TRY(root_expires, expiry(a.expires, tuf::kRootExpiry), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto root_signers, load_signing_keys(a.root_keys), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto targets_signers, load_signing_keys(a.targets_keys), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto snapshot_signers, load_signing_keys(a.snapshot_keys), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto timestamp_signers, load_signing_keys(a.timestamp_keys), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto root_expires, expiry(a.expires, tuf::kRootExpiry), bad_input);
   tuf::RootDefinition def;
   def.version = 1;
   def.expires = root_expires;
@@ -152,8 +147,8 @@ std::optional<Failure> run_init(const RepoArgs& a) {
   def.targets = role(targets_signers, 1);
   def.snapshot = role(snapshot_signers, 1);
   def.timestamp = role(timestamp_signers, 1);
-  REPO_TRY(root, tuf::make_root(def, root_signers), refused);
-  REPO_TRY(targets, tuf::empty_targets(root, wall_clock() + tuf::kTargetsExpiry, targets_signers),
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto root, tuf::make_root(def, root_signers), refused);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto targets, tuf::empty_targets(root, wall_clock() + tuf::kTargetsExpiry, targets_signers),
            refused);
   tuf::PublishRequest req;
   req.root = root;
@@ -161,7 +156,7 @@ std::optional<Failure> run_init(const RepoArgs& a) {
   req.snapshot_keys = snapshot_signers;
   req.timestamp_keys = timestamp_signers;
   req.now = wall_clock();
-  REPO_TRY(published, tuf::publish(req), refused);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto published, tuf::publish(req), refused);
   const fs::path m = metadata_dir(a.dir);
   std::error_code ec;
   fs::create_directories(fs::path(a.dir) / "targets", ec);
@@ -176,19 +171,19 @@ std::optional<Failure> run_init(const RepoArgs& a) {
 }
 
 std::optional<Failure> run_sign(const RepoArgs& a) {
-  REPO_TRY(signers, load_signing_keys(a.targets_keys), bad_input);
-  REPO_TRY(content, read_file(a.file), bad_input);
-  REPO_TRY(root, read_latest(a.dir, "root"), bad_input);
-  REPO_TRY(current, read_latest(a.dir, "targets"), bad_input);
-  REPO_TRY(expires, expiry(a.expires, tuf::kTargetsExpiry), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto signers, load_signing_keys(a.targets_keys), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto content, read_file(a.file), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto root, read_latest(a.dir, "root"), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto current, read_latest(a.dir, "targets"), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto expires, expiry(a.expires, tuf::kTargetsExpiry), bad_input);
   const std::string name = a.name.empty() ? fs::path(a.file).filename().string() : a.name;
-  REPO_TRY(path, tuf::TargetPath::parse(name), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto path, tuf::TargetPath::parse(name), bad_input);
   tuf::TargetFile file;
   file.length = static_cast<std::int64_t>(content.size());
   const std::string sha256 = tuf::sha256_hex(content);
   file.hashes = {{"sha256", sha256}};
-  REPO_TRY(targets, tuf::add_target(root, current, path, file, expires, signers), refused);
-  REPO_TRY(parsed, tuf::parse_targets(targets), refused);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto targets, tuf::add_target(root, current, path, file, expires, signers), refused);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto parsed, tuf::parse_targets(targets), refused);
   // The content first: metadata never names a file the server lacks.
   if (auto f = write_or_fail(fs::path(a.dir) / "targets" / tuf::target_file_name(path, sha256),
                              content)) {
@@ -207,19 +202,19 @@ std::optional<Failure> run_sign(const RepoArgs& a) {
 }
 
 std::optional<Failure> run_publish(const RepoArgs& a) {
-  REPO_TRY(snapshot_signers, load_signing_keys(a.snapshot_keys), bad_input);
-  REPO_TRY(timestamp_signers, load_signing_keys(a.timestamp_keys), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto snapshot_signers, load_signing_keys(a.snapshot_keys), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto timestamp_signers, load_signing_keys(a.timestamp_keys), bad_input);
   std::optional<core::DurationMs> lifetime;
   if (!a.expires.empty()) {
-    REPO_TRY(d, core::parse_duration(a.expires), bad_input);
+    TRANCHE_ASSIGN_OR_RETURN_AS(auto d, core::parse_duration(a.expires), bad_input);
     lifetime = d;
   }
   if (latest_version(a.dir, "root") == 0 || latest_version(a.dir, "targets") == 0) {
-    REPO_TRY(missing, read_latest(a.dir, latest_version(a.dir, "root") == 0 ? "root" : "targets"),
+    TRANCHE_ASSIGN_OR_RETURN_AS(auto missing, read_latest(a.dir, latest_version(a.dir, "root") == 0 ? "root" : "targets"),
              bad_input);
     (void)missing;
   }
-  REPO_TRY(version, config::repo_publish(a.dir, snapshot_signers, timestamp_signers, wall_clock(), lifetime),
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto version, config::repo_publish(a.dir, snapshot_signers, timestamp_signers, wall_clock(), lifetime),
            refused);
   std::printf("wrote %s and %s\n", (metadata_dir(a.dir) / tuf::snapshot_file_name(version)).c_str(),
               (metadata_dir(a.dir) / tuf::kTimestampFileName).c_str());
@@ -227,23 +222,23 @@ std::optional<Failure> run_publish(const RepoArgs& a) {
 }
 
 std::optional<Failure> run_rotate(const RepoArgs& a) {
-  REPO_TRY(signers, load_signing_keys(a.sign_keys), bad_input);
-  REPO_TRY(current, read_latest(a.dir, "root"), bad_input);
-  REPO_TRY(def, tuf::root_definition(current), bad_input);
-  REPO_TRY(expires, expiry(a.expires, tuf::kRootExpiry), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto signers, load_signing_keys(a.sign_keys), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto current, read_latest(a.dir, "root"), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto def, tuf::root_definition(current), bad_input);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto expires, expiry(a.expires, tuf::kRootExpiry), bad_input);
   for (auto [paths, role] :
        {std::pair<const std::vector<std::string>*, tuf::RoleDefinition*>{&a.root_keys, &def.root},
         {&a.targets_keys, &def.targets},
         {&a.snapshot_keys, &def.snapshot},
         {&a.timestamp_keys, &def.timestamp}}) {
     if (paths->empty()) continue;
-    REPO_TRY(r, load_role(*paths, role->threshold), bad_input);
+    TRANCHE_ASSIGN_OR_RETURN_AS(auto r, load_role(*paths, role->threshold), bad_input);
     *role = r;
     role->threshold =
         std::min<std::uint32_t>(role->threshold, static_cast<std::uint32_t>(role->keys.size()));
   }
   if (a.threshold != 0) def.root.threshold = a.threshold;
-  REPO_TRY(root, tuf::rotate_root(current, def, expires, signers), refused);
+  TRANCHE_ASSIGN_OR_RETURN_AS(auto root, tuf::rotate_root(current, def, expires, signers), refused);
   const std::int64_t v = latest_version(a.dir, "root") + 1;
   if (auto f = write_or_fail(metadata_dir(a.dir) / tuf::root_file_name(v), root)) return f;
   if (!a.snapshot_keys.empty() || !a.timestamp_keys.empty()) {

@@ -18,8 +18,36 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kConflict: return "conflict";
     case ErrorCode::kUnverified: return "unverified";
     case ErrorCode::kUnavailable: return "unavailable";
+    case ErrorCode::kIo: return "io";
+    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kTimeout: return "timeout";
+    case ErrorCode::kCancelled: return "cancelled";
   }
   return "unknown";
+}
+
+ErrorKind error_kind(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kParse:
+    case ErrorCode::kOutOfRange:
+    case ErrorCode::kTooLarge:
+    case ErrorCode::kInvalidTransition:
+    case ErrorCode::kNotFound:
+    case ErrorCode::kVersionRejected:
+    case ErrorCode::kContractViolation:
+    case ErrorCode::kConflict:
+    case ErrorCode::kUnverified:
+      return ErrorKind::kBadInput;
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kTimeout:
+    case ErrorCode::kCancelled:
+      return ErrorKind::kUnavailable;
+    case ErrorCode::kIo:
+    case ErrorCode::kInternal:
+      return ErrorKind::kInternal;
+  }
+  return ErrorKind::kInternal;
 }
 
 Error Error::with_context(std::string_view context) const {

@@ -384,7 +384,7 @@ class PostgresStore final : public Store {
  private:
   // Runs one statement. Errors carry the server's SQLSTATE as a code:
   // unique_violation → kConflict (the header's contract), any other integrity
-  // violation → kInvalidArgument, the rest → kParse with the server's text.
+  // violation → kInvalidArgument, the rest → kInternal with the server's text.
   Result<PgResult> exec(std::string_view sql, const Params& params, std::string_view what = {}) {
     if (PQstatus(conn_.get()) != CONNECTION_OK) {
       // Inside a transaction the work so far is gone with the old session: a
@@ -448,7 +448,7 @@ class PostgresStore final : public Store {
     }
     if (code == "23505") return make_error(ErrorCode::kConflict, std::move(message));
     if (code.starts_with("23")) return make_error(ErrorCode::kInvalidArgument, std::move(message));
-    return make_error(ErrorCode::kParse, std::move(message));
+    return make_error(ErrorCode::kInternal, std::move(message));
   }
 
   Status begin() {
@@ -890,7 +890,7 @@ Result<std::unique_ptr<Store>> open_postgres_store(const std::string& conninfo, 
   const char* const keywords[] = {"dbname", "fallback_application_name", nullptr};
   const char* const values[] = {conninfo.c_str(), "tranche-server", nullptr};
   std::unique_ptr<PGconn, FinishConn> conn(PQconnectdbParams(keywords, values, 1));
-  if (!conn) return make_error(ErrorCode::kParse, "postgres: out of memory");
+  if (!conn) return make_error(ErrorCode::kUnavailable, "postgres: out of memory");
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     std::string message = PQerrorMessage(conn.get());
     while (!message.empty() && message.back() == '\n') message.pop_back();

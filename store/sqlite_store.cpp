@@ -179,31 +179,33 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(Q::kCount)> kSql
 };
 
 // A database error as a value: uniqueness → kConflict (the header's contract),
-// any other constraint → kInvalidArgument (a row the store refuses), the rest
-// → kParse with SQLite's text.
-Error db_error(sqlite3* db, std::string_view what) {
-  const int code = sqlite3_extended_errcode(db);
-  std::string message = "sqlite: " + std::string(what) + ": " + sqlite3_errmsg(db);
+// any other constraint → kInvalidArgument (a row the store refuses), a full or
+// failing disk or a lock held past the busy timeout → kUnavailable (retry
+// later), the rest → kInternal with SQLite's text (SQL this program got wrong).
+Error sqlite_error(int code, std::string message) {
   if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE) {
     return make_error(ErrorCode::kConflict, std::move(message));
   }
-  if ((code & 0xff) == SQLITE_CONSTRAINT) {
-    return make_error(ErrorCode::kInvalidArgument, std::move(message));
-  }
-  // The disk is full or failing, or the database is locked past the busy
-  // timeout: retry later, not the caller's fault.
   switch (code & 0xff) {
+    case SQLITE_CONSTRAINT:
+      return make_error(ErrorCode::kInvalidArgument, std::move(message));
     case SQLITE_FULL:
     case SQLITE_IOERR:
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_CANTOPEN:
     case SQLITE_NOMEM:
+    case SQLITE_READONLY:
       return make_error(ErrorCode::kUnavailable, std::move(message));
     default:
       break;
   }
-  return make_error(ErrorCode::kParse, std::move(message));
+  return make_error(ErrorCode::kInternal, std::move(message));
+}
+
+Error db_error(sqlite3* db, std::string_view what) {
+  return sqlite_error(sqlite3_extended_errcode(db),
+                      "sqlite: " + std::string(what) + ": " + sqlite3_errmsg(db));
 }
 
 std::int64_t clamp_limit(std::size_t limit) {
@@ -301,7 +303,7 @@ class LockFile {
                           "database in use: " + path +
                               " is locked by another tranche-server on this data directory");
       }
-      return make_error(ErrorCode::kParse, "cannot lock " + path + ": " + std::strerror(errno));
+      return make_error(ErrorCode::kIo, "cannot lock " + path + ": " + std::strerror(errno));
     }
     return lock;
   }
@@ -661,7 +663,8 @@ Status SqliteStore::exec(std::string_view sql, std::string_view what) {
   if (rc == SQLITE_OK) return Ok{};
   std::string text = message != nullptr ? message : sqlite3_errstr(rc);
   sqlite3_free(message);
-  return make_error(ErrorCode::kParse, "sqlite: " + std::string(what) + ": " + text);
+  return sqlite_error(sqlite3_extended_errcode(db_.get()),
+                      "sqlite: " + std::string(what) + ": " + text);
 }
 
 // Durability. WAL with synchronous=NORMAL survives a crash of the process (a

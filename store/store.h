@@ -15,8 +15,9 @@
 // Errors are values: kConflict for a uniqueness or generation clash, kNotFound
 // for a missing row, kInvalidArgument for a url or row the store refuses,
 // kUnavailable when the database cannot be reached (retry later: a PostgreSQL
-// Store reconnects by itself, with backoff), and kParse wrapping any other
-// database error with its text.
+// Store reconnects by itself, with backoff) or the disk is full, and kInternal
+// wrapping any other database error with its text. Never kParse: a store error
+// is not the caller's bad input.
 //
 // Several servers on one PostgreSQL (docs/scale.md): every server answers any
 // device. The server that last took a device (claim_device) is its owner: it

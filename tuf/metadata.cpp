@@ -13,14 +13,6 @@ using core::ErrorCode;
 using core::make_error;
 using core::Result;
 
-// Propagates an error; binds the value otherwise.
-#define TUF_CONCAT_INNER(a, b) a##b
-#define TUF_CONCAT(a, b) TUF_CONCAT_INNER(a, b)
-#define TUF_ASSIGN(lhs, expr)                                     \
-  auto TUF_CONCAT(tuf_r_, __LINE__) = (expr);                     \
-  if (!TUF_CONCAT(tuf_r_, __LINE__)) return TUF_CONCAT(tuf_r_, __LINE__).error(); \
-  lhs = std::move(*TUF_CONCAT(tuf_r_, __LINE__))
-
 Error field_error(const std::string& path, std::string_view problem) {
   return make_error(ErrorCode::kInvalidArgument, path + ": " + std::string(problem));
 }
@@ -52,7 +44,7 @@ Result<std::string> string_at(const json::value& v, const std::string& path) {
 
 Result<std::string> get_string(const json::object& o, const std::string& path,
                                std::string_view name) {
-  TUF_ASSIGN(const json::value* v, member(o, path, name));
+  TRANCHE_ASSIGN_OR_RETURN(const json::value* v, member(o, path, name));
   return string_at(*v, json_path_field(path, name));
 }
 
@@ -67,19 +59,19 @@ Result<std::int64_t> int_at(const json::value& v, const std::string& path, std::
 
 Result<std::int64_t> get_int(const json::object& o, const std::string& path,
                              std::string_view name, std::int64_t min) {
-  TUF_ASSIGN(const json::value* v, member(o, path, name));
+  TRANCHE_ASSIGN_OR_RETURN(const json::value* v, member(o, path, name));
   return int_at(*v, json_path_field(path, name), min);
 }
 
 Result<bool> get_bool(const json::object& o, const std::string& path, std::string_view name) {
-  TUF_ASSIGN(const json::value* v, member(o, path, name));
+  TRANCHE_ASSIGN_OR_RETURN(const json::value* v, member(o, path, name));
   if (!v->is_bool()) return field_error(json_path_field(path, name), "expected true or false");
   return v->get_bool();
 }
 
 Result<const json::object*> get_object(const json::object& o, const std::string& path,
                                        std::string_view name) {
-  TUF_ASSIGN(const json::value* v, member(o, path, name));
+  TRANCHE_ASSIGN_OR_RETURN(const json::value* v, member(o, path, name));
   return as_object(*v, json_path_field(path, name));
 }
 
@@ -90,7 +82,7 @@ Result<std::vector<std::string>> string_list(const json::value& v, const std::st
   std::set<std::string> seen;
   const json::array& a = v.get_array();
   for (std::size_t i = 0; i < a.size(); ++i) {
-    TUF_ASSIGN(std::string s, string_at(a[i], json_path_index(path, i)));
+    TRANCHE_ASSIGN_OR_RETURN(std::string s, string_at(a[i], json_path_index(path, i)));
     if (unique && !seen.insert(s).second) {
       return field_error(json_path_index(path, i), "duplicate '" + s + "'");
     }
@@ -103,9 +95,9 @@ Result<std::vector<std::string>> string_list(const json::value& v, const std::st
 // threshold >= 1.
 Result<RoleKeys> parse_role_keys(const json::object& o, const std::string& path) {
   RoleKeys rk;
-  TUF_ASSIGN(const json::value* ids, member(o, path, "keyids"));
-  TUF_ASSIGN(rk.keyids, string_list(*ids, json_path_field(path, "keyids"), true));
-  TUF_ASSIGN(std::int64_t threshold, get_int(o, path, "threshold", 1));
+  TRANCHE_ASSIGN_OR_RETURN(const json::value* ids, member(o, path, "keyids"));
+  TRANCHE_ASSIGN_OR_RETURN(rk.keyids, string_list(*ids, json_path_field(path, "keyids"), true));
+  TRANCHE_ASSIGN_OR_RETURN(std::int64_t threshold, get_int(o, path, "threshold", 1));
   if (threshold > 0xFFFF) return field_error(json_path_field(path, "threshold"), "too large");
   rk.threshold = static_cast<std::uint32_t>(threshold);
   return rk;
@@ -114,12 +106,12 @@ Result<RoleKeys> parse_role_keys(const json::object& o, const std::string& path)
 // KEY: {"keytype", "scheme", "keyval": {"public"}}. Unknown key types parse (they
 // simply never verify), as in python-tuf.
 Result<PublicKey> parse_key(const json::value& v, const std::string& path) {
-  TUF_ASSIGN(const json::object* o, as_object(v, path));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* o, as_object(v, path));
   PublicKey key;
-  TUF_ASSIGN(key.keytype, get_string(*o, path, "keytype"));
-  TUF_ASSIGN(key.scheme, get_string(*o, path, "scheme"));
-  TUF_ASSIGN(const json::object* keyval, get_object(*o, path, "keyval"));
-  TUF_ASSIGN(key.public_value, get_string(*keyval, json_path_field(path, "keyval"), "public"));
+  TRANCHE_ASSIGN_OR_RETURN(key.keytype, get_string(*o, path, "keytype"));
+  TRANCHE_ASSIGN_OR_RETURN(key.scheme, get_string(*o, path, "scheme"));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* keyval, get_object(*o, path, "keyval"));
+  TRANCHE_ASSIGN_OR_RETURN(key.public_value, get_string(*keyval, json_path_field(path, "keyval"), "public"));
   key.json = *o;
   return key;
 }
@@ -128,19 +120,19 @@ Result<std::map<std::string, PublicKey>> parse_keys(const json::object& o, const
   std::map<std::string, PublicKey> keys;
   for (const auto& kv : o) {
     std::string id(sv(kv.key()));
-    TUF_ASSIGN(PublicKey key, parse_key(kv.value(), json_path_key(path, id)));
+    TRANCHE_ASSIGN_OR_RETURN(PublicKey key, parse_key(kv.value(), json_path_key(path, id)));
     keys.emplace(std::move(id), std::move(key));
   }
   return keys;
 }
 
 Result<Hashes> parse_hashes(const json::value& v, const std::string& path) {
-  TUF_ASSIGN(const json::object* o, as_object(v, path));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* o, as_object(v, path));
   if (o->empty()) return field_error(path, "expected at least one hash");
   Hashes out;
   for (const auto& kv : *o) {
     std::string alg(sv(kv.key()));
-    TUF_ASSIGN(std::string digest, string_at(kv.value(), json_path_key(path, alg)));
+    TRANCHE_ASSIGN_OR_RETURN(std::string digest, string_at(kv.value(), json_path_key(path, alg)));
     if (digest.empty() || !hex_decode(digest)) {
       return field_error(json_path_key(path, alg), "expected a hex digest");
     }
@@ -150,14 +142,14 @@ Result<Hashes> parse_hashes(const json::value& v, const std::string& path) {
 }
 
 Result<MetaInfo> parse_meta_info(const json::value& v, const std::string& path) {
-  TUF_ASSIGN(const json::object* o, as_object(v, path));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* o, as_object(v, path));
   MetaInfo mi;
-  TUF_ASSIGN(mi.version, get_int(*o, path, "version", 1));
+  TRANCHE_ASSIGN_OR_RETURN(mi.version, get_int(*o, path, "version", 1));
   if (auto it = o->find("length"); it != o->end()) {
-    TUF_ASSIGN(mi.length, int_at(it->value(), json_path_field(path, "length"), 0));
+    TRANCHE_ASSIGN_OR_RETURN(mi.length, int_at(it->value(), json_path_field(path, "length"), 0));
   }
   if (auto it = o->find("hashes"); it != o->end()) {
-    TUF_ASSIGN(mi.hashes, parse_hashes(it->value(), json_path_field(path, "hashes")));
+    TRANCHE_ASSIGN_OR_RETURN(mi.hashes, parse_hashes(it->value(), json_path_field(path, "hashes")));
   }
   return mi;
 }
@@ -182,13 +174,13 @@ bool supported_spec_version(std::string_view s) {
 
 Result<CommonFields> parse_common(const json::object& o, const std::string& path) {
   CommonFields c;
-  TUF_ASSIGN(c.spec_version, get_string(o, path, "spec_version"));
+  TRANCHE_ASSIGN_OR_RETURN(c.spec_version, get_string(o, path, "spec_version"));
   if (!supported_spec_version(c.spec_version)) {
     return field_error(json_path_field(path, "spec_version"),
                        "unsupported version '" + c.spec_version + "' (this client reads 1.x)");
   }
-  TUF_ASSIGN(c.version, get_int(o, path, "version", 1));
-  TUF_ASSIGN(std::string expires, get_string(o, path, "expires"));
+  TRANCHE_ASSIGN_OR_RETURN(c.version, get_int(o, path, "version", 1));
+  TRANCHE_ASSIGN_OR_RETURN(std::string expires, get_string(o, path, "expires"));
   auto t = parse_utc_time(expires);
   if (!t) return field_error(json_path_field(path, "expires"), t.error().message);
   c.expires = *t;
@@ -196,12 +188,12 @@ Result<CommonFields> parse_common(const json::object& o, const std::string& path
 }
 
 Result<DelegatedRole> parse_delegated_role(const json::value& v, const std::string& path) {
-  TUF_ASSIGN(const json::object* o, as_object(v, path));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* o, as_object(v, path));
   DelegatedRole r;
-  TUF_ASSIGN(r.name, get_string(*o, path, "name"));
+  TRANCHE_ASSIGN_OR_RETURN(r.name, get_string(*o, path, "name"));
   if (r.name.empty()) return field_error(json_path_field(path, "name"), "expected a non-empty name");
-  TUF_ASSIGN(r.keys, parse_role_keys(*o, path));
-  TUF_ASSIGN(r.terminating, get_bool(*o, path, "terminating"));
+  TRANCHE_ASSIGN_OR_RETURN(r.keys, parse_role_keys(*o, path));
+  TRANCHE_ASSIGN_OR_RETURN(r.terminating, get_bool(*o, path, "terminating"));
   auto paths = o->find("paths");
   auto prefixes = o->find("path_hash_prefixes");
   // Spec: "either paths or path_hash_prefixes"; python-tuf requires exactly one.
@@ -209,10 +201,10 @@ Result<DelegatedRole> parse_delegated_role(const json::value& v, const std::stri
     return field_error(path, "expected exactly one of paths and path_hash_prefixes");
   }
   if (paths != o->end()) {
-    TUF_ASSIGN(r.paths, string_list(paths->value(), json_path_field(path, "paths"), false));
+    TRANCHE_ASSIGN_OR_RETURN(r.paths, string_list(paths->value(), json_path_field(path, "paths"), false));
   } else {
     std::string p = json_path_field(path, "path_hash_prefixes");
-    TUF_ASSIGN(r.path_hash_prefixes, string_list(prefixes->value(), p, false));
+    TRANCHE_ASSIGN_OR_RETURN(r.path_hash_prefixes, string_list(prefixes->value(), p, false));
     for (std::size_t i = 0; i < r.path_hash_prefixes->size(); ++i) {
       const std::string& prefix = (*r.path_hash_prefixes)[i];
       for (char c : prefix) {
@@ -230,10 +222,10 @@ bool is_top_level_role(std::string_view name) {
 }
 
 Result<Delegations> parse_delegations(const json::value& v, const std::string& path) {
-  TUF_ASSIGN(const json::object* o, as_object(v, path));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* o, as_object(v, path));
   Delegations d;
-  TUF_ASSIGN(const json::object* keys, get_object(*o, path, "keys"));
-  TUF_ASSIGN(d.keys, parse_keys(*keys, json_path_field(path, "keys")));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* keys, get_object(*o, path, "keys"));
+  TRANCHE_ASSIGN_OR_RETURN(d.keys, parse_keys(*keys, json_path_field(path, "keys")));
   auto roles = o->find("roles");
   auto succinct = o->find("succinct_roles");
   // TAP 15 / python-tuf: exactly one of roles and succinct_roles.
@@ -246,7 +238,7 @@ Result<Delegations> parse_delegations(const json::value& v, const std::string& p
     const json::array& a = roles->value().get_array();
     std::set<std::string> names;
     for (std::size_t i = 0; i < a.size(); ++i) {
-      TUF_ASSIGN(DelegatedRole r, parse_delegated_role(a[i], json_path_index(rp, i)));
+      TRANCHE_ASSIGN_OR_RETURN(DelegatedRole r, parse_delegated_role(a[i], json_path_index(rp, i)));
       std::string np = json_path_field(json_path_index(rp, i), "name");
       if (is_top_level_role(r.name)) return field_error(np, "a top-level role name cannot be delegated");
       if (!names.insert(r.name).second) return field_error(np, "duplicate role '" + r.name + "'");
@@ -254,24 +246,24 @@ Result<Delegations> parse_delegations(const json::value& v, const std::string& p
     }
   } else {
     std::string sp = json_path_field(path, "succinct_roles");
-    TUF_ASSIGN(const json::object* so, as_object(succinct->value(), sp));
+    TRANCHE_ASSIGN_OR_RETURN(const json::object* so, as_object(succinct->value(), sp));
     SuccinctRoles s;
-    TUF_ASSIGN(s.keys, parse_role_keys(*so, sp));
-    TUF_ASSIGN(std::int64_t bits, get_int(*so, sp, "bit_length", 1));
+    TRANCHE_ASSIGN_OR_RETURN(s.keys, parse_role_keys(*so, sp));
+    TRANCHE_ASSIGN_OR_RETURN(std::int64_t bits, get_int(*so, sp, "bit_length", 1));
     if (bits > 32) return field_error(json_path_field(sp, "bit_length"), "expected 1..32");
     s.bit_length = static_cast<std::uint32_t>(bits);
-    TUF_ASSIGN(s.name_prefix, get_string(*so, sp, "name_prefix"));
+    TRANCHE_ASSIGN_OR_RETURN(s.name_prefix, get_string(*so, sp, "name_prefix"));
     d.succinct_roles = std::move(s);
   }
   return d;
 }
 
 Result<TargetFile> parse_target_file(const json::value& v, const std::string& path) {
-  TUF_ASSIGN(const json::object* o, as_object(v, path));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* o, as_object(v, path));
   TargetFile t;
-  TUF_ASSIGN(t.length, get_int(*o, path, "length", 0));
-  TUF_ASSIGN(const json::value* hashes, member(*o, path, "hashes"));
-  TUF_ASSIGN(t.hashes, parse_hashes(*hashes, json_path_field(path, "hashes")));
+  TRANCHE_ASSIGN_OR_RETURN(t.length, get_int(*o, path, "length", 0));
+  TRANCHE_ASSIGN_OR_RETURN(const json::value* hashes, member(*o, path, "hashes"));
+  TRANCHE_ASSIGN_OR_RETURN(t.hashes, parse_hashes(*hashes, json_path_field(path, "hashes")));
   if (auto it = o->find("custom"); it != o->end()) t.custom = it->value();
   return t;
 }
@@ -279,10 +271,10 @@ Result<TargetFile> parse_target_file(const json::value& v, const std::string& pa
 template <typename Body, typename Fn>
 Result<Metadata<Body>> parse_typed(std::string_view bytes, std::string_view type,
                                    std::string_view role_name, const JsonLimits& limits, Fn&& fn) {
-  TUF_ASSIGN(Envelope env, parse_envelope(bytes, type, role_name, limits));
+  TRANCHE_ASSIGN_OR_RETURN(Envelope env, parse_envelope(bytes, type, role_name, limits));
   std::string path = json_path_field(role_name, "signed");
   Metadata<Body> md;
-  TUF_ASSIGN(md.body, fn(env.signed_value.get_object(), path));
+  TRANCHE_ASSIGN_OR_RETURN(md.body, fn(env.signed_value.get_object(), path));
   md.canonical_signed = std::move(env.canonical_signed);
   md.signatures = std::move(env.signatures);
   return md;
@@ -477,25 +469,25 @@ Result<Envelope> parse_envelope(std::string_view bytes, std::string_view expecte
   const std::string base(role_name);
   auto doc = parse_json(bytes, limits);
   if (!doc) return doc.error().with_context(base + ": ");
-  TUF_ASSIGN(const json::object* top, as_object(*doc, base));
-  TUF_ASSIGN(const json::object* signed_obj, get_object(*top, base, "signed"));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* top, as_object(*doc, base));
+  TRANCHE_ASSIGN_OR_RETURN(const json::object* signed_obj, get_object(*top, base, "signed"));
   const std::string sp = json_path_field(base, "signed");
-  TUF_ASSIGN(std::string type, get_string(*signed_obj, sp, "_type"));
+  TRANCHE_ASSIGN_OR_RETURN(std::string type, get_string(*signed_obj, sp, "_type"));
   if (type != expected_type) {
     return field_error(json_path_field(sp, "_type"),
                        "expected '" + std::string(expected_type) + "', got '" + type + "'");
   }
   Envelope env;
-  TUF_ASSIGN(const json::value* sigs, member(*top, base, "signatures"));
+  TRANCHE_ASSIGN_OR_RETURN(const json::value* sigs, member(*top, base, "signatures"));
   const std::string sigp = json_path_field(base, "signatures");
   if (!sigs->is_array()) return field_error(sigp, "expected an array");
   const json::array& arr = sigs->get_array();
   for (std::size_t i = 0; i < arr.size(); ++i) {
     const std::string p = json_path_index(sigp, i);
-    TUF_ASSIGN(const json::object* so, as_object(arr[i], p));
+    TRANCHE_ASSIGN_OR_RETURN(const json::object* so, as_object(arr[i], p));
     Signature s;
-    TUF_ASSIGN(s.keyid, get_string(*so, p, "keyid"));
-    TUF_ASSIGN(s.sig, get_string(*so, p, "sig"));
+    TRANCHE_ASSIGN_OR_RETURN(s.keyid, get_string(*so, p, "keyid"));
+    TRANCHE_ASSIGN_OR_RETURN(s.sig, get_string(*so, p, "sig"));
     // A key signs a document once: a list that repeats a keyid is malformed,
     // not a second vote to ignore (python-tuf refuses it the same way).
     for (const Signature& earlier : env.signatures) {
@@ -518,16 +510,16 @@ Result<Metadata<Root>> parse_root(std::string_view bytes, const JsonLimits& limi
   return parse_typed<Root>(bytes, "root", "root", limits,
                            [](const json::object& o, const std::string& path) -> Result<Root> {
     Root r;
-    TUF_ASSIGN(r.common, parse_common(o, path));
+    TRANCHE_ASSIGN_OR_RETURN(r.common, parse_common(o, path));
     if (auto it = o.find("consistent_snapshot"); it != o.end()) {
       if (!it->value().is_bool()) {
         return field_error(json_path_field(path, "consistent_snapshot"), "expected true or false");
       }
       r.consistent_snapshot = it->value().get_bool();
     }
-    TUF_ASSIGN(const json::object* keys, get_object(o, path, "keys"));
-    TUF_ASSIGN(r.keys, parse_keys(*keys, json_path_field(path, "keys")));
-    TUF_ASSIGN(const json::object* roles, get_object(o, path, "roles"));
+    TRANCHE_ASSIGN_OR_RETURN(const json::object* keys, get_object(o, path, "keys"));
+    TRANCHE_ASSIGN_OR_RETURN(r.keys, parse_keys(*keys, json_path_field(path, "keys")));
+    TRANCHE_ASSIGN_OR_RETURN(const json::object* roles, get_object(o, path, "roles"));
     const std::string rp = json_path_field(path, "roles");
     for (const auto& kv : *roles) {
       if (!is_top_level_role(sv(kv.key()))) {
@@ -535,8 +527,8 @@ Result<Metadata<Root>> parse_root(std::string_view bytes, const JsonLimits& limi
       }
     }
     auto role = [&](std::string_view name, RoleKeys& out) -> core::Status {
-      TUF_ASSIGN(const json::object* ro, get_object(*roles, rp, name));
-      TUF_ASSIGN(out, parse_role_keys(*ro, json_path_field(rp, name)));
+      TRANCHE_ASSIGN_OR_RETURN(const json::object* ro, get_object(*roles, rp, name));
+      TRANCHE_ASSIGN_OR_RETURN(out, parse_role_keys(*ro, json_path_field(rp, name)));
       return core::Ok{};
     };
     for (auto [name, slot] : {std::pair<std::string_view, RoleKeys*>{"root", &r.root},
@@ -555,12 +547,12 @@ Result<Metadata<Timestamp>> parse_timestamp(std::string_view bytes, const JsonLi
       bytes, "timestamp", "timestamp", limits,
       [](const json::object& o, const std::string& path) -> Result<Timestamp> {
         Timestamp t;
-        TUF_ASSIGN(t.common, parse_common(o, path));
-        TUF_ASSIGN(const json::object* meta, get_object(o, path, "meta"));
+        TRANCHE_ASSIGN_OR_RETURN(t.common, parse_common(o, path));
+        TRANCHE_ASSIGN_OR_RETURN(const json::object* meta, get_object(o, path, "meta"));
         const std::string mp = json_path_field(path, "meta");
         auto it = meta->find("snapshot.json");
         if (it == meta->end()) return field_error(json_path_key(mp, "snapshot.json"), "missing");
-        TUF_ASSIGN(t.snapshot, parse_meta_info(it->value(), json_path_key(mp, "snapshot.json")));
+        TRANCHE_ASSIGN_OR_RETURN(t.snapshot, parse_meta_info(it->value(), json_path_key(mp, "snapshot.json")));
         return t;
       });
 }
@@ -570,12 +562,12 @@ Result<Metadata<Snapshot>> parse_snapshot(std::string_view bytes, const JsonLimi
       bytes, "snapshot", "snapshot", limits,
       [](const json::object& o, const std::string& path) -> Result<Snapshot> {
         Snapshot s;
-        TUF_ASSIGN(s.common, parse_common(o, path));
-        TUF_ASSIGN(const json::object* meta, get_object(o, path, "meta"));
+        TRANCHE_ASSIGN_OR_RETURN(s.common, parse_common(o, path));
+        TRANCHE_ASSIGN_OR_RETURN(const json::object* meta, get_object(o, path, "meta"));
         const std::string mp = json_path_field(path, "meta");
         for (const auto& kv : *meta) {
           std::string name(sv(kv.key()));
-          TUF_ASSIGN(MetaInfo mi, parse_meta_info(kv.value(), json_path_key(mp, name)));
+          TRANCHE_ASSIGN_OR_RETURN(MetaInfo mi, parse_meta_info(kv.value(), json_path_key(mp, name)));
           s.meta.emplace(std::move(name), std::move(mi));
         }
         return s;
@@ -588,19 +580,19 @@ Result<Metadata<Targets>> parse_targets(std::string_view bytes, std::string_view
       bytes, "targets", role_name, limits,
       [](const json::object& o, const std::string& path) -> Result<Targets> {
         Targets t;
-        TUF_ASSIGN(t.common, parse_common(o, path));
-        TUF_ASSIGN(const json::object* targets, get_object(o, path, "targets"));
+        TRANCHE_ASSIGN_OR_RETURN(t.common, parse_common(o, path));
+        TRANCHE_ASSIGN_OR_RETURN(const json::object* targets, get_object(o, path, "targets"));
         const std::string tp = json_path_field(path, "targets");
         for (const auto& kv : *targets) {
           std::string_view name = sv(kv.key());
           const std::string p = json_path_key(tp, name);
           auto target_path = TargetPath::parse(name);
           if (!target_path) return field_error(p, target_path.error().message);
-          TUF_ASSIGN(TargetFile file, parse_target_file(kv.value(), p));
+          TRANCHE_ASSIGN_OR_RETURN(TargetFile file, parse_target_file(kv.value(), p));
           t.targets.emplace(std::move(*target_path), std::move(file));
         }
         if (auto it = o.find("delegations"); it != o.end()) {
-          TUF_ASSIGN(t.delegations, parse_delegations(it->value(), json_path_field(path, "delegations")));
+          TRANCHE_ASSIGN_OR_RETURN(t.delegations, parse_delegations(it->value(), json_path_field(path, "delegations")));
         }
         return t;
       });
