@@ -64,6 +64,9 @@ bool same_hash(const std::string& a, const std::string& b) {
 
 namespace {
 
+// The HTTP status of an error value: bad input by its code (400, 404, 409, 413,
+// 422, 401); the two other kinds as core::error_kind says — unavailable (store
+// down, disk full, a deadline, a shutdown) 503 with Retry-After, internal 500.
 unsigned status_for(ErrorCode code) {
   switch (code) {
     case ErrorCode::kInvalidArgument:
@@ -82,10 +85,10 @@ unsigned status_for(ErrorCode code) {
       return 422;
     case ErrorCode::kUnverified:
       return 401;
-    case ErrorCode::kUnavailable:
-      return 503;
+    default:
+      break;
   }
-  return 500;
+  return core::error_kind(code) == core::ErrorKind::kUnavailable ? 503 : 500;
 }
 
 ApiError bad_request(std::string message) { return {400, "invalid_argument", std::move(message)}; }
