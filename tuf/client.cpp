@@ -31,7 +31,7 @@ std::string lower(std::string_view s) {
 }
 
 // Length and hashes of a file as the referring metadata lists them (5.5.2,
-// 5.6.2 for metadata, 5.7.2 for targets). Every listed hash is checked: a
+// 5.6.2 for metadata, 5.7.3 for targets). Every listed hash is checked: a
 // repository that lists two promised both.
 Status check_length_and_hashes(std::string_view bytes, const std::optional<std::int64_t>& length,
                                const std::optional<Hashes>& hashes, const std::string& what,
@@ -154,7 +154,7 @@ Result<std::string> role_file_stem(std::string_view role_name) {
 }
 
 Status verify_target(const TargetFile& info, std::string_view bytes, std::string_view what) {
-  return check_length_and_hashes(bytes, info.length, info.hashes, std::string(what), "5.7.2");
+  return check_length_and_hashes(bytes, info.length, info.hashes, std::string(what), "5.7.3");
 }
 
 std::string target_remote_path(const TargetPath& path, const TargetFile& info,

@@ -55,14 +55,14 @@ std::string percent_encode(std::string_view s, bool keep_slash = false);
 // kInvalidArgument naming the role otherwise.
 core::Result<std::string> role_file_stem(std::string_view role_name);
 
-// 5.7.2: the bytes are exactly `info.length` long and every listed hash
+// 5.7.3: the bytes are exactly `info.length` long and every listed hash
 // matches (sha256 and sha512; any other algorithm cannot be checked and fails).
 // kUnverified naming what differs.
 core::Status verify_target(const TargetFile& info, std::string_view bytes,
                            std::string_view what = "target");
 
 // The file a target is fetched from, relative to the target base URL: its path,
-// or with consistent snapshots "DIR/HASH.NAME" (5.7.2) using the sha256 digest
+// or with consistent snapshots "DIR/HASH.NAME" (5.7.3) using the sha256 digest
 // (the first digest when there is none). Percent-encoded but for '/'.
 std::string target_remote_path(const TargetPath& path, const TargetFile& info,
                                bool consistent_snapshot);

@@ -200,7 +200,7 @@ Result<TargetFile> Updater::get_target_info(const TargetPath& path) {
       if (!r.is_delegated_path(path)) continue;
       children.emplace_back(r.name, role);
       if (r.terminating) {
-        // 5.6.7.2.2: a terminating delegation ends the search after it.
+        // 5.6.7.2.1: a terminating delegation ends the search after it.
         to_visit.clear();
         break;
       }
@@ -212,12 +212,12 @@ Result<TargetFile> Updater::get_target_info(const TargetPath& path) {
                      std::to_string(set_->limits().max_delegations) + " roles (5.6.7.1)");
   }
   return make_error(ErrorCode::kNotFound,
-                    "no trusted targets metadata lists '" + path.str() + "' (5.7.1)");
+                    "no trusted targets metadata lists '" + path.str() + "' (5.7.2)");
 }
 
 Result<std::string> Updater::download_target(const TargetPath& path, const TargetFile& info) {
   const std::string remote =
-      target_remote_path(path, info, set_->root().body.consistent_snapshot);  // 5.7.2
+      target_remote_path(path, info, set_->root().body.consistent_snapshot);  // 5.7.3
   // The cap is the signed length: a longer answer is an endless-data attack.
   auto bytes = fetcher_->fetch_target(remote, static_cast<std::size_t>(info.length));
   if (!bytes) return bytes.error().with_context("fetching target " + remote + ": ");

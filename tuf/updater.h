@@ -67,10 +67,10 @@ class Updater {
   // 5.6.7: the targets metadata for `path`, by a pre-order depth-first search
   // of the delegations (loading delegated roles as needed; at most
   // max_delegations roles; a terminating role ends the search). kNotFound
-  // when no trusted role lists it (5.7.1). Refreshes first if needed.
+  // when no trusted role lists it (5.7.2). Refreshes first if needed.
   core::Result<TargetFile> get_target_info(const TargetPath& path);
 
-  // 5.7.2: fetches the target (at most info.length bytes) and verifies its
+  // 5.7.3: fetches the target (at most info.length bytes) and verifies its
   // length and hashes. Returns the verified bytes.
   core::Result<std::string> download_target(const TargetPath& path, const TargetFile& info);
 

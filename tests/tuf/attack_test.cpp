@@ -338,7 +338,7 @@ TEST_F(AttackTest, ArbitrarySoftwareIsNotWritten) {
   // Same length, other bytes, at the name the client will fetch.
   write_all(repo_ / "targets" / target_file_name(files_.begin()->first, f.hashes.at("sha256")),
             "release X");
-  expect_refused(download("app.bin"), before, "5.7.2 hash");
+  expect_refused(download("app.bin"), before, "5.7.3 hash");
   EXPECT_FALSE(fs::exists(dir_ / "downloads" / "app.bin"));
 }
 

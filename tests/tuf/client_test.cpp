@@ -7,47 +7,17 @@
 #include <boost/json.hpp>
 #include <string>
 
-#include "tests/tuf/repo_builder.h"
+#include "tests/tuf/worlds.h"
 
 namespace tranche::tuf {
 namespace {
 
 namespace json = boost::json;
 using core::ErrorCode;
+using testing::error_of;
 using testing::kNow;
+using testing::Repo;
 using testing::RepoBuilder;
-
-// The error of a failed status, or a failure when it succeeded.
-template <typename R>
-core::Error error_of(const R& r) {
-  EXPECT_FALSE(r.ok());
-  return r.ok() ? core::Error{} : r.error();
-}
-
-// A repository at version 1 of everything, and a set trusting its root.
-struct Repo {
-  RepoBuilder b;
-  std::string root = b.root(1);
-  std::string targets = b.targets(1);
-  std::string snapshot = b.snapshot_for(1, 1, targets);
-  std::string timestamp = b.timestamp(1, 1, snapshot);
-
-  TrustedSet set(core::TimeMs now = kNow) const {
-    auto s = TrustedSet::create(root, now);
-    EXPECT_TRUE(s.ok()) << s.error().to_string();
-    return std::move(*s);
-  }
-  // A set that trusts everything up to (not including) `stop`.
-  TrustedSet set_through(std::string_view stop) const {
-    TrustedSet s = set();
-    EXPECT_TRUE(s.finish_root_update().ok());
-    if (stop == "timestamp") return s;
-    EXPECT_TRUE(s.update_timestamp(timestamp).ok());
-    if (stop == "snapshot") return s;
-    EXPECT_TRUE(s.update_snapshot(snapshot).ok());
-    return s;
-  }
-};
 
 // ---- 5.2 / 5.3 root ----
 

@@ -41,6 +41,9 @@ struct RepoBuilder {
   std::vector<SigningKey> snapshot_keys{new_key()};
   std::vector<SigningKey> timestamp_keys{new_key()};
   std::uint32_t root_threshold = 1;
+  std::uint32_t targets_threshold = 1;
+  std::uint32_t snapshot_threshold = 1;
+  std::uint32_t timestamp_threshold = 1;
   bool consistent = true;
   core::TimeMs expires = kNow + 30 * kDay;
 
@@ -50,9 +53,9 @@ struct RepoBuilder {
     d.expires = expires;
     d.consistent_snapshot = consistent;
     d.root = {public_keys(root_keys), root_threshold};
-    d.targets = {public_keys(targets_keys), 1};
-    d.snapshot = {public_keys(snapshot_keys), 1};
-    d.timestamp = {public_keys(timestamp_keys), 1};
+    d.targets = {public_keys(targets_keys), targets_threshold};
+    d.snapshot = {public_keys(snapshot_keys), snapshot_threshold};
+    d.timestamp = {public_keys(timestamp_keys), timestamp_threshold};
     return d;
   }
   std::string root(std::int64_t version = 1) const {

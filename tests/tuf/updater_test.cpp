@@ -9,93 +9,17 @@
 #include <map>
 #include <string>
 
-#include "tests/tuf/repo_builder.h"
+#include "tests/tuf/worlds.h"
 
 namespace tranche::tuf {
 namespace {
 
-namespace json = boost::json;
 using core::ErrorCode;
+using testing::DelegationWorld;
 using testing::kNow;
 using testing::RepoBuilder;
-
-// Files by name; a missing file is kNotFound, a longer one kTooLarge.
-struct FakeFetcher : Fetcher {
-  std::map<std::string, std::string> metadata;
-  std::map<std::string, std::string> targets;
-  std::vector<std::string> requested;
-  bool fail_transport = false;
-
-  core::Result<std::string> get(std::map<std::string, std::string>& files, const std::string& name,
-                                std::size_t max_bytes) {
-    requested.push_back(name);
-    if (fail_transport) return core::make_error(ErrorCode::kConflict, "connection refused");
-    auto it = files.find(name);
-    if (it == files.end()) return core::make_error(ErrorCode::kNotFound, "404");
-    if (it->second.size() > max_bytes) return core::make_error(ErrorCode::kTooLarge, "too long");
-    return it->second;
-  }
-  core::Result<std::string> fetch_metadata(const std::string& name, std::size_t max) override {
-    return get(metadata, name, max);
-  }
-  core::Result<std::string> fetch_target(const std::string& path, std::size_t max) override {
-    return get(targets, path, max);
-  }
-};
-
-struct FakeStore : MetadataStore {
-  std::map<std::string, std::string> files;
-  core::Result<std::string> load(const std::string& name, std::size_t max) override {
-    auto it = files.find(name);
-    if (it == files.end()) return core::make_error(ErrorCode::kNotFound, name);
-    if (it->second.size() > max) return core::make_error(ErrorCode::kTooLarge, name);
-    return it->second;
-  }
-  core::Status store(const std::string& name, std::string_view bytes) override {
-    files[name] = std::string(bytes);
-    return core::Ok{};
-  }
-  core::Status remove(const std::string& name) override {
-    files.erase(name);
-    return core::Ok{};
-  }
-};
-
-// A repository that publishes through tuf/repository.h's functions.
-struct World {
-  RepoBuilder b;
-  FakeFetcher remote;
-  FakeStore local;
-  std::int64_t targets_version = 0, snapshot_version = 0, timestamp_version = 0;
-  std::map<TargetPath, TargetFile> files;
-
-  World() {
-    remote.metadata["1.root.json"] = b.root(1);
-    local.files["root.json"] = b.root(1);
-    publish();
-  }
-  void publish(json::object targets_obj) {
-    ++targets_version;
-    targets_obj["version"] = targets_version;
-    const std::string t = RepoBuilder::sign(targets_obj, b.targets_keys);
-    remote.metadata[std::to_string(targets_version) + ".targets.json"] = t;
-    const std::string s = b.snapshot_for(++snapshot_version, targets_version, t);
-    remote.metadata[std::to_string(snapshot_version) + ".snapshot.json"] = s;
-    remote.metadata["timestamp.json"] = b.timestamp(++timestamp_version, snapshot_version, s);
-  }
-  void publish() { publish(targets_signed(1, b.expires, files)); }
-  void add_target(const std::string& path, const std::string& bytes) {
-    TargetFile f = testing::target_file_of(bytes);
-    files[testing::target_path(path)] = f;
-    remote.targets[target_remote_path(testing::target_path(path), f, true)] = bytes;
-    publish();
-  }
-  core::Status refresh(core::TimeMs now = kNow) {
-    auto u = Updater::create(remote, local, now);
-    if (!u) return u.error();
-    return u->refresh();
-  }
-};
+using testing::SharedRoleWorld;
+using testing::World;
 
 TEST(Updater, FirstRefreshPersistsEveryTopLevelRole) {
   World w;
@@ -220,75 +144,13 @@ TEST(Updater, DownloadsAndVerifiesTargets) {
   TargetFile info = u.get_target_info(p).value();
   EXPECT_EQ(u.download_target(p, info).value(), "version 1");
   EXPECT_EQ(u.get_target_info(testing::target_path("nope")).error().code, ErrorCode::kNotFound);
-  // Arbitrary software: other bytes of the same length (5.7.2).
+  // Arbitrary software: other bytes of the same length (5.7.3).
   w.remote.targets[target_remote_path(p, info, true)] = "version 2";
   EXPECT_EQ(u.download_target(p, info).error().code, ErrorCode::kUnverified);
   // Endless data: a longer file is cut at the signed length by the fetcher.
   w.remote.targets[target_remote_path(p, info, true)] = "version 1 and more";
   EXPECT_EQ(u.download_target(p, info).error().code, ErrorCode::kTooLarge);
 }
-
-// Top-level targets delegates, in order, to "a" (paths "x/*", non-terminating)
-// and "b" (paths "x/*"); "a" delegates to "c" (terminating, "x/*") and "d".
-struct DelegationWorld : World {
-  std::map<std::string, SigningKey> keys;
-  std::map<std::string, std::string> role_bytes;
-
-  static json::object role_entry(const std::string& name, const SigningKey& k, bool terminating,
-                                 const char* pattern) {
-    return json::object{{"name", name},
-                        {"keyids", json::array{key_id(k.public_key)}},
-                        {"threshold", 1},
-                        {"terminating", terminating},
-                        {"paths", json::array{pattern}}};
-  }
-  json::object delegations(std::initializer_list<std::pair<std::string, bool>> roles) {
-    json::object ks;
-    json::array rs;
-    for (const auto& [name, terminating] : roles) {
-      const SigningKey& k = keys.at(name);
-      ks[key_id(k.public_key)] = k.public_key.json;
-      rs.emplace_back(role_entry(name, k, terminating, "x/*"));
-    }
-    return json::object{{"keys", ks}, {"roles", rs}};
-  }
-
-  DelegationWorld() {
-    for (const char* n : {"a", "b", "c", "d"}) keys.emplace(n, testing::new_key());
-  }
-  // A delegated role's metadata at version 1, signed with its own key.
-  void role_doc(const std::string& name, const json::object& obj) {
-    role_bytes[name] = RepoBuilder::sign(obj, {keys.at(name)});
-    remote.metadata["1." + name + ".json"] = role_bytes[name];
-    meta[name + ".json"] = meta_info_of(1, role_bytes[name]);
-  }
-  // Top-level targets at version 9, then the snapshot and timestamp listing
-  // every role published so far.
-  void publish_top(const json::object& top) {
-    const std::string t = RepoBuilder::sign(top, b.targets_keys);
-    remote.metadata["9.targets.json"] = t;
-    meta["targets.json"] = meta_info_of(9, t);
-    const std::string s = b.snapshot(9, meta);
-    remote.metadata["9.snapshot.json"] = s;
-    remote.metadata["timestamp.json"] = b.timestamp(9, 9, s);
-  }
-  std::map<std::string, MetaInfo> meta;
-
-  // role -> the targets it lists; publishes everything at version 1 of each role
-  void build(const std::map<std::string, std::map<TargetPath, TargetFile>>& listed) {
-    auto listed_by = [&](const std::string& r) {
-      auto it = listed.find(r);
-      return it == listed.end() ? std::map<TargetPath, TargetFile>{} : it->second;
-    };
-    json::object a = targets_signed(1, b.expires, listed_by("a"));
-    a["delegations"] = delegations({{"c", true}, {"d", false}});
-    role_doc("a", a);
-    for (const char* n : {"b", "c", "d"}) role_doc(n, targets_signed(1, b.expires, listed_by(n)));
-    json::object top = targets_signed(9, b.expires, listed_by("targets"));
-    top["delegations"] = delegations({{"a", false}, {"b", false}});
-    publish_top(top);
-  }
-};
 
 TEST(UpdaterDelegations, PreOrderSearchStopsAtTerminatingRole) {
   DelegationWorld w;
@@ -334,34 +196,9 @@ TEST(UpdaterDelegations, DelegatedRoleMetadataIsVerified) {
   EXPECT_NE(info.error().message.find("5.6.2"), std::string::npos) << info.error().message;
 }
 
-// 5.6.7.2: "c" is delegated by "a" for "a/*" (with c's key) and by "b" for
-// "b/*" (with `b_gives_c`). A first search, for "a/x", trusts c through a. A
-// second, for "b/y" (which c lists), reaches c through b: c must then verify
-// against b's keys for it, not ride on the trust a gave.
-struct SharedRoleWorld : DelegationWorld {
-  void build(const SigningKey& b_gives_c) {
-    auto delegating = [&](const std::string& role, const SigningKey& k, const char* pattern) {
-      return json::object{{"keys", json::object{{key_id(k.public_key), k.public_key.json}}},
-                          {"roles", json::array{role_entry(role, k, false, pattern)}}};
-    };
-    json::object a = targets_signed(1, b.expires, {});
-    a["delegations"] = delegating("c", keys.at("c"), "a/*");
-    role_doc("a", a);
-    json::object bo = targets_signed(1, b.expires, {});
-    bo["delegations"] = delegating("c", b_gives_c, "b/*");
-    role_doc("b", bo);
-    role_doc("c", targets_signed(1, b.expires, {{testing::target_path("b/y"), testing::target_file_of("y")}}));
-    json::object top = targets_signed(9, b.expires, {});
-    json::object ks{{key_id(keys.at("a").public_key), keys.at("a").public_key.json},
-                    {key_id(keys.at("b").public_key), keys.at("b").public_key.json}};
-    top["delegations"] = json::object{
-        {"keys", ks},
-        {"roles", json::array{role_entry("a", keys.at("a"), false, "a/*"),
-                              role_entry("b", keys.at("b"), false, "b/*")}}};
-    publish_top(top);
-  }
-};
-
+// 5.6.7.2: a first search, for "a/x", trusts c through a. A second, for "b/y"
+// (which c lists), reaches c through b: c must then verify against b's keys
+// for it, not ride on the trust a gave.
 TEST(UpdaterDelegations, ARoleReachedAgainIsVerifiedAgainstThatDelegatorsKeys_5_6_7_2) {
   SharedRoleWorld w;
   w.build(w.keys.at("d"));  // b trusts c only with d's key, which did not sign c
