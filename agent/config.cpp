@@ -34,6 +34,66 @@ Status get_duration(const YAML::Node& map, const char* key, core::DurationMs& ou
   return core::Ok{};
 }
 
+// The range of every duration key (docs/agent.md, "Ranges"). Below the lower
+// bounds the agent would hammer the server or spin (a health command in a loop,
+// a transfer without a timeout: 0 is "never" to libcurl); the upper bounds keep
+// every deadline and wait far from the ends of TimeMs and std::chrono.
+struct DurationRange {
+  const char* section;
+  const char* key;
+  core::DurationMs AgentSettings::*field;
+  core::DurationMs lo;
+  core::DurationMs hi;
+  const char* why;
+};
+constexpr core::DurationMs kMs = 1;
+constexpr DurationRange kDurationRanges[] = {
+    {"service", "health_interval", &AgentSettings::health_interval, 100 * kMs, core::kHour,
+     "the health command runs this often during a trial"},
+    {"service", "health_timeout", &AgentSettings::health_timeout, 100 * kMs, core::kHour, ""},
+    {"service", "stop_timeout", &AgentSettings::stop_timeout, 0, core::kHour, ""},
+    {"checkin", "interval", &AgentSettings::checkin_interval, kMinCheckinWait, kMaxCheckinWait,
+     "the range a server's ask_again_s is clamped to"},
+    {"checkin", "long_poll", &AgentSettings::long_poll, 0, core::kHour, "0 = off"},
+    // A failing server must not be hammered: retries wait at least a second.
+    {"checkin", "max_backoff", &AgentSettings::max_backoff, core::kSecond, core::kDay,
+     "retries back off up to it"},
+    {"checkin", "http_timeout", &AgentSettings::http_timeout, core::kSecond, core::kHour, ""},
+    {"download", "timeout", &AgentSettings::download_timeout, core::kSecond, core::kDay, ""},
+    {"download", "retry_backoff", &AgentSettings::retry_backoff, core::kSecond, core::kDay,
+     "the first wait before the same version is tried again"},
+};
+
+Status check_range(const std::string& file, const YAML::Node& node, const std::string& key,
+                   core::DurationMs value, core::DurationMs lo, core::DurationMs hi,
+                   const std::string& why) {
+  if (value >= lo && value <= hi) return core::Ok{};
+  return cfg::error_at(file, node,
+                       key + ": " + core::format_duration(value) + " is out of range [" +
+                           core::format_duration(lo) + ", " + core::format_duration(hi) + "]" +
+                           (why.empty() ? "" : " (" + why + ")"));
+}
+
+// Every duration key present in the file against its range (an absent key keeps
+// its default, which is in range). trial.window lives in the reducer's config.
+Status check_duration_ranges(const YAML::Node& root, const AgentSettings& s,
+                             const std::string& file) {
+  for (const DurationRange& r : kDurationRanges) {
+    const YAML::Node section = root[r.section];
+    if (!section || !section[r.key]) continue;
+    if (auto st = check_range(file, section[r.key], std::string(r.section) + "." + r.key,
+                              s.*r.field, r.lo, r.hi, r.why);
+        !st) {
+      return st;
+    }
+  }
+  if (const YAML::Node t = root["trial"]; t && t["window"]) {
+    return check_range(file, t["window"], "trial.window", s.trial.trial_window, 0, 30 * core::kDay,
+                       "");
+  }
+  return core::Ok{};
+}
+
 Status get_list(const YAML::Node& map, const char* key, std::vector<std::string>& out,
                 const std::string& file, const std::string& prefix = "") {
   if (auto n = map[key]) {
@@ -140,10 +200,6 @@ Result<AgentSettings> parse_agent_config(const std::string& text, const std::str
     TRY(get_duration(c, "interval", s.checkin_interval, file, "checkin."));
     TRY(get_duration(c, "long_poll", s.long_poll, file, "checkin."));
     TRY(get_duration(c, "max_backoff", s.max_backoff, file, "checkin."));
-    // A failing server must not be hammered: retries wait at least a second.
-    if (s.max_backoff < core::kSecond) {
-      return cfg::error_at(file, c["max_backoff"], "checkin.max_backoff: at least 1s (retries back off up to it)");
-    }
     TRY(get_duration(c, "http_timeout", s.http_timeout, file, "checkin."));
     if (auto j = c["jitter"]) {
       auto v = cfg::as_double(j, file, "checkin.jitter");
@@ -164,6 +220,7 @@ Result<AgentSettings> parse_agent_config(const std::string& text, const std::str
     TRY(get_int(d, "pause_after_step", s.pause_after_step, 0, 1'000'000, file, "debug."));
     TRY(get_string(d, "boot_id_file", s.boot_id_file, file, "debug."));
   }
+  if (auto st = check_duration_ranges(r, s, file); !st) return st.error();
   for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"server_url", &s.server_url},
                                    {"tenant", &s.tenant},
                                    {"enrollment_key", &s.enrollment_key},

@@ -68,6 +68,13 @@ struct AgentSettings {
   std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
 };
 
+// The wait between two check-ins: checkin.interval is checked against this
+// range, and a server's ask_again_s is clamped into it (docs/agent.md).
+inline constexpr core::DurationMs kMinCheckinWait = core::kSecond;
+inline constexpr core::DurationMs kMaxCheckinWait = core::kDay;
+
+// parse_agent_config refuses a duration key outside its range (docs/agent.md,
+// "Ranges"), naming the file, line and key. The defaults above are inside.
 core::Result<AgentSettings> parse_agent_config(const std::string& yaml_text, const std::string& file);
 core::Result<AgentSettings> load_agent_config(const std::string& path);
 
