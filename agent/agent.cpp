@@ -12,9 +12,11 @@
 #include <ctime>
 #include <random>
 
+#include "agent/server_durations.h"
 #include "agent/tuf_io.h"
 #include "config/content_files.h"
 #include "core/contract.h"
+#include "core/time_math.h"
 #include "tuf/client.h"
 #include "tuf/updater.h"
 
@@ -33,9 +35,6 @@ using Act = AgentAction::Kind;
 using Ev = AgentEvent::Kind;
 
 namespace {
-
-// The longest wait between check-ins a server answer can ask for: a day.
-constexpr std::int64_t kMaxAskAgainS = 24 * 60 * 60;
 
 // The signal handlers' only state: a flag each and the pipe that wakes poll().
 volatile sig_atomic_t g_stop = 0;
@@ -133,7 +132,7 @@ void Agent::on_step(std::string_view op, const std::string& path) {
 std::int64_t Agent::jittered(std::int64_t ms) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   std::uniform_real_distribution<double> d(1.0 - s_.checkin_jitter, 1.0 + s_.checkin_jitter);
-  return std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(ms) * d(rng)));
+  return std::max<std::int64_t>(1, core::scale_duration(ms, d(rng)));
 }
 
 // ---- start -----------------------------------------------------------------------
@@ -296,7 +295,7 @@ std::optional<AgentEvent> Agent::execute(const AgentAction& a, const StoredRecor
       auto st = write_slot(*a.version);
       if (!st) {
         log("writing the inactive slot failed: " + st.error().to_string() + "; retrying in 10 s");
-        retry_slot_write_at_ = p_.clock.now() + 10 * core::kSecond;
+        retry_slot_write_at_ = core::saturating_add(p_.clock.now(), 10 * core::kSecond);
         return std::nullopt;
       }
       return make_event(Ev::kSlotWritten);
@@ -576,7 +575,7 @@ std::string Agent::substitute(const std::string& arg, const std::string& slot,
 void Agent::stop_service() {
   if (service_pid_ <= 0) return;
   p_.process.kill(service_pid_, SIGTERM);
-  const core::TimeMs deadline = p_.clock.now() + s_.stop_timeout;
+  const core::TimeMs deadline = core::saturating_add(p_.clock.now(), s_.stop_timeout);
   while (!p_.process.try_wait(service_pid_)) {
     if (p_.clock.now() >= deadline) {
       p_.process.kill(service_pid_, SIGKILL);
@@ -607,8 +606,10 @@ void Agent::start_service(const std::optional<Version>& version) {
       return;
     }
   }
-  // A crash-looping stable version restarts at most once a second.
-  const core::TimeMs since = p_.clock.now() - service_started_at_;
+  // A crash-looping stable version restarts at most once a second. Clamped: a
+  // wall clock stepped back would otherwise make the wait hours long.
+  const core::DurationMs since =
+      std::clamp<core::DurationMs>(core::saturating_sub(p_.clock.now(), service_started_at_), 0, core::kSecond);
   if (service_started_at_ != 0 && since < core::kSecond) ::usleep(static_cast<useconds_t>((core::kSecond - since) * 1000));
   std::vector<std::string> argv;
   for (const auto& a : s_.service_command) argv.push_back(substitute(a, slot, version_text(version)));
@@ -620,7 +621,7 @@ void Agent::start_service(const std::optional<Version>& version) {
   service_pid_ = *pid;
   service_version_ = version;
   service_started_at_ = p_.clock.now();
-  next_health_at_ = service_started_at_ + s_.health_interval;
+  next_health_at_ = core::saturating_add(service_started_at_, s_.health_interval);
   log("started the service on " + version_text(version) + " (pid " + std::to_string(*pid) + ")");
   on_step("start_service", slot);
 }
@@ -644,12 +645,11 @@ void Agent::report(const AgentAction& a) {
   if (a.report == R::kInstalled) retry_.reset();
   if (a.report == R::kDownloadFailed) {
     // Not before the backoff: a hostile or broken server gets no tight loop.
-    const core::DurationMs backoff =
-        retry_ && a.version && retry_->version == *a.version
-            ? std::min<core::DurationMs>(s_.max_backoff, retry_->backoff * 2)
-            : s_.retry_backoff;
+    const core::DurationMs backoff = core::next_backoff(
+        retry_ && a.version && retry_->version == *a.version ? retry_->backoff : 0, s_.retry_backoff,
+        s_.max_backoff);
     if (a.version) {
-      retry_ = Retry{*a.version, p_.clock.now() + jittered(backoff), backoff};
+      retry_ = Retry{*a.version, core::saturating_add(p_.clock.now(), jittered(backoff)), backoff};
       log(a.version->to_string() + " is tried again in " + std::to_string(backoff / 1000) +
           " s at the earliest (download.retry_backoff)");
     }
@@ -681,14 +681,17 @@ void Agent::post_events() {
       events_->pending()[std::min<std::size_t>(100, events_->pending().size()) - 1].seq;
   auto r = p_.http.send(req);
   bool ok = false;
+  const std::size_t before = events_->pending().size();
   if (r && r->status == 200) {
     ok = events_->acknowledge(last_seq).ok();
   } else if (r && r->status == 409 && r->body.find("replayed") != std::string::npos) {
-    // "last accepted seq is N": those are in; send what follows.
+    // "last accepted seq is N": those are in; send what follows. Only if that
+    // takes some off the queue: a server that keeps naming a seq before them
+    // would otherwise get the same post again at once, in a tight loop.
     const auto pos = r->body.find("last accepted seq is ");
     if (pos != std::string::npos) {
       const std::int64_t n = std::strtoll(r->body.c_str() + pos + 21, nullptr, 10);
-      ok = events_->acknowledge(n).ok();
+      ok = events_->acknowledge(n).ok() && events_->pending().size() < before;
     }
   }
   if (ok) {
@@ -696,8 +699,8 @@ void Agent::post_events() {
     next_event_post_ = events_->pending().empty() ? INT64_MAX : p_.clock.now();
   } else {
     log("posting events failed: " + (r ? "HTTP " + std::to_string(r->status) + " " + r->body.substr(0, 200) : r.error().to_string()));
-    event_backoff_ms_ = std::min<std::int64_t>(s_.max_backoff, std::max<std::int64_t>(500, event_backoff_ms_ * 2));
-    next_event_post_ = p_.clock.now() + jittered(event_backoff_ms_);
+    event_backoff_ms_ = core::next_backoff(event_backoff_ms_, core::kSecond, s_.max_backoff);
+    next_event_post_ = core::saturating_add(p_.clock.now(), jittered(event_backoff_ms_));
   }
 }
 
@@ -773,7 +776,7 @@ std::optional<Agent::CheckinAnswer> Agent::checkin(std::int64_t* ask_again_ms) {
   req.url = s_.server_url + "/v1/checkin";
   req.body = json::serialize(body);
   req.bearer_token = token;
-  req.timeout_ms = s_.http_timeout + wait_s * 1000;
+  req.timeout_ms = core::saturating_add(s_.http_timeout, core::seconds_to_ms(wait_s));
   req.max_bytes = kMaxMetadataAnswerBytes;
   // A held check-in is abandoned when the agent has news (a new version runs).
   req.cancelled = [this] {
@@ -798,10 +801,10 @@ std::optional<Agent::CheckinAnswer> Agent::checkin(std::int64_t* ask_again_ms) {
   CheckinAnswer a;
   try {
     const json::object& o = v.as_object();
-    if (const auto* ask = o.if_contains("ask_again_s"); ask && ask->is_int64()) {
+    if (const auto* ask = o.if_contains("ask_again_s")) {
       // Clamped before any arithmetic: a broken proxy's 2^62 must not overflow
       // into "at once" and make a fleet hammer the server (docs/agent.md).
-      *ask_again_ms = std::clamp<std::int64_t>(ask->as_int64(), 1, kMaxAskAgainS) * 1000;
+      if (auto ms = clamp_ask_again_s(*ask)) *ask_again_ms = *ms;
     }
     const json::value* ch = o.at("channels").as_object().if_contains(s_.channel);
     if (ch == nullptr) return a;  // nothing for this channel: keep
@@ -869,8 +872,8 @@ void Agent::checkin_loop() {
       backoff = 0;
       wait_ms = jittered(wait_ms);
     } else {
-      // Capped exponential backoff with jitter.
-      backoff = std::min<std::int64_t>(s_.max_backoff, std::max<std::int64_t>(1000, backoff * 2));
+      // Capped exponential backoff with jitter: 1 s, 2 s, ... checkin.max_backoff.
+      backoff = core::next_backoff(backoff, core::kSecond, s_.max_backoff);
       wait_ms = jittered(backoff);
     }
     std::unique_lock lock(mu_);
@@ -956,7 +959,7 @@ int Agent::run() {
     const core::TimeMs now = p_.clock.now();
     const bool on_trial = stored_.record.phase == AgentPhase::kTrial;
     if (on_trial && service_pid_ > 0 && !s_.health_command.empty() && now >= next_health_at_) {
-      next_health_at_ = now + s_.health_interval;
+      next_health_at_ = core::saturating_add(now, s_.health_interval);
       std::vector<std::string> argv;
       const auto slot = service_version_ ? slot_holding(*service_version_) : std::nullopt;
       for (const auto& a : s_.health_command) {
@@ -979,7 +982,7 @@ int Agent::run() {
     if (retry_slot_write_at_ != 0 && now >= retry_slot_write_at_ && stored_.record.phase == AgentPhase::kStaged) {
       retry_slot_write_at_ = 0;
       if (auto st = write_slot(*stored_.record.candidate); st) apply(make_event(Ev::kSlotWritten));
-      else retry_slot_write_at_ = now + 10 * core::kSecond;
+      else retry_slot_write_at_ = core::saturating_add(now, 10 * core::kSecond);
     }
     if (now >= next_event_post_) post_events();
 
@@ -989,7 +992,8 @@ int Agent::run() {
     if (on_trial && !s_.health_command.empty() && service_pid_ > 0) wake_at = std::min(wake_at, next_health_at_);
     if (retry_slot_write_at_ != 0) wake_at = std::min(wake_at, retry_slot_write_at_);
     if (deferred_ && retry_) wake_at = std::min(wake_at, retry_->at);
-    const std::int64_t timeout = std::clamp<std::int64_t>(wake_at - p_.clock.now(), 0, 60'000);
+    const std::int64_t timeout =
+        std::clamp<std::int64_t>(core::saturating_sub(wake_at, p_.clock.now()), 0, 60'000);
     pollfd pfd{wake_pipe_[0], POLLIN, 0};
     ::poll(&pfd, 1, static_cast<int>(timeout));
     char buf[64];

@@ -13,7 +13,11 @@ Standard library only. Plays both halves of what an agent talks to:
 The /d/DEVICE prefix (the agent's server_url) names the device, so each agent of
 a test has its own mode. The test switches it at run time:
 
-  POST /_mode {"device": D, "mode": M, "offer": {action, desired, targets, reason} | null}
+  POST /_mode {"device": D, "mode": M, "offer": {action, desired, targets, reason} | null,
+              "ask_again_s": TEXT, "retry_after": TEXT}
+
+TEXT is put into the answer as it is: JSON numbers no Python value prints
+(2^64, 1e400, -0.0), or a Retry-After header that is not a number.
 
 Modes (all but the check-in ones leave the control plane honest):
 
@@ -36,6 +40,10 @@ Modes (all but the check-in ones leave the control plane honest):
   http_500_checkin         check-in: 500
   malformed_json_checkin   check-in: 200 with a body that is not JSON
   wrong_shape_checkin      check-in: 200 with JSON of the wrong shape
+  ask_again                check-in: honest, but ask_again_s is the mode's TEXT
+  retry_after_checkin      check-in: 503 with the header Retry-After: TEXT
+  replayed_events          events: 409 "replayed: last accepted seq is 0" (the agent's
+                           queue starts after 0: nothing of it is acknowledged)
 
 Every request is logged to LOG_DIR/requests.jsonl (device, method, path, mode,
 status, range). Prints "port N" on stdout once it listens on 127.0.0.1.
@@ -53,7 +61,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 MODES = {
     "honest", "bad_signature", "wrong_hash", "truncated", "endless", "expired",
     "http_500_tuf", "timeout", "malformed_json_metadata", "http_500_checkin",
-    "malformed_json_checkin", "wrong_shape_checkin",
+    "malformed_json_checkin", "wrong_shape_checkin", "ask_again", "retry_after_checkin",
+    "replayed_events",
 }
 
 
@@ -72,11 +81,13 @@ class State:
             d = self.devices.setdefault(name, {"mode": "honest", "offer": None, "generation": 0})
             return dict(d)
 
-    def set_mode(self, name, mode, offer):
+    def set_mode(self, name, mode, offer, ask_again_s=None, retry_after=None):
         with self.lock:
             d = self.devices.setdefault(name, {"mode": "honest", "offer": None, "generation": 0})
             d["mode"] = mode
             d["offer"] = offer
+            d["ask_again_s"] = ask_again_s
+            d["retry_after"] = retry_after
             d["generation"] += 1
             self.changed.notify_all()
 
@@ -167,7 +178,8 @@ class Handler(BaseHTTPRequestHandler):
             if mode not in MODES or not body.get("device"):
                 self.send_json(400, {"error": "unknown mode or no device: %r" % (body,)})
                 return
-            STATE.set_mode(body["device"], mode, body.get("offer"))
+            STATE.set_mode(body["device"], mode, body.get("offer"), body.get("ask_again_s"),
+                           body.get("retry_after"))
             self.record(body["device"], mode, 200)
             self.send_json(200, {"ok": True})
             return
@@ -187,6 +199,10 @@ class Handler(BaseHTTPRequestHandler):
             elif mode == "malformed_json_checkin":
                 self.record(device, mode, 200)
                 self.send(200, "<html><body>this is not JSON</body></html>", "text/html")
+            elif mode == "retry_after_checkin":
+                self.record(device, mode, 503)
+                self.send(503, json.dumps({"error": "unavailable", "message": "hostile"}),
+                          headers={"Retry-After": st.get("retry_after") or "0"})
             elif mode == "wrong_shape_checkin":
                 self.record(device, mode, 200)
                 self.send_json(200, {"channels": {"content": {"action": 7, "desired": ["2.0.0"],
@@ -196,7 +212,16 @@ class Handler(BaseHTTPRequestHandler):
                 channels = {"content": st["offer"]} if st["offer"] else {}
                 versions = body.get("versions") if isinstance(body, dict) else None
                 self.record(device, mode, 200, versions=versions)
-                self.send_json(200, {"channels": channels, "ask_again_s": 1})
+                if mode == "ask_again":
+                    # The TEXT spliced in as it is, in place of a placeholder string.
+                    text = json.dumps({"channels": channels, "ask_again_s": "@ASK@"})
+                    self.send(200, text.replace('"@ASK@"', st.get("ask_again_s") or "null"))
+                else:
+                    self.send_json(200, {"channels": channels, "ask_again_s": 1})
+        elif self.rest == "/v1/events" and mode == "replayed_events":
+            self.record(device, mode, 409)
+            self.send_json(409, {"error": "conflict",
+                                 "message": "replayed: last accepted seq is 0"})
         elif self.rest == "/v1/events":
             events = body.get("events", []) if isinstance(body, dict) else []
             for e in events:

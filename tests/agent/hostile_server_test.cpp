@@ -65,10 +65,14 @@ class HostileServer {
   std::string device_url(const std::string& device) const {
     return "http://127.0.0.1:" + std::to_string(port_) + "/d/" + device;
   }
-  void set_mode(const std::string& device, const std::string& mode, const json::value& offer) {
-    auto r = http_.request(
-        "POST", "http://127.0.0.1:" + std::to_string(port_) + "/_mode",
-        json::serialize(json::object{{"device", device}, {"mode", mode}, {"offer", offer}}));
+  // `extra`: the mode's "ask_again_s" or "retry_after" text (hostile_server.py).
+  void set_mode(const std::string& device, const std::string& mode, const json::value& offer,
+                json::object extra = {}) {
+    extra["device"] = device;
+    extra["mode"] = mode;
+    extra["offer"] = offer;
+    auto r = http_.request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/_mode",
+                           json::serialize(extra));
     if (r.status != 200) throw std::runtime_error("set_mode " + mode + ": " + r.body);
   }
   // What the server received from `device`: events (events.jsonl) and requests.
@@ -471,6 +475,116 @@ TEST_F(HostileServerTest, ContractViolationIsPermanentAndNeverDownloadedAgain) {
   EXPECT_EQ(events("install_failed", "3.0.0").size(), 1U) << diagnostics();
   EXPECT_TRUE(events("download_failed", "3.0.0").empty()) << diagnostics();
   EXPECT_TRUE(on_good("1.0.0")) << diagnostics();
+}
+
+// ---- extreme durations: the check-in rate stays within its bounds ------------------
+
+// Agents that are offered nothing, each told one extreme duration from its first
+// answer on, all at once for a few seconds. A server's ask_again_s is clamped to
+// 1 s .. 1 day (checkin.interval is 1 s here, the jitter 10%) and a failed
+// check-in backs off 1 s, then 2 s (checkin.max_backoff) whatever Retry-After
+// says: no two check-ins closer than 0.9 s, and after a failure none further
+// apart than 2.2 s. A wait the server asks to be longer than a day is a day, not
+// a wrapped "at once". docs/agent.md, "Durations from the server".
+TEST_F(HostileServerTest, ExtremeDurationsKeepTheCheckinRateWithinItsBounds) {
+  struct Probe {
+    std::string mode;
+    const char* field;  // "ask_again_s" or "retry_after"
+    std::string text;
+    enum { kEverySecond, kOnceADay, kBackoff } expect;
+    std::string device;
+    std::unique_ptr<AgentProcess> agent;
+  };
+  std::vector<Probe> probes;
+  for (const char* v : {"0", "-1", "-4611686018427387904", "-9223372036854775808", "0.001", "-1e300",
+                        "\"0\"", "null"}) {
+    probes.push_back({"ask_again", "ask_again_s", v, Probe::kEverySecond, {}, nullptr});
+  }
+  for (const char* v : {"4611686018427387904", "9223372036854775807", "18446744073709551616",
+                        "1e300", "86401"}) {
+    probes.push_back({"ask_again", "ask_again_s", v, Probe::kOnceADay, {}, nullptr});
+  }
+  for (const char* v : {"0", "-1", "4611686018427387904", "Fri, 31 Dec 9999 23:59:59 GMT"}) {
+    probes.push_back({"retry_after_checkin", "retry_after", v, Probe::kBackoff, {}, nullptr});
+  }
+  int n = 0;
+  for (Probe& p : probes) {
+    p.device = device_ + "-" + std::to_string(++n);
+    server->set_mode(p.device, p.mode, nullptr, json::object{{p.field, p.text}});
+    AgentOptions o = options_;
+    o.server_url = server->device_url(p.device);
+    o.device_id = p.device;
+    o.data_dir = suite_dir / p.device;
+    std::filesystem::create_directories(o.data_dir);
+    write_text(suite_dir / (p.device + ".yaml"), agent_config(o));
+    p.agent = std::make_unique<AgentProcess>(suite_dir / (p.device + ".yaml"),
+                                             suite_dir / (p.device + ".log"));
+  }
+  const auto started = std::chrono::steady_clock::now();
+  for (Probe& p : probes) p.agent->start();
+  std::this_thread::sleep_for(6s);
+  const double window = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  for (Probe& p : probes) {
+    const std::string what = p.mode + " " + p.field + "=" + p.text + " (" + p.device + ")";
+    std::vector<double> t;
+    for (const auto& r : server->requests(p.device)) {
+      if (str(r, "path") == "/v1/checkin") t.push_back(r.at("t").as_double());
+    }
+    ASSERT_FALSE(t.empty()) << what << ": no check-in\n" << p.agent->log();
+    for (std::size_t i = 1; i < t.size(); ++i) {
+      const double gap = t[i] - t[i - 1];
+      // A failure backs off 1 s, then 2 s: the first gap of a backoff is the shorter.
+      const double least = p.expect == Probe::kBackoff && i > 1 ? 1.7 : 0.85;
+      EXPECT_GE(gap, least) << what << ": check-ins " << i - 1 << " and " << i << " " << gap
+                            << " s apart\n"
+                            << p.agent->log();
+      if (p.expect == Probe::kBackoff) {
+        EXPECT_LE(gap, 2.2 + 0.5) << what << ": a Retry-After stretched the backoff past "
+                                  << "checkin.max_backoff\n"
+                                  << p.agent->log();
+      }
+    }
+    // The rate over the whole window, the first check-in included.
+    EXPECT_LE(static_cast<double>(t.size()), window / 0.9 + 1) << what;
+    switch (p.expect) {
+      case Probe::kEverySecond:
+        EXPECT_GE(t.size(), 3U) << what << ": stopped checking in\n" << p.agent->log();
+        break;
+      case Probe::kOnceADay:
+        EXPECT_EQ(t.size(), 1U) << what << ": asked to wait a day, checked in again\n"
+                                << p.agent->log();
+        break;
+      case Probe::kBackoff:
+        EXPECT_GE(t.size(), 3U) << what << ": stopped checking in\n" << p.agent->log();
+        break;
+    }
+    // A wait of a day ends at once on SIGTERM too.
+    EXPECT_EQ(p.agent->stop(SIGTERM, 5s), 0) << what << ": no clean stop\n" << p.agent->log();
+  }
+}
+
+// A server that answers every post of events with "replayed: last accepted seq
+// is 0" acknowledges nothing: the agent backs off (1 s, 2 s) instead of posting
+// the same events again at once, in a loop.
+TEST_F(HostileServerTest, EventsThatAreNeverAcknowledgedAreRetriedWithBackoff) {
+  server->set_mode(device_, "replayed_events", nullptr);
+  agent_->start();
+  ASSERT_TRUE(eventually([&] { return !requests("/v1/checkin").empty(); }, 10s)) << diagnostics();
+  // The goodbye of a clean stop is refused: still queued at the next start.
+  ASSERT_EQ(agent_->stop(SIGTERM, 5s), 0) << agent_->log();
+  ASSERT_FALSE(requests("/v1/events").empty()) << diagnostics();
+  const std::size_t mark = server->requests(device_).size();
+  agent_->start();
+  std::this_thread::sleep_for(5s);
+  std::vector<double> t;
+  for (const auto& r : requests("/v1/events", mark)) t.push_back(r.at("t").as_double());
+  ASSERT_GE(t.size(), 2U) << "the queued events were not posted again\n" << diagnostics();
+  EXPECT_LE(t.size(), 5U) << "events posted in a loop\n" << diagnostics();
+  for (std::size_t i = 1; i < t.size(); ++i) {
+    EXPECT_GE(t[i] - t[i - 1], 0.85) << "posts " << i - 1 << " and " << i << " without backoff";
+  }
+  EXPECT_TRUE(log_has_line({"posting events failed", "409"})) << agent_->log();
 }
 
 }  // namespace
