@@ -460,7 +460,7 @@ AgentEvent Agent::verify(const Version& version) {
       (void)p_.fs.remove(part);
       return fail(bytes.error().to_string(), false);
     }
-    // TUF 5.7.2: length and every hash the targets role signed.
+    // TUF 5.7.3: length and every hash the targets role signed.
     if (auto st = tuf::verify_target(info, *bytes, "target '" + t.path + "'"); !st) {
       (void)p_.fs.remove(part);
       return fail(st.error().to_string(), false);
@@ -785,7 +785,7 @@ std::optional<Agent::CheckinAnswer> Agent::checkin(std::int64_t* ask_again_ms) {
   };
   auto r = p_.checkin_http.send(req);
   if (!r) {
-    if (r.error().code != ErrorCode::kConflict) log("check-in failed: " + r.error().to_string());
+    if (r.error().code != ErrorCode::kCancelled) log("check-in failed: " + r.error().to_string());
     return std::nullopt;
   }
   if (r->status != 200) {

@@ -133,12 +133,6 @@ Status get_bool(const YAML::Node& map, const char* key, bool& out, const std::st
   return core::Ok{};
 }
 
-#define TRY(expr)              \
-  do {                         \
-    auto st_ = (expr);         \
-    if (!st_) return st_.error(); \
-  } while (false)
-
 }  // namespace
 
 Result<AgentSettings> parse_agent_config(const std::string& text, const std::string& file) {
@@ -146,21 +140,21 @@ Result<AgentSettings> parse_agent_config(const std::string& text, const std::str
   if (!root) return root.error();
   const YAML::Node& r = *root;
   if (!r.IsMap()) return make_error(ErrorCode::kParse, file + ": expected a mapping");
-  TRY(cfg::check_keys(r,
+  TRANCHE_RETURN_IF_ERROR(cfg::check_keys(r,
                       {"server_url", "tenant", "enrollment_key", "device_id", "tags",
                        "utc_offset_minutes", "data_dir", "channel", "tuf", "service", "interface",
                        "contract_check", "trial", "checkin", "download", "debug"},
                       file, ""));
   AgentSettings s;
-  TRY(get_string(r, "server_url", s.server_url, file));
-  TRY(get_string(r, "tenant", s.tenant, file));
-  TRY(get_string(r, "enrollment_key", s.enrollment_key, file));
-  TRY(get_string(r, "device_id", s.device_id, file));
-  TRY(get_int(r, "utc_offset_minutes", s.utc_offset_minutes, -14 * 60, 14 * 60, file));
-  TRY(get_string(r, "data_dir", s.data_dir, file));
-  TRY(get_string(r, "channel", s.channel, file));
-  TRY(get_string(r, "interface", s.interface_file, file));
-  TRY(get_bool(r, "contract_check", s.contract_check, file));
+  TRANCHE_RETURN_IF_ERROR(get_string(r, "server_url", s.server_url, file));
+  TRANCHE_RETURN_IF_ERROR(get_string(r, "tenant", s.tenant, file));
+  TRANCHE_RETURN_IF_ERROR(get_string(r, "enrollment_key", s.enrollment_key, file));
+  TRANCHE_RETURN_IF_ERROR(get_string(r, "device_id", s.device_id, file));
+  TRANCHE_RETURN_IF_ERROR(get_int(r, "utc_offset_minutes", s.utc_offset_minutes, -14 * 60, 14 * 60, file));
+  TRANCHE_RETURN_IF_ERROR(get_string(r, "data_dir", s.data_dir, file));
+  TRANCHE_RETURN_IF_ERROR(get_string(r, "channel", s.channel, file));
+  TRANCHE_RETURN_IF_ERROR(get_string(r, "interface", s.interface_file, file));
+  TRANCHE_RETURN_IF_ERROR(get_bool(r, "contract_check", s.contract_check, file));
   if (auto tags = r["tags"]) {
     if (!tags.IsMap()) return cfg::error_at(file, tags, "tags: expected a mapping");
     for (const auto& kv : tags) {
@@ -172,35 +166,35 @@ Result<AgentSettings> parse_agent_config(const std::string& text, const std::str
     }
   }
   if (auto t = r["tuf"]) {
-    TRY(cfg::check_keys(t, {"url", "root"}, file, "tuf"));
-    TRY(get_string(t, "url", s.tuf_url, file, "tuf."));
-    TRY(get_string(t, "root", s.tuf_root, file, "tuf."));
+    TRANCHE_RETURN_IF_ERROR(cfg::check_keys(t, {"url", "root"}, file, "tuf"));
+    TRANCHE_RETURN_IF_ERROR(get_string(t, "url", s.tuf_url, file, "tuf."));
+    TRANCHE_RETURN_IF_ERROR(get_string(t, "root", s.tuf_root, file, "tuf."));
   }
   if (auto sv = r["service"]) {
-    TRY(cfg::check_keys(sv,
+    TRANCHE_RETURN_IF_ERROR(cfg::check_keys(sv,
                         {"command", "shipped_slot", "health_command", "health_interval",
                          "health_timeout", "stop_timeout"},
                         file, "service"));
-    TRY(get_list(sv, "command", s.service_command, file, "service."));
-    TRY(get_string(sv, "shipped_slot", s.shipped_slot, file, "service."));
-    TRY(get_list(sv, "health_command", s.health_command, file, "service."));
-    TRY(get_duration(sv, "health_interval", s.health_interval, file, "service."));
-    TRY(get_duration(sv, "health_timeout", s.health_timeout, file, "service."));
-    TRY(get_duration(sv, "stop_timeout", s.stop_timeout, file, "service."));
+    TRANCHE_RETURN_IF_ERROR(get_list(sv, "command", s.service_command, file, "service."));
+    TRANCHE_RETURN_IF_ERROR(get_string(sv, "shipped_slot", s.shipped_slot, file, "service."));
+    TRANCHE_RETURN_IF_ERROR(get_list(sv, "health_command", s.health_command, file, "service."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(sv, "health_interval", s.health_interval, file, "service."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(sv, "health_timeout", s.health_timeout, file, "service."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(sv, "stop_timeout", s.stop_timeout, file, "service."));
   }
   if (auto t = r["trial"]) {
-    TRY(cfg::check_keys(t, {"start_budget", "window", "fallback"}, file, "trial"));
-    TRY(get_int(t, "start_budget", s.trial.start_budget, 1, 100, file, "trial."));
-    TRY(get_duration(t, "window", s.trial.trial_window, file, "trial."));
-    TRY(get_bool(t, "fallback", s.trial.fallback, file, "trial."));
+    TRANCHE_RETURN_IF_ERROR(cfg::check_keys(t, {"start_budget", "window", "fallback"}, file, "trial"));
+    TRANCHE_RETURN_IF_ERROR(get_int(t, "start_budget", s.trial.start_budget, 1, 100, file, "trial."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(t, "window", s.trial.trial_window, file, "trial."));
+    TRANCHE_RETURN_IF_ERROR(get_bool(t, "fallback", s.trial.fallback, file, "trial."));
   }
   if (auto c = r["checkin"]) {
-    TRY(cfg::check_keys(c, {"interval", "jitter", "long_poll", "max_backoff", "http_timeout"}, file,
+    TRANCHE_RETURN_IF_ERROR(cfg::check_keys(c, {"interval", "jitter", "long_poll", "max_backoff", "http_timeout"}, file,
                         "checkin"));
-    TRY(get_duration(c, "interval", s.checkin_interval, file, "checkin."));
-    TRY(get_duration(c, "long_poll", s.long_poll, file, "checkin."));
-    TRY(get_duration(c, "max_backoff", s.max_backoff, file, "checkin."));
-    TRY(get_duration(c, "http_timeout", s.http_timeout, file, "checkin."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(c, "interval", s.checkin_interval, file, "checkin."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(c, "long_poll", s.long_poll, file, "checkin."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(c, "max_backoff", s.max_backoff, file, "checkin."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(c, "http_timeout", s.http_timeout, file, "checkin."));
     if (auto j = c["jitter"]) {
       auto v = cfg::as_double(j, file, "checkin.jitter");
       if (!v) return v.error();
@@ -209,16 +203,16 @@ Result<AgentSettings> parse_agent_config(const std::string& text, const std::str
     }
   }
   if (auto d = r["download"]) {
-    TRY(cfg::check_keys(d, {"max_bytes", "timeout", "retry_backoff"}, file, "download"));
-    TRY(get_int(d, "max_bytes", s.max_target_bytes, 1, std::int64_t{1} << 40, file, "download."));
-    TRY(get_duration(d, "timeout", s.download_timeout, file, "download."));
-    TRY(get_duration(d, "retry_backoff", s.retry_backoff, file, "download."));
+    TRANCHE_RETURN_IF_ERROR(cfg::check_keys(d, {"max_bytes", "timeout", "retry_backoff"}, file, "download"));
+    TRANCHE_RETURN_IF_ERROR(get_int(d, "max_bytes", s.max_target_bytes, 1, std::int64_t{1} << 40, file, "download."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(d, "timeout", s.download_timeout, file, "download."));
+    TRANCHE_RETURN_IF_ERROR(get_duration(d, "retry_backoff", s.retry_backoff, file, "download."));
   }
   if (auto d = r["debug"]) {
-    TRY(cfg::check_keys(d, {"step_log", "pause_after_step", "boot_id_file"}, file, "debug"));
-    TRY(get_bool(d, "step_log", s.step_log, file, "debug."));
-    TRY(get_int(d, "pause_after_step", s.pause_after_step, 0, 1'000'000, file, "debug."));
-    TRY(get_string(d, "boot_id_file", s.boot_id_file, file, "debug."));
+    TRANCHE_RETURN_IF_ERROR(cfg::check_keys(d, {"step_log", "pause_after_step", "boot_id_file"}, file, "debug"));
+    TRANCHE_RETURN_IF_ERROR(get_bool(d, "step_log", s.step_log, file, "debug."));
+    TRANCHE_RETURN_IF_ERROR(get_int(d, "pause_after_step", s.pause_after_step, 0, 1'000'000, file, "debug."));
+    TRANCHE_RETURN_IF_ERROR(get_string(d, "boot_id_file", s.boot_id_file, file, "debug."));
   }
   if (auto st = check_duration_ranges(r, s, file); !st) return st.error();
   for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"server_url", &s.server_url},
