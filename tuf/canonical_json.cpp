@@ -1,6 +1,7 @@
 #include "tuf/canonical_json.h"
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -79,12 +80,16 @@ class Builder {
     return fail(ErrorCode::kParse, "integer out of range (above 2^63-1)", ec);
   }
   bool on_double(double d, json::string_view s, json::error_code& ec) {
-    if (!limits_.integers_only) return add(json::value(d), ec);
+    const std::string text(s.data(), std::min<std::size_t>(s.size(), 32));
     // Also reached for integers too large for 64 bits, which Boost reads as doubles.
-    return fail(ErrorCode::kParse,
-                "number '" + std::string(s.data(), std::min<std::size_t>(s.size(), 32)) +
-                    "' is not an integer in range (TUF metadata has no floats)",
-                ec);
+    if (limits_.integers_only) {
+      return fail(ErrorCode::kParse,
+                  "number '" + text + "' is not an integer in range (TUF metadata has no floats)", ec);
+    }
+    // Boost reads a number beyond a double's range as infinity, and 0e400 as NaN;
+    // serialized again they would be "Infinity" and "NaN", which no JSON reader takes.
+    if (!std::isfinite(d)) return fail(ErrorCode::kParse, "number '" + text + "' is out of range", ec);
+    return add(json::value(d), ec);
   }
   bool on_bool(bool b, json::error_code& ec) { return add(json::value(b), ec); }
   bool on_null(json::error_code& ec) { return add(json::value(nullptr), ec); }

@@ -34,7 +34,8 @@ struct JsonLimits {
   std::size_t max_total_values = 4u << 20;      // every value in the document
   // TUF metadata has integers only; other documents read with this strict parser
   // (the server's request bodies: duplicate keys refused all the same) may carry
-  // floats and integers above 2^63-1.
+  // floats (finite ones: a number beyond a double's range is refused) and
+  // integers above 2^63-1.
   bool integers_only = true;
 };
 

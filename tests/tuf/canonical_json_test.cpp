@@ -103,6 +103,23 @@ TEST(JsonParser, RejectsFloatsAndOutOfRangeIntegers) {
   }
 }
 
+// The server's request bodies take floats, but only finite ones: Boost reads 1e400
+// as infinity and 0e400 as NaN, which serialize as "Infinity" and "NaN" (not
+// JSON), and check-in health is stored serialized (fuzz_server_request found it).
+TEST(JsonParser, WithFloatsRefusesNumbersBeyondADoublesRange) {
+  JsonLimits limits;
+  limits.integers_only = false;
+  auto ok = parse_json(R"({"load": 0.25, "big": 1e300, "huge": 18446744073709551615})", limits);
+  ASSERT_TRUE(ok.ok()) << ok.error().to_string();
+  EXPECT_EQ(ok->at("load").as_double(), 0.25);
+  for (const char* text : {"1e400", "-1e400", "0e400", "{\"load\": -0.0e999}"}) {
+    auto r = parse_json(text, limits);
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_EQ(r.error().code, ErrorCode::kParse) << text;
+    EXPECT_NE(r.error().message.find("out of range"), std::string::npos) << r.error().message;
+  }
+}
+
 TEST(JsonParser, RejectsDuplicateKeysNamingThem) {
   auto e = parse_error(R"({"signed": {"version": 1, "version": 2}})");
   EXPECT_EQ(e.code, ErrorCode::kParse);
