@@ -6,8 +6,8 @@
 //
 // Every decode_* reads the body with parse_json_body (size limit, duplicate keys
 // refused), refuses unknown fields, and names the offending field. Errors are
-// kParse or kInvalidArgument (400) or kTooLarge (413); api.cpp answers with them
-// as they are.
+// kParse, kInvalidArgument or kOutOfRange (400) or kTooLarge (413; a body, or a
+// field, over its limit); api.cpp answers with them as they are.
 #pragma once
 
 #include <cstddef>
