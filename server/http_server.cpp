@@ -4,8 +4,11 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -59,17 +62,67 @@ struct Shared {
   HttpServerOptions options;
   std::atomic<std::size_t> in_flight{0};  // requests read and not yet answered
   std::atomic<bool> stopping{false};
+  std::atomic<std::size_t> body_bytes{0};  // reserved by bodies being read or handled
+  std::atomic<std::size_t> connections{0};  // admitted and open
+  std::mutex addresses_mu;
+  std::unordered_map<std::string, std::size_t> per_address;  // admitted and open, by source
+
+  // Takes `n` bytes of the body budget, or nothing when they do not fit.
+  bool reserve_body(std::size_t n) {
+    const std::size_t budget = options.max_buffered_body_bytes;
+    std::size_t current = body_bytes.load();
+    do {
+      if (n > budget || current > budget - n) return false;
+    } while (!body_bytes.compare_exchange_weak(current, current + n));
+    return true;
+  }
+
+  // Admits a new connection from `address`, or says which budget it is over.
+  std::string admit(const std::string& address) {
+    const std::size_t cap = options.max_connections;
+    if (cap != 0 && connections.fetch_add(1) >= cap) {
+      --connections;
+      return "the server has its maximum of " + std::to_string(cap) + " connections open";
+    }
+    if (cap == 0) ++connections;
+    if (const std::size_t per = options.max_connections_per_address; per != 0) {
+      std::lock_guard lock(addresses_mu);
+      std::size_t& mine = per_address[address];
+      if (mine >= per) {
+        --connections;
+        return "this address has its maximum of " + std::to_string(per) + " connections open";
+      }
+      ++mine;
+    }
+    return {};
+  }
+  void leave(const std::string& address) {
+    --connections;
+    if (options.max_connections_per_address == 0) return;
+    std::lock_guard lock(addresses_mu);
+    auto it = per_address.find(address);
+    if (it != per_address.end() && --it->second == 0) per_address.erase(it);
+  }
 };
 
 // One connection. Stream is beast::tcp_stream or beast::ssl_stream<tcp_stream>.
 template <typename Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
+  // `refusal` empty: the connection was admitted (Shared::admit) and is
+  // counted until this session ends; otherwise it is answered 503 and closed.
   template <typename... Args>
-  Session(std::shared_ptr<Shared> shared, Args&&... args)
-      : shared_(std::move(shared)), stream_(std::forward<Args>(args)...) {}
+  Session(std::shared_ptr<Shared> shared, std::string remote, std::string refusal, Args&&... args)
+      : shared_(std::move(shared)),
+        stream_(std::forward<Args>(args)...),
+        remote_(std::move(remote)),
+        refusal_(std::move(refusal)) {}
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
+  ~Session() {
+    release_body();
+    if (refusal_.empty()) shared_->leave(remote_);
+  }
 
   void run() {
     asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->on_run(); });
@@ -83,23 +136,76 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       lowest().expires_after(shared_->options.idle_timeout);
       stream_.async_handshake(asio::ssl::stream_base::server,
                               [self = this->shared_from_this()](beast::error_code ec) {
-                                if (!ec) self->do_read();
+                                if (!ec) self->start();
                               });
     } else {
-      do_read();
+      start();
     }
   }
 
+  void start() {
+    if (!refusal_.empty()) return refuse_busy(refusal_);
+    do_read();
+  }
+
+  // Headers first, within idle_timeout; the body only once it fits the budget.
   void do_read() {
     if (shared_->stopping) return close();
     parser_.emplace();
     parser_->body_limit(shared_->options.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(shared_->options.max_header_bytes));
     lowest().expires_after(shared_->options.idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_header(ec);
+                            });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read(ec);
+    version_ = parser_->get().version();
+    if (refused_transfer_coding()) return;
+    std::size_t need = 0;
+    if (auto length = parser_->content_length()) {
+      if (*length > shared_->options.max_body_bytes) return on_read(http::error::body_limit);
+      need = static_cast<std::size_t>(*length);
+    } else if (parser_->chunked()) {
+      need = shared_->options.max_body_bytes;
+    }
+    if (need > 0) {
+      if (!shared_->reserve_body(need)) {
+        return refuse_busy("request bodies being received exceed the server's budget of " +
+                           std::to_string(shared_->options.max_buffered_body_bytes) + " bytes");
+      }
+      reserved_ = need;
+    }
+    if (parser_->is_done()) return on_read({});
+    // The whole body within body_timeout: a trickle is cut off, not waited for.
+    lowest().expires_after(shared_->options.body_timeout);
     http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->on_read(ec);
+                     [self = this->shared_from_this()](beast::error_code read_ec, std::size_t) {
+                       self->on_read(read_ec);
                      });
+  }
+
+  // RFC 9112 6.1: a request whose last transfer coding is not chunked has no
+  // knowable length (Beast reads it as empty, and its bytes would be taken for
+  // a next request); one with codings besides chunked is not understood here.
+  // Either is refused (true) and the connection closed.
+  bool refused_transfer_coding() {
+    auto te = parser_->get()[http::field::transfer_encoding];
+    if (te.empty()) return false;
+    const std::string coding(te);
+    if (!parser_->chunked()) {
+      refuse(400, "bad_request",
+             "Transfer-Encoding '" + coding + "': the last transfer coding must be chunked");
+      return true;
+    }
+    if (!beast::iequals(trimmed(te), "chunked")) {
+      refuse(501, "not_implemented", "Transfer-Encoding '" + coding + "': only chunked is supported");
+      return true;
+    }
+    return false;
   }
 
   void on_read(beast::error_code ec) {
@@ -117,21 +223,6 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       return refuse(431, "too_large", "request headers exceed the limit");
     }
     if (ec) return refuse(400, "bad_request", "malformed HTTP request: " + ec.message());
-    // RFC 9112 6.1: a request whose last transfer coding is not chunked has no
-    // knowable length (Beast reads it as empty, and its bytes would be taken for
-    // a next request); one with codings besides chunked is not understood here.
-    // Either is refused and the connection closed.
-    if (auto te = parser_->get()[http::field::transfer_encoding]; !te.empty()) {
-      const std::string coding(te);
-      if (!parser_->chunked()) {
-        return refuse(400, "bad_request",
-                      "Transfer-Encoding '" + coding + "': the last transfer coding must be chunked");
-      }
-      if (!beast::iequals(trimmed(te), "chunked")) {
-        return refuse(501, "not_implemented",
-                      "Transfer-Encoding '" + coding + "': only chunked is supported");
-      }
-    }
 
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive();
@@ -145,11 +236,6 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     out.authorization = std::string(req[http::field::authorization]);
     out.content_type = std::string(req[http::field::content_type]);
     out.body = std::move(req.body());
-    if (remote_.empty()) {  // once per connection: inet_ntop showed in the profile
-      beast::error_code ignored;
-      auto endpoint = lowest().socket().remote_endpoint(ignored);
-      remote_ = ignored ? "?" : endpoint.address().to_string();
-    }
     out.remote = remote_;
 
     // A held request is not idle: the server is the one taking its time.
@@ -178,6 +264,22 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     r.status = status;
     r.body = error_body(code, message);
     write(std::move(r));
+  }
+
+  // Over a budget: nothing of the body is read; the client tries again later.
+  void refuse_busy(const std::string& why) {
+    keep_alive_ = false;
+    HttpResponse r;
+    r.status = 503;
+    r.body = error_body("unavailable", "server busy: " + why + "; try again later");
+    r.headers.emplace_back("Retry-After", "2");
+    write(std::move(r));
+  }
+
+  void release_body() {
+    if (reserved_ == 0) return;
+    shared_->body_bytes -= reserved_;
+    reserved_ = 0;
   }
 
   // The response as one buffer: status line, headers and body rendered here
@@ -216,6 +318,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
                           self->counted_ = false;
                           --self->shared_->in_flight;
                         }
+                        self->release_body();
+                        // A large body grew the read buffer: give it back
+                        // rather than keep it for the connection's life.
+                        if (self->buffer_.capacity() > kKeptBufferBytes) self->buffer_.shrink_to_fit();
                         if (ec || !keep) return self->close();
                         self->do_read();
                       });
@@ -235,6 +341,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  static constexpr std::size_t kKeptBufferBytes = 16 * 1024;
 
   std::shared_ptr<Shared> shared_;
   Stream stream_;
@@ -242,7 +349,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = false;
   bool counted_ = false;  // this connection's request is in Shared::in_flight
-  std::string remote_;
+  std::size_t reserved_ = 0;  // bytes of Shared::body_bytes this request holds
+  std::string remote_;   // the peer's address
+  std::string refusal_;  // why the connection was not admitted; empty: admitted
   std::atomic<std::thread::id> handler_thread_{};  // set while the handler runs
   unsigned version_ = 11;
 };
@@ -333,10 +442,18 @@ class BeastServer final : public HttpServer {
       accept_backoff_ = std::chrono::milliseconds(0);
       beast::error_code ignored;
       s.set_option(tcp::no_delay(true), ignored);
+      auto endpoint = s.remote_endpoint(ignored);
+      std::string remote = ignored ? "?" : endpoint.address().to_string();
+      std::string refusal = shared_->admit(remote);
+      if (!refusal.empty()) note_refused(refusal);
       if (ssl_) {
-        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(shared_, std::move(s), *ssl_)->run();
+        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+            shared_, std::move(remote), std::move(refusal), std::move(s), *ssl_)
+            ->run();
       } else {
-        std::make_shared<Session<beast::tcp_stream>>(shared_, std::move(s))->run();
+        std::make_shared<Session<beast::tcp_stream>>(shared_, std::move(remote), std::move(refusal),
+                                                     std::move(s))
+            ->run();
       }
       do_accept();
     });
@@ -363,12 +480,25 @@ class BeastServer final : public HttpServer {
     });
   }
 
+  // A connection over a budget: said at most once a second, with a count.
+  void note_refused(const std::string& why) {
+    ++refused_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - refused_logged_ >= std::chrono::seconds(1)) {
+      spdlog::warn("http: refused {} connection(s) with 503: {}", refused_, why);
+      refused_logged_ = now;
+      refused_ = 0;
+    }
+  }
+
   asio::strand<asio::io_context::executor_type> accept_strand_;  // runs every use of acceptor_
   tcp::acceptor acceptor_;
   asio::steady_timer accept_timer_{accept_strand_};  // the acceptor's strand's
   std::chrono::milliseconds accept_backoff_{0};
   std::uint64_t accept_failures_ = 0;  // since the last line logged
   std::chrono::steady_clock::time_point accept_logged_{};
+  std::uint64_t refused_ = 0;  // since the last line logged
+  std::chrono::steady_clock::time_point refused_logged_{};
   std::optional<asio::ssl::context> ssl_;
   std::vector<std::thread> threads_;
   std::uint16_t port_ = 0;

@@ -56,6 +56,19 @@ struct HttpServerOptions {
   // A connection that sends nothing for this long is closed. It is not a limit on
   // a held (long-poll) request: the server's answer is what it waits for then.
   std::chrono::seconds idle_timeout{60};
+  // A request's body must arrive whole within this long of its headers (a
+  // client trickling a body is cut off; the headers have idle_timeout).
+  std::chrono::seconds body_timeout{30};
+  // Budgets. Over any of them a new connection or request is answered 503
+  // `unavailable` with Retry-After and closed, before any body is buffered:
+  // - open connections (0: no cap; keep it below the descriptor limit);
+  // - open connections from one source address (0: no cap — the default, since
+  //   devices behind one NAT or proxy share an address);
+  // - bytes of request bodies being received or handled at once, reserved from
+  //   each request's Content-Length (max_body_bytes for a chunked one).
+  std::size_t max_connections = 10000;
+  std::size_t max_connections_per_address = 0;
+  std::size_t max_buffered_body_bytes = 64u << 20;
   std::optional<TlsFiles> tls;
 };
 

@@ -1,5 +1,9 @@
 // tranche-server: flags and an optional YAML config file (flags win), signals,
 // and the server's lifetime.
+#include <malloc.h>
+#include <sys/resource.h>
+
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <cstdlib>
@@ -32,6 +36,8 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
                                    {"listen", "port", "threads", "data-dir", "store", "tls-cert", "tls-key",
                                     "allow-insecure-remote", "tick-ms", "batch-ms", "batch-max",
                                     "long-poll-max-s", "ask-again-s", "last-seen-every-s", "forget-idle-s", "interface",
+                                    "max-connections", "max-connections-per-address", "body-budget-mb",
+                                    "body-timeout-s",
                                     "tuf-repo", "dashboard-dir", "server-id"},
                                    path, "");
       !st) {
@@ -58,7 +64,8 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   std::string cert, key;
   std::int64_t tick = o.tick.count(), batch = o.batch_interval.count(), lp = o.long_poll_max.count(),
                ask = o.ask_again.count(), seen_every = o.last_seen_every.count(),
-               forget_idle = o.forget_idle.count();
+               forget_idle = o.forget_idle.count(), body_timeout = o.body_timeout.count(),
+               body_budget_mb = static_cast<std::int64_t>(o.max_buffered_body_bytes >> 20);
   for (auto st : {str("listen", o.listen_address), str("data-dir", o.data_dir), str("store", o.store_url),
                   str("server-id", o.server_id),
                   str("tls-cert", cert), str("tls-key", key), str("tuf-repo", o.tuf_repo_dir),
@@ -67,7 +74,10 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
                   num("batch-ms", batch, 1, 60'000), num("batch-max", o.batch_max_records, 1, 1'000'000),
                   num("long-poll-max-s", lp, 0, 3600), num("ask-again-s", ask, 1, 86400),
                   num("last-seen-every-s", seen_every, 0, 86400),
-                  num("forget-idle-s", forget_idle, 1, 30 * 86400)}) {
+                  num("forget-idle-s", forget_idle, 1, 30 * 86400),
+                  num("max-connections", o.max_connections, 0, 10'000'000),
+                  num("max-connections-per-address", o.max_connections_per_address, 0, 10'000'000),
+                  num("body-budget-mb", body_budget_mb, 1, 1'000'000), num("body-timeout-s", body_timeout, 1, 3600)}) {
     if (!st) return st;
   }
   if ((*root)["allow-insecure-remote"]) {
@@ -89,8 +99,35 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   o.ask_again = std::chrono::seconds(ask);
   o.last_seen_every = std::chrono::seconds(seen_every);
   o.forget_idle = std::chrono::seconds(forget_idle);
+  o.body_timeout = std::chrono::seconds(body_timeout);
+  o.max_buffered_body_bytes = static_cast<std::size_t>(body_budget_mb) << 20;
   if (!cert.empty() || !key.empty()) o.tls = tranche::server::TlsFiles{cert, key};
   return tranche::core::Ok{};
+}
+
+// The most bits a token of this length and these character classes can hold
+// (an upper bound: "aaaa..." scores as any lowercase string would). A token
+// below 128 bits by this count is certainly weaker than 128 bits.
+double token_bits(const std::string& token) {
+  bool lower = false, upper = false, digit = false, other = false;
+  for (const char c : token) {
+    if (c >= 'a' && c <= 'z') lower = true;
+    else if (c >= 'A' && c <= 'Z') upper = true;
+    else if (c >= '0' && c <= '9') digit = true;
+    else other = true;
+  }
+  const int alphabet = (lower ? 26 : 0) + (upper ? 26 : 0) + (digit ? 10 : 0) + (other ? 32 : 0);
+  return alphabet == 0 ? 0.0 : static_cast<double>(token.size()) * std::log2(static_cast<double>(alphabet));
+}
+
+// Connections cost a descriptor each: take the hard limit the system allows
+// (the soft default of 1024 would refuse a fleet's long polls long before
+// --max-connections does).
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &limit);
 }
 
 }  // namespace
@@ -107,7 +144,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> interfaces;
   std::int64_t tick_ms = o.tick.count(), batch_ms = o.batch_interval.count(),
                long_poll_s = o.long_poll_max.count(), ask_again_s = o.ask_again.count(),
-               last_seen_every_s = o.last_seen_every.count(), forget_idle_s = o.forget_idle.count();
+               last_seen_every_s = o.last_seen_every.count(), forget_idle_s = o.forget_idle.count(),
+               body_timeout_s = o.body_timeout.count(),
+               body_budget_mb = static_cast<std::int64_t>(o.max_buffered_body_bytes >> 20);
   app.add_option("-c,--config", config_file, "YAML file of settings (keys are these flags' long names)");
   app.add_option("--listen", o.listen_address, "address to listen on")->capture_default_str();
   app.add_option("--port", o.port, "TCP port (0: any free port, printed at start)")->capture_default_str();
@@ -143,6 +182,25 @@ int main(int argc, char** argv) {
                  "takes it from the store again")
       ->capture_default_str()
       ->check(CLI::Range(1, 30 * 86400));
+  app.add_option("--max-connections", o.max_connections,
+                 "open connections at most (0: no cap); a connection over it is answered 503 with "
+                 "Retry-After and closed. Keep it below the descriptor limit (ulimit -n)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10'000'000));
+  app.add_option("--max-connections-per-address", o.max_connections_per_address,
+                 "open connections from one source address at most (0: no cap, the default: "
+                 "devices behind one NAT or proxy share an address)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10'000'000));
+  app.add_option("--body-budget-mb", body_budget_mb,
+                 "request bodies being received or handled at once, in MiB, reserved from each "
+                 "request's Content-Length; a request over it is answered 503 before its body is read")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  app.add_option("--body-timeout-s", body_timeout_s,
+                 "a request's body must arrive whole within this long after its headers")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   app.add_option("--interface", interfaces,
                  "CHANNEL=FILE: check content bundles of CHANNEL against this consumer interface "
                  "when a release is registered (repeatable)");
@@ -159,7 +217,8 @@ int main(int argc, char** argv) {
   app.add_option("--dashboard-dir", o.dashboard_dir,
                  "serve the dashboard from this directory at / (default: the installed or source copy)");
   app.add_option("--admin-token", o.admin_token,
-                 "bootstrap admin token, at least 16 characters (also from TRANCHE_ADMIN_TOKEN); without "
+                 "bootstrap admin token of at least 128 bits, e.g. `openssl rand -hex 16` (also from "
+                 "TRANCHE_ADMIN_TOKEN); without "
                  "one, a first start writes a generated token to DATA_DIR/admin-token")
       ->envname("TRANCHE_ADMIN_TOKEN");
   CLI11_PARSE(app, argc, argv);
@@ -187,6 +246,14 @@ int main(int argc, char** argv) {
     if (!given("--ask-again-s")) ask_again_s = from_file.ask_again.count();
     if (!given("--last-seen-every-s")) last_seen_every_s = from_file.last_seen_every.count();
     if (!given("--forget-idle-s")) forget_idle_s = from_file.forget_idle.count();
+    if (!given("--max-connections")) o.max_connections = from_file.max_connections;
+    if (!given("--max-connections-per-address")) {
+      o.max_connections_per_address = from_file.max_connections_per_address;
+    }
+    if (!given("--body-budget-mb")) {
+      body_budget_mb = static_cast<std::int64_t>(from_file.max_buffered_body_bytes >> 20);
+    }
+    if (!given("--body-timeout-s")) body_timeout_s = from_file.body_timeout.count();
     if (!given("--interface")) interfaces = file_interfaces;
     if (!given("--tuf-repo")) o.tuf_repo_dir = from_file.tuf_repo_dir;
     if (!given("--dashboard-dir")) o.dashboard_dir = from_file.dashboard_dir;
@@ -205,6 +272,8 @@ int main(int argc, char** argv) {
   o.ask_again = std::chrono::seconds(ask_again_s);
   o.last_seen_every = std::chrono::seconds(last_seen_every_s);
   o.forget_idle = std::chrono::seconds(forget_idle_s);
+  o.body_timeout = std::chrono::seconds(body_timeout_s);
+  o.max_buffered_body_bytes = static_cast<std::size_t>(body_budget_mb) << 20;
   for (const auto& item : interfaces) {
     auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
@@ -214,12 +283,14 @@ int main(int argc, char** argv) {
     o.interfaces[item.substr(0, eq)] = item.substr(eq + 1);
   }
 
-  // The bootstrap token opens the whole API: a short one can be guessed.
-  constexpr std::size_t kMinAdminToken = 16;
-  if (!o.admin_token.empty() && o.admin_token.size() < kMinAdminToken) {
-    std::cerr << "tranche-server: --admin-token (or TRANCHE_ADMIN_TOKEN): " << o.admin_token.size()
-              << " characters; at least " << kMinAdminToken
-              << " (it opens the whole API; omit it and the server writes a random one to DATA_DIR/admin-token)\n";
+  // The bootstrap token opens the whole API: one that can be guessed is refused.
+  constexpr double kMinAdminTokenBits = 128;
+  if (!o.admin_token.empty() && token_bits(o.admin_token) < kMinAdminTokenBits) {
+    std::cerr << "tranche-server: --admin-token (or TRANCHE_ADMIN_TOKEN): at most "
+              << static_cast<int>(token_bits(o.admin_token)) << " bits for its " << o.admin_token.size()
+              << " characters; at least " << kMinAdminTokenBits
+              << " (it opens the whole API: `openssl rand -hex 16` makes one; or omit it and the server "
+                 "writes a random one to DATA_DIR/admin-token)\n";
     return 2;
   }
 
@@ -240,6 +311,13 @@ int main(int argc, char** argv) {
       }
     }
   }
+
+  raise_descriptor_limit();
+  // Request bodies (up to --max-body, 1 MiB) are allocated and freed by the
+  // thousand under load: a fixed mmap threshold keeps glibc from raising it
+  // after the first free, so each large buffer goes back to the system when
+  // freed instead of staying in the heap after the load is gone.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
   // Signals are taken by a waiting thread, not a handler: shutdown needs locks.
   sigset_t signals;

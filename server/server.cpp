@@ -159,6 +159,10 @@ core::Status ServerImpl::open() {
   http.threads = options_.threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                        : options_.threads;
   http.max_body_bytes = options_.max_body_bytes;
+  http.max_connections = options_.max_connections;
+  http.max_connections_per_address = options_.max_connections_per_address;
+  http.max_buffered_body_bytes = options_.max_buffered_body_bytes;
+  http.body_timeout = options_.body_timeout;
   http.tls = options_.tls;
   auto listener = HttpServer::start(
       http, [this](HttpRequest&& req, Responder respond) { handle(std::move(req), std::move(respond)); });

@@ -55,6 +55,11 @@ struct ServerOptions {
   // long, with nothing left to judge, is forgotten (the store has it).
   std::chrono::seconds forget_idle{900};
   std::size_t max_body_bytes = 1 << 20;
+  // The HTTP layer's budgets (HttpServerOptions has what each means).
+  std::size_t max_connections = 10000;
+  std::size_t max_connections_per_address = 0;
+  std::size_t max_buffered_body_bytes = 64u << 20;
+  std::chrono::seconds body_timeout{30};
 
   // Bootstrap admin token (e.g. from TRANCHE_ADMIN_TOKEN). When empty and the
   // store has no operator token yet, one is generated and written to

@@ -39,8 +39,11 @@ check "server started ($URL)" test -n "$URL"
 # A guessable bootstrap token is refused before anything starts.
 "$SERVER_BIN" --port 0 --data-dir "$tmp/short" --admin-token a > /dev/null 2> "$tmp/err"; rc=$?
 check "tranche-server --admin-token a exits 2 (got $rc)" test $rc -eq 2
-check "... and says the minimum" grep -q "at least 16" "$tmp/err"
+check "... and says the minimum" grep -q "at least 128" "$tmp/err"
 check "... and wrote nothing" test ! -e "$tmp/short/tranche.db"
+# 20 lowercase letters hold at most 94 bits: refused too; 32 hex digits (128 bits) start.
+"$SERVER_BIN" --port 0 --data-dir "$tmp/short" --admin-token abcdefghijklmnopqrst > /dev/null 2> "$tmp/err"; rc=$?
+check "a 20-letter lowercase token exits 2 (got $rc)" test $rc -eq 2
 "$TRANCHE" fleet > "$tmp/out" 2> "$tmp/err"; rc=$?
 check "fleet before login exits 2 (got $rc)" test $rc -eq 2
 check "... and says how to log in" grep -q "not logged in: run \`tranche login --server URL --token T\`" "$tmp/err"

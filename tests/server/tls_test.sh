@@ -16,7 +16,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -keyout key.pem -out cert.pem 2> /dev/null
 check "certificate made" test -s cert.pem
 
-"$server" --port 0 --data-dir data --admin-token tls-test-token-0123 \
+"$server" --port 0 --data-dir data --admin-token tls-test-admin-token-0123456789 \
   --tls-cert cert.pem --tls-key key.pem > server.out 2> server.log &
 pid=$!
 for _ in $(seq 50); do grep -q "listening on" server.out 2>/dev/null && break; sleep 0.1; done
@@ -24,7 +24,7 @@ url="$(sed -n 's/.*listening on \(https:[^ ]*\).*/\1/p' server.out)"
 check "listens on https" test -n "$url"
 check "healthz over TLS, certificate verified" bash -c "curl -sf --cacert cert.pem '$url/healthz' | grep -q ok"
 check "an operator call over TLS" bash -c \
-  "curl -sf --cacert cert.pem -H 'Authorization: Bearer tls-test-token-0123' '$url/v1/fleet' | grep -q devices"
+  "curl -sf --cacert cert.pem -H 'Authorization: Bearer tls-test-admin-token-0123456789' '$url/v1/fleet' | grep -q devices"
 check "an untrusted certificate is refused by the client" bash -c "! curl -sf '$url/healthz' 2>/dev/null"
 check "plain HTTP to the TLS port gets no answer" bash -c "! curl -sf --max-time 3 '${url/https/http}/healthz' 2>/dev/null"
 kill "$pid"; wait "$pid"; status=$?; pid=""
