@@ -608,8 +608,8 @@ std::optional<DeviceEventKind> device_event_of(AgentAction::Report report) {
     case Report::kInstalled: return DeviceEventKind::kInstalled;
     case Report::kCrash: return DeviceEventKind::kCrashed;
     case Report::kRolledBack: return DeviceEventKind::kRolledBack;
+    case Report::kRejected: return DeviceEventKind::kOfferRefused;
     case Report::kCommitted:
-    case Report::kRejected:
     case Report::kNone: return std::nullopt;
   }
   return std::nullopt;

@@ -167,8 +167,8 @@ std::string_view to_string(AgentEvent::Kind kind);       // "offer", "slot_writt
 std::string_view to_string(AgentAction::Kind kind);      // "persist", "start_service", ...
 std::string_view to_string(AgentAction::Report report);  // "crash", "rolled_back", ...
 // The event a report becomes on the wire (core/evidence.h's vocabulary: a
-// kCrash is "crashed"); nullopt for reports the server learns otherwise
-// (kCommitted: from the next check-in) or never needs (kRejected, kNone).
+// kCrash is "crashed", a kRejected "offer_refused"); nullopt for reports the
+// server learns otherwise (kCommitted: from the next check-in) or kNone.
 std::optional<DeviceEventKind> device_event_of(AgentAction::Report report);
 
 }  // namespace tranche::core

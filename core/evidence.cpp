@@ -19,6 +19,7 @@ constexpr Names<DeviceEventKind, kDeviceEventKindCount> kEventNames{{
     {DeviceEventKind::kCrashed, "crashed"},
     {DeviceEventKind::kRolledBack, "rolled_back"},
     {DeviceEventKind::kGoodbye, "goodbye"},
+    {DeviceEventKind::kOfferRefused, "offer_refused"},
 }};
 
 constexpr Names<Standing, 5> kStandingNames{{
@@ -90,6 +91,7 @@ FailureCause failure_cause_of(Fact fact) {
     case Fact::kRunsHealthy:
     case Fact::kDownloadFailed:
     case Fact::kGoodbye:
+    case Fact::kOfferRefused:
       return FailureCause::kNone;
   }
   return FailureCause::kNone;
@@ -118,6 +120,8 @@ Fact fact_of(DeviceEventKind kind) {
       return Fact::kFellBack;
     case DeviceEventKind::kGoodbye:
       return Fact::kGoodbye;
+    case DeviceEventKind::kOfferRefused:
+      return Fact::kOfferRefused;
   }
   return Fact::kDownloading;
 }
@@ -175,7 +179,7 @@ bool record(Standing& standing, Fact fact, EvidenceTally& tally) {
       ++tally.acknowledged;
       return true;
     default:
-      return false;  // downloading, download_failed, goodbye: not evidence
+      return false;  // downloading, download_failed, goodbye, offer_refused: not evidence
   }
 }
 

@@ -22,9 +22,10 @@
 //    evidence (accrues no more exposure). A failure of an exposed device counts
 //    as exposed whatever version it names: exposure runs from the offer, so the
 //    time before the install is in both the exposure and the failures.
-//  - download_failed, downloading and goodbye are not evidence: a transfer that
-//    failed is retried and says nothing about the release, and a goodbye only
-//    ends the device's online time.
+//  - download_failed, downloading, goodbye and offer_refused are not evidence: a
+//    transfer that failed is retried and says nothing about the release, a
+//    goodbye only ends the device's online time, and a refused offer says why the
+//    device does not move (the offer itself already made it exposed).
 //
 // Exposure is device-time, accrued per tick: at each tick every device that is
 // online then (a held check-in, or heard within heartbeat_interval x
@@ -54,8 +55,10 @@ enum class DeviceEventKind : std::uint8_t {
   kCrashed,         // the service died on the version (within its start budget)
   kRolledBack,      // the device fell back to last-known-good by itself
   kGoodbye,         // clean shutdown: silence after it is not a failure
+  kOfferRefused,    // the agent did not take up an offer (detail.reason: known_bad,
+                    // trial_pending): not evidence, reported once per (reason, version)
 };
-inline constexpr std::size_t kDeviceEventKindCount = 6;
+inline constexpr std::size_t kDeviceEventKindCount = 7;
 
 std::string_view to_string(DeviceEventKind kind);  // "installed", "install_failed", ...
 std::optional<DeviceEventKind> parse_device_event_kind(std::string_view text);
@@ -95,6 +98,7 @@ enum class Fact : std::uint8_t {
   kFellBack,
   kSilent,   // missed its heartbeats without a goodbye
   kGoodbye,  // not evidence (ends its online time)
+  kOfferRefused,  // not evidence: the device said why it does not take the offer
 };
 
 // The cause a fact fails a device for; kNone for facts that are no failure.

@@ -735,8 +735,10 @@ DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
       if (std::find(list.begin(), list.end(), *e.version) == list.end()) list.push_back(*e.version);
     }
     if (const RolloutInfo* rollout = snapshot.live_rollout_for(e.channel)) {
-      // An event about the release itself is exposure, even without our offer.
-      if (e.version && *e.version == rollout->version && e.kind != K::kGoodbye) {
+      // An event about the release itself is exposure, even without our offer
+      // (a refused offer is no evidence at all: the offer itself counted).
+      if (e.version && *e.version == rollout->version && e.kind != K::kGoodbye &&
+          e.kind != K::kOfferRefused) {
         note(device, *rollout, core::Fact::kOffered, now);
       }
       note(device, *rollout, core::fact_of(e.kind), now);

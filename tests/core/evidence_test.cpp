@@ -1,6 +1,8 @@
 // core/evidence.h: what counts as exposure, acknowledgement and failure.
 #include "core/evidence.h"
 
+#include "core/agent_machine.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -37,6 +39,11 @@ TEST(EvidenceCodec, FailuresAndBans) {
       << "a transfer that failed says nothing of the release";
   EXPECT_FALSE(is_failure(DeviceEventKind::kInstalled));
   EXPECT_FALSE(is_failure(DeviceEventKind::kGoodbye));
+  EXPECT_FALSE(is_failure(DeviceEventKind::kOfferRefused))
+      << "a refused offer says why a device does not move, nothing of the release";
+  EXPECT_FALSE(bans_version(DeviceEventKind::kOfferRefused));
+  EXPECT_EQ(failure_cause_of(fact_of(DeviceEventKind::kOfferRefused)), FailureCause::kNone);
+  EXPECT_EQ(device_event_of(AgentAction::Report::kRejected), DeviceEventKind::kOfferRefused);
   EXPECT_TRUE(bans_version(DeviceEventKind::kInstallFailed));
   EXPECT_TRUE(bans_version(DeviceEventKind::kRolledBack));
   EXPECT_FALSE(bans_version(DeviceEventKind::kCrashed))
@@ -89,7 +96,7 @@ TEST(Evidence, ControlFailuresCountOnceAndLeaveTheEvidence) {
 TEST(Evidence, NotEvidence) {
   EvidenceTally t;
   Standing s = Standing::kControl;
-  for (Fact f : {Fact::kDownloading, Fact::kDownloadFailed, Fact::kGoodbye}) {
+  for (Fact f : {Fact::kDownloading, Fact::kDownloadFailed, Fact::kGoodbye, Fact::kOfferRefused}) {
     EXPECT_FALSE(record(s, f, t));
   }
   EXPECT_EQ(t, EvidenceTally{});
