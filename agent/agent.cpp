@@ -17,6 +17,7 @@
 #include "config/content_files.h"
 #include "core/contract.h"
 #include "core/time_math.h"
+#include "tuf/canonical_json.h"
 #include "tuf/client.h"
 #include "tuf/updater.h"
 
@@ -738,9 +739,9 @@ bool Agent::enroll() {
     log("enrollment failed: " + (r ? "HTTP " + std::to_string(r->status) + " " + r->body.substr(0, 300) : r.error().to_string()));
     return false;
   }
-  boost::system::error_code ec;
-  auto v = json::parse(r->body, ec);
-  const json::value* tok = (!ec && v.is_object()) ? v.as_object().if_contains("device_token") : nullptr;
+  auto parsed = tuf::parse_document(r->body, kMaxMetadataAnswerBytes);
+  const json::value v = parsed ? std::move(*parsed) : json::value();
+  const json::value* tok = v.is_object() ? v.as_object().if_contains("device_token") : nullptr;
   if (tok == nullptr || !tok->is_string()) {
     log("enrollment: malformed answer");
     return false;
@@ -792,12 +793,12 @@ std::optional<Agent::CheckinAnswer> Agent::checkin(std::int64_t* ask_again_ms) {
     log("check-in failed: HTTP " + std::to_string(r->status) + " " + r->body.substr(0, 300));
     return std::nullopt;
   }
-  boost::system::error_code ec;
-  auto v = json::parse(r->body, ec);
-  if (ec || !v.is_object()) {
-    log("check-in: malformed JSON answer");
+  auto parsed = tuf::parse_document(r->body, kMaxMetadataAnswerBytes);
+  if (!parsed || !parsed->is_object()) {
+    log("check-in: malformed JSON answer" + (parsed ? std::string() : ": " + parsed.error().message));
     return std::nullopt;
   }
+  const json::value& v = *parsed;
   CheckinAnswer a;
   try {
     const json::object& o = v.as_object();

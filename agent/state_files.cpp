@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include "tuf/canonical_json.h"
+
 namespace tranche::agent {
 
 namespace json = boost::json;
@@ -59,9 +61,10 @@ std::string encode_record(const StoredRecord& s) {
 }
 
 Result<StoredRecord> decode_record(const std::string& text) {
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec || !v.is_object()) return make_error(ErrorCode::kParse, "record: not a JSON object");
+  auto parsed = tuf::parse_document(text, kMaxStateBytes);
+  if (!parsed) return parsed.error().with_context("record: ");
+  const json::value& v = *parsed;
+  if (!v.is_object()) return make_error(ErrorCode::kParse, "record: not a JSON object");
   const json::object& o = v.as_object();
   try {
     StoredRecord s;
@@ -127,9 +130,10 @@ Status EventQueue::load() {
     if (text.error().code == ErrorCode::kNotFound) return core::Ok{};
     return text.error();
   }
-  boost::system::error_code ec;
-  json::value v = json::parse(*text, ec);
-  if (ec || !v.is_object()) return make_error(ErrorCode::kParse, path_ + ": not a JSON object");
+  auto parsed = tuf::parse_document(*text, kMaxStateBytes);
+  if (!parsed) return parsed.error().with_context(path_ + ": ");
+  const json::value& v = *parsed;
+  if (!v.is_object()) return make_error(ErrorCode::kParse, path_ + ": not a JSON object");
   try {
     const json::object& o = v.as_object();
     next_seq_ = o.at("next_seq").to_number<std::int64_t>();

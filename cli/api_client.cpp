@@ -3,6 +3,8 @@
 #include <curl/curl.h>
 
 #include <boost/json.hpp>
+
+#include "tuf/canonical_json.h"
 #include <memory>
 #include <mutex>
 
@@ -13,7 +15,9 @@ namespace json = boost::json;
 namespace {
 
 std::size_t append_body(char* data, std::size_t size, std::size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
+  auto* body = static_cast<std::string*>(out);
+  if (body->size() + size * n > kMaxAnswerBytes) return 0;  // curl: CURLE_WRITE_ERROR
+  body->append(data, size * n);
   return size * n;
 }
 
@@ -22,9 +26,9 @@ void read_error(ApiReply& r) {
   if (r.ok()) return;
   r.error_code = "http";
   r.error_message = "HTTP status " + std::to_string(r.status);
-  boost::system::error_code ec;
-  json::value v = json::parse(r.body, ec);
-  if (ec || !v.is_object()) return;
+  auto parsed = tuf::parse_document(r.body, kMaxAnswerBytes);
+  if (!parsed || !parsed->is_object()) return;
+  const json::value& v = *parsed;
   const auto* err = v.as_object().if_contains("error");
   if (err == nullptr || !err->is_object()) return;
   const auto& e = err->as_object();
@@ -82,6 +86,10 @@ core::Result<ApiReply> ApiClient::request(const std::string& method, const std::
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   const CURLcode rc = curl_easy_perform(c);
+  if (rc == CURLE_WRITE_ERROR) {
+    return core::make_error(core::ErrorCode::kTooLarge, server_ + path + ": the answer is longer than " +
+                                                            std::to_string(kMaxAnswerBytes) + " bytes");
+  }
   if (rc != CURLE_OK) {
     return core::make_error(core::ErrorCode::kUnavailable,
                             "cannot reach " + server_ + ": " + curl_easy_strerror(rc));

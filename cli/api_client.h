@@ -3,6 +3,7 @@
 // inside api_client.cpp.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,10 @@ namespace tranche::cli {
 
 // An answer that arrived: any status. A transport failure (no connection, a
 // timeout) is an Error instead, never a status.
+// The largest answer the CLI reads from a server (a page of 1,000 devices is
+// well below it); a longer one is cut off and reported as a transport error.
+inline constexpr std::size_t kMaxAnswerBytes = 32u << 20;
+
 struct ApiReply {
   long status = 0;
   std::string body;

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+
+#include "tuf/canonical_json.h"
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -32,9 +34,10 @@ core::Result<CliConfig> load_cli_config(const std::string& path) {
   if (!in) return make_error(ErrorCode::kNotFound, path + ": " + std::strerror(errno));
   std::stringstream text;
   text << in.rdbuf();
-  boost::system::error_code ec;
-  json::value v = json::parse(text.str(), ec);
-  if (ec || !v.is_object()) return make_error(ErrorCode::kParse, path + ": expected a JSON object");
+  auto parsed = tuf::parse_document(text.str(), 64 * 1024);
+  if (!parsed) return parsed.error().with_context(path + ": ");
+  const json::value& v = *parsed;
+  if (!v.is_object()) return make_error(ErrorCode::kParse, path + ": expected a JSON object");
   CliConfig c;
   const auto& o = v.as_object();
   for (auto [key, out] : {std::pair{"server", &c.server}, std::pair{"token", &c.token}}) {

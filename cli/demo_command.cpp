@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+
+#include "tuf/canonical_json.h"
 #include <chrono>
 #include <cinttypes>
 #include <csignal>
@@ -364,9 +366,9 @@ struct AgentState {
 
 AgentState read_agent(const fs::path& data) {
   AgentState s;
-  boost::system::error_code ec;
-  const json::value r = json::parse(read_text(data / "record.json"), ec);
-  if (!ec && r.is_object()) {
+  auto parsed = tuf::parse_document(read_text(data / "record.json"), kMaxAnswerBytes);
+  const json::value r = parsed ? std::move(*parsed) : json::value();
+  if (r.is_object()) {
     const auto& o = r.as_object();
     if (const auto* p = o.if_contains("phase"); p != nullptr && p->is_string()) s.phase = std::string(p->as_string());
     if (const auto* g = o.if_contains("good"); g != nullptr && g->is_string()) s.good = std::string(g->as_string());
@@ -485,12 +487,12 @@ class Demo {
       error_ = method + " " + path + ": " + std::to_string(r->status) + " " + r->error_code + ": " + r->error_message;
       return std::nullopt;
     }
-    boost::system::error_code ec;
-    json::value v = json::parse(r->body, ec);
-    if (ec) {
-      error_ = method + " " + path + ": the answer is not JSON";
+    auto parsed = tuf::parse_document(r->body, kMaxAnswerBytes);
+    if (!parsed) {
+      error_ = method + " " + path + ": the answer is not JSON (" + parsed.error().message + ")";
       return std::nullopt;
     }
+    json::value v = std::move(*parsed);
     return v;
   }
   std::optional<json::value> get(const std::string& path) { return api("GET", path, nullptr, admin_, 200); }

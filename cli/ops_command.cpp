@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+
+#include "tuf/canonical_json.h"
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -129,9 +131,8 @@ core::Result<FileDigest> digest_file(const std::string& path) {
 const json::object* as_object(const json::value& v) { return v.is_object() ? &v.as_object() : nullptr; }
 
 json::value parse_body(const ApiReply& r) {
-  boost::system::error_code ec;
-  json::value v = json::parse(r.body, ec);
-  return ec ? json::value() : v;
+  auto parsed = tuf::parse_document(r.body, kMaxAnswerBytes);
+  return parsed ? std::move(*parsed) : json::value();
 }
 
 // Sends one request and, on a refusal or a transport failure, prints it; the

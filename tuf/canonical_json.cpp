@@ -401,4 +401,11 @@ std::string json_path_index(std::string_view base, std::size_t index) {
   return std::string(base) + "[" + std::to_string(index) + "]";
 }
 
+core::Result<boost::json::value> parse_document(std::string_view bytes, std::size_t max_bytes) {
+  JsonLimits limits;
+  limits.max_bytes = max_bytes;
+  limits.integers_only = false;
+  return parse_json(bytes, limits);
+}
+
 }  // namespace tranche::tuf

@@ -45,6 +45,11 @@ struct JsonLimits {
 core::Result<boost::json::value> parse_json(std::string_view bytes,
                                             const JsonLimits& limits = {});
 
+// A JSON document from outside that is not TUF metadata — a server's answer, the
+// CLI's login file, the agent's state files: the same strict reader (duplicate
+// keys refused, finite floats allowed), at most `max_bytes`.
+core::Result<boost::json::value> parse_document(std::string_view bytes, std::size_t max_bytes);
+
 // The canonical JSON form that TUF signs: "OLPC canonical JSON" as implemented by
 // securesystemslib.formats.encode_canonical (python-tuf, go-tuf and tough agree):
 //   - object members sorted by key (Python's sorted() over str, i.e. by code

@@ -62,7 +62,7 @@ MODES = {
     "honest", "bad_signature", "wrong_hash", "truncated", "endless", "expired",
     "http_500_tuf", "timeout", "malformed_json_metadata", "http_500_checkin",
     "malformed_json_checkin", "wrong_shape_checkin", "ask_again", "retry_after_checkin",
-    "replayed_events",
+    "replayed_events", "duplicate_key_checkin",
 }
 
 
@@ -203,6 +203,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.record(device, mode, 503)
                 self.send(503, json.dumps({"error": "unavailable", "message": "hostile"}),
                           headers={"Retry-After": st.get("retry_after") or "0"})
+            elif mode == "duplicate_key_checkin":
+                # The offer under the first "channels", nothing under the second:
+                # a reader that keeps either one is fooled; the agent refuses both.
+                self.record(device, mode, 200)
+                offer = json.dumps({"content": st["offer"]} if st["offer"] else {})
+                self.send(200, '{"channels": ' + offer + ', "channels": {}, "ask_again_s": 1}')
             elif mode == "wrong_shape_checkin":
                 self.record(device, mode, 200)
                 self.send_json(200, {"channels": {"content": {"action": 7, "desired": ["2.0.0"],

@@ -447,6 +447,11 @@ TEST_F(HostileServerTest, CheckinNotJson) {
   expect_checkin_failure("malformed_json_checkin", {"check-in", "malformed JSON"});
 }
 
+// A repeated key is refused, not resolved to one of its values (issue 14).
+TEST_F(HostileServerTest, CheckinWithADuplicateKeyIsRefused) {
+  expect_checkin_failure("duplicate_key_checkin", {"check-in", "duplicate key 'channels'"});
+}
+
 TEST_F(HostileServerTest, CheckinWrongShape) {
   expect_checkin_failure("wrong_shape_checkin", {"check-in", "malformed answer"});
 }

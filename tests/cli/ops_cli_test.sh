@@ -64,6 +64,11 @@ check "login exits 0 (got $rc)" test $rc -eq 0
 check "config file is mode 0600" test "$(stat -c %a "$TRANCHE_CONFIG")" = 600
 check "config keeps the server without the trailing slash" \
   test "$(json "$TRANCHE_CONFIG" j.server)" = "$URL"
+# A config file that repeats a key is refused, naming the file and the key.
+printf '{"server":"%s","token":"%s","token":"x"}' "$URL" "$ADMIN" > "$tmp/dup.json"
+TRANCHE_CONFIG="$tmp/dup.json" "$TRANCHE" fleet > "$tmp/out" 2> "$tmp/err"; rc=$?
+check "a config with a repeated key is refused (got $rc)" test $rc -ne 0
+check "... naming the file and the key" grep -q "dup.json: .*duplicate key 'token'" "$tmp/err"
 
 # A wrong token from the environment overrides the file: exit 1 with the message.
 TRANCHE_TOKEN=not-a-token "$TRANCHE" fleet > "$tmp/out" 2> "$tmp/err"; rc=$?
