@@ -11,12 +11,12 @@
 
 namespace tranche::cli {
 
-// An answer that arrived: any status. A transport failure (no connection, a
-// timeout) is an Error instead, never a status.
 // The largest answer the CLI reads from a server (a page of 1,000 devices is
-// well below it); a longer one is cut off and reported as a transport error.
+// well below it); a longer one is cut off and reported as too large.
 inline constexpr std::size_t kMaxAnswerBytes = 32u << 20;
 
+// An answer that arrived: any status. A transport failure (no connection, a
+// timeout) is an Error instead, never a status.
 struct ApiReply {
   long status = 0;
   std::string body;
