@@ -14,6 +14,7 @@
 #include "agent/agent.h"
 #include "agent/config.h"
 #include "agent/posix.h"
+#include "config/usage.h"
 
 namespace {
 
@@ -37,11 +38,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.set_version_flag("--version", std::string("tranche-agent ") + TRANCHE_VERSION);
   std::string config_path;
   app.add_option("--config", config_path, "agent configuration (YAML, docs/agent.md)")->required();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto done = tranche::config::parse_command_line(app, argc, argv)) return *done;  // usage: exit 2
   auto settings = tranche::agent::load_agent_config(config_path);
   if (!settings) {
     std::fprintf(stderr, "tranche-agent: %s\n", settings.error().to_string().c_str());

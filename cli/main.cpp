@@ -13,6 +13,7 @@
 #include "cli/release_command.h"
 #include "cli/repo_command.h"
 #include "cli/sim_command.h"
+#include "config/usage.h"
 
 // Exceptions from outside data are caught where they arise (CLI11's here, yaml-cpp's
 // in config/, filesystem errors in sim_command.cpp). What could still escape is
@@ -37,12 +38,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   tranche::cli::add_ops_commands(app, ops_args);
   tranche::cli::DemoArgs demo_args;
   tranche::cli::add_demo_command(app, demo_args);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;  // usage errors are bad input
-  }
+  if (auto done = tranche::config::parse_command_line(app, argc, argv)) return *done;  // usage: exit 2
   if (app.got_subcommand("sim")) return tranche::cli::run_sim_command(sim_args);
   if (demo_args.demo->parsed()) return tranche::cli::run_demo_command(demo_args);
   if (tranche::cli::keys_command_parsed(keys_args))

@@ -48,7 +48,15 @@ int api_failure(const std::string& what, const ApiReply& r) {
   std::cerr << "tranche " << what << ": " << r.status << " " << r.error_code << ": " << r.error_message << "\n";
   for (const auto& v : r.violations) std::cerr << "  violation: " << v << "\n";
   if (r.status == 401) {
-    std::cerr << "  (log in again: tranche login --server URL --token T; config " << cli_config_path() << ")\n";
+    // connect() takes TRANCHE_TOKEN over the login file: logging in again would not help.
+    const char* env = std::getenv("TRANCHE_TOKEN");
+    if (what != "login" && env != nullptr && *env != '\0') {
+      std::cerr << "  (the token came from the environment variable TRANCHE_TOKEN: set it to a valid operator "
+                   "token, or unset it to use the login in "
+                << cli_config_path() << ")\n";
+    } else {
+      std::cerr << "  (log in again: tranche login --server URL --token T; config " << cli_config_path() << ")\n";
+    }
   }
   return kApiError;
 }
@@ -413,7 +421,7 @@ void add_ops_commands(CLI::App& app, OpsArgs& a) {
       "start",
       "Start a rollout of a registered release from a plan file (docs/plan.md).\n"
       "One live rollout per channel. Needs role operator.");
-  a.start->add_option("-f,--file", a.plan_file, "the plan (YAML)")->required()->check(CLI::ExistingFile);
+  a.start->add_option("-f,--file,--plan", a.plan_file, "the plan (YAML, docs/plan.md)")->required()->check(CLI::ExistingFile);
   a.start->add_option("--channel", a.channel, "the release's channel")->required();
   a.start->add_option("--version", a.version, "the release's version")->required();
   a.start->add_option("--id", a.id, "the rollout's id (default: r-<8 hex>, chosen by the server)");

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "config/tuf_repo_dir.h"
+#include "config/usage.h"
 #include "config/yaml_util.h"
 #include "server/server.h"
 
@@ -137,7 +138,8 @@ int main(int argc, char** argv) {
       "tranche-server: the control plane of tranche. Devices enroll and check in; operators register\n"
       "releases and start rollouts; the engine walks each rollout through its plan's stages, halting\n"
       "(and rolling back) when the health gate sees exposed devices fail more than the control group.\n"
-      "API: docs/api.md. Data: embedded SQLite under --data-dir unless --store names PostgreSQL."};
+      "API: docs/api.md. Data: embedded SQLite under --data-dir unless --store names PostgreSQL.",
+      "tranche-server"};
   app.set_version_flag("--version", TRANCHE_VERSION);
   ServerOptions o;
   std::string config_file, tls_cert, tls_key;
@@ -221,7 +223,7 @@ int main(int argc, char** argv) {
                  "TRANCHE_ADMIN_TOKEN); without "
                  "one, a first start writes a generated token to DATA_DIR/admin-token")
       ->envname("TRANCHE_ADMIN_TOKEN");
-  CLI11_PARSE(app, argc, argv);
+  if (auto done = tranche::config::parse_command_line(app, argc, argv)) return *done;  // usage: exit 2
 
   if (!config_file.empty()) {
     // Defaults, then the file, then flags: re-parse so flags win.
