@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -166,6 +167,16 @@ class PostgresStore final : public Store {
           return OperatorTokenRow{c.text(0), c.text(1), static_cast<Role>(c.integer(2))};
         });
   }
+  Status delete_operator_tokens(std::string_view name, const AuditRow& audit) override {
+    return audited(audit, [&]() -> Status {
+      auto r = exec("DELETE FROM operator_tokens WHERE name = $1", Params().add(name), "operator token");
+      if (!r) return r.error();
+      if (affected(r->get()) == 0) {
+        return make_error(ErrorCode::kNotFound, "no operator token is named '" + std::string(name) + "'");
+      }
+      return Ok{};
+    });
+  }
 
   // --- DeviceStore ---
   Status insert_device(const DeviceRow& row) override {
@@ -253,6 +264,41 @@ class PostgresStore final : public Store {
         Params().add(device).add(clamp_limit(limit)), [](const Cells& c) {
           return DeviceEventRow{c.text(0), c.integer(1), c.text(2),   c.text(3),
                                 c.text(4), c.text(5),    c.integer(6)};
+        });
+  }
+
+  Result<std::vector<DeviceEventRow>> load_events_before(std::string_view device,
+                                                         std::int64_t before_seq,
+                                                         std::size_t limit) override {
+    return load<DeviceEventRow>(
+        "SELECT " + std::string(kEventColumns) +
+            " FROM device_events WHERE device = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        Params().add(device).add(before_seq).add(clamp_limit(limit)), &event_of);
+  }
+  Result<std::vector<DevicePageEntry>> list_devices(std::string_view after,
+                                                    std::size_t limit) override;
+  Result<std::vector<RolloutDeviceEntry>> list_rollout_devices(std::string_view rollout, int rank,
+                                                               std::string_view channel,
+                                                               std::string_view version,
+                                                               std::string_view after,
+                                                               std::size_t limit) override {
+    return load<RolloutDeviceEntry>(
+        "SELECT m.rollout, m.device, m.standing, m.failure, m.offered_at, m.acknowledged_at, "
+        "m.failed_at, COALESCE(e.device, ''), COALESCE(e.seq, 0), COALESCE(e.kind, ''), "
+        "COALESCE(e.channel, ''), COALESCE(e.version, ''), COALESCE(e.detail_json, ''), "
+        "COALESCE(e.at, 0) FROM rollout_marks m LEFT JOIN device_events e ON e.device = m.device "
+        "AND e.seq = (SELECT max(x.seq) FROM device_events x WHERE x.device = m.device "
+        "AND x.channel = $1 AND x.version = $2) "
+        "WHERE m.rollout = $3 AND m.rank = $4 AND m.device > $5 ORDER BY m.device LIMIT $6",
+        Params().add(channel).add(version).add(rollout).add(static_cast<std::int64_t>(rank)).add(after).add(
+            clamp_limit(limit)),
+        [](const Cells& c) {
+          RolloutDeviceEntry entry{mark_of(c), std::nullopt};
+          if (!c.text(7).empty()) {
+            entry.last_event = DeviceEventRow{c.text(7),  c.integer(8), c.text(9),    c.text(10),
+                                              c.text(11), c.text(12),   c.integer(13)};
+          }
+          return entry;
         });
   }
 
@@ -516,6 +562,12 @@ class PostgresStore final : public Store {
                           c.integer(4), c.boolean(5), c.integer(6), c.text(7),
                           c.integer(8), c.integer(9)};
   }
+  static constexpr std::string_view kEventColumns =
+      "device, seq, kind, channel, version, detail_json, at";
+  static DeviceEventRow event_of(const Cells& c) {
+    return DeviceEventRow{c.text(0), c.integer(1), c.text(2),   c.text(3),
+                          c.text(4), c.text(5),    c.integer(6)};
+  }
   static constexpr std::string_view kMarkColumns =
       "rollout, device, standing, failure, offered_at, acknowledged_at, failed_at";
   static RolloutMarkRow mark_of(const Cells& c) {
@@ -697,6 +749,58 @@ Status PostgresStore::write_device_batch(const DeviceBatch& batch) {
     if (auto s = run(sql, params, "rollout marks"); !s) return rollback(s);
   }
   return commit();
+}
+
+Result<std::vector<DevicePageEntry>> PostgresStore::list_devices(std::string_view after,
+                                                                 std::size_t limit) {
+  if (auto s = begin(); !s) return s.error();  // one snapshot of the four reads
+  auto devices = load<DeviceRow>(
+      "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices "
+      "WHERE id > $1 ORDER BY id LIMIT $2",
+      Params().add(after).add(clamp_limit(limit)), [](const Cells& c) {
+        return DeviceRow{c.text(0), c.text(1), c.text(2), c.text(3),
+                         static_cast<std::int32_t>(c.integer(4)), c.integer(5)};
+      });
+  if (!devices) return rollback(devices.error()).error();
+  std::vector<DevicePageEntry> page;
+  for (auto& d : *devices) {
+    DevicePageEntry entry;
+    entry.record.state = blank_state(d.id);
+    entry.record.device = std::move(d);
+    page.push_back(std::move(entry));
+  }
+  if (page.empty()) {
+    if (auto s = commit(); !s) return s.error();
+    return page;
+  }
+  const std::string last = page.back().record.device.id;
+  std::map<std::string, std::size_t, std::less<>> at;
+  for (std::size_t i = 0; i < page.size(); ++i) at.emplace(page[i].record.device.id, i);
+  auto states = load<DeviceStateRow>(
+      "SELECT " + std::string(kStateColumns) + " FROM device_states WHERE device > $1 AND device <= $2",
+      Params().add(after).add(last), &state_of);
+  if (!states) return rollback(states.error()).error();
+  for (auto& st : *states) {
+    if (auto it = at.find(st.device); it != at.end()) page[it->second].record.state = std::move(st);
+  }
+  auto marks = load<RolloutMarkRow>(
+      "SELECT " + std::string(kMarkColumns) + " FROM rollout_marks WHERE device > $1 AND device <= $2",
+      Params().add(after).add(last), &mark_of);
+  if (!marks) return rollback(marks.error()).error();
+  for (auto& m : *marks) {
+    if (auto it = at.find(m.device); it != at.end()) page[it->second].record.marks.push_back(std::move(m));
+  }
+  auto events = load<DeviceEventRow>(
+      "SELECT e.device, e.seq, e.kind, e.channel, e.version, e.detail_json, e.at "
+      "FROM devices d JOIN device_events e ON e.device = d.id WHERE d.id > $1 AND d.id <= $2 AND "
+      "e.seq = (SELECT max(x.seq) FROM device_events x WHERE x.device = d.id)",
+      Params().add(after).add(last), &event_of);
+  if (!events) return rollback(events.error()).error();
+  for (auto& e : *events) {
+    if (auto it = at.find(e.device); it != at.end()) page[it->second].last_event = std::move(e);
+  }
+  if (auto s = commit(); !s) return s.error();
+  return page;
 }
 
 Result<DeviceRecord> PostgresStore::load_device(std::string_view id) {

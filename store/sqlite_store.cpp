@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,6 +48,7 @@ enum class Q : std::size_t {
   kLoadTenants,
   kPutToken,
   kLoadTokens,
+  kDeleteTokens,
   kInsertDevice,
   kLoadDevices,
   kLoadStates,
@@ -77,6 +79,12 @@ enum class Q : std::size_t {
   kSaveExposure,
   kCountStandings,
   kSumExposure,
+  kEventsBefore,
+  kPageDevices,
+  kPageStates,
+  kPageMarks,
+  kPageLastEvents,
+  kRolloutDevices,
   kCount,
 };
 
@@ -94,6 +102,7 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(Q::kCount)> kSql
     "INSERT INTO operator_tokens (token_hash, name, role) VALUES (?, ?, ?) "
     "ON CONFLICT (token_hash) DO UPDATE SET name = excluded.name, role = excluded.role",
     "SELECT token_hash, name, role FROM operator_tokens ORDER BY name, token_hash",
+    "DELETE FROM operator_tokens WHERE name = ?",
     "INSERT INTO devices (id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at) "
     "VALUES (?, ?, ?, ?, ?, ?)",
     // Table order (no ORDER BY): a million rows at start, read as they lie.
@@ -176,6 +185,27 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(Q::kCount)> kSql
     "COALESCE(sum(coverage_running) FILTER (WHERE updated_at >= ?2), 0), "
     "COALESCE(sum(online_on_version) FILTER (WHERE updated_at >= ?2), 0) "
     "FROM rollout_exposure WHERE rollout = ?1",
+    "SELECT device, seq, kind, channel, version, detail_json, at FROM device_events "
+    "WHERE device = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+    // A page of the device list, then the rows of the devices in its id range.
+    "SELECT id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at FROM devices "
+    "WHERE id > ? ORDER BY id LIMIT ?",
+    "SELECT device, versions_json, failed_json, health_json, last_seen, said_goodbye, "
+    "last_event_seq, owner, owner_since, revision FROM device_states WHERE device > ? AND device <= ?",
+    "SELECT rollout, device, standing, failure, offered_at, acknowledged_at, failed_at "
+    "FROM rollout_marks WHERE device > ? AND device <= ?",
+    "SELECT e.device, e.seq, e.kind, e.channel, e.version, e.detail_json, e.at "
+    "FROM devices d JOIN device_events e ON e.device = d.id "
+    "WHERE d.id > ? AND d.id <= ? AND "
+    "e.seq = (SELECT max(x.seq) FROM device_events x WHERE x.device = d.id)",
+    // channel, version, rollout, rank, after, limit
+    "SELECT m.rollout, m.device, m.standing, m.failure, m.offered_at, m.acknowledged_at, "
+    "m.failed_at, COALESCE(e.device, ''), COALESCE(e.seq, 0), COALESCE(e.kind, ''), "
+    "COALESCE(e.channel, ''), COALESCE(e.version, ''), COALESCE(e.detail_json, ''), "
+    "COALESCE(e.at, 0) FROM rollout_marks m LEFT JOIN device_events e ON e.device = m.device "
+    "AND e.seq = (SELECT max(x.seq) FROM device_events x WHERE x.device = m.device "
+    "AND x.channel = ?1 AND x.version = ?2) "
+    "WHERE m.rollout = ?3 AND m.rank = ?4 AND m.device > ?5 ORDER BY m.device LIMIT ?6",
 };
 
 // A database error as a value: uniqueness → kConflict (the header's contract),
@@ -364,6 +394,15 @@ class SqliteStore final : public Store {
       return OperatorTokenRow{u.text(0), u.text(1), static_cast<Role>(u.integer(2))};
     });
   }
+  Status delete_operator_tokens(std::string_view name, const AuditRow& audit) override {
+    return audited(audit, [&]() -> Status {
+      if (auto s = use(Q::kDeleteTokens).bind(name).run(); !s) return s;
+      if (sqlite3_changes(db_.get()) == 0) {
+        return make_error(ErrorCode::kNotFound, "no operator token is named '" + std::string(name) + "'");
+      }
+      return Ok{};
+    });
+  }
 
   // --- DeviceStore ---
   Status insert_device(const DeviceRow& row) override {
@@ -429,6 +468,33 @@ class SqliteStore final : public Store {
     return load<DeviceEventRow>(q, [](const Use& u) {
       return DeviceEventRow{u.text(0), u.integer(1), u.text(2),   u.text(3),
                             u.text(4), u.text(5),    u.integer(6)};
+    });
+  }
+
+  Result<std::vector<DeviceEventRow>> load_events_before(std::string_view device,
+                                                         std::int64_t before_seq,
+                                                         std::size_t limit) override {
+    Use q = use(Q::kEventsBefore);
+    q.bind(device).bind(before_seq).bind(clamp_limit(limit));
+    return load<DeviceEventRow>(q, &event_of);
+  }
+  Result<std::vector<DevicePageEntry>> list_devices(std::string_view after,
+                                                    std::size_t limit) override;
+  Result<std::vector<RolloutDeviceEntry>> list_rollout_devices(std::string_view rollout, int rank,
+                                                               std::string_view channel,
+                                                               std::string_view version,
+                                                               std::string_view after,
+                                                               std::size_t limit) override {
+    Use q = use(Q::kRolloutDevices);
+    q.bind(channel).bind(version).bind(rollout).bind(static_cast<std::int64_t>(rank)).bind(after).bind(
+        clamp_limit(limit));
+    return load<RolloutDeviceEntry>(q, [](const Use& u) {
+      RolloutDeviceEntry entry{mark_of(u), std::nullopt};
+      if (!u.text(7).empty()) {
+        entry.last_event = DeviceEventRow{u.text(7),  u.integer(8), u.text(9),    u.text(10),
+                                          u.text(11), u.text(12),   u.integer(13)};
+      }
+      return entry;
     });
   }
 
@@ -622,6 +688,10 @@ class SqliteStore final : public Store {
                           u.integer(4), u.integer(5) != 0, u.integer(6), u.text(7),
                           u.integer(8), u.integer(9)};
   }
+  static DeviceEventRow event_of(const Use& u) {
+    return DeviceEventRow{u.text(0), u.integer(1), u.text(2),   u.text(3),
+                          u.text(4), u.text(5),    u.integer(6)};
+  }
   static RolloutMarkRow mark_of(const Use& u) {
     return RolloutMarkRow{u.text(0),    u.text(1),    u.text(2),   u.text(3),
                           u.integer(4), u.integer(5), u.integer(6)};
@@ -812,6 +882,64 @@ Result<DeviceRecord> SqliteStore::load_device(std::string_view id) {
   }
   if (auto s = tx.commit(); !s) return s.error();
   return record;
+}
+
+Result<std::vector<DevicePageEntry>> SqliteStore::list_devices(std::string_view after,
+                                                               std::size_t limit) {
+  Tx tx(*this);  // one snapshot of the four reads
+  if (auto s = tx.begin(); !s) return s.error();
+  std::vector<DevicePageEntry> page;
+  {
+    Use q = use(Q::kPageDevices);
+    q.bind(after).bind(clamp_limit(limit));
+    auto devices = load<DeviceRow>(q, [](const Use& u) {
+      return DeviceRow{u.text(0), u.text(1), u.text(2), u.text(3),
+                       static_cast<std::int32_t>(u.integer(4)), u.integer(5)};
+    });
+    if (!devices) return devices.error();
+    for (auto& d : *devices) {
+      DevicePageEntry entry;
+      entry.record.state = blank_state(d.id);
+      entry.record.device = std::move(d);
+      page.push_back(std::move(entry));
+    }
+  }
+  if (page.empty()) {
+    if (auto s = tx.commit(); !s) return s.error();
+    return page;
+  }
+  const std::string last = page.back().record.device.id;
+  std::map<std::string, std::size_t, std::less<>> at;
+  for (std::size_t i = 0; i < page.size(); ++i) at.emplace(page[i].record.device.id, i);
+  {
+    Use q = use(Q::kPageStates);
+    q.bind(after).bind(last);
+    auto states = load<DeviceStateRow>(q, &state_of);
+    if (!states) return states.error();
+    for (auto& st : *states) {
+      if (auto it = at.find(st.device); it != at.end()) page[it->second].record.state = std::move(st);
+    }
+  }
+  {
+    Use q = use(Q::kPageMarks);
+    q.bind(after).bind(last);
+    auto marks = load<RolloutMarkRow>(q, &mark_of);
+    if (!marks) return marks.error();
+    for (auto& m : *marks) {
+      if (auto it = at.find(m.device); it != at.end()) page[it->second].record.marks.push_back(std::move(m));
+    }
+  }
+  {
+    Use q = use(Q::kPageLastEvents);
+    q.bind(after).bind(last);
+    auto events = load<DeviceEventRow>(q, &event_of);
+    if (!events) return events.error();
+    for (auto& e : *events) {
+      if (auto it = at.find(e.device); it != at.end()) page[it->second].last_event = std::move(e);
+    }
+  }
+  if (auto s = tx.commit(); !s) return s.error();
+  return page;
 }
 
 Result<DeviceRecord> SqliteStore::claim_device(std::string_view id, std::string_view owner,

@@ -174,6 +174,20 @@ struct DeviceRecord {
   std::vector<RolloutMarkRow> marks;
 };
 
+// One device of a page of the device list (DeviceStore::list_devices).
+struct DevicePageEntry {
+  DeviceRecord record;                       // the device, its state (blank if none), its marks
+  std::optional<DeviceEventRow> last_event;  // the newest event it uploaded, if any
+};
+
+// One device of a rollout at some standing (DeviceStore::list_rollout_devices).
+struct RolloutDeviceEntry {
+  RolloutMarkRow mark;
+  // The newest event the device uploaded about the rollout's channel and
+  // version (its install failure, crash, refusal), if any.
+  std::optional<DeviceEventRow> last_event;
+};
+
 // The state of a device no server has written yet.
 inline DeviceStateRow blank_state(std::string_view device) {
   DeviceStateRow row;
@@ -233,6 +247,9 @@ class TenantStore {
   // Insert or replace, with `audit` in the same transaction (both or neither).
   virtual core::Status put_operator_token(const OperatorTokenRow& row, const AuditRow& audit) = 0;
   virtual core::Result<std::vector<OperatorTokenRow>> load_operator_tokens() = 0;
+  // Revokes: deletes every token named `name`, with `audit` in the same
+  // transaction. kNotFound (and nothing written) when no token has the name.
+  virtual core::Status delete_operator_tokens(std::string_view name, const AuditRow& audit) = 0;
 };
 
 class DeviceStore {
@@ -285,6 +302,22 @@ class DeviceStore {
   // `limit` of them when there are more.
   virtual core::Result<std::vector<DeviceEventRow>> load_events(std::string_view device,
                                                                 std::size_t limit) = 0;
+  // Events of one device with seq < before_seq, newest first, at most `limit`
+  // (paging back through all of them: the next page is before the last seq).
+  virtual core::Result<std::vector<DeviceEventRow>> load_events_before(std::string_view device,
+                                                                       std::int64_t before_seq,
+                                                                       std::size_t limit) = 0;
+  // Devices with id > `after`, by id, at most `limit`, each with its state,
+  // marks and newest event, read in one snapshot (GET /v1/devices pages the
+  // fleet with the last id it saw; nothing is skipped or repeated).
+  virtual core::Result<std::vector<DevicePageEntry>> list_devices(std::string_view after,
+                                                                  std::size_t limit) = 0;
+  // The devices of `rollout` whose mark is at core::standing_rank `rank` (1:
+  // exposed, 3: failed), device > `after`, by device, at most `limit`, each
+  // with its newest event about `channel` `version`.
+  virtual core::Result<std::vector<RolloutDeviceEntry>> list_rollout_devices(
+      std::string_view rollout, int rank, std::string_view channel, std::string_view version,
+      std::string_view after, std::size_t limit) = 0;
 };
 
 class ReleaseStore {

@@ -418,6 +418,107 @@ TEST_P(StoreContract, MarksMoveOnlyForwardAsCoreMergesThem) {
   EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
 }
 
+TEST_P(StoreContract, EventsPageBackNewestFirstBeforeASeq) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK(store->insert_device(device("d-1")));
+  std::vector<DeviceEventRow> events;
+  for (std::int64_t seq = 1; seq <= 7; ++seq) events.push_back(event("d-1", seq));
+  ASSERT_OK(store->write_batch({}, events));
+  ASSERT_OK(store->write_batch({}, {event("d-2", 1)}));
+  std::vector<std::int64_t> seen;
+  std::int64_t before = std::numeric_limits<std::int64_t>::max();
+  for (int page = 0; page < 10; ++page) {
+    ASSERT_OK_AND_ASSIGN(rows, store->load_events_before("d-1", before, 3));
+    if (rows.empty()) break;
+    EXPECT_LE(rows.size(), 3u);
+    for (const auto& r : rows) {
+      EXPECT_EQ(r.device, "d-1");
+      seen.push_back(r.seq);
+    }
+    before = rows.back().seq;
+  }
+  EXPECT_EQ(seen, (std::vector<std::int64_t>{7, 6, 5, 4, 3, 2, 1})) << "newest first, none twice";
+  ASSERT_OK_AND_ASSIGN(first, store->load_events_before("d-1", 3, 100));
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_TRUE(first[0] == event("d-1", 2));
+}
+
+TEST_P(StoreContract, TheDeviceListPagesByIdWithStateMarksAndTheNewestEvent) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 23; ++i) {
+    ids.push_back("dev-" + std::to_string(100 + i));
+    ASSERT_OK(store->insert_device(device(ids.back())));
+  }
+  ASSERT_OK(store->write_device_batch(
+      DeviceBatch{{state("dev-105", 10, 2)},
+                  {event("dev-105", 1), event("dev-105", 2), event("dev-107", 4)},
+                  {RolloutMarkRow{"r-1", "dev-105", "exposed_failed", "crashed", 1, 0, 3},
+                   RolloutMarkRow{"r-2", "dev-105", "exposed", "none", 1, 0, 0}}}));
+  std::vector<std::string> seen;
+  std::string after;
+  for (int page = 0; page < 10; ++page) {
+    ASSERT_OK_AND_ASSIGN(rows, store->list_devices(after, 5));
+    if (rows.empty()) break;
+    EXPECT_LE(rows.size(), 5u);
+    for (const auto& r : rows) {
+      seen.push_back(r.record.device.id);
+      if (r.record.device.id == "dev-105") {
+        EXPECT_TRUE(r.record.state == state("dev-105", 10, 2));
+        EXPECT_TRUE(r.record.device == device("dev-105"));
+        EXPECT_EQ(r.record.marks.size(), 2u);
+        ASSERT_TRUE(r.last_event.has_value());
+        EXPECT_TRUE(*r.last_event == event("dev-105", 2)) << "the newest event";
+      } else if (r.record.device.id == "dev-107") {
+        ASSERT_TRUE(r.last_event.has_value());
+        EXPECT_EQ(r.last_event->seq, 4);
+        EXPECT_EQ(r.record.state.revision, 0) << "no state written: a blank one";
+        EXPECT_TRUE(r.record.marks.empty());
+      } else {
+        EXPECT_FALSE(r.last_event.has_value()) << r.record.device.id;
+        EXPECT_TRUE(r.record.marks.empty()) << r.record.device.id;
+      }
+    }
+    after = rows.back().record.device.id;
+  }
+  EXPECT_EQ(seen, ids) << "every device once, by id";
+  ASSERT_OK_AND_ASSIGN(none, store->list_devices("dev-122", 5));
+  EXPECT_TRUE(none.empty());
+}
+
+TEST_P(StoreContract, RolloutDevicesAtAStandingComeWithTheirNewestEventAboutTheRelease) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  DeviceEventRow crash{"d-1", 1, "crashed", "content", "291.2", R"({"signal":11})", 50};
+  DeviceEventRow other{"d-1", 2, "installed", "content", "291.1", "{}", 60};  // another version
+  DeviceEventRow refused{"d-3", 1, "offer_refused", "content", "291.2", R"({"reason":"known_bad"})", 70};
+  ASSERT_OK(store->write_device_batch(DeviceBatch{
+      {},
+      {crash, other, refused},
+      {RolloutMarkRow{"r-1", "d-1", "exposed_failed", "crashed", 1, 0, 50},
+       RolloutMarkRow{"r-1", "d-2", "exposed_failed", "silent", 1, 0, 80},
+       RolloutMarkRow{"r-1", "d-3", "exposed", "none", 1, 0, 0},
+       RolloutMarkRow{"r-1", "d-4", "acknowledged", "none", 1, 2, 0},
+       RolloutMarkRow{"r-2", "d-5", "exposed_failed", "crashed", 1, 0, 9}}}));
+  ASSERT_OK_AND_ASSIGN(failed, store->list_rollout_devices("r-1", 3, "content", "291.2", "", 100));
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_EQ(failed[0].mark.device, "d-1");
+  ASSERT_TRUE(failed[0].last_event.has_value());
+  EXPECT_TRUE(*failed[0].last_event == crash) << "the newest event about 291.2, not about 291.1";
+  EXPECT_EQ(failed[1].mark.device, "d-2");
+  EXPECT_EQ(failed[1].mark.failure, "silent");
+  EXPECT_FALSE(failed[1].last_event.has_value());
+  ASSERT_OK_AND_ASSIGN(after, store->list_rollout_devices("r-1", 3, "content", "291.2", "d-1", 100));
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].mark.device, "d-2");
+  ASSERT_OK_AND_ASSIGN(limited, store->list_rollout_devices("r-1", 3, "content", "291.2", "", 1));
+  EXPECT_EQ(limited.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(exposed, store->list_rollout_devices("r-1", 1, "content", "291.2", "", 100));
+  ASSERT_EQ(exposed.size(), 1u);
+  EXPECT_EQ(exposed[0].mark.device, "d-3");
+  ASSERT_TRUE(exposed[0].last_event.has_value());
+  EXPECT_TRUE(*exposed[0].last_event == refused);
+}
+
 TEST_P(StoreContract, ExposureIsSummedOverServersAndNeverGoesDown) {
   ASSERT_OK_AND_ASSIGN(store, open());
   ASSERT_OK(store->save_exposure(ExposureRow{"r-1", "s-a", 10500, 2000, 5, 4, 3, 100}));
