@@ -194,24 +194,40 @@ void ServerImpl::reply_error(Responder& respond, const core::Error& e) const {
 }
 
 std::optional<ApiError> ServerImpl::authorize_operator(const HttpRequest& req, store::Role needed,
-                                                       Caller* caller) const {
+                                                       Caller* caller) {
   std::string token = bearer(req);
   if (token.empty()) {
     return ApiError{401, "unauthorized",
                     "missing operator token: send 'Authorization: Bearer <token>'"};
   }
+  const std::string hash = token_hash(token);
+  std::optional<OperatorInfo> known;
   auto snap = fleet_.snapshot();
-  auto it = snap->operators.find(token_hash(token));
-  if (it == snap->operators.end()) {
-    return ApiError{401, "unauthorized", "the operator token is not known to this server"};
+  if (auto it = snap->operators.find(hash); it != snap->operators.end()) known = it->second;
+  // Several servers: a token revoked (or created) at another server is in the
+  // store before this server's next sync; operator requests are few, so each
+  // asks the store, and a store that cannot answer leaves the snapshot's word.
+  if (shared_) {
+    core::Result<std::vector<store::OperatorTokenRow>> rows = std::vector<store::OperatorTokenRow>{};
+    {
+      std::lock_guard lock(store_mu_);
+      rows = store_->load_operator_tokens();
+    }
+    if (rows) {
+      known.reset();
+      for (const auto& row : *rows) {
+        if (same_hash(row.token_hash, hash)) known = OperatorInfo{row.name, row.role};
+      }
+    }
   }
-  if (it->second.role < needed) {
+  if (!known) return ApiError{401, "unauthorized", "the operator token is not known to this server"};
+  if (known->role < needed) {
     return ApiError{403, "forbidden",
-                    "needs role " + std::string(role_name(needed)) + "; token '" + it->second.name +
-                        "' has role " + std::string(role_name(it->second.role))};
+                    "needs role " + std::string(role_name(needed)) + "; token '" + known->name + "' has role " +
+                        std::string(role_name(known->role))};
   }
-  caller->name = it->second.name;
-  caller->role = it->second.role;
+  caller->name = known->name;
+  caller->role = known->role;
   return std::nullopt;
 }
 
@@ -256,8 +272,22 @@ const std::vector<ServerImpl::Route>& ServerImpl::routes() {
        [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller& c, const Args&) {
          s.api_create_token(q, r, c);
        }},
+      {"GET", {"tokens"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args&) { s.api_list_tokens(r); }},
+      {"DELETE", {"tokens", "{}"}, R::kAdmin,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller& c, const Args& a) {
+         s.api_revoke_token(r, c, a[0]);
+       }},
+      {"GET", {"tenants"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args&) { s.api_list_tenants(r); }},
+      {"GET", {"tenants", "{}", "policy"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args& a) { s.api_get_policy(r, a[0]); }},
       {"GET", {"releases"}, R::kViewer,
        [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args&) { s.api_list_releases(r); }},
+      {"GET", {"releases", "{}", "{}"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args& a) {
+         s.api_get_release(r, a[0], a[1]);
+       }},
       {"POST", {"releases"}, R::kOperator,
        [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller& c, const Args&) {
          s.api_register_release(q, r, c);
@@ -674,6 +704,100 @@ void ServerImpl::api_create_token(HttpRequest& req, Responder& respond, const Ca
   }
   fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{name, role}; }, false);
   reply_json(respond, 201, json::object{{"name", name}, {"role", role_name(role)}, {"token", token}});
+}
+
+// Names and roles, never a token or its hash. One entry per token: the
+// bootstrap token given again with another value leaves two named "admin".
+void ServerImpl::api_list_tokens(Responder& respond) {
+  auto snap = fleet_.snapshot();
+  std::vector<const OperatorInfo*> list;
+  for (const auto& [hash, info] : snap->operators) list.push_back(&info);
+  std::stable_sort(list.begin(), list.end(),
+                   [](const OperatorInfo* a, const OperatorInfo* b) { return a->name < b->name; });
+  json::array out;
+  for (const OperatorInfo* info : list) out.push_back(json::object{{"name", info->name}, {"role", role_name(info->role)}});
+  reply_json(respond, 200, json::object{{"tokens", std::move(out)}});
+}
+
+// Deletes every token of the name from the store (audited, one transaction)
+// and from this server's snapshot: refused here from the next request on. The
+// other servers of a cluster check every operator token against the store
+// (authorize_operator): refused there at once too.
+void ServerImpl::api_revoke_token(Responder& respond, const Caller& caller, const std::string& name) {
+  auto write_lock = snapshot_write_lock();
+  auto snap = fleet_.snapshot();
+  bool known = false;
+  bool another_admin = false;
+  for (const auto& [hash, info] : snap->operators) {
+    known = known || info.name == name;
+    another_admin = another_admin || (info.name != name && info.role == store::Role::kAdmin);
+  }
+  if (!known) return reply_error(respond, ApiError{404, "not_found", "no operator token is named '" + name + "'"});
+  if (!another_admin) {
+    return reply_error(respond, ApiError{409, "conflict",
+                                         "token '" + name + "' holds the last admin role: create another admin "
+                                         "token first (POST /v1/tokens), or nobody could administer the server"});
+  }
+  {
+    store::AuditRow entry{0, clock_->now(), caller.name, "token.revoke", "token " + name, "revoked"};
+    std::lock_guard lock(store_mu_);
+    if (auto st = store_->delete_operator_tokens(name, entry); !st) return reply_error(respond, st.error());
+  }
+  fleet_.update([&](Snapshot& s) { std::erase_if(s.operators, [&](const auto& kv) { return kv.second.name == name; }); },
+                false);
+  reply_json(respond, 200, json::object{{"name", name}, {"revoked", true}});
+}
+
+void ServerImpl::api_list_tenants(Responder& respond) {
+  auto snap = fleet_.snapshot();
+  json::array out;
+  for (const auto& [id, info] : snap->tenants) {
+    out.push_back(json::object{{"id", id}, {"policy", policy_to_json(info.policy)}});
+  }
+  reply_json(respond, 200, json::object{{"tenants", std::move(out)}});
+}
+
+void ServerImpl::api_get_policy(Responder& respond, const std::string& tenant) {
+  auto snap = fleet_.snapshot();
+  auto t = snap->tenants.find(tenant);
+  if (t == snap->tenants.end()) {
+    return reply_error(respond, ApiError{404, "not_found", "tenant '" + tenant + "' does not exist"});
+  }
+  reply_json(respond, 200, json::object{{"id", tenant}, {"policy", policy_to_json(t->second.policy)}});
+}
+
+// One release as GET /v1/releases lists it, and the rollouts of it.
+void ServerImpl::api_get_release(Responder& respond, const std::string& channel, const std::string& version) {
+  auto v = core::Version::parse(version);
+  if (!v) return reply_error(respond, v.error().with_context("version: "));
+  auto snap = fleet_.snapshot();
+  const ReleaseInfo* found = nullptr;
+  const ChannelInfo* info = nullptr;
+  if (auto ch = snap->channels.find(channel); ch != snap->channels.end()) {
+    info = &ch->second;
+    for (const auto& r : ch->second.releases) {
+      if (r.version == *v) found = &r;
+    }
+  }
+  if (found == nullptr) {
+    return reply_error(respond, ApiError{404, "not_found", "no release " + channel + " " + version});
+  }
+  boost::system::error_code ec;
+  auto targets = json::parse(found->row.targets_json, ec);
+  json::array rollouts;
+  for (const auto& [id, r] : snap->rollouts) {
+    if (r->channel == channel && r->version == *v) {
+      rollouts.push_back(json::object{{"id", id}, {"state", core::to_string(r->status.state)}});
+    }
+  }
+  reply_json(respond, 200,
+             json::object{{"channel", channel},
+                          {"version", found->row.version},
+                          {"targets", ec ? json::value(json::array{}) : targets},
+                          {"contract_bypassed", found->row.contract_bypassed},
+                          {"registered_at", found->row.registered_at},
+                          {"baseline", info->baseline && *info->baseline == *v},
+                          {"rollouts", std::move(rollouts)}});
 }
 
 void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, const Caller& caller) {

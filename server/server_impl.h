@@ -119,8 +119,8 @@ class ServerImpl final : public Server {
   };
   static const std::vector<Route>& routes();
   void route(HttpRequest& req, Responder& respond);
-  std::optional<ApiError> authorize_operator(const HttpRequest& req, store::Role needed,
-                                             Caller* caller) const;
+  // Not const: on a shared store it asks the store (a token revoked elsewhere).
+  std::optional<ApiError> authorize_operator(const HttpRequest& req, store::Role needed, Caller* caller);
   void reply_json(Responder& respond, unsigned status, const boost::json::value& body) const;
   void reply_error(Responder& respond, const ApiError& error) const;
   // With extra headers (405's Allow, 429's Retry-After).
@@ -135,6 +135,12 @@ class ServerImpl final : public Server {
   void api_put_policy(HttpRequest& req, Responder& respond, const Caller& caller,
                       const std::string& tenant);
   void api_create_token(HttpRequest& req, Responder& respond, const Caller& caller);
+  // The admin views and revocation (tranche token|tenant|release, issue 13).
+  void api_list_tokens(Responder& respond);
+  void api_revoke_token(Responder& respond, const Caller& caller, const std::string& name);
+  void api_list_tenants(Responder& respond);
+  void api_get_policy(Responder& respond, const std::string& tenant);
+  void api_get_release(Responder& respond, const std::string& channel, const std::string& version);
   void api_register_release(HttpRequest& req, Responder& respond, const Caller& caller);
   void api_list_releases(Responder& respond);
   void api_create_rollout(HttpRequest& req, Responder& respond, const Caller& caller);
