@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "cli/admin_command.h"
 #include "cli/demo_command.h"
 #include "cli/keys_command.h"
 #include "cli/ops_command.h"
@@ -36,6 +37,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   tranche::cli::add_repo_commands(app, repo_args);
   tranche::cli::OpsArgs ops_args;  // after release: adds `release publish`
   tranche::cli::add_ops_commands(app, ops_args);
+  tranche::cli::AdminArgs admin_args;  // after ops: adds `release list|show`, `device list|show|events`
+  tranche::cli::add_admin_commands(app, admin_args);
   tranche::cli::DemoArgs demo_args;
   tranche::cli::add_demo_command(app, demo_args);
   if (auto done = tranche::config::parse_command_line(app, argc, argv)) return *done;  // usage: exit 2
@@ -45,6 +48,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     return tranche::cli::run_keys_command(keys_args);
   if (tranche::cli::repo_command_parsed(repo_args))
     return tranche::cli::run_repo_command(repo_args);
+  // Before ops: `device show` is parsed under ops' `device` too.
+  if (int rc = tranche::cli::run_admin_command(admin_args); rc >= 0) return rc;
   if (tranche::cli::ops_command_parsed(ops_args)) return tranche::cli::run_ops_command(ops_args);
   if (release_args.check != nullptr && release_args.check->parsed()) {
     return tranche::cli::run_release_command(release_args);

@@ -366,6 +366,7 @@ int run_fleet(const OpsArgs& a) {
 }
 
 int run_device(const OpsArgs& a) {
+  if (a.id.empty()) return usage("device", "give a command (list, show, events) or a device ID; see --help");
   auto api = connect("device");
   if (!api) return usage("device", api.error().message);
   std::string path = "/v1/devices/" + url_encode(a.id);
@@ -462,7 +463,7 @@ void add_ops_commands(CLI::App& app, OpsArgs& a) {
       "device",
       "One device as the server sees it, and per channel what it should run and why;\n"
       "with --version V, one sentence on why it has, or has not, got V.");
-  a.device->add_option("ID", a.id, "the device id")->required();
+  a.device->add_option("ID", a.id, "the device id (the same as `tranche device show ID`)");
   a.device->add_option("--version", a.version, "the version to ask about");
   add_json_flag(a.device, a);
 }
@@ -488,6 +489,16 @@ int run_ops_command(const OpsArgs& a) {
     if (c->parsed()) return run_action(a, name);
   }
   return kUsage;
+}
+
+int ops_request(const std::string& what, const std::string& method, const std::string& path,
+                const std::string& body, std::string* answer) {
+  auto api = connect(what);
+  if (!api) return usage(what, api.error().message);
+  Call c = call(*api, what, method, path, body);
+  if (!c.ok) return c.exit_code;
+  *answer = c.reply.body;
+  return 0;
 }
 
 }  // namespace tranche::cli

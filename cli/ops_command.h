@@ -48,4 +48,12 @@ void add_ops_commands(CLI::App& app, OpsArgs& args);
 bool ops_command_parsed(const OpsArgs& args);
 int run_ops_command(const OpsArgs& args);
 
+// One request as the commands above send it, for the admin commands
+// (admin_command.h): the server and token of `tranche login` (TRANCHE_SERVER and
+// TRANCHE_TOKEN override), a refusal printed with its status, code and message,
+// a transport failure with its cause. 0 with the answer's text (a JSON object)
+// in *answer; else the exit code (1 refused or unreachable, 2 not logged in).
+int ops_request(const std::string& what, const std::string& method, const std::string& path,
+                const std::string& body, std::string* answer);
+
 }  // namespace tranche::cli
