@@ -308,8 +308,18 @@ const std::vector<ServerImpl::Route>& ServerImpl::routes() {
        }},
       {"GET", {"fleet"}, R::kViewer,
        [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args&) { s.api_fleet(r); }},
+      {"GET", {"devices"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args&) { s.api_list_devices(q, r); }},
       {"GET", {"devices", "{}"}, R::kViewer,
        [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args& a) { s.api_device(q, r, a[0]); }},
+      {"GET", {"devices", "{}", "events"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args& a) {
+         s.api_device_events(q, r, a[0]);
+       }},
+      {"GET", {"rollouts", "{}", "devices"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args& a) {
+         s.api_rollout_devices(q, r, a[0]);
+       }},
       {"GET", {"audit"}, R::kViewer,
        [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args&) { s.api_audit(q, r); }},
   };
@@ -1186,7 +1196,9 @@ void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::str
   TimeMs now = clock_->now();
   json::object out;
   std::vector<ChannelAnswer> answers;
+  std::optional<Device> seen;
   auto describe = [&](Device& d) {
+    seen = d;
     answers = Fleet::answer(d, *snap, now);
     json::object failed;
     for (const auto& [ch, list] : d.failed) {
@@ -1220,8 +1232,9 @@ void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::str
     st = core::Ok{};
   }
   if (!st) return reply_error(respond, st.error());
+  if (auto e = device_truth(*seen, *snap, now, out)) return reply_error(respond, *e);
   // "Why has (or hasn't) this device got version V?" — with ?version=V the answer
-  // names V explicitly.
+  // names V explicitly, and what the device last reported.
   std::string asked = query_param(req.query, "version");
   json::object channels = answer_json(answers, *snap, now)["channels"].as_object();
   out["channels"] = std::move(channels);
@@ -1247,6 +1260,10 @@ void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::str
             a.assignment.reason.text;
     }
     out["why"] = why.empty() ? "no channel has a release " + v->to_string() : why;
+    if (const auto* last = out.if_contains("last_reported"); last && last->is_string()) {
+      out["why"] = std::string(out["why"].as_string()) + "; the device last reported: " +
+                   std::string(last->as_string());
+    }
   }
   reply_json(respond, 200, out);
 }

@@ -186,7 +186,7 @@ core::Result<std::vector<DeviceEvent>> decode_events(std::string_view body, std:
     std::string where = "events[" + std::to_string(i++) + "]";
     if (!ev.is_object()) return bad_request(where + ": expected an object");
     const auto& e = ev.as_object();
-    if (auto err = check_fields(e, {"seq", "kind", "channel", "version", "exit_code", "signal", "message"},
+    if (auto err = check_fields(e, {"seq", "kind", "channel", "version", "exit_code", "signal", "message", "reason"},
                                 where)) {
       return *err;
     }
@@ -228,6 +228,16 @@ core::Result<std::vector<DeviceEvent>> decode_events(std::string_view body, std:
     if (auto msg = string_member(e, "message")) {
       if (msg->size() > 1024) return bad_request(where + ".message: at most 1024 bytes");
       detail["message"] = *msg;
+    }
+    if (member(e, "reason") != nullptr) {
+      // Why an offer was refused (known_bad, trial_pending, ...): a word.
+      auto reason = string_member(e, "reason");
+      const bool word = reason && !reason->empty() && reason->size() <= 64 &&
+                        std::all_of(reason->begin(), reason->end(), [](char c) {
+                          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                        });
+      if (!word) return bad_request(where + ".reason: expected 1..64 of [a-z0-9_]");
+      detail["reason"] = *reason;
     }
     out.detail_json = json::serialize(detail);
     if (!events.empty() && out.seq <= events.back().seq) {

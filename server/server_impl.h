@@ -150,6 +150,13 @@ class ServerImpl final : public Server {
   void api_list_rollouts(Responder& respond);
   void api_fleet(Responder& respond);
   void api_device(HttpRequest& req, Responder& respond, const std::string& id);
+  // Per-device truth (devices_api.cpp, issue 13).
+  void api_list_devices(HttpRequest& req, Responder& respond);
+  void api_device_events(HttpRequest& req, Responder& respond, const std::string& id);
+  void api_rollout_devices(HttpRequest& req, Responder& respond, const std::string& id);
+  // Adds a device's state, reason, stages, last report and newest events to its view.
+  std::optional<ApiError> device_truth(const Device& device, const Snapshot& snapshot, TimeMs now,
+                                       boost::json::object& out);
   void api_audit(HttpRequest& req, Responder& respond);
   void api_metrics(Responder& respond);
   void api_bulk_enroll(HttpRequest& req, Responder& respond, const Caller& caller);
