@@ -36,8 +36,7 @@ constexpr std::size_t kDeviceEventsShown = 50;
 
 ApiError invalid(std::string message) { return {400, "invalid_argument", std::move(message)}; }
 
-// Query parameter `name`; nullopt when absent. Only ids, names and numbers are
-// read: no percent-decoding beyond ':' ("%3A"), which clients encode.
+// Query parameter `name`, percent-decoded; nullopt when absent.
 std::optional<std::string> param(const std::string& query, std::string_view name) {
   std::string_view q = query;
   while (!q.empty()) {
@@ -45,9 +44,19 @@ std::optional<std::string> param(const std::string& query, std::string_view name
     auto part = q.substr(0, amp);
     auto eq = part.find('=');
     if (eq != std::string_view::npos && part.substr(0, eq) == name) {
-      std::string value(part.substr(eq + 1));
-      for (std::size_t at; (at = value.find("%3A")) != std::string::npos || (at = value.find("%3a")) != std::string::npos;) {
-        value.replace(at, 3, ":");
+      // Percent-decoded (RFC 3986 2.1); a '%' not followed by two hex digits stays.
+      std::string_view raw = part.substr(eq + 1);
+      std::string value;
+      auto hex = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      };
+      for (std::size_t i = 0; i < raw.size(); ++i) {
+        if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
+          value += static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2]));
+          i += 2;
+        } else {
+          value += raw[i];
+        }
       }
       return value;
     }

@@ -567,6 +567,12 @@ async function main() {
   await call('POST', '/v1/events', { token: devices['d-1'], body: { events: [
     { seq: 1, kind: 'installed', channel: 'content', version: '1.1.0' }] } },
   { status: 409, ...errorIs('replayed'), requestValid: true, note: 'replayed seq' });
+  await call('POST', '/v1/events', { token: devices['d-1'], body: { events: [
+    { seq: 2, kind: 'offer_refused', channel: 'content', version: '1.1.0', reason: 'trial_pending', message: 'finish the trial first' }] } },
+  { status: 200, note: 'a refused offer' });
+  await call('POST', '/v1/events', { token: devices['d-1'], body: { events: [
+    { seq: 3, kind: 'offer_refused', channel: 'content', version: '1.1.0', reason: 'Not a word' }] } },
+  { status: 400, ...errorIs('invalid_argument'), requestValid: false, note: 'a reason that is no word' });
   await call('POST', '/v1/events', { token: devices['d-2'], body: { events: [
     { seq: 1, kind: 'crashed', channel: 'content', version: '1.0.0', signal: 11, message: 'segfault in parser' },
     { seq: 2, kind: 'goodbye' }] } },
@@ -660,6 +666,15 @@ async function main() {
   await call('POST', '/v1/rollouts/r-abort/resume', { token: op },
     { status: 409, ...errorIs('invalid_transition'), note: 'aborted is final' });
 
+  // The dashboard's: who the token is, and a rollout's sampled history.
+  await call('GET', '/v1/me', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.role === 'viewer' ? undefined : JSON.stringify(ex.json)) });
+  await call('GET', '/v1/rollouts/r-abort/history', { token: viewer }, { status: 200, check: (ex) =>
+    (Array.isArray(ex.json.samples) && ex.json.every_s === 5 ? undefined : JSON.stringify(ex.json)) });
+  await call('GET', '/v1/rollouts/r-abort/history?since=x', { token: viewer },
+    { status: 400, ...errorIs('invalid_argument'), note: 'bad since' });
+  await call('GET', '/v1/rollouts/nothing/history', { token: viewer }, { status: 404, ...errorIs('not_found'), note: 'unknown rollout' });
+
   // Fleet, devices, audit.
   await call('GET', '/v1/fleet', { token: viewer }, { status: 200, check: (ex) =>
     (ex.json.devices === 4 && ex.json.by_tenant.acme === 4 ? undefined : JSON.stringify(ex.json)) });
@@ -668,6 +683,24 @@ async function main() {
   await call('GET', '/v1/devices/d-2', { token: viewer }, { status: 200, check: (ex) =>
     (ex.json.said_goodbye === true && ex.json.why === undefined ? undefined : JSON.stringify(ex.json)) });
   await call('GET', '/v1/devices/d-1?version=banana', { token: viewer }, { status: 400, note: 'bad version' });
+  await call('GET', '/v1/devices?limit=2', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.devices.length === 2 && ex.json.next === ex.json.devices[1].id ? undefined : JSON.stringify(ex.json)) });
+  await call('GET', '/v1/devices?after=d-2&limit=1000&tag=class:laptop', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.devices.length === 1 && ex.json.devices[0].id === 'd-3' && ex.json.next === null ? undefined : JSON.stringify(ex.json)) });
+  await call('GET', '/v1/devices?state=refused', { token: viewer }, { status: 200 });
+  await call('GET', '/v1/devices?version=content:1.0.0&stage=all', { token: viewer }, { status: 200 });
+  await call('GET', '/v1/devices?state=sideways', { token: viewer }, { status: 400, ...errorIs('invalid_argument'), note: 'unknown state' });
+  await call('GET', '/v1/devices?limit=1001', { token: viewer }, { status: 400, ...errorIs('invalid_argument'), note: 'limit over 1000' });
+  await call('GET', '/v1/devices/d-1/events?limit=1', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.events.length === 1 && Number.isInteger(ex.json.next) ? undefined : JSON.stringify(ex.json)) });
+  await call('GET', '/v1/devices/d-2/events', { token: viewer }, { status: 200 });
+  await call('GET', '/v1/devices/d-1/events?before_seq=0', { token: viewer }, { status: 400, ...errorIs('invalid_argument'), note: 'before_seq 0' });
+  await call('GET', '/v1/devices/nobody/events', { token: viewer }, { status: 404, ...errorIs('not_found'), note: 'unknown device' });
+  for (const state of ['failed', 'refused', 'pending']) {
+    await call('GET', `/v1/rollouts/r-wave/devices?state=${state}`, { token: viewer }, { status: 200 });
+  }
+  await call('GET', '/v1/rollouts/r-wave/devices?state=online', { token: viewer }, { status: 400, ...errorIs('invalid_argument'), note: 'not a rollout state' });
+  await call('GET', '/v1/rollouts/nope/devices', { token: viewer }, { status: 404, ...errorIs('not_found'), note: 'unknown rollout' });
   await call('GET', '/v1/devices/nobody', { token: viewer }, { status: 404, ...errorIs('not_found'), note: 'unknown device' });
   await call('GET', '/v1/devices/d-1', {}, { status: 401, ...errorIs('unauthorized'), note: 'missing token' });
   await call('GET', '/v1/audit?after=0&limit=5', { token: viewer }, { status: 200, check: (ex) =>
