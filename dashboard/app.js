@@ -1,12 +1,14 @@
 // tranche dashboard. Everything comes from the server's JSON API (docs/api.md) with
 // an operator bearer token, asked for once and kept in localStorage. Live updates
 // are polling: every POLL_MS the page reads /v1/rollouts, /v1/fleet, the new audit
-// entries and the selected rollout, and keeps the recent figures here, in the page,
-// for the charts (the server keeps no history of them). No build step, no library.
+// entries, the selected rollout, its new history samples (the server keeps each
+// rollout's evidence and counts every 5 s, so a reload keeps the charts) and its
+// failed devices. The buttons follow the token's role (GET /v1/me). No build step,
+// no library.
 import { lineChart } from './chart.js';
 
 const POLL_MS = 1000;
-const HISTORY_MS = 5 * 60 * 1000;   // what the charts can show
+const HISTORY_MS = 60 * 60 * 1000;  // what the charts can show (the server keeps an hour)
 const AUDIT_KEEP = 500;             // entries kept in the page
 const TOKEN_KEY = 'tranche.token';
 // Only for a server whose rollouts lack "final", "live" and "stopped" (core's one
@@ -15,6 +17,7 @@ const FALLBACK_FINAL = new Set(['completed', 'rolled_back', 'aborted']);
 const FALLBACK_LIVE = new Set(['running', 'paused', 'halted', 'rolling_back']);
 const FALLBACK_STOPPED = new Set(['halted', 'rolling_back', 'rolled_back']);
 const ADMIN_ACTIONS = new Set(['abort', 'rollback']);
+const ROLE_RANK = { viewer: 0, operator: 1, admin: 2 };
 const PALETTE = ['#2f6fde', '#2e8b57', '#c98a00', '#8a4fd1', '#cf3a32', '#0f8b8d', '#b05c1e', '#656d76'];
 
 const state = {
@@ -25,7 +28,9 @@ const state = {
   fleet: null,
   audit: [],
   auditSeq: 0,
-  history: new Map(),      // rollout id -> [{t, log_lr, thr, er, cr, ef, cf, on, target}]
+  history: new Map(),      // rollout id -> [{t, log_lr, thr, er, cr, ef, cf, on, target}], from the server
+  me: null,                // GET /v1/me: {name, role}
+  failed: null,            // GET /v1/rollouts/{id}/devices?state=failed of the shown rollout
   fleetHistory: [],        // [{t, devices, online}]
   device: null,            // {id, version, answer | error}
   actionResult: null,      // {rollout, ok, text}
@@ -188,6 +193,8 @@ function showMain() {
 $('login-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   state.token = $('token').value.trim();
+  state.me = null;  // another token, perhaps another role
+  state.actionsKey = '';
   localStorage.setItem(TOKEN_KEY, state.token);
   $('token').value = '';
   showMain();
@@ -197,6 +204,7 @@ $('login-form').addEventListener('submit', (ev) => {
 $('forget-token').addEventListener('click', () => {
   localStorage.removeItem(TOKEN_KEY);
   state.token = '';
+  state.me = null;
   showLogin('');
 });
 
@@ -228,27 +236,30 @@ async function fetchAudit() {
   if (state.audit.length > AUDIT_KEEP) state.audit.splice(0, state.audit.length - AUDIT_KEEP);
 }
 
-function sample(now) {
-  const byVersion = (state.fleet && state.fleet.by_version) || {};
-  for (const r of state.rollouts) {
-    if (!isLive(r) && state.history.has(r.id) && r.id !== shownRolloutId()) continue;
-    const g = r.gate;
-    const stage = r.stages[Math.min(r.status.stage, r.stages.length - 1)];
-    const hist = state.history.get(r.id) || [];
+// The server's samples of rollout `id` newer than those the page has (all of
+// them at the first call: a reload shows the whole recent course).
+async function fetchHistory(id) {
+  const hist = state.history.get(id) || [];
+  const since = hist.length ? hist[hist.length - 1].t : 0;
+  const page = await api('GET', `/v1/rollouts/${encodeURIComponent(id)}/history?since=${since}`);
+  for (const s of page.samples) {
     hist.push({
-      t: now,
-      log_lr: g.log_lr,
-      thr: g.halt_threshold,
-      ef: g.exposed_failures,
-      cf: g.control_failures,
-      er: rate(g.exposed_failures, g.exposed_device_s),
-      cr: rate(g.control_failures, g.control_device_s),
-      on: (byVersion[r.channel] || {})[r.version] || 0,
-      target: stage ? stage.target_devices : 0,
+      t: s.at,
+      log_lr: s.log_lr,
+      thr: s.halt_threshold,
+      ef: s.exposed_failures,
+      cf: s.control_failures,
+      er: rate(s.exposed_failures, s.exposed_device_s),
+      cr: rate(s.control_failures, s.control_device_s),
+      on: s.on_version,
+      target: s.target_devices,
     });
-    while (hist.length && hist[0].t < now - HISTORY_MS) hist.shift();
-    state.history.set(r.id, hist);
   }
+  while (hist.length && hist[0].t < Date.now() - HISTORY_MS) hist.shift();
+  state.history.set(id, hist);
+}
+
+function sample(now) {
   if (state.fleet) {
     state.fleetHistory.push({ t: now, devices: state.fleet.devices, online: state.fleet.online });
     while (state.fleetHistory.length && state.fleetHistory[0].t < now - HISTORY_MS) state.fleetHistory.shift();
@@ -262,8 +273,14 @@ async function poll() {
     const [list, fleet] = await Promise.all([api('GET', '/v1/rollouts'), api('GET', '/v1/fleet'), fetchAudit()]);
     state.rollouts = sortRollouts(list.rollouts);
     state.fleet = fleet;
+    if (!state.me) state.me = await api('GET', '/v1/me');
     const id = shownRolloutId();
     state.detail = id ? await api('GET', `/v1/rollouts/${encodeURIComponent(id)}`) : null;
+    if (id) {
+      await fetchHistory(id);
+      state.failed = state.detail.gate.exposed_failures > 0
+        ? await api('GET', `/v1/rollouts/${encodeURIComponent(id)}/devices?state=failed&limit=50`) : null;
+    }
     if (state.device) await refreshDevice();
     state.lastOk = Date.now();
     sample(state.lastOk);
@@ -399,7 +416,7 @@ function renderDetail() {
   ];
   // The action bar keeps its reason text and result across polls: rebuilt only when
   // the rollout or what it accepts changes.
-  const key = `${r.id}|${r.allowed_actions.join(',')}`;
+  const key = `${r.id}|${r.allowed_actions.join(',')}|${state.me ? state.me.role : ''}`;
   let actions = $('actions');
   if (!actions || state.actionsKey !== key) {
     actions = renderActions(r);
@@ -410,10 +427,17 @@ function renderDetail() {
   renderActionResult();
 }
 
+// What the token's role may do (docs/api.md, Roles): operator pauses, resumes and
+// promotes; admin also aborts and rolls back. A viewer sees no buttons.
+function roleMay(action) {
+  const rank = ROLE_RANK[(state.me && state.me.role) || 'viewer'];
+  return rank >= (ADMIN_ACTIONS.has(action) ? ROLE_RANK.admin : ROLE_RANK.operator);
+}
+
 function renderActions(r) {
   const reason = h('input', { id: 'action-reason', placeholder: 'reason (recorded in the audit log)', maxlength: 512 });
   const buttons = ['pause', 'resume', 'promote', 'abort', 'rollback'].map((a) => {
-    if (!r.allowed_actions.includes(a)) return null;
+    if (!r.allowed_actions.includes(a) || !roleMay(a)) return null;
     const b = h('button', {
       type: 'button', 'data-action': a,
       class: ADMIN_ACTIONS.has(a) ? 'danger' : '',
@@ -431,9 +455,13 @@ function renderActions(r) {
     });
     return b;
   });
-  return h('div', { id: 'actions' },
+  const role = (state.me && state.me.role) || 'viewer';
+  const none = r.allowed_actions.some((a) => !roleMay(a))
+    ? `Your token (${state.me ? `“${state.me.name}”, ` : ''}role ${role}) cannot act on rollouts here.`
+    : 'No operator action applies in this state.';
+  return h('div', { id: 'actions', 'data-role': role },
     h('div', { class: 'actions' },
-      buttons.some((b) => b) ? buttons : h('span', { class: 'muted small' }, 'No operator action applies in this state.'),
+      buttons.some((b) => b) ? buttons : h('span', { class: 'muted small', 'data-testid': 'no-actions' }, none),
       buttons.some((b) => b) ? reason : null),
     h('div', { id: 'action-result', class: 'action-result', role: 'status', 'data-testid': 'action-result' }));
 }
@@ -475,6 +503,7 @@ function renderGate() {
   const lastStage = r.status.stage + 1 >= r.stages.length;
   const completion = g.completion && lastStage && isLive(r) && !isStopped(r) ? g.completion : null;
   replace($('gate'),
+    h('p', { class: `plain ${g.halted || isStopped(r) ? 'halt' : ''}`, 'data-testid': 'plain-words' }, plainWords(r)),
     h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'group'), h('th', { class: 'num' }, 'failures'),
         h('th', { class: 'num' }, 'device-hours'), h('th', { class: 'num' }, 'per device-hour'))),
@@ -517,7 +546,36 @@ function renderGate() {
       h('tr', {}, h('th', {}, 'rate ratio, upper bound'), h('td', { class: 'num' }, g.ratio_upper === null ? 'unbounded' : fmtNum(g.ratio_upper))),
       h('tr', {}, h('th', {}, 'halted'), h('td', { class: 'num' }, g.halted ? 'yes' : 'no')))),
     h('div', { class: `reason ${g.halted ? 'halt' : ''}`, 'data-testid': 'verdict' },
-      `Verdict: ${g.verdict_reason || 'no verdict yet'}`));
+      `Verdict: ${g.verdict_reason || 'no verdict yet'}`),
+    failedDevicesTable(r));
+}
+
+// The statistics in one sentence: "5 of 5 devices that got 2.0 failed; 0 of 25
+// on 1.0 did → stopped". The others are the fleet's devices not exposed (the
+// control group); their failures are the gate's control failures.
+function plainWords(r) {
+  const g = r.gate;
+  const others = Math.max(0, ((state.fleet && state.fleet.devices) || 0) - g.exposed_devices);
+  const outcome = isStopped(r) || g.halted ? 'stopped'
+    : r.status.state === 'completed' ? 'completed'
+      : r.status.state === 'paused' ? 'paused'
+        : isFinal(r) ? r.status.state.replace('_', ' ') : 'still watching';
+  return `${g.exposed_failures} of ${plural(g.exposed_devices, 'device', 'devices')} that got ${r.version} failed; ` +
+    `${g.control_failures} of ${others} on ${r.previous || 'other versions'} did → ${outcome}`;
+}
+
+// Each failed device of the shown rollout with its reason (the crash signal, the
+// install failure's message, silence), from GET /v1/rollouts/{id}/devices.
+function failedDevicesTable(r) {
+  const f = state.failed;
+  if (!f || f.rollout !== r.id || !f.devices.length) return null;
+  return h('div', { 'data-testid': 'failed-devices' },
+    h('h3', {}, `Failed devices (${f.devices.length}${f.next ? '+' : ''})`),
+    h('table', { class: 'failed-devices' },
+      h('thead', {}, h('tr', {}, ['device', 'cause', 'reason', 'failed at'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, f.devices.map((d) => h('tr', { 'data-device': d.device },
+        h('td', { class: 'mono' }, d.device), h('td', {}, d.cause), h('td', {}, d.reason),
+        h('td', { class: 'when' }, fmtTime(d.failed_at)))))));
 }
 
 function renderCharts() {
@@ -528,6 +586,9 @@ function renderCharts() {
   const windowMs = Math.min(HISTORY_MS, Math.max(30000, now - first));
   const pts = (f) => hist.map((s) => [s.t, f(s)]);
   const thr = hist.length ? hist[hist.length - 1].thr : null;
+  // For tests and the curious: how much history the charts hold, from when.
+  $('charts').dataset.samples = hist.length;
+  $('charts').dataset.first = hist.length ? hist[0].t : '';
   const chart = (title, series, opts = {}) => h('div', { class: 'chart' },
     h('h3', {}, title),
     lineChart({ series, now, windowMs, ...opts }),

@@ -300,6 +300,12 @@ const std::vector<ServerImpl::Route>& ServerImpl::routes() {
        }},
       {"GET", {"rollouts", "{}"}, R::kViewer,
        [](ServerImpl& s, HttpRequest&, Responder& r, const Caller&, const Args& a) { s.api_get_rollout(r, a[0]); }},
+      {"GET", {"rollouts", "{}", "history"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const Caller&, const Args& a) {
+         s.api_rollout_history(q, r, a[0]);
+       }},
+      {"GET", {"me"}, R::kViewer,
+       [](ServerImpl& s, HttpRequest&, Responder& r, const Caller& c, const Args&) { s.api_me(r, c); }},
       // The role an action needs beyond operator depends on it and the stage
       // (api_rollout_action).
       {"POST", {"rollouts", "{}", "{}"}, R::kOperator,
@@ -901,6 +907,16 @@ void ServerImpl::api_list_releases(Responder& respond) {
   reply_json(respond, 200, json::object{{"releases", std::move(out)}});
 }
 
+namespace {
+
+// The devices a stage admits out of `eligible` (its share, at least its minimum).
+std::uint64_t stage_target(const core::Stage& st, std::uint64_t eligible) {
+  const core::Ppm share = core::effective_share(st.percent, st.min_devices, eligible);
+  return static_cast<std::uint64_t>(static_cast<double>(share.value()) / 1e6 * static_cast<double>(eligible) + 0.5);
+}
+
+}  // namespace
+
 json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snapshot) const {
   json::array stages;
   std::uint64_t eligible = eligible_devices(snapshot);
@@ -911,8 +927,7 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
         {"name", st.name},
         {"percent", st.percent.to_string()},
         {"effective_share", share.to_string()},
-        {"target_devices", static_cast<std::uint64_t>(static_cast<double>(share.value()) / 1e6 *
-                                                      static_cast<double>(eligible) + 0.5)},
+        {"target_devices", stage_target(st, eligible)},
         {"bake_s", st.bake / 1000},
         {"admits_critical", st.admits_critical},
         {"state", i < r.status.stage || r.status.state == core::RolloutState::kCompleted ? "done"
@@ -1108,6 +1123,75 @@ void ServerImpl::api_get_rollout(Responder& respond, const std::string& id) {
   }
   out["transitions"] = std::move(tr);
   reply_json(respond, 200, out);
+}
+
+void ServerImpl::sample_history(TimeMs now) {
+  if (now - history_sampled_at_ < kHistoryEvery) return;
+  history_sampled_at_ = now;
+  auto snap = fleet_.snapshot();
+  std::set<std::string> known;
+  for (const auto& [id, r] : snap->rollouts) {
+    known.insert(id);
+    const std::string state(core::to_string(r->status.state));
+    if (!core::is_live(r->status.state)) {
+      // An ended rollout: one last sample, of how it ended.
+      auto kept = history_.samples(id);
+      if (kept.empty() || kept.back().state == state) continue;
+    }
+    const core::EvidenceTally evidence = r->tally();
+    const bool looked = !r->verdict.reason.empty();
+    const std::size_t stage = std::min<std::size_t>(r->status.stage, r->plan.stages.size() - 1);
+    history_.add(id, RolloutSample{now, state, r->status.stage,
+                                   looked ? std::optional<double>(r->verdict.log_lr) : std::nullopt,
+                                   looked ? std::optional<double>(r->verdict.threshold) : std::nullopt,
+                                   static_cast<std::int64_t>(evidence.exposed.failures),
+                                   static_cast<std::int64_t>(evidence.control.failures),
+                                   static_cast<double>(evidence.exposed.exposure_s),
+                                   static_cast<double>(evidence.control.exposure_s),
+                                   static_cast<std::int64_t>(evidence.exposed_devices),
+                                   r->online_on_version,
+                                   stage_target(r->plan.stages[stage], eligible_devices(*snap))});
+  }
+  history_.keep_only(known);
+}
+
+void ServerImpl::api_rollout_history(HttpRequest& req, Responder& respond, const std::string& id) {
+  std::int64_t since = -1;
+  if (std::string text = query_param(req.query, "since"); !text.empty()) {
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), since);
+    if (ec != std::errc() || p != text.data() + text.size() || since < 0) {
+      return reply_error(respond, bad_request("since: expected a time in ms since the epoch (a non-negative integer)"));
+    }
+  }
+  auto snap = fleet_.snapshot();
+  if (snap->rollouts.count(id) == 0) {
+    return reply_error(respond, ApiError{404, "not_found", "no rollout " + id});
+  }
+  json::array out;
+  auto number_or_null = [](const std::optional<double>& v) { return v ? json::value(*v) : json::value(nullptr); };
+  for (const auto& s : history_.samples(id)) {
+    if (s.at <= since) continue;
+    out.push_back(json::object{{"at", s.at},
+                               {"state", s.state},
+                               {"stage", s.stage},
+                               {"log_lr", number_or_null(s.log_lr)},
+                               {"halt_threshold", number_or_null(s.halt_threshold)},
+                               {"exposed_failures", s.exposed_failures},
+                               {"control_failures", s.control_failures},
+                               {"exposed_device_s", s.exposed_device_s},
+                               {"control_device_s", s.control_device_s},
+                               {"exposed_devices", s.exposed_devices},
+                               {"on_version", s.on_version},
+                               {"target_devices", s.target_devices}});
+  }
+  reply_json(respond, 200,
+             json::object{{"rollout", id},
+                          {"every_s", kHistoryEvery / core::kSecond},
+                          {"samples", std::move(out)}});
+}
+
+void ServerImpl::api_me(Responder& respond, const Caller& caller) {
+  reply_json(respond, 200, json::object{{"name", caller.name}, {"role", role_name(caller.role)}});
 }
 
 void ServerImpl::api_list_rollouts(Responder& respond) {

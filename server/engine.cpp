@@ -210,6 +210,7 @@ void RolloutEngine::tick(bool leader) {
       r.gate = decision.gate.state;
       r.verdict = decision.gate.verdict;
       r.coverage = scan.coverage;
+      r.online_on_version = scan.online_on_version;
       if (summed) r.summed = summed;
     };
     if (decision.event == core::RolloutEvent::kHold) {

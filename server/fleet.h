@@ -110,6 +110,7 @@ struct RolloutInfo {
   core::GateState gate;
   core::GateVerdict verdict;  // the gate's last verdict (not persisted: recomputed each tick)
   core::Coverage coverage;    // the last stage's, at the engine's last scan (not persisted)
+  std::uint64_t online_on_version = 0;  // online devices running it, at that scan (not persisted)
   // What this server counted. Alone on its store: the whole evidence. One of
   // several: its own share, from zero at its start (its exposure row).
   std::shared_ptr<RolloutEvidence> evidence;

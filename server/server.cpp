@@ -397,6 +397,7 @@ void ServerImpl::engine_loop() {
     }
     engine_->tick(engine_leader_);
     if (engine_leader_) publish_tuf_if_needed(clock_->now());
+    sample_history(clock_->now());
     next += options_.tick;
     auto now = std::chrono::steady_clock::now();
     if (next < now) next = now;

@@ -23,6 +23,7 @@
 #include "server/batch_writer.h"
 #include "server/engine.h"
 #include "server/fleet.h"
+#include "server/history.h"
 #include "server/long_poll.h"
 #include "server/membership.h"
 #include "server/throttle.h"
@@ -174,6 +175,11 @@ class ServerImpl final : public Server {
   void serve_file(const std::string& root, const std::string& relative, Responder& respond);
 
   boost::json::object rollout_json(const RolloutInfo& rollout, const Snapshot& snapshot) const;
+  // Every kHistoryEvery: a sample of each live rollout (and a last one of a
+  // rollout that ended) into history_. The engine thread's.
+  void sample_history(TimeMs now);
+  void api_rollout_history(HttpRequest& req, Responder& respond, const std::string& id);
+  void api_me(Responder& respond, const Caller& caller);
   boost::json::object answer_json(const std::vector<ChannelAnswer>& answers,
                                   const Snapshot& snapshot, TimeMs now) const;
 
@@ -196,6 +202,11 @@ class ServerImpl final : public Server {
   std::map<std::string, core::ConsumerInterface> interfaces_;
   std::string bootstrap_token_;
   bool engine_leader_ = false;
+
+  // What the dashboard's charts draw (server/history.h): an hour at 5 s.
+  static constexpr TimeMs kHistoryEvery = 5 * core::kSecond;
+  RolloutHistory history_{720};
+  TimeMs history_sampled_at_ = 0;  // engine thread
 
   // Ticks and transitions (server/engine.h); made by open() over the store.
   std::unique_ptr<RolloutEngine> engine_;

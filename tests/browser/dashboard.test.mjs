@@ -8,10 +8,12 @@
 //             bar fills, the stage moves on, the rollout completes); the fleet
 //             panel and the device view ("why") answer; the audit log fills
 //   halt      a bad release (devices report rolled_back for it) halts in its
-//             first ring and the page says so, with the gate's verdict
+//             first ring and the page says so, with the gate's verdict, the
+//             statistics in one sentence and the failed devices with their
+//             reasons; a reload keeps the charts' history (the server's)
 //   pause     the pause button pauses a running rollout (checked through the
-//             API); a rollback with an operator token is refused and the page
-//             shows the API's 403 in words
+//             API); an operator's page offers no abort or rollback (admin
+//             actions); a viewer's token shows no buttons
 //
 // Environment: TRANCHE_DASHBOARD_DIR (default: the repo's dashboard/),
 // TRANCHE_BROWSER_SCREENSHOTS (default: ./browser-screenshots). A failing
@@ -192,7 +194,28 @@ const scenarios = {
       }, 10000, 'the failures on the page to equal the API\'s exposed_failures');
       assert.ok(fleet.crashed > 0 && fleet.crashed < 20, `crashed devices: ${fleet.crashed}`);
       await page.locator('[data-testid=audit] tr[data-action="rollout.halt"]').first().waitFor({ timeout: 5000 });
+
+      // The statistics in plain words, and each failed device with its reason.
+      await eventually(async () => /→ stopped$/.test(await page.textContent('[data-testid=plain-words]')),
+        5000, 'the plain-words line to say stopped');
+      assert.match(await page.textContent('[data-testid=plain-words]'),
+        /^\d+ of \d+ devices? that got 2\.0 failed; \d+ of \d+ on 1\.0 did → stopped$/);
+      await page.locator('[data-testid=failed-devices] tr[data-device]').first().waitFor({ timeout: 10000 });
+      const rows = await page.locator('[data-testid=failed-devices] tr[data-device]').allTextContents();
+      assert.ok(rows.length > 0 && rows.every((t) => /field 21|signal 11/.test(t)),
+        `every failed device with its reason: ${JSON.stringify(rows)}`);
       await page.screenshot({ path: path.join(shots, 'halt.png'), fullPage: true });
+
+      // A reload keeps the charts: their history is the server's, from before it.
+      await eventually(async () => Number(await page.locator('#charts').getAttribute('data-samples')) >= 2,
+        15000, 'two history samples');
+      const reloadedAt = Date.now();
+      await page.reload();
+      await page.locator('#main').waitFor({ state: 'visible', timeout: 10000 });
+      await eventually(async () => Number(await page.locator('#charts').getAttribute('data-samples')) >= 2,
+        5000, 'the history back after the reload');
+      const first = Number(await page.locator('#charts').getAttribute('data-first'));
+      assert.ok(first < reloadedAt - 4000, `the charts start before the reload (first ${first}, reload ${reloadedAt})`);
     });
   },
 
@@ -214,14 +237,20 @@ const scenarios = {
       await page.locator('#actions button[data-action=resume]').waitFor({ timeout: 5000 });
       assert.match(await page.textContent('[data-testid=action-result]'), /pause: now paused/);
 
-      // Rollback needs an admin: two clicks (the second confirms), then the 403 in words.
-      const rollback = page.locator('#actions button[data-action=rollback]');
-      await rollback.click();
-      await page.locator('#actions button[data-action=rollback].confirm').waitFor();
-      await rollback.click();
-      await eventually(async () => /403 forbidden: rollback needs role admin/.test(await page.textContent('[data-testid=action-result]')),
-        5000, 'the 403 on the page');
-      assert.equal((await api('GET', `/v1/rollouts/${r.id}`)).json.status.state, 'paused', 'a refused request changes nothing');
+      // Abort and rollback need an admin: an operator's page does not offer them
+      // (the rollout accepts both while paused).
+      assert.deepEqual(detail.allowed_actions.filter((a) => a === 'abort' || a === 'rollback').sort(), ['abort', 'rollback']);
+      assert.equal(await page.locator('#actions button[data-action=rollback]').count(), 0, 'no rollback for an operator');
+      assert.equal(await page.locator('#actions button[data-action=abort]').count(), 0, 'no abort for an operator');
+
+      // A viewer's token: the same rollout, no buttons, and a line that says why.
+      const viewer = await must(api('POST', '/v1/tokens', { name: 'watcher', role: 'viewer' }), 201, 'viewer token');
+      await page.click('#forget-token');
+      await page.fill('#token', viewer.token);
+      await page.click('#login-form button[type=submit]');
+      await page.locator('[data-testid=no-actions]').waitFor({ timeout: 5000 });
+      assert.equal(await page.locator('#actions button').count(), 0, 'a viewer sees no action buttons');
+      assert.match(await page.textContent('[data-testid=no-actions]'), /role viewer\) cannot act/);
     });
   },
 };
@@ -230,4 +259,4 @@ if (!scenarios[scenario]) {
   console.error(`unknown scenario '${scenario}' (progress, halt or pause)`);
   process.exit(2);
 }
-test(`dashboard ${scenario}`, { timeout: 60000 }, scenarios[scenario]);
+test(`dashboard ${scenario}`, { timeout: 90000 }, scenarios[scenario]);

@@ -514,6 +514,49 @@ TEST_F(ServerApiTest, SigtermFlushesEveryAcknowledgedWrite) {
   }
 }
 
+// The dashboard's charts survive a reload: the server samples each rollout every
+// 5 s (GET /v1/rollouts/{id}/history), and a page asks only for what is newer.
+TEST_F(ServerApiTest, TheServerKeepsEachRolloutsHistoryForTheCharts) {
+  create_tenant();
+  std::string token = enroll("dev-1");
+  release("1.0");
+  auto r = start_rollout("1.0", "name: slow\nstages:\n  - {name: all, percent: 100%, bake: 1h}\n");
+  const std::string id(r.at("id").as_string());
+  checkin(token, "content", "1.0");
+  json::array samples;
+  ASSERT_TRUE(eventually([&] {
+    auto h = op("GET", "/v1/rollouts/" + id + "/history");
+    if (h.status != 200) return false;
+    samples = h.json().at("samples").as_array();
+    return samples.size() >= 2;
+  }, 15s)) << "fewer than two samples in 15 s";
+  const auto& s0 = samples[0].as_object();
+  const auto& s1 = samples[1].as_object();
+  EXPECT_EQ(s0.at("state").as_string(), "running");
+  const std::int64_t apart = s1.at("at").as_int64() - s0.at("at").as_int64();
+  EXPECT_TRUE(apart >= 5000 && apart < 6000) << "every 5 s (a tick's delay allowed): " << apart;
+  EXPECT_EQ(s1.at("target_devices").as_int64(), 1);
+  for (const char* key : {"log_lr", "halt_threshold", "exposed_failures", "control_failures", "exposed_device_s",
+                          "control_device_s", "exposed_devices", "on_version", "stage"}) {
+    EXPECT_TRUE(s1.contains(key)) << key;
+  }
+  // Only the newer ones after `since`.
+  auto newer = op("GET", "/v1/rollouts/" + id + "/history?since=" + std::to_string(s0.at("at").as_int64()));
+  ASSERT_EQ(newer.status, 200) << newer.body;
+  EXPECT_EQ(newer.json().at("samples").as_array().front().at("at"), s1.at("at"));
+  EXPECT_EQ(op("GET", "/v1/rollouts/" + id + "/history?since=soon").status, 400);
+  EXPECT_EQ(op("GET", "/v1/rollouts/nope/history").status, 404);
+  // Who am I: the dashboard shows only the buttons of the token's role.
+  auto me = op("GET", "/v1/me");
+  ASSERT_EQ(me.status, 200) << me.body;
+  EXPECT_EQ(me.json().at("role").as_string(), "admin");
+  auto viewer = op("POST", "/v1/tokens", json::object{{"name", "v"}, {"role", "viewer"}});
+  ASSERT_EQ(viewer.status, 201) << viewer.body;
+  auto as_viewer = op("GET", "/v1/me", nullptr, std::string(viewer.json().at("token").as_string()));
+  EXPECT_EQ(as_viewer.json().at("role").as_string(), "viewer");
+  EXPECT_EQ(as_viewer.json().at("name").as_string(), "v");
+}
+
 TEST_F(ServerApiTest, MetricsAndHealthAnswer) {
   auto h = http_.request("GET", server_->url("/healthz"));
   EXPECT_EQ(h.status, 200);
