@@ -183,6 +183,26 @@ TEST_P(StoreContract, TenantsAndOperatorTokensAreReplacedWhole) {
   EXPECT_TRUE(tokens[1] == ci_promoted);
 }
 
+TEST_P(StoreContract, RevokingDeletesEveryTokenOfTheNameWithItsAuditEntry) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  ASSERT_OK(store->put_operator_token({"h-alice", "alice", Role::kAdmin}, audit("token.create", "t")));
+  ASSERT_OK(store->put_operator_token({"h-ci-1", "ci", Role::kViewer}, audit("token.create", "t")));
+  ASSERT_OK(store->put_operator_token({"h-ci-2", "ci", Role::kOperator}, audit("token.create", "t")));
+  ASSERT_OK(store->delete_operator_tokens("ci", audit("token.revoke", "token ci")));
+  ASSERT_OK_AND_ASSIGN(tokens, store->load_operator_tokens());
+  ASSERT_EQ(tokens.size(), 1u);
+  EXPECT_EQ(tokens[0].name, "alice");
+  ASSERT_OK_AND_ASSIGN(entries, store->load_audit(0, 100));
+  ASSERT_EQ(entries.size(), 4u);
+  EXPECT_EQ(entries.back().action, "token.revoke");
+  // No such name: kNotFound, and no audit entry either.
+  auto again = store->delete_operator_tokens("ci", audit("token.revoke", "token ci"));
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, core::ErrorCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(after, store->load_audit(0, 100));
+  EXPECT_EQ(after.size(), 4u);
+}
+
 TEST_P(StoreContract, DevicesRoundTripAndADuplicateIdIsAConflict) {
   ASSERT_OK_AND_ASSIGN(store, open());
   ASSERT_OK(store->insert_device(device("d-1")));
