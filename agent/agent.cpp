@@ -629,12 +629,30 @@ void Agent::start_service(const std::optional<Version>& version) {
 
 // ---- reports -------------------------------------------------------------------------
 
+void Agent::report_refusal(const std::string& reason, const core::Version& offered, const std::string& message) {
+  if (refused_ && refused_->first == reason && refused_->second == offered) return;
+  refused_.emplace(reason, offered);
+  DeviceEvent e;
+  e.channel = s_.channel;
+  e.version = offered.to_string();
+  e.kind = std::string(core::to_string(core::DeviceEventKind::kOfferRefused));
+  e.reason = reason;
+  e.message = message;
+  log("report " + e.kind + " " + e.version + " (" + reason + "): " + message);
+  if (auto st = events_->push(std::move(e)); !st) log("ERROR: cannot queue the event: " + st.error().to_string());
+  if (!events_->pending().empty()) next_event_post_ = std::min(next_event_post_, p_.clock.now());
+}
+
 void Agent::report(const AgentAction& a) {
   DeviceEvent e;
   e.channel = s_.channel;
   e.version = version_text(a.version);
   e.message = a.detail;
   using R = AgentAction::Report;
+  if (a.report == R::kRejected && a.version) {
+    // A version that failed here before, offered again (rate-limited by rejected_).
+    return report_refusal("known_bad", *a.version, a.detail);
+  }
   const auto kind = core::device_event_of(a.report);
   if (!kind) {
     // The server learns a commit from the next check-in's versions, and has
@@ -902,6 +920,16 @@ void Agent::handle_answer(const CheckinAnswer& a) {
     return;
   }
   if (running == a.desired) return;
+  const auto phase = stored_.record.phase;
+  if ((phase == AgentPhase::kTrial || phase == AgentPhase::kActivating) && stored_.record.candidate != a.desired &&
+      !stored_.record.is_bad(*a.desired)) {
+    // Leaving a trial half-way would lose what it proves (core::agent_step
+    // refuses it): the server hears why the device does not move, once.
+    report_refusal("trial_pending", *a.desired,
+                   "offered " + a.desired->to_string() + " while " + version_text(stored_.record.candidate) +
+                       " is " + std::string(core::to_string(phase)) + ": finish the trial first");
+    return;
+  }
   if (retry_ && retry_->version == *a.desired && p_.clock.now() < retry_->at) {
     if (!deferred_) log("server: " + a.action + " " + a.desired->to_string() + ": waiting for the retry backoff");
     deferred_ = a;  // the latest offer is taken up when the backoff ends

@@ -152,6 +152,10 @@ class Agent {
   std::optional<Retry> retry_;               // transient failure: not before retry_->at
   std::optional<CheckinAnswer> deferred_;    // the offer that waits for retry_->at
   std::optional<core::Version> rejected_;    // the bad version last refused (logged once)
+  // The refusal last reported (offer_refused: reason, version): a device says
+  // so once, not at every check-in, until the reason or the version changes.
+  std::optional<std::pair<std::string, core::Version>> refused_;
+  void report_refusal(const std::string& reason, const core::Version& offered, const std::string& message);
 
   // Events.
   core::TimeMs next_event_post_ = 0;

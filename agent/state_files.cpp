@@ -119,6 +119,7 @@ json::object event_json(const DeviceEvent& e) {
   if (e.exit_code) o["exit_code"] = *e.exit_code;
   if (e.signal) o["signal"] = *e.signal;
   if (!e.message.empty()) o["message"] = e.message.substr(0, 1000);
+  if (!e.reason.empty()) o["reason"] = e.reason;
   return o;
 }
 
@@ -148,6 +149,7 @@ Status EventQueue::load() {
       if (const auto* c = e.if_contains("exit_code")) d.exit_code = static_cast<int>(c->to_number<std::int64_t>());
       if (const auto* c = e.if_contains("signal")) d.signal = static_cast<int>(c->to_number<std::int64_t>());
       if (const auto* c = e.if_contains("message")) d.message = std::string(c->as_string());
+      if (const auto* c = e.if_contains("reason")) d.reason = std::string(c->as_string());
       pending_.push_back(std::move(d));
     }
   } catch (const std::exception& e) {

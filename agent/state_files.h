@@ -46,6 +46,7 @@ struct DeviceEvent {
   std::optional<int> exit_code;
   std::optional<int> signal;
   std::string message;
+  std::string reason;  // offer_refused: known_bad, trial_pending
 };
 
 // The durable event queue. seq is strictly increasing per device and persisted

@@ -110,5 +110,30 @@ TEST(Persistence, EventSeqIsNeverHandedOutTwice) {
   }
 }
 
+// A refused offer (offer_refused) keeps its reason through a restart and on the
+// wire: the server files it under the event's detail.
+TEST(Persistence, ARefusedOfferKeepsItsReasonQueuedAndUploaded) {
+  FakeFileSystem fs;
+  ASSERT_TRUE(fs.make_dirs("/data").ok());
+  {
+    EventQueue q(fs, "/data/events.json");
+    ASSERT_TRUE(q.load().ok());
+    DeviceEvent e;
+    e.kind = "offer_refused";
+    e.channel = "content";
+    e.version = "2.0";
+    e.reason = "trial_pending";
+    e.message = "offered 2.0 while 1.0 is trial: finish the trial first";
+    ASSERT_TRUE(q.push(e).ok());
+  }
+  EventQueue reloaded(fs, "/data/events.json");
+  ASSERT_TRUE(reloaded.load().ok());
+  ASSERT_EQ(reloaded.pending().size(), 1u);
+  EXPECT_EQ(reloaded.pending()[0].reason, "trial_pending");
+  const std::string body = reloaded.upload_body(10);
+  EXPECT_NE(body.find(R"("kind":"offer_refused")"), std::string::npos) << body;
+  EXPECT_NE(body.find(R"("reason":"trial_pending")"), std::string::npos) << body;
+}
+
 }  // namespace
 }  // namespace tranche::agent
