@@ -909,10 +909,17 @@ void ServerImpl::api_list_releases(Responder& respond) {
 
 namespace {
 
-// The devices a stage admits out of `eligible` (its share, at least its minimum).
-std::uint64_t stage_target(const core::Stage& st, std::uint64_t eligible) {
-  const core::Ppm share = core::effective_share(st.percent, st.min_devices, eligible);
-  return static_cast<std::uint64_t>(static_cast<double>(share.value()) / 1e6 * static_cast<double>(eligible) + 0.5);
+// The devices stage `stage` of `plan` targets out of `eligible`. Stages are
+// cumulative (core::assign: a device admitted at stage k stays admitted later),
+// so it is the largest share of this stage and those before it: a 1% stage after
+// a 3-device canary on a 3-device lab targets 3, not 0.
+std::uint64_t stage_target(const core::Plan& plan, std::size_t stage, std::uint64_t eligible) {
+  std::uint32_t share = 0;
+  for (std::size_t k = 0; k <= stage && k < plan.stages.size(); ++k) {
+    const auto& st = plan.stages[k];
+    share = std::max(share, core::effective_share(st.percent, st.min_devices, eligible).value());
+  }
+  return static_cast<std::uint64_t>(static_cast<double>(share) / 1e6 * static_cast<double>(eligible) + 0.5);
 }
 
 }  // namespace
@@ -927,7 +934,7 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
         {"name", st.name},
         {"percent", st.percent.to_string()},
         {"effective_share", share.to_string()},
-        {"target_devices", stage_target(st, eligible)},
+        {"target_devices", stage_target(r.plan, i, eligible)},
         {"bake_s", st.bake / 1000},
         {"admits_critical", st.admits_critical},
         {"state", i < r.status.stage || r.status.state == core::RolloutState::kCompleted ? "done"
@@ -1150,7 +1157,7 @@ void ServerImpl::sample_history(TimeMs now) {
                                    static_cast<double>(evidence.control.exposure_s),
                                    static_cast<std::int64_t>(evidence.exposed_devices),
                                    r->online_on_version,
-                                   stage_target(r->plan.stages[stage], eligible_devices(*snap))});
+                                   stage_target(r->plan, stage, eligible_devices(*snap))});
   }
   history_.keep_only(known);
 }

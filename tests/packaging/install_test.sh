@@ -35,6 +35,18 @@ done
 check "share/tranche/examples/content/channel-291.yaml" [ -f "$P/share/tranche/examples/content/channel-291.yaml" ]
 check "share/tranche/examples/plans/rings.yaml" [ -f "$P/share/tranche/examples/plans/rings.yaml" ]
 check "share/tranche/scenarios" [ -d "$P/share/tranche/scenarios" ]
+for b in tranche tranche-server tranche-agent; do
+  check "share/bash-completion/completions/$b" [ -f "$P/share/bash-completion/completions/$b" ]
+done
+# The installed completion, asked as bash would ask it, with the installed binaries.
+complete_words() {  # complete_words WORD... : what TAB offers for the last word
+  PATH="$P/bin:$PATH" bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _tranche; echo "${COMPREPLY[*]}"' \
+    _ "$P/share/bash-completion/completions/tranche" "$@"
+}
+check "completion: tranche rollout st -> start status" test "$(complete_words tranche rollout st)" = "start status"
+check "completion: tranche token -> create list revoke" test "$(complete_words tranche token '')" = "create list revoke"
+check "completion: tranche rollout start --ch -> --channel" test "$(complete_words tranche rollout start --ch)" = "--channel"
+check "completion: tranche-server --po -> --port" test "$(complete_words tranche-server --po)" = "--port"
 check "installed tranche runs" "$P/bin/tranche" --version
 check "installed tranche-server runs" "$P/bin/tranche-server" --version
 
