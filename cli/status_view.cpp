@@ -214,7 +214,10 @@ std::string render_rollout(const json::object& r, const json::object* fleet, std
     std::string detail;
     if (st == "current" && ongoing) {
       const double baked = std::max(0.0, static_cast<double>(now_ms) - num(status, "stage_started_at")) / 1000.0;
-      detail = fixed(std::min(on_version, 1e18), 0) + " of " + fixed(target, 0) + " devices run " + version +
+      // Devices outside the stage may run the version already (an earlier
+      // rollout, a pin): never "18 of 15", but "15 of 15 (18 in the fleet)".
+      detail = fixed(std::min(on_version, target), 0) + " of " + fixed(target, 0) + " devices run " + version +
+               (on_version > target ? " (" + fixed(on_version, 0) + " in the fleet)" : std::string()) +
                " · baked " + duration(baked) + " of " + duration(num(s, "bake_s"));
     } else {
       detail = st + " · " + fixed(target, 0) + " devices (" + str(s, "effective_share") + ")";

@@ -378,7 +378,9 @@ function renderDetail() {
       ` · bake ${fmtDuration(s.bake_s)}${s.admits_critical ? ' · admits critical devices' : ''}`;
     if (s.state === 'current' && !isFinal(r)) {
       const baked = (now - r.status.stage_started_at) / 1000;
-      sub = `${onVersion} of ${s.target_devices} devices run ${r.version} · baked ${fmtDuration(Math.max(0, baked))} of ` +
+      // Devices outside the stage may run it already: never "18 of 15".
+      const inFleet = onVersion > s.target_devices ? ` (${onVersion} in the fleet)` : '';
+      sub = `${Math.min(onVersion, s.target_devices)} of ${s.target_devices} devices run ${r.version}${inFleet} · baked ${fmtDuration(Math.max(0, baked))} of ` +
         `${fmtDuration(s.bake_s)}${s.admits_critical ? ' · admits critical devices' : ''}`;
     }
     return h('div', {

@@ -557,6 +557,21 @@ TEST_F(ServerApiTest, TheServerKeepsEachRolloutsHistoryForTheCharts) {
   EXPECT_EQ(as_viewer.json().at("name").as_string(), "v");
 }
 
+// A 3-device lab on a plan made for a big fleet: stage targets never shrink
+// (stages are cumulative), so "early" (1%) after a 3-device canary targets 3,
+// not 0 (issue 13: "canary 3 devices (100%), early 0 devices (1%)").
+TEST_F(ServerApiTest, StageTargetsAreCumulativeOnASmallLab) {
+  create_tenant();
+  for (const char* id : {"lab-1", "lab-2", "lab-3"}) enroll(id);
+  release("1.0");
+  auto r = start_rollout("1.0", "name: rings\nstages:\n  - {name: canary, percent: 0.1%, min_devices: 3, bake: 1h}\n"
+                                "  - {name: early, percent: 1%, bake: 1h}\n  - {name: all, percent: 100%, bake: 0s}\n");
+  ASSERT_FALSE(r.empty());
+  std::vector<std::int64_t> targets;
+  for (const auto& s : r.at("stages").as_array()) targets.push_back(s.at("target_devices").as_int64());
+  EXPECT_EQ(targets, (std::vector<std::int64_t>{3, 3, 3}));
+}
+
 TEST_F(ServerApiTest, MetricsAndHealthAnswer) {
   auto h = http_.request("GET", server_->url("/healthz"));
   EXPECT_EQ(h.status, 200);
