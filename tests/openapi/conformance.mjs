@@ -441,6 +441,16 @@ async function main() {
     { status: 403, ...errorIs('forbidden'), note: 'operator creates a token' });
   await call('POST', '/v1/tenants', { token: op, body: { id: 'x', enrollment_key: key } },
     { status: 403, ...errorIs('forbidden'), note: 'operator creates a tenant' });
+  await call('GET', '/v1/tokens', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.tokens.map((t) => t.name).join(',') === 'admin,dash,ops' ? undefined : JSON.stringify(ex.json)) });
+  const gone = (await call('POST', '/v1/tokens', { token: admin, body: { name: 'gone', role: 'viewer' } },
+    { status: 201 })).json.token;
+  await call('DELETE', '/v1/tokens/gone', { token: op }, { status: 403, ...errorIs('forbidden'), note: 'operator revokes' });
+  await call('DELETE', '/v1/tokens/gone', { token: admin }, { status: 200 });
+  await call('GET', '/v1/fleet', { token: gone }, { status: 401, ...errorIs('unauthorized'), note: 'a revoked token' });
+  await call('DELETE', '/v1/tokens/gone', { token: admin }, { status: 404, ...errorIs('not_found'), note: 'revoked already' });
+  await call('DELETE', '/v1/tokens/admin', { token: admin }, { status: 409, ...errorIs('conflict'), note: 'the last admin' });
+  await call('GET', '/v1/tokens', {}, { status: 401, ...errorIs('unauthorized') });
 
   // Policy (operator).
   await call('PUT', '/v1/tenants/acme/policy', { token: op, body: {
@@ -454,6 +464,11 @@ async function main() {
     { status: 404, ...errorIs('not_found'), requestValid: true });
   await call('PUT', '/v1/tenants/acme/policy', { token: viewer, body: {} },
     { status: 403, ...errorIs('forbidden'), note: 'viewer' });
+  await call('GET', '/v1/tenants/acme/policy', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.policy.critical.class[0] === 'server' ? undefined : JSON.stringify(ex.json)) });
+  await call('GET', '/v1/tenants/nobody/policy', { token: viewer }, { status: 404, ...errorIs('not_found') });
+  await call('GET', '/v1/tenants', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.tenants.map((t) => t.id).join(',') === 'acme' ? undefined : JSON.stringify(ex.json)) });
 
   // Enrollment.
   const devices = {};
@@ -509,6 +524,10 @@ async function main() {
     { status: 403, ...errorIs('forbidden'), note: 'viewer' });
   await call('GET', '/v1/releases', { token: viewer }, { status: 200, check: (ex) =>
     (ex.json.releases.length === 4 ? undefined : `${ex.json.releases.length} releases`) });
+  await call('GET', '/v1/releases/content/1.1', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.version === '1.1.0' && ex.json.rollouts.length === 0 ? undefined : JSON.stringify(ex.json)) });
+  await call('GET', '/v1/releases/content/9.0', { token: viewer }, { status: 404, ...errorIs('not_found') });
+  await call('GET', '/v1/releases/content/x.y', { token: viewer }, { status: 400, ...errorIs('parse'), note: 'a version that does not parse' });
 
   // Check-in before any rollout: nothing to do.
   await call('POST', '/v1/checkin', { token: devices['d-1'], body: { versions: { content: '0.9' }, health: { crashes: 0 } } },
