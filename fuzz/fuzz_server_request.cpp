@@ -190,8 +190,14 @@ void decode(std::size_t kind, std::string_view body) {
         }
         auto detail = parse_object(e.detail_json, "an event's detail does not read back as an object");
         for (const auto& [key, value] : detail) {
-          check(key == "exit_code" || key == "signal" || (key == "message" && value.is_string() &&
-                                                          value.as_string().size() <= 1024),
+          const bool reason_word =
+              key == "reason" && value.is_string() && !value.as_string().empty() &&
+              value.as_string().size() <= 64 &&
+              std::all_of(value.as_string().begin(), value.as_string().end(), [](char c) {
+                return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+              });
+          check(key == "exit_code" || key == "signal" || reason_word ||
+                    (key == "message" && value.is_string() && value.as_string().size() <= 1024),
                 "an event's detail holds an unexpected field", g_input);
         }
       }
