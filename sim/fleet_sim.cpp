@@ -118,8 +118,9 @@ enum Membership : std::uint8_t {
   kExposedOnlineOk = 4,  // ... and back on last-known-good and up
   kRunsNewUp = 8,
   kOnNewExposed = 16,    // exposed and still on the release (up or down)
+  kOnlineRunsNew = 32,   // online now, up, on the release
 };
-constexpr std::size_t kMembershipCount = 5;
+constexpr std::size_t kMembershipCount = 6;
 
 struct Versions {
   core::Version old_v;
@@ -187,6 +188,7 @@ std::uint8_t classify(const Device& d, const RunDevice& r) {
   }
   if (runs_new && !down) m |= kRunsNewUp;
   if (exposed && runs_new) m |= kOnNewExposed;
+  if (online && runs_new && !down) m |= kOnlineRunsNew;
   return m;
 }
 
@@ -274,6 +276,7 @@ class Simulator {
   std::vector<std::uint32_t> order_;   // devices by bucket: the cohort order
   std::vector<core::Tags> stratum_tags_;
   std::uint64_t ever_online_ = 0;
+  std::uint64_t online_now_ = 0;  // devices online at this moment (Device::flags & kOnline)
   // TRANCHE_SIM_TRACE=1: the gate's reason every 10 simulated minutes, and the
   // devices that took the bad release without crashing, on stderr.
   const bool trace_ = std::getenv("TRANCHE_SIM_TRACE") != nullptr;
@@ -392,6 +395,7 @@ void Simulator::build_fleet() {
     double next = 0;
     if (rng.uniform() < online_probability(dv.stratum, 0)) {
       ++ever_online_;
+      ++online_now_;
       next = start_session(dv, rng);  // memoryless: a fresh session is the rest of one
     } else {
       next = draw_off_duration(dv.stratum, 0, rng);
@@ -675,10 +679,12 @@ void Simulator::on_session(std::uint32_t d, std::uint32_t now) {
   const Presence was = presence(dv);
   if (going_online) {
     if (!(dv.flags & kEverOnline)) ++ever_online_;
+    ++online_now_;
     next = start_session(dv, rng);
     dv.flags = static_cast<std::uint8_t>(dv.flags & ~kAwaitingSilence);
   } else {
     unclean = (dv.flags & kEndsUnclean) != 0;
+    --online_now_;
     dv.flags = static_cast<std::uint8_t>(dv.flags & ~(kOnline | kEndsUnclean));
     // Without a goodbye the server presumes it online until it is silent.
     if (unclean) dv.flags |= kAwaitingSilence;
@@ -912,7 +918,13 @@ void Simulator::on_tick(std::uint32_t now) {
     if (!r.bad) {
       const double up_new = static_cast<double>(r.in(kRunsNewUp));
       if (!r.m.t99_all_s && up_new >= 0.99 * n_) r.m.t99_all_s = now / 1000.0;
-      if (!r.m.t99_online_s && ever_online_ > 0 && up_new >= 0.99 * static_cast<double>(ever_online_)) {
+      if (!r.m.t99_ever_online_s && ever_online_ > 0 &&
+          up_new >= 0.99 * static_cast<double>(ever_online_)) {
+        r.m.t99_ever_online_s = now / 1000.0;
+      }
+      const double online_new = static_cast<double>(r.in(kOnlineRunsNew));
+      if (!r.m.t99_online_s && online_now_ > 0 &&
+          online_new >= 0.99 * static_cast<double>(online_now_)) {
         r.m.t99_online_s = now / 1000.0;
       }
     }

@@ -44,7 +44,11 @@ struct RunMetrics {
   std::optional<double> time_to_halt_s;
   std::optional<double> time_to_rollback99_s;
   std::optional<double> t99_all_s;     // 99% of all devices run the release
-  std::optional<double> t99_online_s;  // 99% of devices online at least once so far
+  // The first minute at which 99% of the devices online at that moment run the
+  // release (up, on the new version).
+  std::optional<double> t99_online_s;
+  // The former definition: 99% of the devices online at least once so far.
+  std::optional<double> t99_ever_online_s;
   bool halted = false;
   bool halted_by_limit = false;       // the halt came from an absolute failure limit
   std::string halt_reason;

@@ -84,6 +84,7 @@ std::string to_json(const Scenario& scenario, const SimResult& result) {
     o["time_to_rollback99_s"] = opt(b.time_to_rollback99_s);
     o["t99_good_all_s"] = opt(p.good.t99_all_s);
     o["t99_good_online_s"] = opt(p.good.t99_online_s);
+    o["t99_good_ever_online_s"] = opt(p.good.t99_ever_online_s);
     o["halt_reason"] = b.halt_reason.empty() ? boost::json::value(nullptr) : boost::json::value(b.halt_reason);
     o["final_state"] = b.final_state;
     o["good_release_halted"] = p.good.halted;
@@ -131,7 +132,8 @@ std::string to_table(const Scenario& scenario, const SimResult& result) {
   row("time to halt", [&](const PolicyResult& p) { return human_duration(p.bad.time_to_halt_s); });
   row("99% exposed back on LKG", [&](const PolicyResult& p) { return human_duration(p.bad.time_to_rollback99_s); });
   row("good release: 99% of all", [&](const PolicyResult& p) { return human_duration(p.good.t99_all_s); });
-  row("good release: 99% online", [&](const PolicyResult& p) { return human_duration(p.good.t99_online_s); });
+  row("good release: 99% online now", [&](const PolicyResult& p) { return human_duration(p.good.t99_online_s); });
+  row("good release: 99% ever online", [&](const PolicyResult& p) { return human_duration(p.good.t99_ever_online_s); });
   row("good release halted", [&](const PolicyResult& p) { return std::string(p.good.halted ? "yes (false halt)" : "no"); });
 
   std::size_t w0 = 0;
