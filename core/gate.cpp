@@ -352,6 +352,13 @@ GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
     for (std::size_t j = 0; j < GateState::kComponents; ++j) {
       next.log_lr[j] += f1 * std::log(mix[j].ratio) - fn * std::log1p((mix[j].ratio - 1.0) * q);
     }
+    // The early-promotion test: rho = 1 against rho = h = tolerance, i.e. minus
+    // the same expression at h. With p(1) = q < p(h) the factor
+    // q/p(h) per exposed and (1-q)/(1-p(h)) per control failure has mean
+    // p q/p(h) + (1-p)(1-q)/(1-p(h)) <= 1 for every p >= p(h): a supermartingale
+    // under any rho >= h (a tolerance of 1 never moves it: no early promotion).
+    const double h = settings.tolerance;
+    next.log_lr_harm += fn * std::log1p((h - 1.0) * q) - f1 * std::log(h);
   }
   // The mixture: log sum_j w_j LR_j. Each LR_j is a nonnegative martingale with
   // mean 1 under rho = 1 (a supermartingale under rho < 1), so is their average.
@@ -361,6 +368,8 @@ GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
   }
   v.log_lr = log_sum_exp(weighted);
   v.threshold = -std::log(settings.alpha);
+  v.log_lr_harm = next.log_lr_harm;
+  v.promote_threshold = -std::log1p(-settings.promote_confidence);
 
   // --- descriptive numbers, on the cumulative counts -------------------------------
   const double e1 = exposed.exposure_s;
@@ -430,12 +439,42 @@ GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
     return step;
   }
 
+  // --- sequential promotion: before the bake ends ---------------------------------
+  const bool all_failed =
+      observation.exposed_devices > 0 && failed >= observation.exposed_devices;
+  const bool baked = observation.stage_elapsed >= observation.stage_bake;
+  const double min_promote_s = settings.min_promote_device_hours * 3600.0;
+  if (settings.early_promotion && !baked && settings.tolerance > 1 &&
+      observation.stage_elapsed >= settings.min_stage_time && exposed.exposure_s >= min_promote_s &&
+      observation.acknowledged >= settings.min_acknowledged && !all_failed &&
+      v.log_lr_harm >= v.promote_threshold) {
+    v.kind = GateVerdict::Kind::kPromote;
+    v.early = true;
+    v.reason = "ratio >= ";
+    append_number(v.reason, settings.tolerance);
+    v.reason += " ruled out at ";
+    append_number(v.reason, 100.0 * settings.promote_confidence);
+    v.reason += "% after ";
+    append_duration(v.reason, observation.stage_elapsed);
+    v.reason += " of a ";
+    append_duration(v.reason, observation.stage_bake);
+    v.reason += " bake (log LR ";
+    append_number(v.reason, v.log_lr_harm);
+    v.reason += " >= ";
+    append_number(v.reason, v.promote_threshold);
+    v.reason += "), acknowledged ";
+    append_count(v.reason, observation.acknowledged);
+    v.reason += "; ";
+    append_evidence(v.reason, observation);
+    return step;
+  }
+
   std::string missing;
   auto add = [&missing]() -> std::string& {
     if (!missing.empty()) missing += "; ";
     return missing;
   };
-  if (observation.stage_elapsed < observation.stage_bake) {
+  if (!baked) {
     std::string& m = add();
     m += "bake ";
     append_duration(m, observation.stage_elapsed);
@@ -449,7 +488,7 @@ GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
     m += " of ";
     append_count(m, settings.min_acknowledged);
   }
-  if (observation.exposed_devices > 0 && failed >= observation.exposed_devices) {
+  if (all_failed) {
     std::string& m = add();
     m += "all ";
     append_count(m, observation.exposed_devices);

@@ -64,6 +64,12 @@ struct GateState {
   GroupCounts seen_exposed;
   GroupCounts seen_control;
   std::array<double, kComponents> log_lr{};  // per mixture component, see gate_mixture()
+  // The early-promotion test (sequential promotion): log of the likelihood
+  // ratio of rho = 1 (as good as control) against rho = tolerance, on the same
+  // increments. Under any rho >= tolerance it is a nonnegative supermartingale,
+  // so P(it ever reaches log(1/(1 - promote_confidence))) <= 1 - promote_confidence:
+  // {rho < tolerance} at that confidence, however often the gate looks.
+  double log_lr_harm = 0;
   bool halted = false;                       // once set, every later verdict is kHalt
 };
 
@@ -82,6 +88,9 @@ struct GateVerdict {
   double expected_background = 0;  // k0/E0 * E1: failures the exposed group would show
                                    // at the control's rate (0 without control failures)
   bool limit_crossed = false;      // this halt (or the first one) came from settings.limits
+  double log_lr_harm = 0;          // the early-promotion test's log LR (GateState::log_lr_harm)
+  double promote_threshold = 0;    // log(1/(1 - promote_confidence)): promote early at or above
+  bool early = false;              // a kPromote before the bake ended
 };
 
 struct GateStep {
@@ -101,6 +110,12 @@ struct GateStep {
 //    exposed), or more than max_failures failed; the reason names the limit;
 //  - kHalt when log(mixture LR) >= log(1/alpha); the reason names both groups'
 //    failures and exposures and the log LR;
+//  - kPromote early (verdict.early), before the bake ends, when
+//    settings.early_promotion, the stage has run min_stage_time, the exposed
+//    devices have min_promote_device_hours since the release started, at least
+//    min_acknowledged acknowledged, not every exposed device failed, and the
+//    early-promotion test rules out rho >= tolerance (log_lr_harm >=
+//    log(1/(1 - promote_confidence))) — the bake is then a maximum;
 //  - kPromote when the stage has baked (stage_elapsed >= stage_bake), at least
 //    min_acknowledged devices acknowledged, not every exposed device failed (a
 //    stage whose exposed devices all failed never promotes, whatever the

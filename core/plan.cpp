@@ -62,6 +62,20 @@ Status validate_stages(const std::vector<Stage>& stages) {
                          " must be above the previous " + stage_label(stages[i - 1]) + " at " +
                          stages[i - 1].percent.to_string() + " (shares strictly increase)");
     }
+    // A ramp (docs/plan.md): steps of 10, then 100, then 1,000 devices. The
+    // counts of the stages that set one grow; a step smaller than the one before
+    // it would take nobody new and is most likely a typo (1000 for 100).
+    for (std::size_t j = i; j-- > 0;) {
+      if (s.min_devices == 0 || stages[j].min_devices == 0) continue;
+      if (s.min_devices <= stages[j].min_devices) {
+        return invalid(path + ".min_devices",
+                       stage_label(s) + " asks for " + std::to_string(s.min_devices) +
+                           " devices, no more than the earlier " + stage_label(stages[j]) + "'s " +
+                           std::to_string(stages[j].min_devices) +
+                           " (the steps of a ramp grow)");
+      }
+      break;
+    }
     if (s.bake < 0) {
       return invalid(path + ".bake", stage_label(s) + " has a negative bake time (" +
                                          format_duration(s.bake) + ")");
@@ -113,6 +127,19 @@ Status validate_gate(const GateSettings& g) {
     return invalid("gate.silent_after_missed", "must be at least 1, got 0");
   }
   if (g.tick <= 0) return invalid("gate.tick", "must be above 0, got " + format_duration(g.tick));
+  if (!(std::isfinite(g.promote_confidence) && g.promote_confidence > 0.5 &&
+        g.promote_confidence < 1)) {
+    return invalid("gate.promote_confidence",
+                   "must be in (0.5, 1), got " + number(g.promote_confidence));
+  }
+  if (g.min_stage_time < 0) {
+    return invalid("gate.min_stage_time",
+                   "must be at least 0, got " + format_duration(g.min_stage_time));
+  }
+  if (!(std::isfinite(g.min_promote_device_hours) && g.min_promote_device_hours >= 0)) {
+    return invalid("gate.min_promote_device_hours",
+                   "must be at least 0, got " + number(g.min_promote_device_hours));
+  }
   return Ok{};
 }
 
@@ -149,6 +176,18 @@ Status Plan::validate() const {
 const FailureLimits& Plan::limits_for(std::size_t index) const {
   if (index < stages.size() && stages[index].limits) return *stages[index].limits;
   return gate.limits;
+}
+
+GateSettings Plan::gate_for(std::size_t index) const {
+  GateSettings g = gate;
+  g.limits = limits_for(index);
+  if (index < stages.size() && stages[index].min_devices > 0) {
+    // A quarter: at night half a step may be offline, and a step must not stall.
+    const std::uint32_t n = stages[index].min_devices;
+    const std::uint32_t quarter = n / 4 + (n % 4 != 0 ? 1 : 0);
+    g.min_acknowledged = std::min(g.min_acknowledged, std::max<std::uint32_t>(quarter, 1));
+  }
+  return g;
 }
 
 }  // namespace tranche::core

@@ -78,6 +78,16 @@ struct GateSettings {
   std::uint32_t silent_after_missed = 3;
   // How often the engine evaluates the gate.
   DurationMs tick = 60 * kSecond;
+  // Sequential promotion: a stage may promote before its bake ends (the bake is
+  // then a maximum) once the evidence rules out a failure-rate ratio of
+  // `tolerance` or more at `promote_confidence` — by a likelihood-ratio
+  // confidence sequence valid however often the gate looks (core/gate.h) — and
+  // the floors hold: the stage has run min_stage_time, and the exposed devices
+  // have gathered min_promote_device_hours since the release started.
+  bool early_promotion = true;
+  double promote_confidence = 0.999;
+  DurationMs min_stage_time = 10 * kMinute;
+  double min_promote_device_hours = 100;
   // Absolute limits for every stage that sets none of its own.
   FailureLimits limits;
 };
@@ -97,6 +107,12 @@ struct Plan {
 
   // The limits in force in stage `index` (its own, else the plan's).
   const FailureLimits& limits_for(std::size_t index) const;
+
+  // The gate's settings in stage `index`: the plan's, with the stage's limits;
+  // in a stage that sets min_devices (a step of a ramp), promotion needs
+  // min(min_acknowledged, a quarter of min_devices rounded up) acknowledgements:
+  // a step of 10 devices cannot show 50, and at night half of a step may be off.
+  GateSettings gate_for(std::size_t index) const;
 
   // Names the first thing wrong: no stages, shares not increasing, the last
   // stage below 100%, a setting outside its range.

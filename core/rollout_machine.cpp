@@ -280,8 +280,7 @@ TickDecision decide_tick(const RolloutStatus& status, const Plan& plan, const Ga
   TRANCHE_ASSERT(status.state == RolloutState::kRunning,
                  "decide_tick is for a running rollout only");
   TickDecision d;
-  GateSettings settings = plan.gate;
-  settings.limits = plan.limits_for(status.stage);
+  const GateSettings settings = plan.gate_for(status.stage);
   d.gate = evaluate_gate(settings, gate, observation);
   const bool last = std::size_t{status.stage} + 1 >= plan.stages.size();
   switch (d.gate.verdict.kind) {

@@ -237,6 +237,128 @@ TEST(Gate, PromotionWaitsForBake) {
   EXPECT_EQ(v.kind, GateVerdict::Kind::kPromote) << v.reason;
 }
 
+// --- sequential promotion -----------------------------------------------------------
+
+// Exposed 0 failures in 2,400 device-hours against control 100 failures in
+// 24,000: each control failure is exposed with probability 1/11 under rho = 1,
+// 2/12 under rho = 2, so log LR(1 vs 2) = 100 log((10/11) / (10/12)) = 8.7 >=
+// log(1000) = 6.91: a ratio of 2 is ruled out at 99.9%.
+GateObservation early_evidence() {
+  GateObservation o;
+  o.exposed = {2400.0 * 3600, 0};
+  o.control = {24000.0 * 3600, 100};
+  o.exposed_devices = 1000;
+  o.acknowledged = 1000;
+  o.stage_elapsed = 12 * kMinute;
+  o.stage_bake = 60 * kMinute;
+  return o;
+}
+
+TEST(GateEarly, PromotesBeforeTheBakeOnceAHarmfulRatioIsRuledOut) {
+  const GateSettings s;
+  const GateStep step = evaluate_gate(s, GateState{}, early_evidence());
+  EXPECT_EQ(step.verdict.kind, GateVerdict::Kind::kPromote) << step.verdict.reason;
+  EXPECT_TRUE(step.verdict.early);
+  EXPECT_NEAR(step.verdict.log_lr_harm, 100 * std::log((10.0 / 11) / (10.0 / 12)), 1e-9);
+  EXPECT_NEAR(step.verdict.promote_threshold, std::log(1000.0), 1e-9);
+  EXPECT_NEAR(step.state.log_lr_harm, step.verdict.log_lr_harm, 0);
+  EXPECT_EQ(step.verdict.reason.rfind("ratio >= 2 ruled out at 99.9% after 12m of a 1h bake (log LR 8.", 0),
+            0u)
+      << step.verdict.reason;
+}
+
+TEST(GateEarly, EveryFloorHolds) {
+  const GateSettings defaults;
+  {
+    GateObservation o = early_evidence();
+    o.stage_elapsed = 10 * kMinute - 1;  // min_stage_time 10m
+    const GateStep step = evaluate_gate(defaults, GateState{}, o);
+    EXPECT_EQ(step.verdict.kind, GateVerdict::Kind::kWait) << step.verdict.reason;
+    EXPECT_EQ(step.verdict.reason, "bake 9m59s of 1h");
+  }
+  {
+    GateObservation o = early_evidence();
+    o.exposed.exposure_s = 99.0 * 3600;  // min_promote_device_hours 100
+    o.control.exposure_s = 990.0 * 3600;
+    EXPECT_EQ(evaluate_gate(defaults, GateState{}, o).verdict.kind, GateVerdict::Kind::kWait);
+  }
+  {
+    GateObservation o = early_evidence();
+    o.acknowledged = 49;
+    EXPECT_EQ(evaluate_gate(defaults, GateState{}, o).verdict.kind, GateVerdict::Kind::kWait);
+  }
+  {
+    GateSettings s;
+    s.early_promotion = false;
+    EXPECT_EQ(evaluate_gate(s, GateState{}, early_evidence()).verdict.kind,
+              GateVerdict::Kind::kWait);
+  }
+  {
+    GateSettings s;
+    s.tolerance = 1;  // nothing to rule out: the test never moves
+    const GateStep step = evaluate_gate(s, GateState{}, early_evidence());
+    EXPECT_EQ(step.verdict.kind, GateVerdict::Kind::kWait);
+    EXPECT_EQ(step.state.log_lr_harm, 0);
+  }
+  {
+    GateSettings s;
+    s.promote_confidence = 0.9999;  // log 10,000 = 9.2 > 8.7
+    EXPECT_EQ(evaluate_gate(s, GateState{}, early_evidence()).verdict.kind,
+              GateVerdict::Kind::kWait);
+  }
+  {
+    // Exposed failures pull it down: 10 of them cost 10 log 2 = 6.9.
+    GateObservation o = early_evidence();
+    o.exposed.failures = 10;
+    EXPECT_EQ(evaluate_gate(defaults, GateState{}, o).verdict.kind, GateVerdict::Kind::kWait);
+  }
+}
+
+// Always valid: under rho = tolerance, over 600 looks each, the early-promotion
+// test crosses its threshold at some look in at most 1 - promote_confidence of
+// the releases; under rho = 1 it crosses in nearly all of them.
+TEST(GateEarly, RuledOutWrongly_AtMostOneMinusConfidence_HoweverOftenItLooks) {
+  GateSettings s;
+  s.promote_confidence = 0.99;
+  s.alpha = 1e-300;  // the halt test out of the way: only the promotion test is measured
+  s.min_stage_time = 0;
+  s.min_promote_device_hours = 0;
+  const int n = trials(2000);
+  auto crossings = [&](double ratio, std::uint64_t seed0) {
+    int crossed = 0;
+    for (int i = 0; i < n; ++i) {
+      Rng rng(seed0 + static_cast<std::uint64_t>(i));
+      GateState state;
+      GateObservation o;
+      o.acknowledged = 1000;
+      o.stage_bake = 1000 * kDay;
+      for (int look = 1; look <= 600; ++look) {
+        // 0.1 expected background failures per look in the exposed group, 10 in control.
+        o.exposed.exposure_s += 1e4;
+        o.control.exposure_s += 1e6;
+        o.exposed.failures += rng.poisson(0.1 * ratio);
+        o.control.failures += rng.poisson(10);
+        o.stage_elapsed = look * kMinute;
+        const GateStep step = evaluate_gate(s, state, o);
+        state = step.state;
+        if (step.verdict.kind == GateVerdict::Kind::kPromote) {
+          ++crossed;
+          break;
+        }
+      }
+    }
+    return crossed;
+  };
+  const int wrong = crossings(2.0, 0xea51ull << 32);
+  const int right = crossings(1.0, 0x900dull << 32);
+  std::printf("[gate] early promotion at 99%%: rho = 2 ruled out wrongly in %s; rho = 1 promoted "
+              "early in %s (600 looks, 60 expected background failures)\n",
+              with_interval(wrong, n).c_str(), with_interval(right, n).c_str());
+  // 1% of 2,000 is 20; 35 is beyond three standard deviations of it.
+  EXPECT_LE(wrong, n / 100 + 3 * static_cast<int>(std::sqrt(n / 100.0)) + 1);
+  EXPECT_GE(right, n * 95 / 100);
+}
+
 TEST(Gate, PromotionWaitsForMinimumAcknowledgements) {
   GateSettings s;
   GateObservation o = observe(2, 0, 2000, 10);
@@ -586,6 +708,10 @@ ReleaseOutcome walk_good_release(std::uint64_t seed) {
   constexpr StageSpec kStages[] = {{0.001, 30}, {0.01, 30}, {0.10, 60}, {0.50, 60}};
   Rng rng(seed);
   GateSettings settings;
+  // The halt test over a long release: every stage runs to its bake (sequential
+  // promotion would end the release after a fraction of the looks this needs;
+  // the whole plan, with it, is tests/sim/plan_safety_property_test.cpp).
+  settings.early_promotion = false;
   GateState state;
   GateObservation obs;
   ReleaseOutcome out;

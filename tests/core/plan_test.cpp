@@ -115,6 +115,22 @@ TEST(PlanValidateTest, NamesTheFieldThatIsWrong) {
        "gate.silent_after_missed:", "at least 1"},
       {"tick 0", [](Plan& p) { p.gate.tick = 0; }, "gate.tick:", "above 0"},
       {"tick negative", [](Plan& p) { p.gate.tick = -kMinute; }, "gate.tick:", "-1m"},
+      {"ramp step not growing",
+       [](Plan& p) {
+         p.stages[0].min_devices = 100;
+         p.stages[2].min_devices = 100;
+       },
+       "stages[2].min_devices:",
+       "stage 'broad' asks for 100 devices, no more than the earlier stage 'canary''s 100 (the "
+       "steps of a ramp grow)"},
+      {"promote confidence 1", [](Plan& p) { p.gate.promote_confidence = 1; },
+       "gate.promote_confidence:", "(0.5, 1)"},
+      {"promote confidence NaN", [nan](Plan& p) { p.gate.promote_confidence = nan; },
+       "gate.promote_confidence:", "(0.5, 1)"},
+      {"min stage time negative", [](Plan& p) { p.gate.min_stage_time = -kSecond; },
+       "gate.min_stage_time:", "at least 0"},
+      {"device-hour floor negative", [](Plan& p) { p.gate.min_promote_device_hours = -1; },
+       "gate.min_promote_device_hours:", "at least 0"},
   };
   for (const auto& c : cases) {
     Plan p = rings();
@@ -126,6 +142,34 @@ TEST(PlanValidateTest, NamesTheFieldThatIsWrong) {
     EXPECT_NE(s.error().message.find(c.mention), std::string::npos)
         << c.what << ": " << s.error().message;
   }
+}
+
+// The first ring that ramps (docs/plan.md): 10, then 100, then 1,000 devices.
+TEST(PlanRampTest, StepsAreStagesWithGrowingMinDevicesAndSmallerAcknowledgementNeeds) {
+  Plan p = rings();
+  Stage r10 = stage("ramp-10", "0.001%", 10 * kMinute);
+  r10.min_devices = 10;
+  Stage r100 = stage("ramp-100", "0.01%", 5 * kMinute);
+  r100.min_devices = 100;
+  p.stages[0].min_devices = 1000;  // the canary is the third step
+  p.stages.insert(p.stages.begin(), {r10, r100});
+  ASSERT_TRUE(p.validate().ok()) << p.validate().error().message;
+  // A quarter of the step, rounded up, at most min_acknowledged (50).
+  EXPECT_EQ(p.gate_for(0).min_acknowledged, 3u);
+  EXPECT_EQ(p.gate_for(1).min_acknowledged, 25u);
+  EXPECT_EQ(p.gate_for(2).min_acknowledged, 50u);
+  EXPECT_EQ(p.gate_for(3).min_acknowledged, 50u);  // no min_devices: the plan's
+  p.stages[0].min_devices = 1;
+  EXPECT_EQ(p.gate_for(0).min_acknowledged, 1u);
+  // The stage's limits come with it.
+  p.stages[1].limits = FailureLimits{0.25, 2, 5};
+  EXPECT_EQ(p.gate_for(1).limits.max_failures, std::optional<std::uint64_t>(5));
+  EXPECT_EQ(p.gate_for(2).limits.max_failures, std::nullopt);
+  // A stage that sets no min_devices between two that do is not a step.
+  p.stages[1].min_devices = 0;
+  EXPECT_TRUE(p.validate().ok()) << p.validate().error().message;
+  p.stages[2].min_devices = 1;
+  EXPECT_FALSE(p.validate().ok());
 }
 
 TEST(PlanValidateTest, BoundariesThatAreAllowed) {

@@ -66,7 +66,7 @@ TEST(Scenario, ReferenceScenarioCarriesEveryParameterOfTheDocument) {
   EXPECT_EQ(s->heartbeat_interval, 60 * core::kSecond);
   EXPECT_EQ(s->silent_after_missed, 3U);
   EXPECT_EQ(s->policies.at("A").revert_after, 78 * core::kMinute);
-  EXPECT_EQ(s->policies.at("B").plan.stages.size(), 5U);
+  EXPECT_EQ(s->policies.at("B").plan.stages.size(), 7U);  // a ramp of 3 steps, then 4 rings
   EXPECT_FALSE(s->policies.at("B").agent);
   EXPECT_TRUE(s->policies.at("C").agent);
   EXPECT_EQ(s->policies.at("urgent").plan.stages.size(), 2U);
