@@ -130,7 +130,7 @@ def tail_logs(work):
         for f in sorted(files):
             if f.endswith(".log"):
                 path = os.path.join(root, f)
-                with open(path, errors="replace") as fh:
+                with open(path, encoding="utf-8", errors="replace") as fh:
                     lines = fh.read().split("\n")[-15:]
                 print(f"--- last lines of {os.path.relpath(path, work)}")
                 print("\n".join(lines))
@@ -143,6 +143,7 @@ def port_in_use(port):
 
 
 def main():
+    sys.stdout.reconfigure(encoding="utf-8", errors="replace")
     argv = sys.argv[1:]
     keep = "--keep" in argv
     block_timeout, needs_port = 90.0, None
@@ -190,7 +191,7 @@ def main():
         for n, (line_no, sh, expected) in enumerate(steps, 1):
             script = os.path.join(meta, f"{n}.sh")
             out_file, rc_file = os.path.join(meta, f"{n}.out"), os.path.join(meta, f"{n}.rc")
-            with open(script, "w") as fh:
+            with open(script, "w", encoding="utf-8") as fh:
                 fh.write(sh)
             print(f"=== block {n} ({name} line {line_no})", flush=True)
             print("\n".join("$ " + l for l in sh.rstrip("\n").split("\n")), flush=True)
@@ -200,7 +201,7 @@ def main():
             while not os.path.exists(rc_file) and bash.poll() is None and time.monotonic() - t0 < block_timeout:
                 time.sleep(0.05)
             time.sleep(0.05)
-            output = open(out_file, errors="replace").read() if os.path.exists(out_file) else ""
+            output = open(out_file, encoding="utf-8", errors="replace").read() if os.path.exists(out_file) else ""
             print(output, end="" if output.endswith("\n") or not output else "\n")
             print(f"--- {time.monotonic() - t0:.1f} s", flush=True)
             if not os.path.exists(rc_file):
