@@ -259,11 +259,15 @@ std::string source_dir() {
 TEST(PlanYamlTest, RingsExampleIsPolicyB) {
   auto r = load_plan_file(source_dir() + "/examples/plans/rings.yaml");
   ASSERT_TRUE(r.ok()) << r.error().message;
-  const std::uint32_t shares[] = {1'000, 10'000, 100'000, 500'000, core::Ppm::kWhole};
-  const core::DurationMs bakes[] = {30 * kMinute, 30 * kMinute, kHour, kHour, 0};
-  ASSERT_EQ(r->stages.size(), 5u);
-  for (std::size_t i = 0; i < 5; ++i) {
+  // A ramp of 10, 100 and 1,000 devices, then 1%, 20%, 50%, 100% (issue 16).
+  const std::uint32_t shares[] = {10, 100, 1'000, 10'000, 200'000, 500'000, core::Ppm::kWhole};
+  const std::uint32_t min_devices[] = {10, 100, 1'000, 0, 0, 0, 0};
+  const core::DurationMs bakes[] = {10 * kMinute, 5 * kMinute, 5 * kMinute, 15 * kMinute,
+                                    3 * kHour,    kHour,       0};
+  ASSERT_EQ(r->stages.size(), 7u);
+  for (std::size_t i = 0; i < 7; ++i) {
     EXPECT_EQ(r->stages[i].percent.value(), shares[i]) << i;
+    EXPECT_EQ(r->stages[i].min_devices, min_devices[i]) << i;
     EXPECT_EQ(r->stages[i].bake, bakes[i]) << i;
   }
   EXPECT_EQ(r->gate.min_acknowledged, 50u);
