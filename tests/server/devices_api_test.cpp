@@ -310,5 +310,42 @@ TEST_F(DevicesApiTest, ADevicesEventsPageBackNewestFirst) {
   EXPECT_EQ(op("GET", "/v1/devices/dev-1/events?limit=5000").status, 400);
 }
 
+// Several servers on one PostgreSQL: a server that holds none of the devices
+// lists them, their events and the rollout's failed ones from the store.
+TEST_F(DevicesApiTest, AnotherServerOnTheSameStoreListsDevicesItDoesNotHold) {
+  if (!pg_) GTEST_SKIP() << "several servers share only a PostgreSQL store";
+  const std::string a = enroll("dev-a");
+  const std::string b = enroll("dev-b");
+  release("1.0");
+  const std::string id = start_rollout("1.0");
+  ASSERT_EQ(checkin(a, "0.9").at("action").as_string(), "install");
+  ASSERT_EQ(checkin(b, "0.9").at("action").as_string(), "install");
+  json::object crash{{"seq", 1}, {"kind", "crashed"}, {"channel", "content"}, {"version", "1.0"}, {"signal", 6}};
+  ASSERT_EQ(post_events(a, json::array{crash}).status, 200);
+
+  const auto dir = fresh_dir("tranche-devices-test-2");
+  ServerProcess other({"--data-dir", dir.string(), "--admin-token", kAdmin, "--tick-ms", "100", "--batch-ms", "50",
+                       "--store", pg_->url()});
+  auto at_other = [&](const std::string& path) {
+    return http_.request("GET", other.url(path), "", kAdmin);
+  };
+  ASSERT_TRUE(eventually([&] {
+    auto r = at_other("/v1/devices?version=content:0.9");
+    return r.status == 200 && r.json().at("devices").as_array().size() == 2;
+  }, 10s));
+  auto failed = at_other("/v1/rollouts/" + id + "/devices?state=failed");
+  ASSERT_EQ(failed.status, 200) << failed.body;
+  ASSERT_EQ(failed.json().at("devices").as_array().size(), 1u) << failed.body;
+  const std::string reason(failed.json().at("devices").at(0).at("reason").as_string());
+  EXPECT_NE(reason.find("signal 6"), std::string::npos) << reason;
+  auto events = at_other("/v1/devices/dev-a/events");
+  ASSERT_EQ(events.status, 200) << events.body;
+  EXPECT_EQ(events.json().at("events").as_array().size(), 1u) << events.body;
+  auto view = at_other("/v1/devices/dev-a");
+  ASSERT_EQ(view.status, 200) << view.body;
+  EXPECT_EQ(view.json().at("events").at(0).at("kind").as_string(), "crashed");
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace tranche::testing
