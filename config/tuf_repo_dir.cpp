@@ -67,6 +67,62 @@ core::Result<std::string> repo_read_latest(const std::string& dir, const std::st
   return read_whole_file(repo_metadata_dir(dir) / (std::to_string(v) + "." + role + ".json"));
 }
 
+core::Status repo_check_targets(const std::string& dir, const std::vector<ExpectedTarget>& targets) {
+  auto top_bytes = repo_read_latest(dir, "targets");
+  if (!top_bytes) return top_bytes.error();
+  auto top = tuf::parse_targets(*top_bytes, "targets");
+  if (!top) return top.error().with_context(repo_metadata_dir(dir).string() + ": targets metadata: ");
+  // The top-level role and the roles it delegates to, in its order.
+  std::vector<std::pair<std::string, tuf::Targets>> roles{{"targets", top->body}};
+  if (top->body.delegations) {
+    for (const auto& role : top->body.delegations->roles) {
+      auto bytes = repo_read_latest(dir, role.name);
+      if (!bytes) continue;  // delegated, not yet signed: it signs nothing
+      auto parsed = tuf::parse_targets(*bytes, role.name);
+      if (parsed) roles.emplace_back(role.name, parsed->body);
+    }
+  }
+  for (const auto& want : targets) {
+    const tuf::TargetFile* found = nullptr;
+    std::string by;
+    for (const auto& [name, body] : roles) {
+      for (const auto& [path, file] : body.targets) {
+        if (path.str() == want.path) {
+          found = &file;
+          by = name;
+          break;
+        }
+      }
+      if (found != nullptr) break;
+    }
+    if (found == nullptr) {
+      std::string signed_paths;
+      std::size_t listed = 0;
+      for (const auto& [name, body] : roles) {
+        for (const auto& [path, file] : body.targets) {
+          if (listed++ < 10) signed_paths += (signed_paths.empty() ? "" : ", ") + path.str();
+        }
+      }
+      if (listed > 10) signed_paths += ", … (" + std::to_string(listed) + " in all)";
+      return make_error(ErrorCode::kNotFound,
+                        "target '" + want.path + "' is not signed in the TUF repository " + dir +
+                            " (it signs: " + (signed_paths.empty() ? std::string("nothing yet") : signed_paths) +
+                            "); sign the file under that name first: tranche release sign " + dir +
+                            " FILE --name " + want.path + " --targets-key KEY.pem");
+    }
+    auto sha = found->hashes.find("sha256");
+    if (found->length != want.length || sha == found->hashes.end() || sha->second != want.sha256) {
+      return make_error(ErrorCode::kConflict,
+                        "target '" + want.path + "' is signed (by role " + by + ") with length " +
+                            std::to_string(found->length) + " and sha256 " +
+                            (sha == found->hashes.end() ? std::string("(none)") : sha->second) +
+                            ", not the length " + std::to_string(want.length) + " and sha256 " + want.sha256 +
+                            " given: the release must name the signed file");
+    }
+  }
+  return core::Ok{};
+}
+
 core::Result<std::int64_t> repo_publish(const std::string& dir,
                                         const std::vector<tuf::SigningKey>& snapshot_keys,
                                         const std::vector<tuf::SigningKey>& timestamp_keys,

@@ -33,6 +33,19 @@ std::int64_t repo_latest_version(const std::string& dir, const std::string& role
 // metadata/<latest N>.<role>.json; kNotFound when there is none.
 core::Result<std::string> repo_read_latest(const std::string& dir, const std::string& role);
 
+// A target a release names: its path in the repository, and what it must be.
+struct ExpectedTarget {
+  std::string path;
+  std::int64_t length = 0;
+  std::string sha256;  // hex
+};
+// Whether the repository's newest targets metadata (or a role it delegates to,
+// one level down) signs each target with this length and sha256. kNotFound
+// names the path it expected and the paths that are signed; kConflict a length
+// or hash that differs; kNotFound too when the repository has no targets
+// metadata. Reads metadata/ only (trusted local files: no signature check).
+core::Status repo_check_targets(const std::string& dir, const std::vector<ExpectedTarget>& targets);
+
 // Signs a new snapshot over the current targets metadata and a timestamp over
 // it, continuing the versions, and writes both (snapshot first). Returns the
 // snapshot version written.

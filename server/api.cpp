@@ -25,6 +25,7 @@
 #include "core/cohort.h"
 #include "core/contract.h"
 #include "server/codec.h"
+#include "config/tuf_repo_dir.h"
 #include "server/request_codec.h"
 #include "server/server_impl.h"
 #include "tuf/crypto.h"
@@ -845,6 +846,21 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
                                               {"message", std::to_string(violations.size()) +
                                                               " contract violation(s): " + violations.front().message},
                                               {"violations", std::move(list)}}}});
+    }
+  }
+  // A release agents cannot download is refused now, not found out by every
+  // agent's "not signed": with --tuf-repo, each target must be signed there,
+  // under its path, with its length and sha256.
+  if (!options_.tuf_repo_dir.empty()) {
+    std::vector<config::ExpectedTarget> expected;
+    for (const auto& t : body->targets.as_array()) {
+      const auto& o = t.as_object();
+      expected.push_back({std::string(o.at("path").as_string()), o.at("length").to_number<std::int64_t>(),
+                          std::string(o.at("sha256").as_string())});
+    }
+    if (auto st = config::repo_check_targets(options_.tuf_repo_dir, expected); !st) {
+      const unsigned status = st.error().code == ErrorCode::kConflict ? 409 : 422;
+      return reply_error(respond, ApiError{status, status == 409 ? "conflict" : "not_signed", st.error().message});
     }
   }
   store::ReleaseRow row{channel, version.to_string(), json::serialize(body->targets), skip, clock_->now()};

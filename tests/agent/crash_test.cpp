@@ -188,7 +188,12 @@ TEST_F(CrashConsistency, KilledAtEveryStepOfAnUpdateEndsOnAWorkingVersionWithThe
       // The report the server got.
       auto dev = op("GET", "/v1/devices/" + device).json();
       if (expect_fallback) {
-        EXPECT_NE(json::serialize(dev.at("failed")).find("2.0"), std::string::npos) << json::serialize(dev);
+        // The agent reports after it has fallen back: the upload may land a
+        // moment after the record says so.
+        EXPECT_TRUE(eventually([&] {
+          dev = op("GET", "/v1/devices/" + device).json();
+          return json::serialize(dev.at("failed")).find("2.0") != std::string::npos;
+        }, 10s)) << json::serialize(dev);
         EXPECT_NE(again.log().find("report rolled_back 2.0"), std::string::npos);
         ++n_rolled_back;
       } else {

@@ -43,4 +43,22 @@ check "client: downloaded bytes" cmp app.bin dl/app.bin
 check "the publication is in the audit log" bash -c \
   "curl -s -H 'Authorization: Bearer online-test-token-0123' '${url%/tuf}/v1/audit' | grep -q tuf.publish"
 check "server never held the targets key" bash -c "! grep -q targets.pem server.log"
+
+# Publish-time check: a release must name targets the repository signs, as
+# signed; else it is refused naming the path (issue 13: the guide's
+# content/content-7.yaml, which every agent then failed as "not signed").
+api="${url%/tuf}/v1/releases"
+auth="Authorization: Bearer online-test-token-0123"
+len=$(stat -c %s app.bin)
+sha=$(sha256sum app.bin | cut -d' ' -f1)
+post() { curl -s -o body.json -w '%{http_code}' -H "$auth" -X POST "$api" -d "$1"; }
+code=$(post '{"channel":"app","version":"1.0","targets":[{"path":"content/app.bin","length":'"$len"',"sha256":"'"$sha"'"}]}')
+check "an unsigned path is refused 422 (got $code)" test "$code" = 422
+check "... as not_signed, naming the path and what is signed" \
+  grep -q "not_signed.*target 'content/app.bin' is not signed in the TUF repository repo (it signs: app.bin)" body.json
+code=$(post '{"channel":"app","version":"1.0","targets":[{"path":"app.bin","length":1,"sha256":"'"$sha"'"}]}')
+check "a signed path with another length is refused 409 (got $code)" test "$code" = 409
+check "... naming the signed length" grep -q "is signed (by role targets) with length $len" body.json
+code=$(post '{"channel":"app","version":"1.0","targets":[{"path":"app.bin","length":'"$len"',"sha256":"'"$sha"'"}]}')
+check "the signed target as signed is registered (got $code)" test "$code" = 201
 exit $fail
