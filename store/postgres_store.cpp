@@ -154,17 +154,17 @@ class PostgresStore final : public Store {
   Status put_operator_token(const OperatorTokenRow& row, const AuditRow& audit) override {
     return audited(audit, [&] {
       return run(
-          "INSERT INTO operator_tokens (token_hash, name, role) VALUES ($1, $2, $3) "
+          "INSERT INTO operator_tokens (token_hash, name, role, created_at) VALUES ($1, $2, $3, $4) "
           "ON CONFLICT (token_hash) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role",
-          Params().add(row.token_hash).add(row.name).add(static_cast<std::int64_t>(row.role)));
+          Params().add(row.token_hash).add(row.name).add(static_cast<std::int64_t>(row.role)).add(row.created_at));
     });
   }
   Result<std::vector<OperatorTokenRow>> load_operator_tokens() override {
     // The role column's CHECK keeps it in 0..2.
     return load<OperatorTokenRow>(
-        "SELECT token_hash, name, role FROM operator_tokens ORDER BY name, token_hash", Params(),
+        "SELECT token_hash, name, role, created_at FROM operator_tokens ORDER BY name, token_hash", Params(),
         [](const Cells& c) {
-          return OperatorTokenRow{c.text(0), c.text(1), static_cast<Role>(c.integer(2))};
+          return OperatorTokenRow{c.text(0), c.text(1), static_cast<Role>(c.integer(2)), c.integer(3)};
         });
   }
   Status delete_operator_tokens(std::string_view name, const AuditRow& audit) override {

@@ -99,9 +99,9 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(Q::kCount)> kSql
     "ON CONFLICT (id) DO UPDATE SET enrollment_key_hash = excluded.enrollment_key_hash, "
     "policy_json = excluded.policy_json",
     "SELECT id, enrollment_key_hash, policy_json FROM tenants ORDER BY id",
-    "INSERT INTO operator_tokens (token_hash, name, role) VALUES (?, ?, ?) "
+    "INSERT INTO operator_tokens (token_hash, name, role, created_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (token_hash) DO UPDATE SET name = excluded.name, role = excluded.role",
-    "SELECT token_hash, name, role FROM operator_tokens ORDER BY name, token_hash",
+    "SELECT token_hash, name, role, created_at FROM operator_tokens ORDER BY name, token_hash",
     "DELETE FROM operator_tokens WHERE name = ?",
     "INSERT INTO devices (id, tenant, token_hash, tags_json, utc_offset_minutes, enrolled_at) "
     "VALUES (?, ?, ?, ?, ?, ?)",
@@ -385,13 +385,14 @@ class SqliteStore final : public Store {
           .bind(row.token_hash)
           .bind(row.name)
           .bind(static_cast<std::int64_t>(row.role))
+          .bind(row.created_at)
           .run();
     });
   }
   Result<std::vector<OperatorTokenRow>> load_operator_tokens() override {
     // The role column's CHECK keeps it in 0..2.
     return load<OperatorTokenRow>(Q::kLoadTokens, [](const Use& u) {
-      return OperatorTokenRow{u.text(0), u.text(1), static_cast<Role>(u.integer(2))};
+      return OperatorTokenRow{u.text(0), u.text(1), static_cast<Role>(u.integer(2)), u.integer(3)};
     });
   }
   Status delete_operator_tokens(std::string_view name, const AuditRow& audit) override {

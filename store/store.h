@@ -57,6 +57,7 @@ struct OperatorTokenRow {
   std::string token_hash;  // hex SHA-256 of the bearer token; the token itself is never stored
   std::string name;        // who ("alice", "ci"), written into audit entries
   Role role = Role::kViewer;
+  TimeMs created_at = 0;   // 0: made before schema version 4; kept when the row is replaced
 };
 
 struct DeviceRow {

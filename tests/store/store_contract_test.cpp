@@ -101,7 +101,7 @@ bool operator==(const TenantRow& a, const TenantRow& b) {
          a.policy_json == b.policy_json;
 }
 bool operator==(const OperatorTokenRow& a, const OperatorTokenRow& b) {
-  return a.token_hash == b.token_hash && a.name == b.name && a.role == b.role;
+  return a.token_hash == b.token_hash && a.name == b.name && a.role == b.role && a.created_at == b.created_at;
 }
 bool operator==(const DeviceRow& a, const DeviceRow& b) {
   return a.id == b.id && a.tenant == b.tenant && a.token_hash == b.token_hash &&
@@ -171,12 +171,13 @@ TEST_P(StoreContract, TenantsAndOperatorTokensAreReplacedWhole) {
   EXPECT_TRUE(tenants[0] == changed);
   EXPECT_TRUE(tenants[1] == tenant("globex"));
 
-  const OperatorTokenRow alice{"h-alice", "alice", Role::kAdmin};
-  const OperatorTokenRow ci{"h-ci", "ci", Role::kViewer};
+  const OperatorTokenRow alice{"h-alice", "alice", Role::kAdmin, 1'700'000'000'000};
+  const OperatorTokenRow ci{"h-ci", "ci", Role::kViewer, 1'700'000'000'001};
   ASSERT_OK(store->put_operator_token(alice, audit("token.create", "t")));
   ASSERT_OK(store->put_operator_token(ci, audit("token.create", "t")));
-  const OperatorTokenRow ci_promoted{"h-ci", "ci", Role::kOperator};
-  ASSERT_OK(store->put_operator_token(ci_promoted, audit("token.create", "t")));
+  // Replaced: the new name and role, the first creation time.
+  const OperatorTokenRow ci_promoted{"h-ci", "ci", Role::kOperator, 1'700'000'000'001};
+  ASSERT_OK(store->put_operator_token({"h-ci", "ci", Role::kOperator, 1'800'000'000'000}, audit("token.create", "t")));
   ASSERT_OK_AND_ASSIGN(tokens, store->load_operator_tokens());
   ASSERT_EQ(tokens.size(), 2u);
   EXPECT_TRUE(tokens[0] == alice);
