@@ -113,9 +113,11 @@ int token_list(const AdminArgs& a) {
   return request(a, "token list", "GET", "/v1/tokens", "", [](const json::object& o) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& t : list(o, "tokens")) {
-      if (t.is_object()) rows.push_back({text(t.as_object(), "name"), text(t.as_object(), "role")});
+      if (t.is_object()) {
+        rows.push_back({text(t.as_object(), "name"), text(t.as_object(), "role"), when(t.as_object(), "created_at")});
+      }
     }
-    print_table({"NAME", "ROLE"}, rows);
+    print_table({"NAME", "ROLE", "CREATED (UTC)"}, rows);
   });
 }
 

@@ -217,7 +217,7 @@ std::optional<ApiError> ServerImpl::authorize_operator(const HttpRequest& req, s
     if (rows) {
       known.reset();
       for (const auto& row : *rows) {
-        if (same_hash(row.token_hash, hash)) known = OperatorInfo{row.name, row.role};
+        if (same_hash(row.token_hash, hash)) known = OperatorInfo{row.name, row.role, row.created_at};
       }
     }
   }
@@ -711,7 +711,7 @@ void ServerImpl::api_create_token(HttpRequest& req, Responder& respond, const Ca
   const std::string& name = body->name;
   const store::Role role = body->role;
   std::string token = "tro_" + random_hex(24);
-  store::OperatorTokenRow row{token_hash(token), name, role};
+  store::OperatorTokenRow row{token_hash(token), name, role, clock_->now()};
   auto write_lock = snapshot_write_lock();
   {
     store::AuditRow entry{0, clock_->now(), caller.name, "token.create", "token " + name,
@@ -719,11 +719,13 @@ void ServerImpl::api_create_token(HttpRequest& req, Responder& respond, const Ca
     std::lock_guard lock(store_mu_);
     if (auto st = store_->put_operator_token(row, entry); !st) return reply_error(respond, st.error());
   }
-  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{name, role}; }, false);
+  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{name, role, row.created_at}; },
+                false);
   reply_json(respond, 201, json::object{{"name", name}, {"role", role_name(role)}, {"token", token}});
 }
 
-// Names and roles, never a token or its hash. One entry per token: the
+// Names, roles and when each was made (0: before the store kept it), never a
+// token or its hash. One entry per token: the
 // bootstrap token given again with another value leaves two named "admin".
 void ServerImpl::api_list_tokens(Responder& respond) {
   auto snap = fleet_.snapshot();
@@ -732,7 +734,9 @@ void ServerImpl::api_list_tokens(Responder& respond) {
   std::stable_sort(list.begin(), list.end(),
                    [](const OperatorInfo* a, const OperatorInfo* b) { return a->name < b->name; });
   json::array out;
-  for (const OperatorInfo* info : list) out.push_back(json::object{{"name", info->name}, {"role", role_name(info->role)}});
+  for (const OperatorInfo* info : list) {
+    out.push_back(json::object{{"name", info->name}, {"role", role_name(info->role)}, {"created_at", info->created_at}});
+  }
   reply_json(respond, 200, json::object{{"tokens", std::move(out)}});
 }
 

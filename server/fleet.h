@@ -59,6 +59,7 @@ struct TenantInfo {
 struct OperatorInfo {
   std::string name;
   store::Role role = store::Role::kViewer;
+  TimeMs created_at = 0;  // 0: made before the store kept it
 };
 
 struct ReleaseInfo {

@@ -255,7 +255,9 @@ core::Status ServerImpl::load() {
     info.row = std::move(row);
     snap.tenants.emplace(info.row.id, std::move(info));
   }
-  for (auto& row : *tokens) snap.operators.emplace(row.token_hash, OperatorInfo{row.name, row.role});
+  for (auto& row : *tokens) {
+    snap.operators.emplace(row.token_hash, OperatorInfo{row.name, row.role, row.created_at});
+  }
   for (auto& row : *releases) {
     auto v = core::Version::parse(row.version);
     if (!v) return v.error().with_context("release " + row.channel + " ");
@@ -321,7 +323,7 @@ core::Status ServerImpl::ensure_admin_token() {
     if (!ok) return make_error(ErrorCode::kInvalidArgument, "cannot write " + path.string());
     spdlog::info("no operator token yet: wrote an admin token to {}", path.string());
   }
-  store::OperatorTokenRow row{tuf::sha256_hex(token), "admin", store::Role::kAdmin};
+  store::OperatorTokenRow row{tuf::sha256_hex(token), "admin", store::Role::kAdmin, clock_->now()};
   if (auto known = snap->operators.find(row.token_hash);
       known != snap->operators.end() && known->second.name == row.name && known->second.role == row.role) {
     bootstrap_token_ = token;  // stored at an earlier start: nothing to write, nothing to audit
@@ -334,7 +336,7 @@ core::Status ServerImpl::ensure_admin_token() {
     std::lock_guard lock(store_mu_);
     if (auto st = store_->put_operator_token(row, audit_row); !st) return st;
   }
-  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{row.name, row.role}; });
+  fleet_.update([&](Snapshot& s) { s.operators[row.token_hash] = OperatorInfo{row.name, row.role, row.created_at}; });
   bootstrap_token_ = token;
   return core::Ok{};
 }
@@ -508,7 +510,9 @@ void ServerImpl::sync_from_store() {
       if (policy) s.tenants[row.id] = TenantInfo{row, *policy};
     }
     s.operators.clear();
-    for (auto& row : *tokens) s.operators.emplace(row.token_hash, OperatorInfo{row.name, row.role});
+    for (auto& row : *tokens) {
+      s.operators.emplace(row.token_hash, OperatorInfo{row.name, row.role, row.created_at});
+    }
   });
 }
 

@@ -72,7 +72,7 @@ CI=$(json "$tmp/out" j.token)
 check "... --json is the API's answer" test "$(json "$tmp/out" j.role)" = viewer
 run "token create x --role root" 2 "$TRANCHE" token create x --role root
 run "token list" 0 "$TRANCHE" token list
-check "... lists ops as operator" grep -qE "^ops +operator$" "$tmp/out"
+check "... lists ops as operator, created today" grep -qE "^ops +operator +$(date -u +%Y-%m-%d) " "$tmp/out"
 check "... and never a token" bash -c "! grep -q tro_ '$tmp/out'"
 run "token list --json" 0 "$TRANCHE" token list --json
 check "... names admin, ci, ops" test "$(json "$tmp/out" 'j.tokens.map(t => t.name).join(",")')" = "admin,ci,ops"

@@ -87,7 +87,8 @@ TEST_F(AdminApiTest, TokensAreListedByNameAndRoleNeverWithASecret) {
   std::vector<std::string> names;
   for (const auto& t : list) {
     names.emplace_back(t.at("name").as_string());
-    EXPECT_EQ(t.as_object().size(), 2u) << json::serialize(t);  // name and role only
+    EXPECT_EQ(t.as_object().size(), 3u) << json::serialize(t);  // name, role, created_at only
+    EXPECT_GT(t.at("created_at").as_int64(), 1'700'000'000'000) << json::serialize(t);
   }
   EXPECT_EQ(names, (std::vector<std::string>{"admin", "dash", "ops"}));
   EXPECT_EQ(list[2].at("role").as_string(), "operator");
