@@ -107,22 +107,6 @@ std::string bearer(const HttpRequest& req) {
 }
 
 
-// Query parameter `name` (no decoding beyond what ids and numbers need).
-std::string query_param(const std::string& query, std::string_view name) {
-  std::string_view q = query;
-  while (!q.empty()) {
-    auto amp = q.find('&');
-    auto part = q.substr(0, amp);
-    auto eq = part.find('=');
-    if (eq != std::string_view::npos && part.substr(0, eq) == name) {
-      return std::string(part.substr(eq + 1));
-    }
-    if (amp == std::string_view::npos) break;
-    q.remove_prefix(amp + 1);
-  }
-  return {};
-}
-
 // Splits "/v1/rollouts/r-1/pause" into {"v1", "rollouts", "r-1", "pause"}.
 std::vector<std::string> segments(std::string_view path) {
   std::vector<std::string> out;
@@ -1184,7 +1168,7 @@ void ServerImpl::sample_history(TimeMs now) {
 
 void ServerImpl::api_rollout_history(HttpRequest& req, Responder& respond, const std::string& id) {
   std::int64_t since = -1;
-  if (std::string text = query_param(req.query, "since"); !text.empty()) {
+  if (std::string text = query_param(req.query, "since").value_or(""); !text.empty()) {
     auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), since);
     if (ec != std::errc() || p != text.data() + text.size() || since < 0) {
       return reply_error(respond, bad_request("since: expected a time in ms since the epoch (a non-negative integer)"));
@@ -1346,7 +1330,7 @@ void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::str
   if (auto e = device_truth(*seen, *snap, now, out)) return reply_error(respond, *e);
   // "Why has (or hasn't) this device got version V?" — with ?version=V the answer
   // names V explicitly, and what the device last reported.
-  std::string asked = query_param(req.query, "version");
+  std::string asked = query_param(req.query, "version").value_or("");
   json::object channels = answer_json(answers, *snap, now)["channels"].as_object();
   out["channels"] = std::move(channels);
   if (!asked.empty()) {
@@ -1382,8 +1366,8 @@ void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::str
 void ServerImpl::api_audit(HttpRequest& req, Responder& respond) {
   std::int64_t after = 0;
   std::size_t limit = 100;
-  std::string a = query_param(req.query, "after");
-  std::string l = query_param(req.query, "limit");
+  std::string a = query_param(req.query, "after").value_or("");
+  std::string l = query_param(req.query, "limit").value_or("");
   if (!a.empty()) {
     auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), after);
     if (ec != std::errc() || p != a.data() + a.size() || after < 0) {

@@ -318,13 +318,38 @@ core::Result<json::value> parse_json_body(std::string_view body, std::size_t max
   }
   // The strict reader TUF metadata goes through: a duplicate key is refused, not
   // resolved to its last value ({"role":"viewer","role":"admin"} made an admin).
-  tuf::JsonLimits limits;
-  limits.max_bytes = max_bytes;
-  limits.max_depth = 32;
-  limits.integers_only = false;
-  auto v = tuf::parse_json(body, limits);
+  auto v = tuf::parse_document(body, max_bytes);
   if (!v) return v.error().with_context("malformed JSON: ");
   return std::move(*v);
+}
+
+std::optional<std::string> query_param(std::string_view query, std::string_view name) {
+  std::string_view q = query;
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto part = q.substr(0, amp);
+    auto eq = part.find('=');
+    if (eq != std::string_view::npos && part.substr(0, eq) == name) {
+      // Percent-decoded (RFC 3986 2.1); a '%' not followed by two hex digits stays.
+      std::string_view raw = part.substr(eq + 1);
+      std::string value;
+      auto hex = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      };
+      for (std::size_t i = 0; i < raw.size(); ++i) {
+        if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
+          value += static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2]));
+          i += 2;
+        } else {
+          value += raw[i];
+        }
+      }
+      return value;
+    }
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
 }
 
 }  // namespace tranche::server

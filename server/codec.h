@@ -3,6 +3,7 @@
 // the offending field; they never throw.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -44,5 +45,9 @@ boost::json::object tags_to_json(const core::Tags& tags);
 // Parses at most `max_bytes` of JSON; errors are kParse / kTooLarge with the
 // parser's message.
 core::Result<boost::json::value> parse_json_body(std::string_view body, std::size_t max_bytes);
+
+// Query parameter `name` of a URL's query string, percent-decoded (RFC 3986
+// 2.1; a '%' not followed by two hex digits stays); nullopt when absent.
+std::optional<std::string> query_param(std::string_view query, std::string_view name);
 
 }  // namespace tranche::server

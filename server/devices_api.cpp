@@ -36,36 +36,6 @@ constexpr std::size_t kDeviceEventsShown = 50;
 
 ApiError invalid(std::string message) { return {400, "invalid_argument", std::move(message)}; }
 
-// Query parameter `name`, percent-decoded; nullopt when absent.
-std::optional<std::string> param(const std::string& query, std::string_view name) {
-  std::string_view q = query;
-  while (!q.empty()) {
-    auto amp = q.find('&');
-    auto part = q.substr(0, amp);
-    auto eq = part.find('=');
-    if (eq != std::string_view::npos && part.substr(0, eq) == name) {
-      // Percent-decoded (RFC 3986 2.1); a '%' not followed by two hex digits stays.
-      std::string_view raw = part.substr(eq + 1);
-      std::string value;
-      auto hex = [](char c) {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-      };
-      for (std::size_t i = 0; i < raw.size(); ++i) {
-        if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
-          value += static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2]));
-          i += 2;
-        } else {
-          value += raw[i];
-        }
-      }
-      return value;
-    }
-    if (amp == std::string_view::npos) break;
-    q.remove_prefix(amp + 1);
-  }
-  return std::nullopt;
-}
-
 // Unknown parameters are refused, naming them: a typo never silently lists all.
 std::optional<ApiError> only_params(const std::string& query, std::initializer_list<std::string_view> known) {
   std::string_view q = query;
@@ -86,7 +56,7 @@ std::optional<ApiError> only_params(const std::string& query, std::initializer_l
 
 std::optional<ApiError> read_limit(const std::string& query, std::size_t fallback, std::size_t* out) {
   *out = fallback;
-  auto l = param(query, "limit");
+  auto l = query_param(query, "limit");
   if (!l) return std::nullopt;
   std::size_t v = 0;
   auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), v);
@@ -99,7 +69,7 @@ std::optional<ApiError> read_limit(const std::string& query, std::size_t fallbac
 
 // `after`: a device id the previous page ended at ("" = from the start).
 std::optional<ApiError> read_after(const std::string& query, std::string* out) {
-  auto a = param(query, "after");
+  auto a = query_param(query, "after");
   if (!a) return std::nullopt;
   if (!core::DeviceId::parse(*a)) return invalid("after: expected a device id (the 'next' of a previous page)");
   *out = *a;
@@ -235,7 +205,7 @@ void ServerImpl::api_list_devices(HttpRequest& req, Responder& respond) {
   // version=CHANNEL:VERSION (runs it), state=NAME, stage=NAME (a live rollout's
   // stage that admits it), tag=KEY:VALUE.
   std::optional<std::pair<std::string, core::Version>> version;
-  if (auto v = param(req.query, "version")) {
+  if (auto v = query_param(req.query, "version")) {
     auto colon = v->find(':');
     if (colon == std::string::npos) return reply_error(respond, invalid("version: expected CHANNEL:VERSION"));
     auto ch = core::Channel::parse(v->substr(0, colon));
@@ -244,17 +214,17 @@ void ServerImpl::api_list_devices(HttpRequest& req, Responder& respond) {
     if (!ver) return reply_error(respond, ver.error().with_context("version: "));
     version.emplace(ch->str(), *ver);
   }
-  std::optional<std::string> state = param(req.query, "state");
+  std::optional<std::string> state = query_param(req.query, "state");
   if (state && std::find(std::begin(kStates), std::end(kStates), *state) == std::end(kStates)) {
     return reply_error(respond,
                        invalid("state: expected one of online, offline, silent, failed, refused, pending"));
   }
-  std::optional<std::string> stage = param(req.query, "stage");
+  std::optional<std::string> stage = query_param(req.query, "stage");
   if (stage && (stage->empty() || stage->size() > 64)) {
     return reply_error(respond, invalid("stage: expected a stage name (1..64 bytes)"));
   }
   std::optional<std::pair<std::string, std::string>> tag;
-  if (auto t = param(req.query, "tag")) {
+  if (auto t = query_param(req.query, "tag")) {
     auto colon = t->find(':');
     if (colon == std::string::npos || colon == 0 || t->size() > 256) {
       return reply_error(respond, invalid("tag: expected KEY:VALUE (at most 256 bytes)"));
@@ -336,7 +306,7 @@ void ServerImpl::api_device_events(HttpRequest& req, Responder& respond, const s
   std::size_t limit = 0;
   if (auto e = read_limit(req.query, 100, &limit)) return reply_error(respond, *e);
   std::int64_t before = std::numeric_limits<std::int64_t>::max();
-  if (auto b = param(req.query, "before_seq")) {
+  if (auto b = query_param(req.query, "before_seq")) {
     auto [p, ec] = std::from_chars(b->data(), b->data() + b->size(), before);
     if (ec != std::errc() || p != b->data() + b->size() || before < 1) {
       return reply_error(respond, invalid("before_seq: expected an integer >= 1 (the 'next' of a previous page)"));
@@ -365,7 +335,7 @@ void ServerImpl::api_rollout_devices(HttpRequest& req, Responder& respond, const
   std::string after;
   if (auto e = read_limit(req.query, 100, &limit)) return reply_error(respond, *e);
   if (auto e = read_after(req.query, &after)) return reply_error(respond, *e);
-  const std::string state = param(req.query, "state").value_or("failed");
+  const std::string state = query_param(req.query, "state").value_or("failed");
   if (state != "failed" && state != "refused" && state != "pending") {
     return reply_error(respond, invalid("state: expected failed, refused or pending"));
   }
