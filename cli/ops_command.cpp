@@ -19,6 +19,7 @@
 #include "cli/api_client.h"
 #include "cli/cli_config.h"
 #include "cli/status_view.h"
+#include "config/usage.h"
 #include "core/rollout_machine.h"
 
 namespace tranche::cli {
@@ -372,7 +373,15 @@ int run_device(const OpsArgs& a) {
   std::string path = "/v1/devices/" + url_encode(a.id);
   if (!a.version.empty()) path += "?version=" + url_encode(a.version);
   Call c = call(*api, "device", "GET", path);
-  if (!c.ok) return c.exit_code;
+  if (!c.ok) {
+    // `tranche device lsit`: taken for a device id, but it was a command.
+    if (c.reply.status == 404) {
+      if (const auto guess = config::closest_match(a.id, {"list", "show", "events"}); !guess.empty()) {
+        std::cerr << "  (did you mean `tranche device " << guess << "`?)\n";
+      }
+    }
+    return c.exit_code;
+  }
   if (a.json) {
     print_json(c.reply);
   } else {

@@ -72,5 +72,10 @@ TRANCHE_SERVER="$URL" TRANCHE_TOKEN=tro_not_a_token "$TRANCHE" fleet > "$tmp/out
 check "bad TRANCHE_TOKEN exits 1 (got $rc)" test $rc -eq 1
 check "... names the environment variable TRANCHE_TOKEN" grep -q "environment variable TRANCHE_TOKEN" "$tmp/err"
 check "... and does not say to log in again" bash -c "! grep -q 'log in again' '$tmp/err'"
+# `tranche device ID` is the short form of `device show ID`: a misspelt command
+# is a device nobody enrolled, and the command is suggested.
+TRANCHE_SERVER="$URL" TRANCHE_TOKEN=usage-test-admin-token-0123456789 "$TRANCHE" device lsit > "$tmp/out" 2> "$tmp/err"; rc=$?
+check "device lsit exits 1 (404, got $rc)" test $rc -eq 1
+check "... suggests tranche device list" grep -q "did you mean \`tranche device list\`?" "$tmp/err"
 
 exit $fail
