@@ -480,6 +480,24 @@ GateStep evaluate_gate(const GateSettings& settings, const GateState& state,
     append_duration(m, observation.stage_elapsed);
     m += " of ";
     append_duration(m, observation.stage_bake);
+    // Past the stage floor, what early promotion waits for.
+    if (settings.early_promotion && settings.tolerance > 1 &&
+        observation.stage_elapsed >= settings.min_stage_time) {
+      m += " (early once ratio >= ";
+      append_number(m, settings.tolerance);
+      m += " is ruled out: log LR ";
+      append_number(m, v.log_lr_harm);
+      m += " of ";
+      append_number(m, v.promote_threshold);
+      if (exposed.exposure_s < min_promote_s) {
+        m += ", exposed ";
+        append_number(m, exposed.exposure_s / 3600.0);
+        m += " of ";
+        append_number(m, settings.min_promote_device_hours);
+        m += " device-hours";
+      }
+      m += ')';
+    }
   }
   if (observation.acknowledged < settings.min_acknowledged) {
     std::string& m = add();

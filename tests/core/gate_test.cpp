@@ -229,7 +229,12 @@ TEST(Gate, PromotionWaitsForBake) {
   o.stage_bake = 30 * kMinute;
   GateStep step = evaluate_gate(s, GateState{}, o);
   EXPECT_EQ(step.verdict.kind, GateVerdict::Kind::kWait);
-  EXPECT_EQ(step.verdict.reason, "bake 12m of 30m");
+  // Past min_stage_time (10m) the reason says what early promotion waits for.
+  EXPECT_EQ(step.verdict.reason,
+            "bake 12m of 30m (early once ratio >= 2 is ruled out: log LR 0.00999 of 6.91, "
+            "exposed 48 of 100 device-hours)");
+  o.stage_elapsed = 9 * kMinute;
+  EXPECT_EQ(evaluate_gate(s, GateState{}, o).verdict.reason, "bake 9m of 30m");
   o.stage_elapsed = 30 * kMinute - 1;
   EXPECT_EQ(evaluate_gate(s, step.state, o).verdict.kind, GateVerdict::Kind::kWait);
   o.stage_elapsed = 30 * kMinute;
@@ -378,7 +383,9 @@ TEST(Gate, WaitReasonListsEverythingMissing) {
   o.stage_elapsed = 12 * kMinute;
   const GateVerdict v = evaluate_gate(s, GateState{}, o).verdict;
   EXPECT_EQ(v.kind, GateVerdict::Kind::kWait);
-  EXPECT_EQ(v.reason.rfind("bake 12m of 30m; acknowledged 31 of 50; ratio upper bound ", 0), 0u)
+  EXPECT_EQ(v.reason.rfind("bake 12m of 30m (early once ratio >= 2 is ruled out: log LR -", 0), 0u)
+      << v.reason;
+  EXPECT_NE(v.reason.find(" of 6.91); acknowledged 31 of 50; ratio upper bound "), std::string::npos)
       << v.reason;
   EXPECT_NE(v.reason.find("> tolerance 2"), std::string::npos) << v.reason;
 }
