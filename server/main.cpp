@@ -334,7 +334,12 @@ int main(int argc, char** argv) {
   auto server = tranche::server::Server::start(o, std::make_shared<tranche::server::SystemClock>());
   if (!server) {
     std::cerr << "tranche-server: " << server.error().to_string() << "\n";
-    return 1;
+    // A file or flag that is wrong (a missing --tls-cert, an unreadable
+    // --interface) is a usage error like a bad flag; a store that cannot be
+    // reached is not.
+    return tranche::core::error_kind(server.error().code) == tranche::core::ErrorKind::kBadInput
+               ? tranche::config::kUsageExit
+               : 1;
   }
   // One machine-readable line for scripts and tests: where to reach the server.
   std::cout << "tranche-server listening on " << (o.tls ? "https" : "http") << "://" << o.listen_address

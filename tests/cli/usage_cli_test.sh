@@ -48,6 +48,10 @@ done
 # Files that cannot be read are named.
 expect_usage "tranche-server --config missing" "$tmp/missing-server.yaml" \
   "$SERVER_BIN" --config "$tmp/missing-server.yaml" --data-dir "$tmp/data"
+expect_usage "tranche-server --tls-cert missing" "$tmp/missing-cert.pem" \
+  "$SERVER_BIN" --port 0 --data-dir "$tmp/data-tls" --tls-cert "$tmp/missing-cert.pem" --tls-key "$tmp/missing-key.pem"
+expect_usage "tranche-server --interface missing" "$tmp/missing-interface.yaml" \
+  "$SERVER_BIN" --port 0 --data-dir "$tmp/data-if" --interface "content=$tmp/missing-interface.yaml"
 expect_usage "tranche-agent --config missing" "$tmp/missing-agent.yaml" "$AGENT_BIN" --config "$tmp/missing-agent.yaml"
 expect_usage "tranche plan check missing" "$tmp/missing-plan.yaml" "$TRANCHE" plan check "$tmp/missing-plan.yaml"
 expect_usage "tranche rollout start -f missing" "$tmp/missing-plan.yaml" \

@@ -33,7 +33,7 @@ check "SIGTERM: clean exit" test "$status" = 0
 # Tokens in clear text beyond loopback: refused before listening.
 "$server" --listen 0.0.0.0 --port 0 --data-dir data2 > out2 2> err2
 status=$?
-check "plain HTTP beyond loopback is refused (exit 1)" test "$status" = 1
+check "plain HTTP beyond loopback is refused as a usage error (exit 2)" test "$status" = 2
 check "the refusal says why and what to do" grep -q "tls-cert" err2
 check "wrong key for the certificate is named" bash -c \
   "openssl genpkey -algorithm ed25519 -out other.pem 2>/dev/null; \
