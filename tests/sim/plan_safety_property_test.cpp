@@ -31,7 +31,11 @@ namespace tranche::sim {
 namespace {
 using testing::source_dir;
 
-constexpr double kDevices = 1'000'000;
+// PLAN_SAFETY_DEVICES=n runs another fleet size (the assertions are for a million).
+const double kDevices = [] {
+  const char* n = std::getenv("PLAN_SAFETY_DEVICES");
+  return n != nullptr ? std::atof(n) : 1'000'000.0;
+}();
 constexpr double kOnline = 0.6;
 constexpr double kBackgroundPerS = 1e-4 / 600.0;  // per online device-second
 constexpr core::DurationMs kMaxRun = 24 * core::kHour;
