@@ -2,8 +2,10 @@
 // `tranche sim`, the fleet simulator, `tranche release check`, the content
 // contract check, and the TUF repository: `keys gen`, `repo init|publish`,
 // `release sign`, `root rotate`; and against a server: `login`, `release publish`,
-// `rollout`, `fleet`, `device` (ops_command.h); and `demo`, the whole story with
-// real processes (demo_command.h).
+// `rollout`, `fleet`, `device` (ops_command.h), `token`, `tenant`, `release
+// list|show`, `audit`, `device list|show|events` and `plan check`
+// (admin_command.h); and `demo`, the whole story with real processes
+// (demo_command.h). Usage errors: config/usage.h (named, suggested, exit 2).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
