@@ -70,9 +70,8 @@ Status validate_stages(const std::vector<Stage>& stages) {
       if (s.min_devices <= stages[j].min_devices) {
         return invalid(path + ".min_devices",
                        stage_label(s) + " asks for " + std::to_string(s.min_devices) +
-                           " devices, no more than the earlier " + stage_label(stages[j]) + "'s " +
-                           std::to_string(stages[j].min_devices) +
-                           " (the steps of a ramp grow)");
+                           " devices, no more than " + stage_label(stages[j]) + " before it (" +
+                           std::to_string(stages[j].min_devices) + "): the steps of a ramp grow");
       }
       break;
     }

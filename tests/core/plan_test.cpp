@@ -121,8 +121,8 @@ TEST(PlanValidateTest, NamesTheFieldThatIsWrong) {
          p.stages[2].min_devices = 100;
        },
        "stages[2].min_devices:",
-       "stage 'broad' asks for 100 devices, no more than the earlier stage 'canary''s 100 (the "
-       "steps of a ramp grow)"},
+       "stage 'broad' asks for 100 devices, no more than stage 'canary' before it (100): the "
+       "steps of a ramp grow"},
       {"promote confidence 1", [](Plan& p) { p.gate.promote_confidence = 1; },
        "gate.promote_confidence:", "(0.5, 1)"},
       {"promote confidence NaN", [nan](Plan& p) { p.gate.promote_confidence = nan; },
