@@ -181,10 +181,13 @@ GateSettings Plan::gate_for(std::size_t index) const {
   GateSettings g = gate;
   g.limits = limits_for(index);
   if (index < stages.size() && stages[index].min_devices > 0) {
-    // A quarter: at night half a step may be offline, and a step must not stall.
+    // A quarter (at night half a step may be offline, and a step must not
+    // stall), but at least 3 (all of a smaller step): never below what a lab's
+    // plan asks of its canary of 3.
     const std::uint32_t n = stages[index].min_devices;
     const std::uint32_t quarter = n / 4 + (n % 4 != 0 ? 1 : 0);
-    g.min_acknowledged = std::min(g.min_acknowledged, std::max<std::uint32_t>(quarter, 1));
+    const std::uint32_t need = std::max(quarter, std::min<std::uint32_t>(n, 3));
+    g.min_acknowledged = std::min(g.min_acknowledged, need);
   }
   return g;
 }

@@ -110,8 +110,9 @@ struct Plan {
 
   // The gate's settings in stage `index`: the plan's, with the stage's limits;
   // in a stage that sets min_devices (a step of a ramp), promotion needs
-  // min(min_acknowledged, a quarter of min_devices rounded up) acknowledgements:
-  // a step of 10 devices cannot show 50, and at night half of a step may be off.
+  // min(min_acknowledged, max(a quarter of min_devices rounded up,
+  // min(min_devices, 3))) acknowledgements: a step of 10 devices cannot show 50,
+  // and at night half of a step may be off.
   GateSettings gate_for(std::size_t index) const;
 
   // Names the first thing wrong: no stages, shares not increasing, the last

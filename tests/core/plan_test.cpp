@@ -160,7 +160,14 @@ TEST(PlanRampTest, StepsAreStagesWithGrowingMinDevicesAndSmallerAcknowledgementN
   EXPECT_EQ(p.gate_for(2).min_acknowledged, 50u);
   EXPECT_EQ(p.gate_for(3).min_acknowledged, 50u);  // no min_devices: the plan's
   p.stages[0].min_devices = 1;
-  EXPECT_EQ(p.gate_for(0).min_acknowledged, 1u);
+  EXPECT_EQ(p.gate_for(0).min_acknowledged, 1u);  // all of a step of 1
+  p.stages[0].min_devices = 5;
+  EXPECT_EQ(p.gate_for(0).min_acknowledged, 3u);  // at least 3
+  // examples/plans/lab.yaml: min_acknowledged 2, a canary of min_devices 3 — unchanged.
+  p.gate.min_acknowledged = 2;
+  p.stages[0].min_devices = 3;
+  EXPECT_EQ(p.gate_for(0).min_acknowledged, 2u);
+  p.gate.min_acknowledged = 50;
   // The stage's limits come with it.
   p.stages[1].limits = FailureLimits{0.25, 2, 5};
   EXPECT_EQ(p.gate_for(1).limits.max_failures, std::optional<std::uint64_t>(5));
