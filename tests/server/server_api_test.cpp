@@ -279,7 +279,7 @@ TEST_F(ServerApiTest, BadInputIsRefusedWithStableCodeAndChangesNothing) {
        std::vector<std::tuple<std::string, std::string, std::string>>{{"DELETE", "/v1/checkin", "POST"},
                                                                       {"PUT", "/v1/releases", "GET, POST"},
                                                                       {"POST", "/healthz", "GET"},
-                                                                      {"DELETE", "/v1/tenants/acme/policy", "GET, PUT"}}) {
+                                                                      {"DELETE", "/v1/tenants/acme/policy", "PUT, GET"}}) {
     auto r = http_.request(method, server_->url(path), "", kAdmin);
     EXPECT_EQ(r.status, 405) << method << " " << path << ": " << r.body;
     EXPECT_EQ(r.headers["allow"], allow) << method << " " << path;
