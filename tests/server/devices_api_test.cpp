@@ -14,8 +14,7 @@
 
 #include <boost/json.hpp>
 
-#include "tests/server/harness.h"
-#include "tests/store/pg_test_db.h"
+#include "tests/server/api_fixture.h"
 
 namespace tranche::testing {
 namespace {
@@ -23,54 +22,20 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-constexpr const char* kAdmin = "test-admin-token-0123456789";
-constexpr const char* kEnrollKey = "acme-enrollment-key-0123";
 constexpr const char* kEveryone =
     "name: all\nstages:\n  - {name: everyone, percent: 100%, bake: 1h}\n";
 
-bool use_postgres() {
-#ifdef TRANCHE_SERVER_TEST_POSTGRES
-  return true;
-#else
-  return false;
-#endif
-}
-
-class DevicesApiTest : public ::testing::Test {
+class DevicesApiTest : public ApiFixture {
  protected:
   void SetUp() override {
-    data_dir_ = fresh_dir("tranche-devices-test");
-    if (use_postgres()) {
-      pg_ = std::make_unique<PgTestDb>();
-      if (!pg_->ok()) FAIL() << "PostgreSQL unavailable: " << pg_->error();
-    }
-    std::vector<std::string> a = {"--data-dir", data_dir_.string(), "--admin-token", kAdmin, "--tick-ms",
-                                  "100",        "--batch-ms",       "50",            "--threads", "2"};
-    if (pg_) {
-      a.push_back("--store");
-      a.push_back(pg_->url());
-    }
-    server_ = std::make_unique<ServerProcess>(a);
-    auto r = op("POST", "/v1/tenants", json::object{{"id", "acme"}, {"enrollment_key", kEnrollKey}});
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-  void TearDown() override {
-    server_.reset();
-    std::filesystem::remove_all(data_dir_);
-  }
-
-  HttpResult op(const std::string& method, const std::string& path, const json::value& body = nullptr) {
-    return http_.request(method, server_->url(path), body.is_null() ? "" : json::serialize(body), kAdmin);
+    ApiFixture::SetUp();
+    if (HasFatalFailure()) return;
+    start();
+    create_tenant();
   }
 
   std::string enroll(const std::string& id, const std::string& klass = "laptop") {
-    auto r = http_.request("POST", server_->url("/v1/enroll"),
-                           json::serialize(json::object{{"tenant", "acme"},
-                                                        {"enrollment_key", kEnrollKey},
-                                                        {"device_id", id},
-                                                        {"tags", json::object{{"class", klass}}}}));
-    EXPECT_EQ(r.status, 201) << r.body;
-    return r.status == 201 ? std::string(r.json().at("device_token").as_string()) : std::string();
+    return ApiFixture::enroll(id, json::object{{"class", klass}});
   }
 
   json::object checkin(const std::string& token, const std::string& version) {
@@ -83,16 +48,6 @@ class DevicesApiTest : public ::testing::Test {
   HttpResult post_events(const std::string& token, json::array events) {
     return http_.request("POST", server_->url("/v1/events"),
                          json::serialize(json::object{{"events", std::move(events)}}), token);
-  }
-
-  void release(const std::string& version) {
-    auto r = op("POST", "/v1/releases",
-                json::object{{"channel", "content"},
-                             {"version", version},
-                             {"targets", json::array{json::object{{"path", "content-" + version + ".yaml"},
-                                                                  {"length", 100},
-                                                                  {"sha256", std::string(64, 'a')}}}}});
-    ASSERT_EQ(r.status, 201) << r.body;
   }
 
   std::string start_rollout(const std::string& version) {
@@ -120,11 +75,6 @@ class DevicesApiTest : public ::testing::Test {
     }
     return ids;
   }
-
-  std::filesystem::path data_dir_;
-  std::unique_ptr<PgTestDb> pg_;
-  std::unique_ptr<ServerProcess> server_;
-  HttpClient http_;
 };
 
 TEST_F(DevicesApiTest, TheListFiltersAndPagesWithoutDuplicatesOrMisses) {

@@ -24,17 +24,13 @@
 
 #include <boost/json.hpp>
 
-#include "tests/server/harness.h"
-#include "tests/store/pg_test_db.h"
+#include "tests/server/api_fixture.h"
 
 namespace tranche::testing {
 namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
-
-constexpr const char* kAdmin = "test-admin-token-0123456789";
-constexpr const char* kEnrollKey = "acme-enrollment-key-0123";
 
 // A plan that moves in seconds: canary (a quarter of the fleet) baked for 1 s
 // after 3 acknowledgements, then everyone. alpha 0.05 so a handful of crashes
@@ -53,58 +49,13 @@ stages:
 
 // The same suite is built twice (tests/server/CMakeLists.txt): once on the
 // default SQLite store and once with TRANCHE_SERVER_TEST_POSTGRES on a database
-// of its own in the `postgres` fixture's server.
-bool use_postgres() {
-#ifdef TRANCHE_SERVER_TEST_POSTGRES
-  return true;
-#else
-  return false;
-#endif
-}
-
-class ServerApiTest : public ::testing::Test {
+// of its own in the `postgres` fixture's server (ApiFixture).
+class ServerApiTest : public ApiFixture {
  protected:
   void SetUp() override {
-    data_dir_ = fresh_dir("tranche-server-test");
-    if (use_postgres()) {
-      pg_ = std::make_unique<PgTestDb>();
-      if (!pg_->ok()) FAIL() << "PostgreSQL unavailable: " << pg_->error();
-    }
-    server_ = std::make_unique<ServerProcess>(args());
-  }
-  void TearDown() override {
-    server_.reset();
-    std::filesystem::remove_all(data_dir_);
-  }
-
-  std::vector<std::string> args() const {
-    std::vector<std::string> a = {"--data-dir", data_dir_.string(), "--admin-token", kAdmin,
-                                  "--tick-ms",  "100",              "--batch-ms",    "50",
-                                  "--threads",  "2"};
-    if (pg_) {
-      a.push_back("--store");
-      a.push_back(pg_->url());
-    }
-    return a;
-  }
-
-  HttpResult op(const std::string& method, const std::string& path, const json::value& body = nullptr,
-                const std::string& token = kAdmin) {
-    return http_.request(method, server_->url(path), body.is_null() ? "" : json::serialize(body), token);
-  }
-
-  void create_tenant() {
-    auto r = op("POST", "/v1/tenants", json::object{{"id", "acme"}, {"enrollment_key", kEnrollKey}});
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-
-  std::string enroll(const std::string& id) {
-    auto r = http_.request("POST", server_->url("/v1/enroll"),
-                           json::serialize(json::object{{"tenant", "acme"},
-                                                        {"enrollment_key", kEnrollKey},
-                                                        {"device_id", id}}));
-    EXPECT_EQ(r.status, 201) << r.body;
-    return std::string(r.json().at("device_token").as_string());
+    ApiFixture::SetUp();
+    if (HasFatalFailure()) return;
+    start();
   }
 
   // The check-in answer for `channel`.
@@ -116,16 +67,6 @@ class ServerApiTest : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << r.body;
     if (r.status != 200) return {};
     return r.json().at("channels").at(channel).as_object();
-  }
-
-  void release(const std::string& version) {
-    auto r = op("POST", "/v1/releases",
-                json::object{{"channel", "content"},
-                             {"version", version},
-                             {"targets", json::array{json::object{{"path", "content-" + version + ".yaml"},
-                                                                  {"length", 100},
-                                                                  {"sha256", std::string(64, 'a')}}}}});
-    ASSERT_EQ(r.status, 201) << r.body;
   }
 
   json::object start_rollout(const std::string& version, const std::string& plan = kFastPlan) {
@@ -148,11 +89,6 @@ class ServerApiTest : public ::testing::Test {
     auto r = op("GET", "/v1/audit?limit=1000");
     return r.json().at("entries").as_array().size();
   }
-
-  std::filesystem::path data_dir_;
-  std::unique_ptr<PgTestDb> pg_;
-  std::unique_ptr<ServerProcess> server_;
-  HttpClient http_;
 };
 
 TEST_F(ServerApiTest, EnrolledDeviceChecksInAndGetsReleaseOfItsStage) {
