@@ -115,6 +115,14 @@ std::string first_unknown(const CLI::App& app) {
   return left.empty() ? std::string() : explain(app, left.front());
 }
 
+// The deepest subcommand parsed: where the error is.
+const CLI::App& deepest(const CLI::App& app) {
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App* s) { return s->parsed(); })) {
+    return deepest(*sub);
+  }
+  return app;
+}
+
 }  // namespace
 
 std::string unknown_argument_message(const CLI::App& app) { return first_unknown(app); }
@@ -130,7 +138,9 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, const char* const
     if (const std::string m = unknown_argument_message(app); !m.empty()) {
       std::cerr << m;
     } else {
-      (void)app.exit(e);
+      // "tranche rollout start: --file: File does not exist: rings.yml"
+      const std::string where = command_path(deepest(app));
+      std::cerr << where << ": " << e.what() << "\nRun '" << where << " --help' for its arguments.\n";
     }
     return kUsageExit;
   }

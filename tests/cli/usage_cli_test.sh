@@ -54,7 +54,7 @@ expect_usage "tranche-server --interface missing" "$tmp/missing-interface.yaml" 
   "$SERVER_BIN" --port 0 --data-dir "$tmp/data-if" --interface "content=$tmp/missing-interface.yaml"
 expect_usage "tranche-agent --config missing" "$tmp/missing-agent.yaml" "$AGENT_BIN" --config "$tmp/missing-agent.yaml"
 expect_usage "tranche plan check missing" "$tmp/missing-plan.yaml" "$TRANCHE" plan check "$tmp/missing-plan.yaml"
-expect_usage "tranche rollout start -f missing" "$tmp/missing-plan.yaml" \
+expect_usage "tranche rollout start -f missing" "^tranche rollout start: --file: File does not exist: $tmp/missing-plan.yaml" \
   "$TRANCHE" rollout start -f "$tmp/missing-plan.yaml" --channel c --version 1.0
 
 # `--plan` is what docs/plan.md calls the file: accepted like --file (here the
