@@ -470,8 +470,9 @@ void add_ops_commands(CLI::App& app, OpsArgs& a) {
 
   a.device = app.add_subcommand(
       "device",
-      "One device as the server sees it, and per channel what it should run and why;\n"
-      "with --version V, one sentence on why it has, or has not, got V.");
+      "Devices: list (a page of the fleet, filtered), show ID (as the server sees it, per\n"
+      "channel what it should run and why), events ID. `tranche device ID [--version V]` is\n"
+      "show; with --version V, one sentence on why it has, or has not, got V.");
   a.device->add_option("ID", a.id, "the device id (the same as `tranche device show ID`)");
   a.device->add_option("--version", a.version, "the version to ask about");
   add_json_flag(a.device, a);
