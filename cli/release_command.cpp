@@ -69,7 +69,8 @@ std::string to_json(const std::vector<core::Violation>& violations) {
 }  // namespace
 
 void add_release_command(CLI::App& app, ReleaseArgs& args) {
-  CLI::App* release = app.add_subcommand("release", "Check content releases before shipping them");
+  CLI::App* release = app.add_subcommand(
+      "release", "Releases: check content before shipping, sign into the TUF repository, publish to a server, list, show");
   release->require_subcommand(1);
   args.check = release->add_subcommand(
       "check",
