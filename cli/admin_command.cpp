@@ -29,8 +29,9 @@ int usage(const std::string& what, const std::string& message) {
 
 // Sends the request; on success prints the answer as it came (--json) or hands
 // its object to `render`.
-int request(const AdminArgs& a, const std::string& what, const std::string& method, const std::string& path,
-            const std::string& body, const std::function<void(const json::object&)>& render) {
+int request(const AdminArgs& a, const std::string& what, const std::string& method,
+            const std::string& path, const std::string& body,
+            const std::function<void(const json::object&)>& render) {
   std::string answer;
   if (int rc = ops_request(what, method, path, body, &answer); rc != 0) return rc;
   if (a.json) {
@@ -51,12 +52,15 @@ std::string text(const json::value* v) {
   if (v->is_string()) return std::string(v->as_string());
   return json::serialize(*v);
 }
-std::string text(const json::object& o, std::string_view key) { return text(o.if_contains(key)); }
+std::string text(const json::object& o, std::string_view key) {
+  return text(o.if_contains(key));
+}
 
 // Milliseconds since the epoch as UTC, "2026-12-03 10:46:31"; "never" for 0.
 std::string when(const json::object& o, std::string_view key) {
   const auto* v = o.if_contains(key);
-  if (v == nullptr || !v->is_int64() || v->as_int64() == 0) return v != nullptr && v->is_int64() ? "never" : "-";
+  if (v == nullptr || !v->is_int64() || v->as_int64() == 0)
+    return v != nullptr && v->is_int64() ? "never" : "-";
   const std::time_t t = static_cast<std::time_t>(v->as_int64() / 1000);
   std::tm tm{};
   gmtime_r(&t, &tm);
@@ -72,11 +76,13 @@ const json::array& list(const json::object& o, std::string_view key) {
 }
 
 // Rows under a header, each column as wide as its widest cell.
-void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+void print_table(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(header.size());
   for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
   for (const auto& r : rows) {
-    for (std::size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    for (std::size_t i = 0; i < r.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], r[i].size());
   }
   auto line = [&](const std::vector<std::string>& cells) {
     std::string out;
@@ -95,7 +101,9 @@ core::Result<std::string> read_json_file(const std::string& path, const std::str
   if (!t) return t.error().with_context(flag + " ");
   auto parsed = tuf::parse_document(*t, 1 << 20);
   if (!parsed) return parsed.error().with_context(flag + " " + path + ": ");
-  if (!parsed->is_object()) return core::make_error(core::ErrorCode::kParse, flag + " " + path + ": expected a JSON object");
+  if (!parsed->is_object())
+    return core::make_error(core::ErrorCode::kParse,
+                            flag + " " + path + ": expected a JSON object");
   return json::serialize(*parsed);
 }
 
@@ -114,7 +122,8 @@ int token_list(const AdminArgs& a) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& t : list(o, "tokens")) {
       if (t.is_object()) {
-        rows.push_back({text(t.as_object(), "name"), text(t.as_object(), "role"), when(t.as_object(), "created_at")});
+        rows.push_back({text(t.as_object(), "name"), text(t.as_object(), "role"),
+                        when(t.as_object(), "created_at")});
       }
     }
     print_table({"NAME", "ROLE", "CREATED (UTC)"}, rows);
@@ -122,9 +131,11 @@ int token_list(const AdminArgs& a) {
 }
 
 int token_revoke(const AdminArgs& a) {
-  return request(a, "token revoke", "DELETE", "/v1/tokens/" + url_encode(a.name), "", [&](const json::object&) {
-    std::cout << "revoked token '" << a.name << "': refused from now on, by every server on the store\n";
-  });
+  return request(a, "token revoke", "DELETE", "/v1/tokens/" + url_encode(a.name), "",
+                 [&](const json::object&) {
+                   std::cout << "revoked token '" << a.name
+                             << "': refused from now on, by every server on the store\n";
+                 });
 }
 
 // --- tenants -------------------------------------------------------------------------
@@ -152,17 +163,21 @@ int tenant_create(const AdminArgs& a) {
     if (!policy) return usage("tenant create", policy.error().message);
     body["policy"] = json::parse(*policy);
   }
-  return request(a, "tenant create", "POST", "/v1/tenants", json::serialize(body), [](const json::object& o) {
-    std::cout << "tenant '" << text(o, "id") << "' created (or replaced, with the new enrollment key); policy: "
-              << policy_summary(o.if_contains("policy")) << "\n";
-  });
+  return request(a, "tenant create", "POST", "/v1/tenants", json::serialize(body),
+                 [](const json::object& o) {
+                   std::cout << "tenant '" << text(o, "id")
+                             << "' created (or replaced, with the new enrollment key); policy: "
+                             << policy_summary(o.if_contains("policy")) << "\n";
+                 });
 }
 
 int tenant_list(const AdminArgs& a) {
   return request(a, "tenant list", "GET", "/v1/tenants", "", [](const json::object& o) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& t : list(o, "tenants")) {
-      if (t.is_object()) rows.push_back({text(t.as_object(), "id"), policy_summary(t.as_object().if_contains("policy"))});
+      if (t.is_object())
+        rows.push_back(
+            {text(t.as_object(), "id"), policy_summary(t.as_object().if_contains("policy"))});
     }
     print_table({"TENANT", "POLICY"}, rows);
   });
@@ -184,9 +199,12 @@ int tenant_policy(const AdminArgs& a) {
 // --- releases and the audit log ----------------------------------------------------
 
 std::vector<std::string> release_row(const json::object& r) {
-  return {text(r, "channel"), text(r, "version"), std::to_string(list(r, "targets").size()),
+  return {text(r, "channel"),
+          text(r, "version"),
+          std::to_string(list(r, "targets").size()),
           text(r, "contract_bypassed") == "true" ? "bypassed" : "-",
-          text(r, "baseline") == "true" ? "baseline" : "-", when(r, "registered_at")};
+          text(r, "baseline") == "true" ? "baseline" : "-",
+          when(r, "registered_at")};
 }
 
 int release_list(const AdminArgs& a) {
@@ -195,25 +213,31 @@ int release_list(const AdminArgs& a) {
     for (const auto& r : list(o, "releases")) {
       if (r.is_object()) rows.push_back(release_row(r.as_object()));
     }
-    print_table({"CHANNEL", "VERSION", "TARGETS", "CONTRACT", "BASELINE", "REGISTERED (UTC)"}, rows);
+    print_table({"CHANNEL", "VERSION", "TARGETS", "CONTRACT", "BASELINE", "REGISTERED (UTC)"},
+                rows);
   });
 }
 
 int release_show(const AdminArgs& a) {
   const std::string path = "/v1/releases/" + url_encode(a.name) + "/" + url_encode(a.version);
   return request(a, "release show", "GET", path, "", [](const json::object& r) {
-    std::cout << text(r, "channel") << " " << text(r, "version") << ", registered " << when(r, "registered_at")
-              << " UTC" << (text(r, "baseline") == "true" ? ", the channel's baseline" : "")
-              << (text(r, "contract_bypassed") == "true" ? ", contract check bypassed" : "") << "\n";
+    std::cout << text(r, "channel") << " " << text(r, "version") << ", registered "
+              << when(r, "registered_at") << " UTC"
+              << (text(r, "baseline") == "true" ? ", the channel's baseline" : "")
+              << (text(r, "contract_bypassed") == "true" ? ", contract check bypassed" : "")
+              << "\n";
     for (const auto& t : list(r, "targets")) {
       if (!t.is_object()) continue;
-      std::cout << "  target " << text(t.as_object(), "path") << ": " << text(t.as_object(), "length")
-                << " bytes, sha256 " << text(t.as_object(), "sha256") << "\n";
+      std::cout << "  target " << text(t.as_object(), "path") << ": "
+                << text(t.as_object(), "length") << " bytes, sha256 "
+                << text(t.as_object(), "sha256") << "\n";
     }
     const auto& rollouts = list(r, "rollouts");
     if (rollouts.empty()) std::cout << "  no rollout of it yet\n";
     for (const auto& x : rollouts) {
-      if (x.is_object()) std::cout << "  rollout " << text(x.as_object(), "id") << ": " << text(x.as_object(), "state") << "\n";
+      if (x.is_object())
+        std::cout << "  rollout " << text(x.as_object(), "id") << ": "
+                  << text(x.as_object(), "state") << "\n";
     }
   });
 }
@@ -226,8 +250,8 @@ int audit(const AdminArgs& a) {
     for (const auto& e : list(o, "entries")) {
       if (!e.is_object()) continue;
       const auto& x = e.as_object();
-      rows.push_back({text(x, "seq"), when(x, "at"), text(x, "actor"), text(x, "action"), text(x, "target"),
-                      text(x, "reason")});
+      rows.push_back({text(x, "seq"), when(x, "at"), text(x, "actor"), text(x, "action"),
+                      text(x, "target"), text(x, "reason")});
     }
     print_table({"SEQ", "AT (UTC)", "ACTOR", "ACTION", "TARGET", "REASON"}, rows);
   });
@@ -247,9 +271,12 @@ int device_show(const AdminArgs& a) {
 // pages by id; `next` is the --after of the following page.
 int device_list(const AdminArgs& a) {
   std::string query = "limit=" + std::to_string(a.limit > 0 ? a.limit : 100);
-  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"version", &a.version},
-                                   {"state", &a.state}, {"stage", &a.stage}, {"tag", &a.tag},
-                                   {"after", &a.after}}) {
+  for (const auto& [key, value] :
+       {std::pair<const char*, const std::string*>{"version", &a.version},
+        {"state", &a.state},
+        {"stage", &a.stage},
+        {"tag", &a.tag},
+        {"after", &a.after}}) {
     if (!value->empty()) query += std::string("&") + key + "=" + url_encode(*value);
   }
   return request(a, "device list", "GET", "/v1/devices?" + query, "", [](const json::object& o) {
@@ -263,8 +290,8 @@ int device_list(const AdminArgs& a) {
           versions += (versions.empty() ? "" : " ") + std::string(ch) + "=" + text(&ver);
         }
       }
-      rows.push_back({text(x, "id"), text(x, "tenant"), versions.empty() ? "-" : versions, text(x, "state"),
-                      when(x, "last_seen"), text(x, "reason")});
+      rows.push_back({text(x, "id"), text(x, "tenant"), versions.empty() ? "-" : versions,
+                      text(x, "state"), when(x, "last_seen"), text(x, "reason")});
     }
     print_table({"DEVICE", "TENANT", "VERSIONS", "STATE", "LAST SEEN (UTC)", "WHY"}, rows);
     if (const auto* next = o.if_contains("next"); next != nullptr && next->is_string()) {
@@ -275,7 +302,8 @@ int device_list(const AdminArgs& a) {
 
 // A device's events, newest first, a page at a time (GET /v1/devices/{id}/events).
 int device_events(const AdminArgs& a) {
-  std::string path = "/v1/devices/" + url_encode(a.name) + "/events?limit=" + std::to_string(a.limit > 0 ? a.limit : 100);
+  std::string path = "/v1/devices/" + url_encode(a.name) +
+                     "/events?limit=" + std::to_string(a.limit > 0 ? a.limit : 100);
   if (a.before > 0) path += "&before_seq=" + std::to_string(a.before);
   return request(a, "device events", "GET", path, "", [](const json::object& o) {
     std::vector<std::vector<std::string>> rows;
@@ -283,9 +311,11 @@ int device_events(const AdminArgs& a) {
       if (!e.is_object()) continue;
       const auto& x = e.as_object();
       const auto* detail = x.if_contains("detail");
-      rows.push_back({text(x, "seq"), when(x, "at"), text(x, "kind"), text(x, "channel"), text(x, "version"),
-                      detail != nullptr && detail->is_object() && !detail->as_object().empty() ? json::serialize(*detail)
-                                                                                               : "-"});
+      rows.push_back({text(x, "seq"), when(x, "at"), text(x, "kind"), text(x, "channel"),
+                      text(x, "version"),
+                      detail != nullptr && detail->is_object() && !detail->as_object().empty()
+                          ? json::serialize(*detail)
+                          : "-"});
     }
     print_table({"SEQ", "AT (UTC)", "KIND", "CHANNEL", "VERSION", "DETAIL"}, rows);
     if (const auto* next = o.if_contains("next"); next != nullptr && next->is_int64()) {
@@ -309,8 +339,9 @@ int plan_check(const AdminArgs& a) {
   for (const core::Stage& s : plan->stages) {
     const core::Ppm share = core::effective_share(s.percent, s.min_devices, a.fleet);
     // Devices fall into stages by a hash of their id: about this many.
-    const auto devices = static_cast<std::uint64_t>(
-        (static_cast<double>(a.fleet) * share.value()) / static_cast<double>(core::Ppm::kWhole) + 0.5);
+    const auto devices = static_cast<std::uint64_t>((static_cast<double>(a.fleet) * share.value()) /
+                                                        static_cast<double>(core::Ppm::kWhole) +
+                                                    0.5);
     json::object st{{"name", s.name},
                     {"percent", s.percent.to_string()},
                     {"min_devices", s.min_devices},
@@ -322,24 +353,26 @@ int plan_check(const AdminArgs& a) {
       st["devices"] = devices;
     }
     stages.push_back(std::move(st));
-    rows.push_back({s.name, s.percent.to_string(), std::to_string(s.min_devices),
-                    a.fleet > 0 ? "~" + std::to_string(devices) + " (" + share.to_string() + ")" : "-",
-                    core::format_duration(s.bake), s.admits_critical ? "yes" : "no",
-                    s.selector.any_of.empty() ? "-" : "yes (of the devices it matches)"});
+    rows.push_back(
+        {s.name, s.percent.to_string(), std::to_string(s.min_devices),
+         a.fleet > 0 ? "~" + std::to_string(devices) + " (" + share.to_string() + ")" : "-",
+         core::format_duration(s.bake), s.admits_critical ? "yes" : "no",
+         s.selector.any_of.empty() ? "-" : "yes (of the devices it matches)"});
   }
   if (a.json) {
-    json::object out{{"file", a.file}, {"valid", true}, {"name", plan->name}, {"stages", std::move(stages)}};
+    json::object out{
+        {"file", a.file}, {"valid", true}, {"name", plan->name}, {"stages", std::move(stages)}};
     if (a.fleet > 0) out["fleet"] = a.fleet;
     std::cout << json::serialize(out) << "\n";
     return 0;
   }
-  std::cout << a.file << ": valid plan" << (plan->name.empty() ? "" : " '" + plan->name + "'") << ", "
-            << plan->stages.size() << " stage" << (plan->stages.size() == 1 ? "" : "s")
-            << (a.fleet > 0 ? " for a fleet of " + std::to_string(a.fleet) + " devices" : "") << "\n";
+  std::cout << a.file << ": valid plan" << (plan->name.empty() ? "" : " '" + plan->name + "'")
+            << ", " << plan->stages.size() << " stage" << (plan->stages.size() == 1 ? "" : "s")
+            << (a.fleet > 0 ? " for a fleet of " + std::to_string(a.fleet) + " devices" : "")
+            << "\n";
   print_table({"STAGE", "PERCENT", "MIN DEVICES", "DEVICES", "BAKE", "CRITICAL", "SELECTOR"}, rows);
   return 0;
 }
-
 
 }  // namespace
 
@@ -353,23 +386,29 @@ void add_admin_commands(CLI::App& app, AdminArgs& a) {
 
   CLI::App* token = app.add_subcommand("token", "Operator tokens: create, list, revoke (admin)");
   token->require_subcommand(1);
-  CLI::App* c = row(token->add_subcommand("create", "Create an operator token (POST /v1/tokens; admin). The\n"
-                                                      "token is printed once: the server keeps only its hash."),
+  CLI::App* c = row(token->add_subcommand("create",
+                                          "Create an operator token (POST /v1/tokens; admin). The\n"
+                                          "token is printed once: the server keeps only its hash."),
                     token_create);
-  c->add_option("NAME", a.name, "who holds it (1..64 bytes; the actor in the audit log)")->required();
+  c->add_option("NAME", a.name, "who holds it (1..64 bytes; the actor in the audit log)")
+      ->required();
   c->add_option("--role", a.role, "viewer, operator or admin")
       ->capture_default_str()
       ->check(CLI::IsMember({"viewer", "operator", "admin"}));
-  row(token->add_subcommand("list", "Token names and roles (never a token or its hash)"), token_list);
-  c = row(token->add_subcommand("revoke", "Revoke every token of NAME (DELETE /v1/tokens/NAME; admin; audited):\n"
-                                          "refused at once, by every server on the store. The last admin\n"
-                                          "token cannot be revoked."),
-          token_revoke);
+  row(token->add_subcommand("list", "Token names and roles (never a token or its hash)"),
+      token_list);
+  c = row(
+      token->add_subcommand("revoke",
+                            "Revoke every token of NAME (DELETE /v1/tokens/NAME; admin; audited):\n"
+                            "refused at once, by every server on the store. The last admin\n"
+                            "token cannot be revoked."),
+      token_revoke);
   c->add_option("NAME", a.name, "the token's name")->required();
 
   CLI::App* tenant = app.add_subcommand("tenant", "Tenants and their policies");
   tenant->require_subcommand(1);
-  c = row(tenant->add_subcommand("create", "Create a tenant, or replace it with a new enrollment key (admin)"),
+  c = row(tenant->add_subcommand(
+              "create", "Create a tenant, or replace it with a new enrollment key (admin)"),
           tenant_create);
   c->add_option("ID", a.name, "the tenant's id")->required();
   c->add_option("--enrollment-key", a.enrollment_key,
@@ -378,47 +417,64 @@ void add_admin_commands(CLI::App& app, AdminArgs& a) {
       ->required();
   c->add_option("--policy", a.policy_file, "a JSON file of the tenant's policy (docs/api.md)");
   row(tenant->add_subcommand("list", "Every tenant and a summary of its policy"), tenant_list);
-  c = row(tenant->add_subcommand("policy", "Show a tenant's policy; with --set FILE, replace it (operator)"),
+  c = row(tenant->add_subcommand("policy",
+                                 "Show a tenant's policy; with --set FILE, replace it (operator)"),
           tenant_policy);
   c->add_option("ID", a.name, "the tenant's id")->required();
-  c->add_option("--set", a.policy_file, "a JSON file of the whole new policy (what it omits is cleared)");
+  c->add_option("--set", a.policy_file,
+                "a JSON file of the whole new policy (what it omits is cleared)");
 
   CLI::App* release = app.get_subcommand("release");
-  row(release->add_subcommand("list", "Registered releases, oldest version first within a channel"), release_list);
-  c = row(release->add_subcommand("show", "One release: its targets, whether it is the baseline, its rollouts"),
+  row(release->add_subcommand("list", "Registered releases, oldest version first within a channel"),
+      release_list);
+  c = row(release->add_subcommand(
+              "show", "One release: its targets, whether it is the baseline, its rollouts"),
           release_show);
   c->add_option("CHANNEL", a.name, "the release's channel")->required();
   c->add_option("VERSION", a.version, "the release's version")->required();
 
-  c = row(app.add_subcommand("audit", "The audit log, oldest first: every operator action and automatic decision"),
+  c = row(app.add_subcommand(
+              "audit", "The audit log, oldest first: every operator action and automatic decision"),
           audit);
   c->add_option("--after", a.after, "entries after this seq (paging)");
-  c->add_option("--limit", a.limit, "at most this many (1..1000, default 100)")->check(CLI::Range(1, 1000));
+  c->add_option("--limit", a.limit, "at most this many (1..1000, default 100)")
+      ->check(CLI::Range(1, 1000));
 
   CLI::App* device = app.get_subcommand("device");
-  c = row(device->add_subcommand("list", "Devices by id, a page at a time, each with its state and why"), device_list);
+  c = row(device->add_subcommand("list",
+                                 "Devices by id, a page at a time, each with its state and why"),
+          device_list);
   c->add_option("--version", a.version, "only devices running CHANNEL:VERSION");
-  c->add_option("--state", a.state, "only devices in this state (online, offline, silent, failed, refused, pending)");
+  c->add_option("--state", a.state,
+                "only devices in this state (online, offline, silent, failed, refused, pending)");
   c->add_option("--stage", a.stage, "only devices a live rollout's stage NAME admits");
   c->add_option("--tag", a.tag, "only devices tagged KEY:VALUE");
   c->add_option("--limit", a.limit, "at most this many (default 100)")->check(CLI::Range(1, 1000));
-  c->add_option("--after", a.after, "the page after this device id (the 'more: --after' of the last page)");
-  c = row(device->add_subcommand("events", "A device's events (installs, failures, crashes), newest first"),
+  c->add_option("--after", a.after,
+                "the page after this device id (the 'more: --after' of the last page)");
+  c = row(device->add_subcommand("events",
+                                 "A device's events (installs, failures, crashes), newest first"),
           device_events);
   c->add_option("ID", a.name, "the device id")->required();
   c->add_option("--limit", a.limit, "at most this many (default 100)")->check(CLI::Range(1, 1000));
-  c->add_option("--before", a.before, "events before this seq (the 'more: --before' of the last page)");
-  c = row(device->add_subcommand("show", "One device as the server sees it, per channel what it should run\n"
-                                         "and why; with --version V, why it has, or has not, got V"),
-          device_show);
+  c->add_option("--before", a.before,
+                "events before this seq (the 'more: --before' of the last page)");
+  c = row(
+      device->add_subcommand("show",
+                             "One device as the server sees it, per channel what it should run\n"
+                             "and why; with --version V, why it has, or has not, got V"),
+      device_show);
   c->add_option("ID", a.name, "the device id")->required();
   c->add_option("--version", a.version, "the version to ask about");
 
-  CLI::App* plan = app.add_subcommand("plan", "Rollout plans (docs/plan.md), checked without a server");
+  CLI::App* plan =
+      app.add_subcommand("plan", "Rollout plans (docs/plan.md), checked without a server");
   plan->require_subcommand(1);
-  c = row(plan->add_subcommand("check", "Validate a plan file as the server would, and show each stage's size\n"
-                                        "for a fleet of N devices. Errors name the file and line."),
-          plan_check, "print {file, valid, name, fleet, stages: [...]} on stdout");
+  c = row(
+      plan->add_subcommand("check",
+                           "Validate a plan file as the server would, and show each stage's size\n"
+                           "for a fleet of N devices. Errors name the file and line."),
+      plan_check, "print {file, valid, name, fleet, stages: [...]} on stdout");
   c->add_option("FILE", a.file, "the plan (YAML)")->required();
   c->add_option("--fleet", a.fleet, "devices in the fleet: show how many each stage takes");
 }

@@ -61,7 +61,8 @@ namespace {
 // "tranche rollout start": the names from the root down.
 std::string command_path(const CLI::App& app) {
   std::string path = app.get_name();
-  for (const CLI::App* p = app.get_parent(); p != nullptr; p = p->get_parent()) path = p->get_name() + " " + path;
+  for (const CLI::App* p = app.get_parent(); p != nullptr; p = p->get_parent())
+    path = p->get_name() + " " + path;
   return path;
 }
 
@@ -69,7 +70,8 @@ std::string command_path(const CLI::App& app) {
 // its parents'.
 std::vector<std::string> option_names(const CLI::App& app) {
   std::vector<std::string> out;
-  for (const CLI::App* a = &app; a != nullptr; a = a->get_fallthrough() ? a->get_parent() : nullptr) {
+  for (const CLI::App* a = &app; a != nullptr;
+       a = a->get_fallthrough() ? a->get_parent() : nullptr) {
     for (const CLI::Option* o : a->get_options()) {
       for (const auto& l : o->get_lnames()) out.push_back("--" + l);
       for (const auto& s : o->get_snames()) out.push_back("-" + s);
@@ -91,19 +93,21 @@ std::string explain(const CLI::App& app, const std::string& arg) {
   if (arg.size() > 1 && arg.front() == '-') {
     const std::string name = arg.substr(0, arg.find('='));  // --chanel=content
     const std::string guess = closest_match(name, option_names(app));
-    return where + ": unknown option " + name + (guess.empty() ? "" : "; did you mean " + guess + "?") +
-           "\nRun '" + where + " --help' for its options.\n";
+    return where + ": unknown option " + name +
+           (guess.empty() ? "" : "; did you mean " + guess + "?") + "\nRun '" + where +
+           " --help' for its options.\n";
   }
   const auto subs = subcommand_names(app);
   if (subs.empty()) {
-    return where + ": unexpected argument '" + arg + "'\nRun '" + where + " --help' for its arguments.\n";
+    return where + ": unexpected argument '" + arg + "'\nRun '" + where +
+           " --help' for its arguments.\n";
   }
   const std::string guess = closest_match(arg, subs);
   std::string list;
   for (const auto& s : subs) list += (list.empty() ? "" : ", ") + s;
   return where + ": unknown command '" + arg + "'" +
-         (guess.empty() ? "" : "; did you mean '" + where + " " + guess + "'?") + "\n(commands: " + list +
-         ")\n";
+         (guess.empty() ? "" : "; did you mean '" + where + " " + guess + "'?") +
+         "\n(commands: " + list + ")\n";
 }
 
 // The deepest parsed app first: its leftovers are the likeliest typo.
@@ -125,14 +129,17 @@ const CLI::App& deepest(const CLI::App& app) {
 
 }  // namespace
 
-std::string unknown_argument_message(const CLI::App& app) { return first_unknown(app); }
+std::string unknown_argument_message(const CLI::App& app) {
+  return first_unknown(app);
+}
 
 std::optional<int> parse_command_line(CLI::App& app, int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
     return std::nullopt;
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);  // --help, --version
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success))
+      return app.exit(e);  // --help, --version
     // A left-over argument explains most errors CLI11 reports first (a
     // required --channel is "missing" because --chanel was typed).
     if (const std::string m = unknown_argument_message(app); !m.empty()) {
@@ -140,7 +147,8 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, const char* const
     } else {
       // "tranche rollout start: --file: File does not exist: rings.yml"
       const std::string where = command_path(deepest(app));
-      std::cerr << where << ": " << e.what() << "\nRun '" << where << " --help' for its arguments.\n";
+      std::cerr << where << ": " << e.what() << "\nRun '" << where
+                << " --help' for its arguments.\n";
     }
     return kUsageExit;
   }

@@ -55,7 +55,8 @@ TEST(ParseCommandLine, AnUnknownOptionIsNamedWithItsSuggestionAndExits2) {
   // --channel is also missing: the typo is what gets explained.
   EXPECT_EQ(a.parse({"rollout", "start", "--chanel", "c"}), kUsageExit);
   const std::string err = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("tool rollout start: unknown option --chanel; did you mean --channel?"), std::string::npos)
+  EXPECT_NE(err.find("tool rollout start: unknown option --chanel; did you mean --channel?"),
+            std::string::npos)
       << err;
 }
 
@@ -64,12 +65,14 @@ TEST(ParseCommandLine, AnUnknownCommandIsNamedWithItsSuggestion) {
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(a.parse({"rollout", "strat"}), kUsageExit);
   const std::string err = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("tool rollout: unknown command 'strat'; did you mean 'tool rollout start'?"), std::string::npos)
+  EXPECT_NE(err.find("tool rollout: unknown command 'strat'; did you mean 'tool rollout start'?"),
+            std::string::npos)
       << err;
   App b;
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(b.parse({"flet"}), kUsageExit);
-  EXPECT_NE(::testing::internal::GetCapturedStderr().find("did you mean 'tool fleet'?"), std::string::npos);
+  EXPECT_NE(::testing::internal::GetCapturedStderr().find("did you mean 'tool fleet'?"),
+            std::string::npos);
 }
 
 TEST(ParseCommandLine, OtherUsageErrorsExit2AndHelpExits0) {

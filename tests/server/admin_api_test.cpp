@@ -4,13 +4,12 @@
 // server on the same store must refuse a token the first one revoked at once.
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <boost/json.hpp>
 
 #include "tests/server/harness.h"
 #include "tests/store/pg_test_db.h"
@@ -49,8 +48,11 @@ class AdminApiTest : public ::testing::Test {
 
   // A long tick: nothing here may depend on the store sync of the engine loop.
   std::vector<std::string> args(const std::string& name) const {
-    std::vector<std::string> a = {"--data-dir", (data_dir_ / name).string(), "--admin-token", kAdmin,
-                                  "--tick-ms", "60000", "--batch-ms", "50", "--threads", "2"};
+    std::vector<std::string> a = {"--data-dir",    (data_dir_ / name).string(),
+                                  "--admin-token", kAdmin,
+                                  "--tick-ms",     "60000",
+                                  "--batch-ms",    "50",
+                                  "--threads",     "2"};
     if (pg_) {
       a.push_back("--store");
       a.push_back(pg_->url());
@@ -58,13 +60,15 @@ class AdminApiTest : public ::testing::Test {
     return a;
   }
 
-  HttpResult op(const std::string& method, const std::string& path, const json::value& body = nullptr,
-                const std::string& token = kAdmin, ServerProcess* at = nullptr) {
+  HttpResult op(const std::string& method, const std::string& path,
+                const json::value& body = nullptr, const std::string& token = kAdmin,
+                ServerProcess* at = nullptr) {
     return http_.request(method, (at != nullptr ? at : server_.get())->url(path),
                          body.is_null() ? "" : json::serialize(body), token);
   }
 
-  std::string create_token(const std::string& name, const std::string& role, ServerProcess* at = nullptr) {
+  std::string create_token(const std::string& name, const std::string& role,
+                           ServerProcess* at = nullptr) {
     auto r = op("POST", "/v1/tokens", json::object{{"name", name}, {"role", role}}, kAdmin, at);
     EXPECT_EQ(r.status, 201) << r.body;
     return r.status == 201 ? std::string(r.json().at("token").as_string()) : "";
@@ -121,8 +125,9 @@ TEST_F(AdminApiTest, ARevokedTokenIsRefusedAtOnceAndTheRevocationIsAudited) {
   bool audited = false;
   const json::value entries = r.json();
   for (const auto& e : entries.at("entries").as_array()) {
-    audited = audited || (e.at("action").as_string() == "token.revoke" && e.at("target").as_string() == "token ops" &&
-                          e.at("actor").as_string() == "admin");
+    audited = audited ||
+              (e.at("action").as_string() == "token.revoke" &&
+               e.at("target").as_string() == "token ops" && e.at("actor").as_string() == "admin");
   }
   EXPECT_TRUE(audited) << r.body;
   // Still refused after a restart: the store forgot it too.
@@ -149,10 +154,12 @@ TEST_F(AdminApiTest, TenantsAndTheirPoliciesAreRead) {
   auto r = op("GET", "/v1/tenants");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_TRUE(r.json().at("tenants").as_array().empty());
-  r = op("POST", "/v1/tenants",
-         json::object{{"id", "acme"},
-                      {"enrollment_key", kEnrollKey},
-                      {"policy", json::object{{"critical", json::object{{"class", json::array{"server"}}}}}}});
+  r = op(
+      "POST", "/v1/tenants",
+      json::object{
+          {"id", "acme"},
+          {"enrollment_key", kEnrollKey},
+          {"policy", json::object{{"critical", json::object{{"class", json::array{"server"}}}}}}});
   ASSERT_EQ(r.status, 201) << r.body;
   const std::string viewer = create_token("dash", "viewer");
   r = op("GET", "/v1/tenants", nullptr, viewer);
@@ -168,12 +175,13 @@ TEST_F(AdminApiTest, TenantsAndTheirPoliciesAreRead) {
 }
 
 TEST_F(AdminApiTest, OneReleaseIsShownByChannelAndVersionWithItsRollouts) {
-  auto r = op("POST", "/v1/releases",
-              json::object{{"channel", "content"},
-                           {"version", "1.0.0"},
-                           {"targets", json::array{json::object{{"path", "content/a.bin"},
-                                                                {"length", 100},
-                                                                {"sha256", std::string(64, 'a')}}}}});
+  auto r =
+      op("POST", "/v1/releases",
+         json::object{{"channel", "content"},
+                      {"version", "1.0.0"},
+                      {"targets", json::array{json::object{{"path", "content/a.bin"},
+                                                           {"length", 100},
+                                                           {"sha256", std::string(64, 'a')}}}}});
   ASSERT_EQ(r.status, 201) << r.body;
   // Versions compare by value: 1.0 is 1.0.0.
   r = op("GET", "/v1/releases/content/1.0");
@@ -181,11 +189,12 @@ TEST_F(AdminApiTest, OneReleaseIsShownByChannelAndVersionWithItsRollouts) {
   EXPECT_EQ(r.json().at("version").as_string(), "1.0.0");
   EXPECT_EQ(r.json().at("targets").at(0).at("length").as_int64(), 100);
   EXPECT_TRUE(r.json().at("rollouts").as_array().empty());
-  r = op("POST", "/v1/rollouts",
-         json::object{{"channel", "content"},
-                      {"version", "1.0.0"},
-                      {"id", "r-1"},
-                      {"plan_yaml", "name: p\nstages:\n  - {name: all, percent: 100%, bake: 0s}\n"}});
+  r = op(
+      "POST", "/v1/rollouts",
+      json::object{{"channel", "content"},
+                   {"version", "1.0.0"},
+                   {"id", "r-1"},
+                   {"plan_yaml", "name: p\nstages:\n  - {name: all, percent: 100%, bake: 0s}\n"}});
   ASSERT_EQ(r.status, 201) << r.body;
   r = op("GET", "/v1/releases/content/1.0.0");
   ASSERT_EQ(r.status, 200) << r.body;
@@ -199,7 +208,8 @@ TEST_F(AdminApiTest, OneReleaseIsShownByChannelAndVersionWithItsRollouts) {
 // token revoked at one is refused by the other at its very next request, and
 // one created at one is taken by the other at once.
 TEST_F(AdminApiTest, OnASharedStoreARevocationHoldsAtEveryServerAtOnce) {
-  if (!use_postgres()) GTEST_SKIP() << "needs several servers on one PostgreSQL (the pg build of this test)";
+  if (!use_postgres())
+    GTEST_SKIP() << "needs several servers on one PostgreSQL (the pg build of this test)";
   other_ = std::make_unique<ServerProcess>(args("b"));
   const std::string ops = create_token("ops", "operator");
   EXPECT_EQ(op("GET", "/v1/fleet", nullptr, ops, other_.get()).status, 200);
