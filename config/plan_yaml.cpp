@@ -124,7 +124,8 @@ Status PlanReader::read_gate(const YAML::Node& node, core::GateSettings& gate) {
           node,
           {"alpha", "alternative_ratio", "tolerance", "confidence", "ratio_check_min_expected",
            "min_acknowledged", "heartbeat_interval", "silent_after_missed", "tick",
-           "max_failure_rate", "min_exposed", "max_failures"},
+           "max_failure_rate", "min_exposed", "max_failures", "early_promotion", "promote_confidence",
+           "min_stage_time", "min_promote_device_hours"},
           "gate");
       !s) {
     return s;
@@ -137,6 +138,8 @@ Status PlanReader::read_gate(const YAML::Node& node, core::GateSettings& gate) {
       {"tolerance", &gate.tolerance},
       {"confidence", &gate.confidence},
       {"ratio_check_min_expected", &gate.ratio_check_min_expected},
+      {"promote_confidence", &gate.promote_confidence},
+      {"min_promote_device_hours", &gate.min_promote_device_hours},
   };
   for (const auto& [key, field] : reals) {
     if (const YAML::Node n = node[key]) {
@@ -159,6 +162,7 @@ Status PlanReader::read_gate(const YAML::Node& node, core::GateSettings& gate) {
   const std::pair<const char*, core::DurationMs*> durations[] = {
       {"heartbeat_interval", &gate.heartbeat_interval},
       {"tick", &gate.tick},
+      {"min_stage_time", &gate.min_stage_time},
   };
   for (const auto& [key, field] : durations) {
     if (const YAML::Node n = node[key]) {
@@ -166,6 +170,11 @@ Status PlanReader::read_gate(const YAML::Node& node, core::GateSettings& gate) {
       if (!v) return v.error();
       *field = *v;
     }
+  }
+  if (const YAML::Node n = node["early_promotion"]) {
+    auto v = as_bool(n, file_, join("gate", "early_promotion"));
+    if (!v) return v.error();
+    gate.early_promotion = *v;
   }
   return core::Ok{};
 }

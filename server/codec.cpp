@@ -109,6 +109,7 @@ json::object gate_to_json(const GateRecord& r) {
       {"seen_control_s", r.state.seen_control.exposure_s},
       {"seen_control_failures", r.state.seen_control.failures},
       {"log_lr", std::move(lr)},
+      {"log_lr_harm", r.state.log_lr_harm},
       {"halted", r.state.halted},
       {"exposed_s", r.evidence.exposed.exposure_s},
       {"exposed_failures", r.evidence.exposed.failures},
@@ -147,6 +148,9 @@ core::Result<GateRecord> gate_from_json(std::string_view text) {
                                             : 0.0;
     }
   }
+  // Sequential promotion's test, kept across a restart (a restart must not
+  // start it from zero and spend its error allowance again).
+  r.state.log_lr_harm = double_or(*o, "log_lr_harm");
   if (auto* h = o->if_contains("halted"); h != nullptr && h->is_bool()) r.state.halted = h->as_bool();
   r.evidence.exposed = {double_or(*o, "exposed_s"), count("exposed_failures")};
   r.evidence.control = {double_or(*o, "control_s"), count("control_failures")};

@@ -108,6 +108,23 @@ TEST(PlanYamlTest, OmittedFieldsTakeTheDefaultsOfThePlanStructs) {
   EXPECT_EQ(r->stages[0].min_devices, stage_defaults.min_devices);
 }
 
+// Sequential promotion's settings are keys of gate: (docs/plan.md), each checked.
+TEST(PlanYamlTest, SequentialPromotionSettingsAreReadAndChecked) {
+  auto r = parse_plan("name: p\ngate:\n  early_promotion: false\n  promote_confidence: 0.99\n"
+                      "  min_stage_time: 5m\n  min_promote_device_hours: 12.5\n"
+                      "stages:\n  - {name: all, percent: 100%}\n",
+                      kFile);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(r->gate.early_promotion);
+  EXPECT_EQ(r->gate.promote_confidence, 0.99);
+  EXPECT_EQ(r->gate.min_stage_time, 5 * core::kMinute);
+  EXPECT_EQ(r->gate.min_promote_device_hours, 12.5);
+  expect_error("name: p\ngate:\n  promote_confidence: 1.5\nstages:\n  - {name: all, percent: 100%}\n", 3,
+               {"gate.promote_confidence: must be in (0.5, 1), got 1.5"}, ErrorCode::kInvalidArgument);
+  expect_error("name: p\ngate:\n  early_promotion: maybe\nstages:\n  - {name: all, percent: 100%}\n", 3,
+               {"early_promotion"});
+}
+
 TEST(PlanYamlTest, BlockStyleAndScalarSelectorsAndHalt) {
   const std::string text = R"(name: block
 on_failure: halt
