@@ -1137,18 +1137,18 @@ void ServerImpl::api_get_rollout(Responder& respond, const std::string& id) {
 }
 
 void ServerImpl::sample_history(TimeMs now) {
-  if (now - history_sampled_at_ < kHistoryEvery) return;
-  history_sampled_at_ = now;
   auto snap = fleet_.snapshot();
   std::set<std::string> known;
   for (const auto& [id, r] : snap->rollouts) {
     known.insert(id);
     const std::string state(core::to_string(r->status.state));
-    if (!core::is_live(r->status.state)) {
-      // An ended rollout: one last sample, of how it ended.
-      auto kept = history_.samples(id);
-      if (kept.empty() || kept.back().state == state) continue;
-    }
+    // A live rollout every kHistoryEvery, and any rollout at once when its
+    // state changed since its last sample (a halt is a point on the charts,
+    // and a rollout that ended between two samples still has one).
+    const auto last = history_.last(id);
+    const bool changed = !last || last->state != state || last->stage != r->status.stage;
+    const bool due = core::is_live(r->status.state) && last && now - last->at >= kHistoryEvery;
+    if (!changed && !due) continue;
     const core::EvidenceTally evidence = r->tally();
     const bool looked = !r->verdict.reason.empty();
     const std::size_t stage = std::min<std::size_t>(r->status.stage, r->plan.stages.size() - 1);

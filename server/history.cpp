@@ -19,6 +19,13 @@ std::vector<RolloutSample> RolloutHistory::samples(const std::string& rollout) c
   return {it->second.begin(), it->second.end()};
 }
 
+std::optional<RolloutSample> RolloutHistory::last(const std::string& rollout) const {
+  std::lock_guard lock(mu_);
+  auto it = by_rollout_.find(rollout);
+  if (it == by_rollout_.end() || it->second.empty()) return std::nullopt;
+  return it->second.back();
+}
+
 void RolloutHistory::keep_only(const std::set<std::string>& known) {
   std::lock_guard lock(mu_);
   for (auto it = by_rollout_.begin(); it != by_rollout_.end();) {

@@ -44,6 +44,8 @@ class RolloutHistory {
   void add(const std::string& rollout, RolloutSample sample);
   // Oldest first.
   std::vector<RolloutSample> samples(const std::string& rollout) const;
+  // The newest sample of `rollout`, if any.
+  std::optional<RolloutSample> last(const std::string& rollout) const;
   // Forgets rollouts not in `known` (gone from the snapshot).
   void keep_only(const std::set<std::string>& known);
 

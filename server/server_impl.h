@@ -175,8 +175,9 @@ class ServerImpl final : public Server {
   void serve_file(const std::string& root, const std::string& relative, Responder& respond);
 
   boost::json::object rollout_json(const RolloutInfo& rollout, const Snapshot& snapshot) const;
-  // Every kHistoryEvery: a sample of each live rollout (and a last one of a
-  // rollout that ended) into history_. The engine thread's.
+  // Each tick: a sample into history_ of each live rollout every
+  // kHistoryEvery, and of any rollout whose state or stage changed. The engine
+  // thread's.
   void sample_history(TimeMs now);
   void api_rollout_history(HttpRequest& req, Responder& respond, const std::string& id);
   void api_me(Responder& respond, const Caller& caller);
@@ -206,7 +207,6 @@ class ServerImpl final : public Server {
   // What the dashboard's charts draw (server/history.h): an hour at 5 s.
   static constexpr TimeMs kHistoryEvery = 5 * core::kSecond;
   RolloutHistory history_{720};
-  TimeMs history_sampled_at_ = 0;  // engine thread
 
   // Ticks and transitions (server/engine.h); made by open() over the store.
   std::unique_ptr<RolloutEngine> engine_;
