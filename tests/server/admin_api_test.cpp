@@ -11,53 +11,29 @@
 #include <string>
 #include <vector>
 
-#include "tests/server/harness.h"
-#include "tests/store/pg_test_db.h"
+#include "tests/server/api_fixture.h"
 
 namespace tranche::testing {
 namespace {
 
 namespace json = boost::json;
 
-constexpr const char* kAdmin = "admin-api-test-admin-token-0123456789";
-constexpr const char* kEnrollKey = "acme-enrollment-key-0123";
-
-bool use_postgres() {
-#ifdef TRANCHE_SERVER_TEST_POSTGRES
-  return true;
-#else
-  return false;
-#endif
-}
-
-class AdminApiTest : public ::testing::Test {
+class AdminApiTest : public ApiFixture {
  protected:
   void SetUp() override {
-    data_dir_ = fresh_dir("tranche-admin-api-test");
-    if (use_postgres()) {
-      pg_ = std::make_unique<PgTestDb>();
-      if (!pg_->ok()) FAIL() << "PostgreSQL unavailable: " << pg_->error();
-    }
+    ApiFixture::SetUp();
+    if (HasFatalFailure()) return;
     server_ = std::make_unique<ServerProcess>(args("a"));
   }
   void TearDown() override {
     other_.reset();
-    server_.reset();
-    std::filesystem::remove_all(data_dir_);
+    ApiFixture::TearDown();
   }
 
   // A long tick: nothing here may depend on the store sync of the engine loop.
+  // Each server (a, b) its own data directory, on the one database.
   std::vector<std::string> args(const std::string& name) const {
-    std::vector<std::string> a = {"--data-dir",    (data_dir_ / name).string(),
-                                  "--admin-token", kAdmin,
-                                  "--tick-ms",     "60000",
-                                  "--batch-ms",    "50",
-                                  "--threads",     "2"};
-    if (pg_) {
-      a.push_back("--store");
-      a.push_back(pg_->url());
-    }
-    return a;
+    return ApiFixture::args({}, "60000", data_dir_ / name);
   }
 
   HttpResult op(const std::string& method, const std::string& path,
@@ -74,11 +50,7 @@ class AdminApiTest : public ::testing::Test {
     return r.status == 201 ? std::string(r.json().at("token").as_string()) : "";
   }
 
-  std::filesystem::path data_dir_;
-  std::unique_ptr<PgTestDb> pg_;
-  std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<ServerProcess> other_;
-  HttpClient http_;
 };
 
 TEST_F(AdminApiTest, TokensAreListedByNameAndRoleNeverWithASecret) {

@@ -45,11 +45,15 @@ class ApiFixture : public ::testing::Test {
     std::filesystem::remove_all(data_dir_);
   }
 
-  // The server's flags: a fast engine and writer, this data directory (and
-  // database), the admin token, then `extra`.
-  std::vector<std::string> args(const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> a = {"--data-dir", data_dir_.string(), "--admin-token", kAdmin,
-                                  "--tick-ms",  "100",              "--batch-ms",    "50",
+  // The server's flags: an engine tick of `tick_ms` (fast by default), a fast
+  // writer, `data` (default: this test's data directory) and its database, the
+  // admin token, then `extra`.
+  std::vector<std::string> args(const std::vector<std::string>& extra = {}, const std::string& tick_ms = "100",
+                                const std::filesystem::path& data = {}) const {
+    std::vector<std::string> a = {"--data-dir", (data.empty() ? data_dir_ : data).string(),
+                                  "--admin-token", kAdmin,
+                                  "--tick-ms",  tick_ms,
+                                  "--batch-ms",    "50",
                                   "--threads",  "2"};
     if (pg_) {
       a.push_back("--store");
