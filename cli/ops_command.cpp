@@ -19,6 +19,7 @@
 #include "cli/api_client.h"
 #include "cli/cli_config.h"
 #include "cli/status_view.h"
+#include "config/plan_yaml.h"
 #include "config/usage.h"
 #include "core/rollout_machine.h"
 
@@ -248,6 +249,12 @@ int run_start(const OpsArgs& a) {
   if (!api) return usage("rollout start", api.error().message);
   auto plan = read_text(a.plan_file, "-f");
   if (!plan) return usage("rollout start", plan.error().message);
+  // Checked here first, as `tranche plan check` does, so an error names the
+  // file and its line ("rings.yaml:5: …"), not the request's plan_yaml field.
+  if (auto parsed = config::parse_plan(*plan, a.plan_file); !parsed) {
+    std::cerr << "tranche rollout start: " << parsed.error().message << "\n";
+    return 1;
+  }
   json::object body{{"channel", a.channel}, {"version", a.version}, {"plan_yaml", *plan}};
   if (!a.id.empty()) body["id"] = a.id;
   Call c = call(*api, "rollout start", "POST", "/v1/rollouts", json::serialize(body));

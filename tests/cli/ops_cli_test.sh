@@ -130,6 +130,13 @@ stages:
   - {name: canary, percent: 50%, bake: 1h}
   - {name: all, percent: 100%, bake: 0s}
 EOF
+# A bad plan is named by its file and line, as docs/plan.md says — not as the
+# request's plan_yaml field — and nothing is started.
+printf 'name: broken\nstages:\n  - {name: a, percent: 100%%\n' > "$tmp/broken.yaml"
+"$TRANCHE" rollout start --plan "$tmp/broken.yaml" --channel content --version 1.0 > "$tmp/out" 2> "$tmp/err"; rc=$?
+check "a bad plan file exits 1 (got $rc)" test $rc -eq 1
+check "... naming the file and line" grep -q "^tranche rollout start: $tmp/broken.yaml:4: " "$tmp/err"
+check "... not plan_yaml" bash -c "! grep -q plan_yaml '$tmp/err'"
 "$TRANCHE" rollout start -f "$tmp/plan.yaml" --channel content --version 1.0 --id r-cli > "$tmp/out" 2> "$tmp/err"; rc=$?
 check "rollout start exits 0 (got $rc)" test $rc -eq 0
 check "... names the rollout" grep -q "^started rollout r-cli$" "$tmp/out"
