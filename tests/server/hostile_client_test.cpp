@@ -646,6 +646,45 @@ TEST_F(HostileClientTest, ADeviceTokenIsNotAnOperatorToken) {
   }
 }
 
+TEST_F(HostileClientTest, AnOperatorTokenIsNotADeviceToken) {
+  start();
+  create_tenant();
+  for (const char* path : {"/v1/checkin", "/v1/events"}) {
+    auto r = op_raw("POST", path, R"({"versions": {}})");
+    EXPECT_EQ(r.status, 401) << path << ": " << r.body;
+  }
+}
+
+// A revoked token is refused at its next request, not at some later sync.
+TEST_F(HostileClientTest, ARevokedTokenIsRefusedAtOnce) {
+  start();
+  auto made = op_raw("POST", "/v1/tokens", R"({"name":"leaked","role":"operator"})");
+  ASSERT_EQ(made.status, 201) << made.body;
+  const std::string leaked(made.json().at("token").as_string());
+  ASSERT_EQ(op("GET", "/v1/fleet", nullptr, leaked).status, 200);
+  ASSERT_EQ(op("DELETE", "/v1/tokens/leaked").status, 200);
+  auto after = op("GET", "/v1/fleet", nullptr, leaked);
+  EXPECT_EQ(after.status, 401) << after.body;
+}
+
+// More than 100 events in one upload: refused whole (413), and none of them counts.
+TEST_F(HostileClientTest, AnUploadOfTooManyEventsIsRefusedWhole) {
+  start();
+  create_tenant();
+  const std::string token = enroll("dev-1");
+  json::array events;
+  for (int i = 1; i <= 101; ++i) {
+    events.push_back(json::object{{"seq", i}, {"kind", "download_failed"}, {"channel", "content"},
+                                  {"version", "1.0"}, {"message", "x"}});
+  }
+  auto r = http_.request("POST", server_->url("/v1/events"), json::serialize(json::object{{"events", events}}), token);
+  EXPECT_EQ(r.status, 413) << r.body;
+  EXPECT_EQ(r.error_code(), "too_large");
+  auto listed = op("GET", "/v1/devices/dev-1/events");
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  EXPECT_TRUE(listed.json().at("events").as_array().empty()) << listed.body;
+}
+
 TEST_F(HostileClientTest, AnOversizedOrGarbageBearerIsRefusedCleanly) {
   start();
   for (const std::string& token : {std::string(12 * 1024, 'x'), std::string("\x7f\x01\x02"), std::string(" ")}) {
