@@ -35,6 +35,16 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
+// Built with AddressSanitizer (the asan-ubsan preset): its allocator keeps freed
+// memory in quarantine, and UBSan's vptr check opens /proc/self/maps, which it
+// cannot do at a descriptor limit (it then reports a false "invalid vptr" and
+// aborts). The two checks that depend on those are left to the normal build.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 // --- raw sockets --------------------------------------------------------------------
 
 // A raw TCP connection to 127.0.0.1:`port`; -1 when it cannot be made.
@@ -424,7 +434,8 @@ TEST_F(HostileClientTest, RssStaysBoundedUnder1500SlowOneMebibyteBodies) {
   EXPECT_LE(peak_kb, 200 * 1024) << "RSS " << peak_kb / 1024 << " MB under load (idle " << idle_kb / 1024
                                  << " MB); clients sent " << sent_total / (1024 * 1024) << " MiB";
   for (const auto& c : clients) ::close(c.fd);
-  EXPECT_TRUE(eventually([&] { return status_kb(server_->pid(), "VmRSS") <= idle_kb + 40 * 1024; }, 5s))
+  EXPECT_TRUE(kSanitized ||
+              eventually([&] { return status_kb(server_->pid(), "VmRSS") <= idle_kb + 40 * 1024; }, 5s))
       << "RSS after: " << status_kb(server_->pid(), "VmRSS") / 1024 << " MB, idle " << idle_kb / 1024
       << " MB, peak " << peak_kb / 1024 << " MB";
   EXPECT_EQ(http_.request("GET", server_->url("/healthz")).status, 200);
@@ -434,6 +445,7 @@ TEST_F(HostileClientTest, RssStaysBoundedUnder1500SlowOneMebibyteBodies) {
 // retries accepting with a backoff, logs a line (at most one a second), and
 // serves again once descriptors are free.
 TEST_F(HostileClientTest, AtTheFileDescriptorLimitAcceptBacksOffLogsAndRecovers) {
+  if (kSanitized) GTEST_SKIP() << "UBSan's vptr check needs a descriptor of its own (see kSanitized)";
   start();
   ASSERT_EQ(std::system(("prlimit --pid " + std::to_string(server_->pid()) + " --nofile=48:48").c_str()), 0);
   std::vector<int> held;
