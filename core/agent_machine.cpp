@@ -39,6 +39,9 @@ Result<AgentStep> activated(const Input& in);
 Result<AgentStep> exit_while_activating(const Input& in);
 Result<AgentStep> trial_crashed(const Input& in);
 Result<AgentStep> trial_passed(const Input& in);
+Result<AgentStep> boot_when_committed(const Input& in);
+Result<AgentStep> stayed_up(const Input& in);
+Result<AgentStep> revoked(const Input& in);
 
 struct Transition {
   Phase phase;
@@ -53,12 +56,16 @@ constexpr std::array kTransitions = {
     Transition{Phase::kIdle, Event::kOffer, &offer_when_stable},
     Transition{Phase::kIdle, Event::kServiceExited, &restart_running_version},
     Transition{Phase::kIdle, Event::kBoot, &boot_when_stable},
+    Transition{Phase::kIdle, Event::kRevoked, &revoked},
     Transition{Phase::kCommitted, Event::kOffer, &offer_when_stable},
     Transition{Phase::kCommitted, Event::kServiceExited, &restart_running_version},
-    Transition{Phase::kCommitted, Event::kBoot, &boot_when_stable},
+    Transition{Phase::kCommitted, Event::kBoot, &boot_when_committed},
+    Transition{Phase::kCommitted, Event::kStayedUp, &stayed_up},
+    Transition{Phase::kCommitted, Event::kRevoked, &revoked},
     Transition{Phase::kRolledBack, Event::kOffer, &offer_when_stable},
     Transition{Phase::kRolledBack, Event::kServiceExited, &restart_running_version},
     Transition{Phase::kRolledBack, Event::kBoot, &boot_when_stable},
+    Transition{Phase::kRolledBack, Event::kRevoked, &revoked},
 
     // Installing: the old version keeps running and protecting the machine.
     Transition{Phase::kDownloading, Event::kOffer, &offer_while_installing},
@@ -66,26 +73,31 @@ constexpr std::array kTransitions = {
     Transition{Phase::kDownloading, Event::kDownloadFailed, &install_failed},
     Transition{Phase::kDownloading, Event::kServiceExited, &restart_running_version},
     Transition{Phase::kDownloading, Event::kBoot, &boot_resume_install},
+    Transition{Phase::kDownloading, Event::kRevoked, &revoked},
     Transition{Phase::kVerifying, Event::kOffer, &offer_while_installing},
     Transition{Phase::kVerifying, Event::kVerified, &verified},
     Transition{Phase::kVerifying, Event::kVerifyFailed, &install_failed},
     Transition{Phase::kVerifying, Event::kServiceExited, &restart_running_version},
     Transition{Phase::kVerifying, Event::kBoot, &boot_resume_install},
+    Transition{Phase::kVerifying, Event::kRevoked, &revoked},
     Transition{Phase::kStaged, Event::kOffer, &offer_while_installing},
     Transition{Phase::kStaged, Event::kSlotWritten, &slot_written},
     Transition{Phase::kStaged, Event::kServiceExited, &restart_running_version},
     Transition{Phase::kStaged, Event::kBoot, &boot_resume_install},
+    Transition{Phase::kStaged, Event::kRevoked, &revoked},
 
     // On trial: the candidate runs on a durable start budget.
     Transition{Phase::kActivating, Event::kOffer, &offer_during_trial},
     Transition{Phase::kActivating, Event::kActivated, &activated},
     Transition{Phase::kActivating, Event::kServiceExited, &exit_while_activating},
     Transition{Phase::kActivating, Event::kBoot, &boot_during_trial},
+    Transition{Phase::kActivating, Event::kRevoked, &revoked},
     Transition{Phase::kTrial, Event::kOffer, &offer_during_trial},
     Transition{Phase::kTrial, Event::kServiceExited, &trial_crashed},
     Transition{Phase::kTrial, Event::kHealthFailed, &trial_crashed},
     Transition{Phase::kTrial, Event::kTrialPassed, &trial_passed},
     Transition{Phase::kTrial, Event::kBoot, &boot_during_trial},
+    Transition{Phase::kTrial, Event::kRevoked, &revoked},
 };
 
 constexpr std::size_t index_of(Phase p) {
@@ -183,6 +195,13 @@ void clear_candidate(AgentRecord& r) {
   r.trial_started_at = 0;
 }
 
+// Gives up the version in the other slot (and the unclean-boot count on good).
+void forget_previous(AgentRecord& r) {
+  r.previous.reset();
+  r.previous_in_slot = false;
+  r.unclean_boots = 0;
+}
+
 // Appends `v` to the bad list unless it is there; forgets the oldest entries
 // beyond `max`.
 void mark_bad(AgentRecord& r, const Version& v, std::size_t max) {
@@ -206,6 +225,25 @@ AgentStep fall_back(const Input& in, const std::string& why) {
                        why + "; " + failed.to_string() + " is marked bad";
   return step(r,
               {action(Act::kPersist), action(Act::kRevert, r.good),
+               report(Report::kRolledBack, failed, why), action(Act::kStartService, r.good)},
+              std::move(reason));
+}
+
+// The way back from a committed version: the other slot still holds what ran
+// before it. The record is durable first, as in fall_back; then the service
+// stops (it may be running the version given up) before the slot moves back.
+AgentStep fall_back_from_committed(const Input& in, const std::string& why) {
+  AgentRecord r = in.record;
+  const Version failed = *r.good;
+  mark_bad(r, failed, in.config.max_bad_versions);
+  r.good = r.previous;
+  forget_previous(r);
+  r.phase = Phase::kRolledBack;
+  std::string reason = "fell back from committed " + failed.to_string() + " to " +
+                       name_of(r.good) + " (the other slot): " + why + "; " +
+                       failed.to_string() + " is marked bad";
+  return step(r,
+              {action(Act::kPersist), action(Act::kStopService), action(Act::kRevert, r.good),
                report(Report::kRolledBack, failed, why), action(Act::kStartService, r.good)},
               std::move(reason));
 }
@@ -240,6 +278,7 @@ AgentStep reject(const Input& in, const Version& offered) {
 AgentStep start_install(const Input& in, const Version& offered, std::string why) {
   AgentRecord r = in.record;
   clear_candidate(r);
+  forget_previous(r);  // the other slot is about to be written
   r.candidate = offered;
   r.phase = Phase::kDownloading;
   return step(r, {action(Act::kPersist), action(Act::kDownload, offered)},
@@ -427,12 +466,87 @@ Result<AgentStep> trial_crashed(const Input& in) {
 Result<AgentStep> trial_passed(const Input& in) {
   AgentRecord r = in.record;
   const Version candidate = *r.candidate;
+  r.previous = r.good;  // the other slot keeps what ran before: the way back
+  r.previous_in_slot = true;
+  r.unclean_boots = 0;
   r.good = candidate;
   clear_candidate(r);
   r.phase = Phase::kCommitted;
   return step(std::move(r),
               {action(Act::kPersist), report(Report::kCommitted, candidate, "trial passed")},
               "trial of " + candidate.to_string() + " passed: committed");
+}
+
+// Committed: a clean boot proves nothing wrong; an unclean one counts against
+// the committed version until the service has stayed up for a trial window
+// (kStayedUp). The k-th in a row gives the version up for the other slot, before
+// it runs again: the OS may stop booting on its own after a few failed boots.
+Result<AgentStep> boot_when_committed(const Input& in) {
+  AgentRecord r = in.record;
+  const std::uint32_t k = in.config.max_unclean_boots;
+  const std::string running = name_of(r.good);
+  std::vector<AgentAction> actions{action(Act::kRevert, r.good), action(Act::kStartService, r.good)};
+  const bool can_fall_back = in.config.fallback && k > 0 && r.previous_in_slot;
+  if (in.event.clean || !can_fall_back) {
+    std::string reason = "agent started: starting " + running;
+    if (!in.event.clean) {
+      reason = "agent started after an unclean boot (" +
+               std::string(r.previous_in_slot ? "no fallback from a committed version configured"
+                                              : "nothing to fall back to in the other slot") +
+               "): starting " + running;
+    }
+    if (r.unclean_boots != 0) {  // a clean boot forgives
+      r.unclean_boots = 0;
+      actions.insert(actions.begin(), action(Act::kPersist));
+    }
+    return step(std::move(r), std::move(actions), std::move(reason));
+  }
+  const std::uint32_t n = r.unclean_boots + 1;
+  const std::string count = std::to_string(n) + " unclean boot" + (n == 1 ? "" : "s") +
+                            " in a row on " + running;
+  if (n >= k) return fall_back_from_committed(in, count);
+  r.unclean_boots = n;
+  actions.insert(actions.begin(), action(Act::kPersist));  // durable before it may crash again
+  return step(std::move(r), std::move(actions),
+              "agent started after " + count + " (falls back at " + std::to_string(k) +
+                  " unless it stays up for the trial window): starting " + running);
+}
+
+Result<AgentStep> stayed_up(const Input& in) {
+  if (in.record.unclean_boots == 0) return step(in.record, {}, "up since the last boot");
+  AgentRecord r = in.record;
+  r.unclean_boots = 0;
+  return step(std::move(r), {action(Act::kPersist)},
+              name_of(in.record.good) +
+                  " stayed up for the trial window: its unclean boots are forgiven");
+}
+
+// The server marks a version bad (its rollout is sent back). It is never
+// installed again here; if it runs or is on trial, the device leaves it now,
+// without waiting for a download: the other slot, or the fallback of a trial.
+Result<AgentStep> revoked(const Input& in) {
+  const Version& bad = *in.event.version;
+  const AgentRecord& rec = in.record;
+  const std::string why = "the server marks " + bad.to_string() + " bad";
+  if (rec.candidate == bad) {
+    if (rec.phase == Phase::kActivating || rec.phase == Phase::kTrial) return fall_back(in, why);
+    AgentRecord r = rec;  // installing it: abandon the install
+    mark_bad(r, bad, in.config.max_bad_versions);
+    clear_candidate(r);
+    r.phase = stable_phase(r);
+    return step(std::move(r), {action(Act::kPersist)},
+                why + ": abandoned its install, staying on " + name_of(rec.good));
+  }
+  if (rec.phase == Phase::kCommitted && rec.good == bad && in.config.fallback &&
+      rec.previous_in_slot) {
+    return fall_back_from_committed(in, why);
+  }
+  if (rec.is_bad(bad)) return step(rec, {}, why + ": already marked bad here");
+  AgentRecord r = rec;
+  mark_bad(r, bad, in.config.max_bad_versions);
+  std::string reason = why + ": marked bad here";
+  if (rec.good == bad) reason += "; nothing in the other slot to go back to, the server's offer decides";
+  return step(std::move(r), {action(Act::kPersist)}, std::move(reason));
 }
 
 Status check_config(const AgentConfig& c) {
@@ -456,6 +570,11 @@ Status check_record(const AgentRecord& r) {
                       "agent record: phase '" + std::string(to_string(r.phase)) +
                           (r.candidate ? "' has a candidate (" + r.candidate->to_string() + ")"
                                        : "' has no candidate"));
+  }
+  if ((r.previous_in_slot || r.unclean_boots != 0) && r.phase != Phase::kCommitted) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "agent record: phase '" + std::string(to_string(r.phase)) +
+                          "' has a previous slot or unclean boots (only committed has)");
   }
   return Ok{};
 }
@@ -483,8 +602,9 @@ Result<AgentStep> agent_step(const AgentConfig& config, const AgentRecord& recor
   }
   if (Status s = check_config(config); !s) return s.error();
   if (Status s = check_record(record); !s) return s.error();
-  if (event.kind == Event::kOffer && !event.version) {
-    return make_error(ErrorCode::kInvalidArgument, "agent: offer without a version");
+  if ((event.kind == Event::kOffer || event.kind == Event::kRevoked) && !event.version) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "agent: " + std::string(to_string(event.kind)) + " without a version");
   }
 
   Result<AgentStep> result = handler(Input{config, record, event, now});
@@ -494,6 +614,9 @@ Result<AgentStep> agent_step(const AgentConfig& config, const AgentRecord& recor
     // check_config bounds trial_window below only: a window of "forever" from a
     // config file must mean never, not a wrapped time in the past.
     s.recheck_at = saturating_add(s.record.trial_started_at, config.trial_window);
+  } else if (s.record.phase == Phase::kCommitted && s.record.unclean_boots > 0 &&
+             event.kind == Event::kBoot) {
+    s.recheck_at = saturating_add(now, config.trial_window);
   }
   TRANCHE_ASSERT(check_record(s.record).ok(), "agent step produced an inconsistent record");
   TRANCHE_ASSERT(s.record.bad.size() <= std::max(record.bad.size(), config.max_bad_versions),
@@ -551,6 +674,10 @@ std::string_view to_string(AgentEvent::Kind kind) {
       return "health_failed";
     case Event::kBoot:
       return "boot";
+    case Event::kRevoked:
+      return "revoked";
+    case Event::kStayedUp:
+      return "stayed_up";
   }
   return "unknown";
 }

@@ -8,6 +8,9 @@
 //   Trial --service_exited, budget left--> Trial (restart)
 //   Trial --service_exited, budget spent--> RolledBack (last-known-good, V marked bad)
 //   Activating/Trial --boot(unclean)--> RolledBack at once, before V runs again
+//   Committed --boot(unclean), the k-th in a row--> RolledBack to the version
+//     still in the other slot (V marked bad): a late crash needs no person
+//   any phase --revoked(V)--> V marked bad; running or on trial: fall back now
 //   Downloading/Verifying --*_failed--> Committed (or Idle when nothing was installed)
 //   Staged --slot_written, config.fallback = false--> Committed at once (the 2024 model)
 //
@@ -65,6 +68,11 @@ struct AgentConfig {
   // content is committed at once and a crash loop repeats forever.
   bool fallback = true;
   std::size_t max_bad_versions = 64;  // oldest forgotten first
+  // k: a committed version that the machine died on k boots in a row (no stay of
+  // trial_window up in between) is given up for the version still in the other
+  // slot. Set it below the number of failed boots after which the OS stops
+  // booting on its own. 0: never by itself (the server's revoke still works).
+  std::uint32_t max_unclean_boots = 2;
 };
 
 // What the agent persists (the shell stores it durably). `candidate` is set exactly
@@ -77,6 +85,14 @@ struct AgentRecord {
   std::uint32_t starts_left = 0;     // budget left in the current trial
   TimeMs trial_started_at = 0;
   std::vector<Version> bad;  // failed on this device, oldest first; no duplicates
+  // What the other slot holds and ran before `good` (nullopt: the shipped
+  // version), when `previous_in_slot`. Set when a trial passes; given up as soon
+  // as another install starts. Only ever set in Committed.
+  std::optional<Version> previous;
+  bool previous_in_slot = false;
+  // Unclean boots in a row on `good` since the service last stayed up for a
+  // trial window. Only ever non-zero in Committed.
+  std::uint32_t unclean_boots = 0;
 
   bool is_bad(const Version& v) const;
   // The version that runs now (candidate during Activating/Trial, else good).
@@ -100,6 +116,9 @@ struct AgentEvent {
                      // that ran to the end stopped between steps (its last action list
                      // ran to the end). A machine crash or a stop in the middle of a list
                      // is unclean, and stays so until a boot step has run to the end.
+    kRevoked,   // the server marks `version` bad (its rollout is sent back)
+    kStayedUp,  // Committed after an unclean boot: the service has been up for the
+                // trial window since (the shell sends it at AgentStep::recheck_at)
   };
   Kind kind = Kind::kBoot;
   std::optional<Version> version;
@@ -107,7 +126,7 @@ struct AgentEvent {
   bool permanent = false;
   bool clean = true;
 };
-inline constexpr std::size_t kAgentEventKindCount = 11;
+inline constexpr std::size_t kAgentEventKindCount = 13;
 
 struct AgentAction {
   enum class Kind : std::uint8_t {
@@ -147,7 +166,8 @@ struct AgentStep {
   std::string reason;
   // Set whenever the new phase is Trial: when the trial window ends (the largest
   // TimeMs if that is later). The shell sends kTrialPassed at or after it if the
-  // service is up and healthy.
+  // service is up and healthy. Also set in Committed after an unclean boot: the
+  // shell sends kStayedUp at or after it if the service has been up since.
   std::optional<TimeMs> recheck_at;
 };
 

@@ -93,6 +93,11 @@ AgentEvent boot(bool clean) {
   e.clean = clean;
   return e;
 }
+AgentEvent revoked(const Version& v) {
+  AgentEvent e = event(Kind::kRevoked);
+  e.version = v;
+  return e;
+}
 AgentEvent verify_failed(bool permanent) {
   AgentEvent e = event(Kind::kVerifyFailed);
   e.detail = permanent ? "contract: field 21 not supplied" : "hash mismatch";
@@ -143,7 +148,9 @@ void expect_action_list_contract(const AgentConfig& config, const AgentRecord& b
   // is written first, before any other action.
   const bool durable_change = s.record.good != before.good || s.record.bad != before.bad ||
                               s.record.candidate != before.candidate ||
-                              s.record.starts_left != before.starts_left;
+                              s.record.starts_left != before.starts_left ||
+                              s.record.previous_in_slot != before.previous_in_slot ||
+                              s.record.unclean_boots != before.unclean_boots;
   if (durable_change) {
     ASSERT_FALSE(s.actions.empty());
     EXPECT_EQ(s.actions.front().kind, Act::kPersist);
@@ -276,6 +283,8 @@ std::vector<AgentEvent> variants_of(Kind k) {
       return {verify_failed(false), verify_failed(true)};
     case Kind::kBoot:
       return {boot(true), boot(false)};
+    case Kind::kRevoked:
+      return {revoked(v1()), revoked(v2()), revoked(v3())};
     default:
       return {event(k)};
   }
@@ -296,16 +305,16 @@ TEST(AgentTable, NamesAreDistinctAndKnown) {
 
 // The spec's matrix: which events each phase takes. Columns in Kind order:
 // offer downloaded download_failed verified verify_failed slot_written activated
-// service_exited trial_passed health_failed boot.
+// service_exited trial_passed health_failed boot revoked stayed_up.
 constexpr std::array<std::string_view, kAgentPhaseCount> kAccepted = {
-    "X......X..X",  // idle
-    "XXX....X..X",  // downloading
-    "X..XX..X..X",  // verifying
-    "X....X.X..X",  // staged
-    "X.....XX..X",  // activating
-    "X......XXXX",  // trial
-    "X......X..X",  // committed
-    "X......X..X",  // rolled_back
+    "X......X..XX.",  // idle
+    "XXX....X..XX.",  // downloading
+    "X..XX..X..XX.",  // verifying
+    "X....X.X..XX.",  // staged
+    "X.....XX..XX.",  // activating
+    "X......XXXXX.",  // trial
+    "X......X..XXX",  // committed
+    "X......X..XX.",  // rolled_back
 };
 
 TEST(AgentTable, EveryPairIsHandledOrAnExplicitInvalidTransition) {
@@ -849,6 +858,180 @@ TEST(AgentBadVersions, TheListIsBoundedOldestFirstWithoutDuplicates) {
 
 // ---- the 2024 model: no fallback -----------------------------------------------
 
+// ---- a committed version that breaks late (issue 16) ------------------------------
+
+// Committed on `v` after a trial that passed, from a device committed on `from`
+// (nullopt: the shipped version): the other slot holds `from`.
+AgentRecord committed_after_trial(const AgentConfig& config, const std::optional<Version>& from,
+                                  const Version& v) {
+  AgentRecord start;
+  if (from) start = committed_on(*from);
+  AgentRecord r = walk_to(config, start, v, AgentPhase::kTrial);
+  r = apply(config, r, event(Kind::kTrialPassed), kT0 + config.trial_window).record;
+  EXPECT_EQ(r.phase, AgentPhase::kCommitted);
+  EXPECT_TRUE(r.previous_in_slot);
+  EXPECT_EQ(r.previous, from);
+  return r;
+}
+
+TEST(AgentCommitted, TheKthUncleanBootInARowFallsBackToTheOtherSlot) {
+  AgentConfig config;
+  config.max_unclean_boots = 3;
+  AgentRecord r = committed_after_trial(config, v1(), v2());
+  for (std::uint32_t n = 1; n < 3; ++n) {
+    const AgentStep s = apply(config, r, boot(false), kT0 + kHour);
+    SCOPED_TRACE(describe(s));
+    EXPECT_EQ(s.record.phase, AgentPhase::kCommitted);
+    EXPECT_EQ(s.record.unclean_boots, n);
+    // The count is durable before the version that may crash the machine runs.
+    EXPECT_EQ(kinds(s), (std::vector<Act>{Act::kPersist, Act::kRevert, Act::kStartService}));
+    EXPECT_EQ(s.actions[2].version, v2());
+    ASSERT_TRUE(s.recheck_at.has_value());
+    EXPECT_EQ(*s.recheck_at, kT0 + kHour + config.trial_window);
+    r = s.record;
+  }
+  const AgentStep s = apply(config, r, boot(false), kT0 + kHour);
+  SCOPED_TRACE(describe(s));
+  EXPECT_EQ(s.record.phase, AgentPhase::kRolledBack);
+  EXPECT_EQ(s.record.good, v1());
+  EXPECT_TRUE(s.record.is_bad(v2()));
+  EXPECT_FALSE(s.record.previous_in_slot);
+  EXPECT_EQ(s.record.unclean_boots, 0U);
+  EXPECT_EQ(kinds(s), (std::vector<Act>{Act::kPersist, Act::kStopService, Act::kRevert,
+                                         Act::kReport, Act::kStartService}));
+  EXPECT_EQ(s.actions[2].version, v1());
+  EXPECT_EQ(s.actions[3].report, Rep::kRolledBack);
+  EXPECT_EQ(s.actions[3].version, v2());
+  EXPECT_NE(s.actions[3].detail.find("3 unclean boots in a row"), std::string::npos)
+      << s.actions[3].detail;
+  EXPECT_EQ(s.actions[4].version, v1());
+  // And it is never installed again.
+  EXPECT_EQ(count_reports(apply(config, s.record, offer(v2())), Rep::kRejected), 1U);
+}
+
+TEST(AgentCommitted, StayingUpOrACleanBootForgivesTheUncleanBoots) {
+  AgentConfig config;  // k = 2
+  ASSERT_EQ(config.max_unclean_boots, 2U);
+  AgentRecord r = committed_after_trial(config, v1(), v2());
+  r = apply(config, r, boot(false)).record;
+  ASSERT_EQ(r.unclean_boots, 1U);
+  const AgentStep up = apply(config, r, event(Kind::kStayedUp));
+  EXPECT_EQ(up.record.unclean_boots, 0U);
+  EXPECT_EQ(kinds(up), (std::vector<Act>{Act::kPersist}));
+  EXPECT_TRUE(up.record.previous_in_slot);
+  // Nothing to forgive: nothing to write.
+  EXPECT_TRUE(apply(config, up.record, event(Kind::kStayedUp)).actions.empty());
+  // Two power cuts a day apart are not a boot loop.
+  r = apply(config, up.record, boot(false)).record;
+  EXPECT_EQ(r.unclean_boots, 1U);
+  const AgentStep clean = apply(config, r, boot(true));
+  EXPECT_EQ(clean.record.unclean_boots, 0U);
+  EXPECT_EQ(clean.actions.front().kind, Act::kPersist);
+  EXPECT_EQ(apply(config, clean.record, boot(false)).record.phase, AgentPhase::kCommitted);
+  // A clean boot with nothing to forgive writes nothing.
+  EXPECT_EQ(kinds(apply(config, clean.record, boot(true))),
+            (std::vector<Act>{Act::kRevert, Act::kStartService}));
+}
+
+TEST(AgentCommitted, AFirstInstallFallsBackToTheShippedVersion) {
+  AgentConfig config;
+  config.max_unclean_boots = 1;
+  const AgentRecord r = committed_after_trial(config, std::nullopt, v1());
+  const AgentStep s = apply(config, r, boot(false));
+  EXPECT_EQ(s.record.phase, AgentPhase::kRolledBack);
+  EXPECT_FALSE(s.record.good.has_value());
+  EXPECT_EQ(s.actions.back().kind, Act::kStartService);
+  EXPECT_FALSE(s.actions.back().version.has_value());
+}
+
+TEST(AgentCommitted, WithoutTheOtherSlotOrWithKZeroItOnlyCounts) {
+  AgentConfig config;
+  config.max_unclean_boots = 1;
+  // Committed long ago (or the other slot was written since): nothing to go to.
+  AgentRecord r = committed_on(v1());
+  for (int i = 0; i < 5; ++i) {
+    const AgentStep s = apply(config, r, boot(false));
+    EXPECT_EQ(s.record.phase, AgentPhase::kCommitted);
+    EXPECT_NE(s.reason.find("nothing to fall back to"), std::string::npos) << s.reason;
+    r = s.record;
+  }
+  // A new install gives the other slot up as soon as it starts.
+  AgentRecord installing = committed_after_trial(config, v1(), v2());
+  installing = apply(config, installing, offer(v3())).record;
+  EXPECT_FALSE(installing.previous_in_slot);
+  installing = apply(config, installing, event(Kind::kDownloadFailed)).record;
+  EXPECT_EQ(installing.phase, AgentPhase::kCommitted);
+  EXPECT_EQ(apply(config, installing, boot(false)).record.phase, AgentPhase::kCommitted);
+
+  AgentConfig never = config;
+  never.max_unclean_boots = 0;
+  AgentRecord k0 = committed_after_trial(never, v1(), v2());
+  for (int i = 0; i < 5; ++i) k0 = apply(never, k0, boot(false)).record;
+  EXPECT_EQ(k0.phase, AgentPhase::kCommitted);
+  EXPECT_EQ(k0.good, v2());
+}
+
+TEST(AgentRevoked, TheRunningVersionIsLeftAtOnceForTheOtherSlot) {
+  const AgentConfig config;
+  const AgentRecord r = committed_after_trial(config, v1(), v2());
+  const AgentStep s = apply(config, r, revoked(v2()));
+  EXPECT_EQ(s.record.phase, AgentPhase::kRolledBack);
+  EXPECT_EQ(s.record.good, v1());
+  EXPECT_TRUE(s.record.is_bad(v2()));
+  EXPECT_EQ(kinds(s), (std::vector<Act>{Act::kPersist, Act::kStopService, Act::kRevert,
+                                         Act::kReport, Act::kStartService}));
+  EXPECT_NE(s.actions[3].detail.find("the server marks 7.11.2 bad"), std::string::npos);
+  // Every later check-in says it again: nothing more happens.
+  const AgentStep again = apply(config, s.record, revoked(v2()));
+  EXPECT_TRUE(again.actions.empty());
+  EXPECT_EQ(again.record, s.record);
+  // The server's rollback offer is what already runs.
+  EXPECT_TRUE(apply(config, s.record, offer(v1())).actions.empty());
+}
+
+TEST(AgentRevoked, ATrialFallsBackAnInstallIsAbandonedAnythingElseIsMarked) {
+  const AgentConfig config;
+  const AgentRecord trial = walk_to(config, committed_on(v1()), v2(), AgentPhase::kTrial);
+  const AgentStep t = apply(config, trial, revoked(v2()));
+  EXPECT_EQ(t.record.phase, AgentPhase::kRolledBack);
+  EXPECT_EQ(count_reports(t, Rep::kRolledBack), 1U);
+  EXPECT_EQ(t.actions.back().version, v1());
+
+  const AgentRecord downloading = walk_to(config, committed_on(v1()), v2(), AgentPhase::kDownloading);
+  const AgentStep d = apply(config, downloading, revoked(v2()));
+  EXPECT_EQ(d.record.phase, AgentPhase::kCommitted);
+  EXPECT_FALSE(d.record.candidate.has_value());
+  EXPECT_TRUE(d.record.is_bad(v2()));
+  EXPECT_EQ(kinds(d), (std::vector<Act>{Act::kPersist}));
+
+  // Not running it: it is only never installed.
+  const AgentStep other = apply(config, committed_on(v1()), revoked(v3()));
+  EXPECT_EQ(other.record.good, v1());
+  EXPECT_TRUE(other.record.is_bad(v3()));
+  EXPECT_EQ(count_reports(apply(config, other.record, offer(v3())), Rep::kRejected), 1U);
+
+  // Running it with nothing in the other slot: marked, the server's offer decides.
+  const AgentStep stuck = apply(config, committed_on(v2()), revoked(v2()));
+  EXPECT_EQ(stuck.record.phase, AgentPhase::kCommitted);
+  EXPECT_TRUE(stuck.record.is_bad(v2()));
+  EXPECT_EQ(apply(config, stuck.record, offer(v1())).record.phase, AgentPhase::kDownloading);
+
+  AgentEvent no_version = event(Kind::kRevoked);
+  EXPECT_EQ(agent_step(config, committed_on(v1()), no_version, kT0).error().code,
+            ErrorCode::kInvalidArgument);
+}
+
+TEST(AgentRevoked, ARecordWithAnOtherSlotOutsideCommittedIsRefused) {
+  const AgentConfig config;
+  AgentRecord r = committed_on(v1());
+  r.phase = AgentPhase::kRolledBack;
+  r.previous_in_slot = true;
+  EXPECT_EQ(agent_step(config, r, boot(true), kT0).error().code, ErrorCode::kInvalidArgument);
+  r.previous_in_slot = false;
+  r.unclean_boots = 1;
+  EXPECT_EQ(agent_step(config, r, boot(true), kT0).error().code, ErrorCode::kInvalidArgument);
+}
+
 TEST(AgentNoFallback, CommitsAtOnceAndRestartsForever) {
   AgentConfig config;
   config.fallback = false;
@@ -885,6 +1068,9 @@ TEST(AgentNoFallback, CommitsAtOnceAndRestartsForever) {
 struct Device {
   AgentConfig config;
   std::set<Version> broken;  // the service crashes on these
+  // These pass their trial, then take the machine down at every start once
+  // committed (content that breaks hours later, at every boot from then on).
+  std::set<Version> late_broken;
   // When a broken service crashes, how likely it takes the whole machine down.
   double machine_crash_on_exit = 0.0;
 
@@ -918,6 +1104,10 @@ struct Device {
   std::set<Version> fell_back_unclean;      // candidates whose trial an unclean boot ended
   bool restart_during_trial = false;
   std::uint64_t events = 0;
+  std::uint32_t late_starts = 0;  // starts of a late-broken version that crashed the machine
+  std::uint32_t unclean_in_a_row = 0;  // unclean boots on the committed version, as seen here
+  bool uncleanly_given_up = false;     // ... and a committed version given up at the k-th
+  bool forgive_on_persist = false;
 
   Device(AgentConfig c, const Version& installed) : config(c) {
     disk = committed_on(installed);
@@ -951,11 +1141,25 @@ struct Device {
       if (!e.clean) fell_back_unclean.insert(*memory.candidate);
     }
     const AgentRecord before = memory;
+    // A clean boot or a stay forgives once its list has persisted that: a
+    // machine that dies during the boot step has not booted cleanly.
+    forgive_on_persist = (e.kind == Kind::kBoot && e.clean) || e.kind == Kind::kStayedUp;
+    if (e.kind == Kind::kBoot && !e.clean && memory.phase == AgentPhase::kCommitted) {
+      ++unclean_in_a_row;
+    }
     Result<AgentStep> r = agent_step(config, memory, e, now);
     ASSERT_TRUE(r.ok()) << to_string(e.kind) << " in " << to_string(memory.phase) << ": "
                         << r.error().to_string();
     const AgentStep s = std::move(r).value();
     expect_action_list_contract(config, before, s);
+    if (before.phase == AgentPhase::kCommitted && s.record.phase == AgentPhase::kRolledBack &&
+        e.kind == Kind::kBoot) {
+      // Only at the k-th unclean boot in a row, with the count forgiven by a
+      // clean boot or a stay of a trial window.
+      EXPECT_FALSE(e.clean);
+      EXPECT_GE(unclean_in_a_row, config.max_unclean_boots);
+      uncleanly_given_up = true;
+    }
     memory = s.record;
     recheck_at = s.recheck_at;
     crashed = false;
@@ -983,6 +1187,7 @@ struct Device {
     switch (a.kind) {
       case Act::kPersist:
         disk = memory;
+        if (forgive_on_persist) unclean_in_a_row = 0;
         break;
       case Act::kDownload:
         EXPECT_EQ(a.version, memory.candidate);
@@ -1023,6 +1228,12 @@ struct Device {
           EXPECT_LE(disk.starts_left + trial_starts, config.start_budget);
         }
         service = active;
+        if (late_broken.count(*active) > 0 && disk.phase == AgentPhase::kCommitted &&
+            disk.good == active) {
+          ++late_starts;
+          machine_down(/*clean=*/false);
+          break;
+        }
         if (broken.count(*active) > 0) {
           const bool takes_machine =
               machine_crash_on_exit >= 1.0 ||
@@ -1067,6 +1278,11 @@ struct Device {
       } else if (memory.phase == AgentPhase::kTrial && service) {
         now = std::max(now, *recheck_at);
         feed(event(Kind::kTrialPassed));
+      } else if (memory.phase == AgentPhase::kCommitted && memory.unclean_boots > 0 && service &&
+                 recheck_at) {
+        now = std::max(now, *recheck_at);
+        feed(event(Kind::kStayedUp));
+        recheck_at.reset();
       } else {
         return true;
       }
@@ -1136,9 +1352,11 @@ RunSize run_install(const Scenario& sc) {
     EXPECT_EQ(d.active, v1());
     EXPECT_LE(d.starts[target], sc.budget) << "the broken version ran past its budget";
   } else if (d.memory.is_bad(target)) {
-    // Only a restart during its trial can condemn a good version: an unclean
-    // one at once, a clean one by spending the last start of the budget.
-    EXPECT_TRUE(d.restart_during_trial);
+    // Only a restart during its trial can condemn a good version (an unclean
+    // one at once, a clean one by spending the last start of the budget), or
+    // k unclean boots in a row once it is committed.
+    EXPECT_TRUE(d.restart_during_trial || d.uncleanly_given_up)
+        << "a good version given up without a restart in its trial or k unclean boots";
     EXPECT_EQ(d.active, v1());
   } else {
     EXPECT_EQ(d.active, target);
@@ -1242,6 +1460,36 @@ TEST(AgentDriver, RandomFaultsEndOnAWorkingVersion) {
     EXPECT_GT(endings[ending], 20) << ending;
   }
   EXPECT_EQ(endings["broken committed"], 0);
+}
+
+TEST(AgentDriver, AVersionThatBreaksAfterItsTrialIsLeftAfterKUncleanBoots) {
+  for (const std::uint32_t k : {1U, 2U, 3U}) {
+    SCOPED_TRACE("k = " + std::to_string(k));
+    AgentConfig config;
+    config.max_unclean_boots = k;
+    Device d(config, v1());
+    const Version late = ver("291.2024071904");
+    d.late_broken.insert(late);
+    d.queue.push_back(boot(true));
+    d.queue.push_back(offer(late));
+    ASSERT_TRUE(d.settle());
+    ASSERT_EQ(d.memory.phase, AgentPhase::kCommitted);  // its trial passed
+    ASSERT_EQ(d.active, late);
+    // Hours later it takes the machine down, and again at every boot.
+    d.machine_down(/*clean=*/false);
+    ASSERT_TRUE(d.settle()) << "a boot loop";
+    EXPECT_EQ(d.active, v1());
+    EXPECT_EQ(d.service, v1());
+    EXPECT_EQ(d.memory.phase, AgentPhase::kRolledBack);
+    EXPECT_TRUE(d.memory.is_bad(late));
+    EXPECT_EQ(d.disk, d.memory);
+    // The late crash was unclean boot 1: k - 1 more boots ran it.
+    EXPECT_EQ(d.late_starts + 1, k);
+    // Offered again, it is refused.
+    d.queue.push_back(offer(late));
+    ASSERT_TRUE(d.settle());
+    EXPECT_EQ(d.active, v1());
+  }
 }
 
 TEST(AgentDriver, WithoutFallbackABrokenVersionLoopsForever) {
