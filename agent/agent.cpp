@@ -233,9 +233,15 @@ void Agent::apply(const AgentEvent& first) {
     StoredRecord next = stored_;
     next.record = step->record;
     if (!next.record.candidate) next.candidate_targets.clear();
-    if (step->recheck_at) trial_deadline_ = *step->recheck_at;
-    if (next.record.phase != AgentPhase::kTrial && next.record.phase != AgentPhase::kActivating) {
+    if (next.record.phase == AgentPhase::kTrial || next.record.phase == AgentPhase::kActivating) {
+      if (step->recheck_at) trial_deadline_ = *step->recheck_at;
+    } else {
       trial_deadline_.reset();
+    }
+    if (next.record.phase == AgentPhase::kCommitted && next.record.unclean_boots > 0) {
+      if (step->recheck_at) stayed_up_at_ = *step->recheck_at;
+    } else {
+      stayed_up_at_.reset();
     }
     const bool has_effects = !step->actions.empty();
     if (has_effects) {
@@ -838,6 +844,14 @@ std::optional<Agent::CheckinAnswer> Agent::checkin(std::int64_t* ask_again_ms) {
       }
       a.desired = *ver;
     }
+    if (const auto* rv = c.if_contains("revoked"); rv && rv->is_string()) {
+      auto ver = Version::parse(rv->as_string());
+      if (!ver) {
+        log("check-in: bad revoked version: " + ver.error().to_string());
+        return std::nullopt;
+      }
+      a.revoked = *ver;
+    }
     if (const auto* ts = c.if_contains("targets"); ts && ts->is_array()) {
       for (const auto& t : ts->as_array()) {
         const auto& to = t.as_object();
@@ -903,6 +917,15 @@ void Agent::checkin_loop() {
 // ---- the main loop -------------------------------------------------------------------
 
 void Agent::handle_answer(const CheckinAnswer& a) {
+  if (a.revoked) {
+    // Said at every check-in while the rollout is sent back: acted on once.
+    const auto& rec = stored_.record;
+    const bool news = !rec.is_bad(*a.revoked) || rec.running() == a.revoked || rec.candidate == a.revoked;
+    if (news) {
+      log("server: " + a.revoked->to_string() + " is revoked (" + a.reason + ")");
+      apply(make_event(Ev::kRevoked, a.revoked));
+    }
+  }
   const bool offers = a.desired && (a.action == "install" || a.action == "rollback");
   // An offer waiting for the retry backoff stands only while the server makes it.
   if (deferred_ && (!offers || a.desired != deferred_->desired)) deferred_.reset();
@@ -1008,6 +1031,10 @@ int Agent::run() {
       apply(make_event(Ev::kTrialPassed));
       wake_checkin();
     }
+    if (stayed_up_at_ && now >= *stayed_up_at_ && stored_.record.phase == AgentPhase::kCommitted) {
+      stayed_up_at_.reset();
+      apply(make_event(Ev::kStayedUp));
+    }
     if (retry_slot_write_at_ != 0 && now >= retry_slot_write_at_ && stored_.record.phase == AgentPhase::kStaged) {
       retry_slot_write_at_ = 0;
       if (auto st = write_slot(*stored_.record.candidate); st) apply(make_event(Ev::kSlotWritten));
@@ -1020,6 +1047,7 @@ int Agent::run() {
     if (on_trial && trial_deadline_) wake_at = std::min(wake_at, *trial_deadline_);
     if (on_trial && !s_.health_command.empty() && service_pid_ > 0) wake_at = std::min(wake_at, next_health_at_);
     if (retry_slot_write_at_ != 0) wake_at = std::min(wake_at, retry_slot_write_at_);
+    if (stayed_up_at_) wake_at = std::min(wake_at, *stayed_up_at_);
     if (deferred_ && retry_) wake_at = std::min(wake_at, retry_->at);
     const std::int64_t timeout =
         std::clamp<std::int64_t>(core::saturating_sub(wake_at, p_.clock.now()), 0, 60'000);

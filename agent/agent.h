@@ -69,6 +69,7 @@ class Agent {
     std::optional<core::Version> desired;
     std::vector<TargetRef> targets;
     std::string reason;
+    std::optional<core::Version> revoked;  // the server marks it bad
   };
   struct DownloadResult {
     core::AgentEvent event;                               // kDownloaded or kDownloadFailed
@@ -138,6 +139,8 @@ class Agent {
   core::TimeMs service_started_at_ = 0;
   std::optional<ExitStatus> last_exit_;
   std::optional<core::TimeMs> trial_deadline_;
+  // Committed after an unclean boot: when the stay that forgives it is over.
+  std::optional<core::TimeMs> stayed_up_at_;
   core::TimeMs next_health_at_ = 0;
 
   // Install in progress (memory only: after a restart the reducer downloads again).

@@ -183,8 +183,11 @@ Result<AgentSettings> parse_agent_config(const std::string& text, const std::str
     TRANCHE_RETURN_IF_ERROR(get_duration(sv, "stop_timeout", s.stop_timeout, file, "service."));
   }
   if (auto t = r["trial"]) {
-    TRANCHE_RETURN_IF_ERROR(cfg::check_keys(t, {"start_budget", "window", "fallback"}, file, "trial"));
+    TRANCHE_RETURN_IF_ERROR(
+        cfg::check_keys(t, {"start_budget", "window", "fallback", "max_unclean_boots"}, file, "trial"));
     TRANCHE_RETURN_IF_ERROR(get_int(t, "start_budget", s.trial.start_budget, 1, 100, file, "trial."));
+    TRANCHE_RETURN_IF_ERROR(
+        get_int(t, "max_unclean_boots", s.trial.max_unclean_boots, 0, 100, file, "trial."));
     TRANCHE_RETURN_IF_ERROR(get_duration(t, "window", s.trial.trial_window, file, "trial."));
     TRANCHE_RETURN_IF_ERROR(get_bool(t, "fallback", s.trial.fallback, file, "trial."));
   }

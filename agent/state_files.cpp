@@ -1,5 +1,8 @@
 #include "agent/state_files.h"
 
+#include <algorithm>
+#include <limits>
+
 #include <boost/json.hpp>
 
 #include "tuf/canonical_json.h"
@@ -56,6 +59,9 @@ std::string encode_record(const StoredRecord& s) {
                  {"starts_left", r.starts_left},
                  {"trial_started_at", r.trial_started_at},
                  {"bad", std::move(bad)},
+                 {"previous", version_json(r.previous)},
+                 {"previous_in_slot", r.previous_in_slot},
+                 {"unclean_boots", r.unclean_boots},
                  {"candidate_targets", std::move(targets)}};
   return json::serialize(o) + "\n";
 }
@@ -83,6 +89,18 @@ Result<StoredRecord> decode_record(const std::string& text) {
       auto bv = Version::parse(b.as_string());
       if (!bv) return bv.error().with_context("record: bad: ");
       s.record.bad.push_back(*bv);
+    }
+    // Absent in records written before the agent kept its other slot (issue 16):
+    // nothing to fall back to, no unclean boots counted.
+    if (o.contains("previous")) {
+      auto prev = version_from(o, "previous");
+      if (!prev) return prev.error();
+      s.record.previous = *prev;
+    }
+    if (const auto* p = o.if_contains("previous_in_slot")) s.record.previous_in_slot = p->as_bool();
+    if (const auto* u = o.if_contains("unclean_boots")) {
+      s.record.unclean_boots = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+          u->to_number<std::int64_t>(), 0, std::numeric_limits<std::uint32_t>::max()));
     }
     if (const auto* ts = o.if_contains("candidate_targets")) {
       for (const auto& t : ts->as_array()) {

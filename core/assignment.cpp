@@ -310,6 +310,10 @@ Assignment assign(const DeviceView& device, const TenantPolicy& policy,
                   const ChannelReleases& releases, const std::optional<Version>& baseline,
                   const RolloutView* rollout, const std::string& channel, TimeMs now) {
   Assignment chosen = choose(device, policy, releases, baseline, rollout, channel);
+  // A rollout that sends devices back marks its version bad for every device:
+  // an agent that runs it leaves it at once (its other slot), without waiting
+  // for a download, and none installs it again.
+  if (rollout != nullptr && sends_back(*rollout)) chosen.revoked = rollout->version;
 
   // Whatever rule chose it, a version that failed here is never desired again.
   TRANCHE_ASSERT(!chosen.desired || !failed_here(device, *chosen.desired),
@@ -332,6 +336,7 @@ Assignment assign(const DeviceView& device, const TenantPolicy& policy,
       window.next_open ? "outside maintenance window; opens at " + format_utc(*window.next_open)
                        : std::string("outside maintenance window; no window opens"));
   deferred.ask_again_at = window.next_open;
+  deferred.revoked = chosen.revoked;
   return deferred;
 }
 

@@ -61,6 +61,9 @@ struct Assignment {
   std::optional<Version> desired;  // nullopt: keep what it runs
   AssignmentReason reason;
   std::optional<TimeMs> ask_again_at;  // e.g. when the maintenance window opens
+  // The version the server marks bad on this channel, for every device: the
+  // rollout's version while the rollout sends devices back (rule 3).
+  std::optional<Version> revoked;
 };
 
 // Pure: the desired version of one channel for one device. `rollout` is the

@@ -513,6 +513,7 @@ json::object ServerImpl::answer_json(const std::vector<ChannelAnswer>& answers,
     c["action"] = action;
     c["reason"] = a.assignment.reason.text;
     c["code"] = reason_code(a.assignment.reason.code);
+    if (a.assignment.revoked) c["revoked"] = a.assignment.revoked->to_string();
     if (!a.rollout.empty()) {
       c["rollout"] = a.rollout;
       c["stage"] = a.stage;

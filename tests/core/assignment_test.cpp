@@ -427,11 +427,23 @@ TEST(Assign, RollbackGoesFirstEvenOutsideTheWindow) {
     EXPECT_EQ(a.reason.code, AssignmentReason::Code::kRolledBack) << to_string(state);
     EXPECT_EQ(a.reason.text, "rollout rolled back: back to 7.10.2");
     EXPECT_FALSE(a.ask_again_at.has_value());
+    // The version is marked bad: an agent leaves it at once for its other slot.
+    EXPECT_EQ(str(a.revoked), "7.11.0") << to_string(state);
 
-    // A device that never got it stays where it is.
+    // A device that never got it stays where it is, and hears it is bad too.
     const Assignment b = assign(device("unexposed", ver("7.10.2")), policy, releases, ver("7.10.2"),
                                 &r, kSensor, now);
     EXPECT_EQ(str(b.desired), "7.10.2") << to_string(state);
+    EXPECT_EQ(str(b.revoked), "7.11.0") << to_string(state);
+  }
+  // A halt under on_failure: halt stops the rollout but does not condemn the
+  // version (the operator decides); neither does a running rollout.
+  const Plan halt_plan = rings(OnFailure::kHalt);
+  for (RolloutState state : {RolloutState::kHalted, RolloutState::kRunning, RolloutState::kPaused}) {
+    const RolloutView r = rollout_of(halt_plan, state, 2);
+    const Assignment a =
+        assign(device("exposed", ver("7.11.0")), policy, releases, ver("7.10.2"), &r, kSensor, now);
+    EXPECT_FALSE(a.revoked.has_value()) << to_string(state);
   }
 
   // The same window does hold back an upgrade.
