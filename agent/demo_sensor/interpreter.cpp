@@ -13,6 +13,7 @@ const std::vector<TemplateDefinition>& template_definitions() {
   static const std::vector<TemplateDefinition> kDefinitions = {
       {"ChannelFile291Ipc", 21, 20},
       {"ProcessStart", 3, 3},
+      {"ScheduledTaskRun", 9, 8, /*rare=*/true},
   };
   return kDefinitions;
 }
@@ -42,7 +43,8 @@ InputArena::~InputArena() {
   if (map_ != nullptr) ::munmap(map_, map_bytes_);
 }
 
-Interpreter::Interpreter(core::ContentBundle bundle) : bundle_(std::move(bundle)) {
+Interpreter::Interpreter(core::ContentBundle bundle, std::uint64_t rare_every)
+    : bundle_(std::move(bundle)), rare_every_(rare_every == 0 ? 1 : rare_every) {
   for (const TemplateDefinition& d : template_definitions()) {
     arenas_.push_back(std::make_unique<InputArena>(d.supplied_fields));
     slots_.push_back(Slot{&d, arenas_.back().get()});
@@ -107,6 +109,7 @@ Evaluation Interpreter::evaluate_event(std::uint64_t event_number) {
     }
   }
   Evaluation e;
+  const bool rare_event = (event_number + 1) % rare_every_ == 0;
   for (const core::TemplateInstance& instance : bundle_.instances) {
     const Slot* slot = nullptr;
     for (const Slot& s : slots_) {
@@ -116,6 +119,7 @@ Evaluation Interpreter::evaluate_event(std::uint64_t event_number) {
       ++e.skipped;
       continue;
     }
+    if (slot->definition->rare && !rare_event) continue;
     ++e.instances;
     if (match(instance, *slot)) ++e.matched;
   }

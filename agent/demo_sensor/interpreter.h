@@ -40,9 +40,13 @@ struct TemplateDefinition {
   std::string_view type;
   std::uint32_t declared_fields;  // what the template definition says
   std::uint32_t supplied_fields;  // what the event source really fills in
+  // Supplied only by a rare event (every Interpreter::rare_every-th), so content
+  // that misreads it runs fine for hours, past any trial, and then crashes.
+  bool rare = false;
 };
 
 // ChannelFile291Ipc: declared 21, supplied 20. ProcessStart: 3 and 3.
+// ScheduledTaskRun (rare): declared 9, supplied 8.
 const std::vector<TemplateDefinition>& template_definitions();
 
 // The supplied fields of one template type, at the end of a readable page that
@@ -73,9 +77,11 @@ struct Evaluation {
 
 class Interpreter {
  public:
-  explicit Interpreter(core::ContentBundle bundle);
+  // `rare_every`: event n is also a rare event when (n + 1) % rare_every == 0.
+  explicit Interpreter(core::ContentBundle bundle, std::uint64_t rare_every = 3600);
   // Fills every template type's supplied fields from a synthetic event number
-  // and evaluates every instance against them.
+  // and evaluates every instance against them (instances of a rare type only on
+  // a rare event).
   Evaluation evaluate_event(std::uint64_t event_number);
   const core::ContentBundle& bundle() const { return bundle_; }
 
@@ -87,6 +93,7 @@ class Interpreter {
   bool match(const core::TemplateInstance& instance, const Slot& slot) const;
 
   core::ContentBundle bundle_;
+  std::uint64_t rare_every_;
   std::vector<std::string> texts_;
   std::vector<std::unique_ptr<InputArena>> arenas_;
   std::vector<Slot> slots_;

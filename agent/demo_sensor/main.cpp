@@ -4,9 +4,12 @@
 // their template instances against a synthetic event every --interval-ms,
 // through the interpreter of interpreter.h, which supplies 20 fields to a
 // template type declaring 21. Content that reads field 21 kills the process
-// with SIGSEGV on the first event.
+// with SIGSEGV on the first event. ScheduledTaskRun (8 supplied, 9 declared) is
+// only supplied by every --rare-every-th event: content reading its field 9
+// runs fine for hours, then dies the same way (a late crash, past any trial).
 //
 //   tranche-demo-sensor CONTENT [--heartbeat FILE] [--interval-ms 1000] [--events N]
+//                       [--rare-every 3600]
 //   tranche-demo-sensor --health FILE [--max-age-ms 5000]
 //
 // Health: while running, the sensor rewrites FILE (--heartbeat) after every
@@ -94,7 +97,7 @@ void beat(const std::string& file, std::uint64_t events) {
 }
 
 int run(const std::string& content, const std::string& heartbeat, std::int64_t interval_ms,
-        std::uint64_t max_events) {
+        std::uint64_t max_events, std::uint64_t rare_every) {
   ContentBundle bundle;
   const auto files = content_files(content);
   if (files.empty()) {
@@ -111,7 +114,7 @@ int run(const std::string& content, const std::string& heartbeat, std::int64_t i
   }
   say("loaded " + std::to_string(bundle.instances.size()) + " template instances from " +
       std::to_string(files.size()) + " file(s) in " + content);
-  sensor::Interpreter interpreter(std::move(bundle));
+  sensor::Interpreter interpreter(std::move(bundle), rare_every);
 
   struct sigaction sa {};
   sa.sa_handler = on_stop;
@@ -151,11 +154,15 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   std::int64_t interval_ms = 1000;
   std::int64_t max_age_ms = 5000;
   std::uint64_t max_events = 0;
+  std::uint64_t rare_every = 3600;
   app.add_option("content", content, "content bundle file, or a directory of *.yaml bundles");
   app.add_option("--heartbeat", heartbeat, "file rewritten after every event");
   app.add_option("--interval-ms", interval_ms, "time between synthetic events")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{3'600'000}));
   app.add_option("--events", max_events, "stop after N events (0: run until SIGTERM)");
+  app.add_option("--rare-every", rare_every,
+                 "every N-th event is also a ScheduledTaskRun event (3600: hourly at 1 s)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
   app.add_option("--health", health_file, "check FILE's heartbeat and exit 0 (fresh) or 1");
   app.add_option("--max-age-ms", max_age_ms, "with --health: the oldest heartbeat that counts");
   try {
@@ -168,5 +175,5 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     say("CONTENT is required (or --health FILE)");
     return 2;
   }
-  return run(content, heartbeat, interval_ms, max_events);
+  return run(content, heartbeat, interval_ms, max_events, rare_every);
 }

@@ -103,7 +103,8 @@ struct AgentOptions {
   std::string http_timeout = "5s";      // checkin.http_timeout
   std::string download_timeout = "5s";  // download.timeout
   std::string retry_backoff;            // download.retry_backoff (empty: the agent's default)
-  std::string extra;  // more YAML lines (debug: ...)
+  std::string sensor_args;  // more arguments of the sensor, as YAML list items: `, "--rare-every", "25"`
+  std::string extra;        // more YAML lines (debug: ...)
 };
 
 constexpr const char* kEnrollKey = "acme-enrollment-key-0123";
@@ -119,7 +120,8 @@ inline std::string agent_config(const AgentOptions& o) {
   c += "tuf: {url: \"" + (o.tuf_url.empty() ? o.server_url + "/tuf" : o.tuf_url) + "\", root: " +
        o.tuf_root.string() + "}\n";
   c += "service:\n  command: [\"" + std::string(TRANCHE_SENSOR_BIN) +
-       "\", \"{slot}\", \"--heartbeat\", \"{data}/heartbeat\", \"--interval-ms\", \"200\"]\n";
+       "\", \"{slot}\", \"--heartbeat\", \"{data}/heartbeat\", \"--interval-ms\", \"200\"" +
+       o.sensor_args + "]\n";
   c += "  health_command: [\"" + std::string(TRANCHE_SENSOR_BIN) +
        "\", \"--health\", \"{data}/heartbeat\", \"--max-age-ms\", \"2000\"]\n";
   c += "  health_interval: 500ms\n  stop_timeout: 2s\n";

@@ -13,15 +13,13 @@
 
 #include <memory>
 
-#include "tests/agent/agent_harness.h"
+#include "tests/agent/agent_lab.h"
 
 namespace tranche::testing {
 namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
-
-constexpr const char* kAdmin = "test-admin-token-0123456789";
 
 const char* kFastPlan = R"(name: fast
 on_failure: rollback
@@ -39,79 +37,18 @@ stages:
   - {name: all, percent: 100%, bake: 0s}
 )";
 
-class FleetEndToEnd : public ::testing::Test {
+class FleetEndToEnd : public AgentLabTest {
  protected:
-  void SetUp() override {
-    dir_ = fresh_dir("tranche-agent-e2e");
-    repo_ = std::make_unique<TufRepo>(dir_ / "tuf");
-    server_ = std::make_unique<ServerProcess>(std::vector<std::string>{
-        "--data-dir", (dir_ / "server").string(), "--admin-token", kAdmin, "--tick-ms", "100",
-        "--batch-ms", "50", "--ask-again-s", "1", "--tuf-repo", repo_->repo().string()});
-    auto r = op("POST", "/v1/tenants", json::object{{"id", "acme"}, {"enrollment_key", kEnrollKey}});
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-  void TearDown() override {
-    agents_.clear();  // SIGKILL; the sensors die with their agents
-    server_.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-    else std::fprintf(stderr, "kept %s for a look\n", dir_.c_str());
-  }
+  void SetUp() override { start_lab("tranche-agent-e2e"); }
 
-  HttpResult op(const std::string& method, const std::string& path, const json::value& body = nullptr) {
-    return http_.request(method, server_->url(path), body.is_null() ? "" : json::serialize(body), kAdmin);
-  }
-
-  // Signs the bundle into the TUF repository and registers the release.
-  void release(const std::string& version, const std::filesystem::path& bundle, bool skip_check) {
-    const std::string name = "content/" + version + ".yaml";
-    repo_->add(bundle, name);
-    json::object body{{"channel", "content"},
-                      {"version", version},
-                      {"targets", json::array{json::object{
-                                      {"path", name},
-                                      {"length", static_cast<std::int64_t>(std::filesystem::file_size(bundle))},
-                                      {"sha256", sha256_of(bundle)}}}},
-                      {"content_bundle", read_text(bundle)}};
-    if (skip_check) body["skip_contract_check"] = true;
-    auto r = op("POST", "/v1/releases", body);
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-  // Named rollouts: the name salts the cohort, so the canary is the same three
-  // of the ten devices in every run ("rollout-1.0" and "rollout-2.0" each put 3
-  // and 4 of dev-0..dev-9 under 30%; a random name can leave the canary empty).
-  std::string rollout(const std::string& version) {
-    auto r = op("POST", "/v1/rollouts", json::object{{"channel", "content"}, {"version", version},
-                                                      {"plan_yaml", kFastPlan}, {"id", "rollout-" + version}});
-    EXPECT_EQ(r.status, 201) << r.body;
-    return r.status == 201 ? std::string(r.json().at("id").as_string()) : "";
-  }
-  std::string rollout_state(const std::string& id) {
-    auto r = op("GET", "/v1/rollouts/" + id);
-    return r.status == 200 ? std::string(r.json().at("status").at("state").as_string()) : "";
-  }
-
+  std::string rollout(const std::string& version) { return AgentLabTest::rollout(version, kFastPlan); }
   void start_agents(int n) {
     for (int i = 0; i < n; ++i) {
-      AgentOptions o;
-      o.server_url = server_->url("");
-      o.device_id = "dev-" + std::to_string(i);
-      o.data_dir = dir_ / o.device_id;
-      o.tuf_root = repo_->root_file();
+      AgentOptions o = agent_options("dev-" + std::to_string(i));
       o.contract_check = false;  // the 2024 model on the device side too (see above)
-      std::filesystem::create_directories(o.data_dir);
-      write_text(dir_ / (o.device_id + ".yaml"), agent_config(o));
-      data_.push_back(o.data_dir);
-      agents_.push_back(std::make_unique<AgentProcess>(dir_ / (o.device_id + ".yaml"), dir_ / (o.device_id + ".log")));
-      agents_.back()->start();
+      start_agent(o);
     }
   }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<TufRepo> repo_;
-  std::unique_ptr<ServerProcess> server_;
-  std::vector<std::filesystem::path> data_;
-  std::vector<std::unique_ptr<AgentProcess>> agents_;
-  HttpClient http_;
 };
 
 TEST_F(FleetEndToEnd, BadContentCrashesFirstRingOnlyAgentsFallBackGateHaltsEverySensorRuns) {

@@ -8,7 +8,7 @@
 #include <memory>
 #include <thread>
 
-#include "tests/agent/agent_harness.h"
+#include "tests/agent/agent_lab.h"
 
 namespace tranche::testing {
 namespace {
@@ -16,50 +16,16 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-constexpr const char* kAdmin = "test-admin-token-0123456789";
 constexpr const char* kEveryone = "name: all\nstages:\n  - {name: everyone, percent: 100%, bake: 1h}\n";
 
-class AgentRefusal : public ::testing::Test {
+class AgentRefusal : public AgentLabTest {
  protected:
-  void SetUp() override {
-    dir_ = fresh_dir("tranche-agent-refusal");
-    repo_ = std::make_unique<TufRepo>(dir_ / "tuf");
-    server_ = std::make_unique<ServerProcess>(std::vector<std::string>{
-        "--data-dir", (dir_ / "server").string(), "--admin-token", kAdmin, "--tick-ms", "100",
-        "--batch-ms", "50", "--ask-again-s", "1", "--tuf-repo", repo_->repo().string()});
-    auto r = op("POST", "/v1/tenants", json::object{{"id", "acme"}, {"enrollment_key", kEnrollKey}});
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-  void TearDown() override {
-    agent_.reset();
-    server_.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-    else std::fprintf(stderr, "kept %s for a look\n", dir_.c_str());
-  }
-
-  HttpResult op(const std::string& method, const std::string& path, const json::value& body = nullptr) {
-    return http_.request(method, server_->url(path), body.is_null() ? "" : json::serialize(body), kAdmin);
-  }
+  void SetUp() override { start_lab("tranche-agent-refusal"); }
 
   void release(const std::string& version) {
-    const std::filesystem::path bundle = std::filesystem::path(TRANCHE_SOURCE_DIR) / "examples/content/good.yaml";
-    const std::string name = "content/" + version + ".yaml";
-    repo_->add(bundle, name);
-    json::object body{{"channel", "content"},
-                      {"version", version},
-                      {"targets", json::array{json::object{
-                                      {"path", name},
-                                      {"length", static_cast<std::int64_t>(std::filesystem::file_size(bundle))},
-                                      {"sha256", sha256_of(bundle)}}}},
-                      {"content_bundle", read_text(bundle)}};
-    auto r = op("POST", "/v1/releases", body);
-    ASSERT_EQ(r.status, 201) << r.body;
+    AgentLabTest::release(version, std::filesystem::path(TRANCHE_SOURCE_DIR) / "examples/content/good.yaml");
   }
-  void rollout(const std::string& version) {
-    auto r = op("POST", "/v1/rollouts", json::object{{"channel", "content"}, {"version", version},
-                                                      {"plan_yaml", kEveryone}, {"id", "rollout-" + version}});
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
+  void rollout(const std::string& version) { ASSERT_FALSE(AgentLabTest::rollout(version, kEveryone).empty()); }
   // The device's offer_refused events, as the server has them.
   std::vector<json::value> refusals() {
     std::vector<json::value> out;
@@ -71,25 +37,12 @@ class AgentRefusal : public ::testing::Test {
     }
     return out;
   }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<TufRepo> repo_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<AgentProcess> agent_;
-  HttpClient http_;
 };
 
 TEST_F(AgentRefusal, AnOfferRefusedDuringATrialIsReportedOnceAndTheServerShowsWhy) {
-  AgentOptions o;
-  o.server_url = server_->url("");
-  o.device_id = "dev-0";
-  o.data_dir = dir_ / o.device_id;
-  o.tuf_root = repo_->root_file();
+  AgentOptions o = agent_options("dev-0");
   o.trial_window = "1h";  // stays on trial for the whole test
-  std::filesystem::create_directories(o.data_dir);
-  write_text(dir_ / "dev-0.yaml", agent_config(o));
-  agent_ = std::make_unique<AgentProcess>(dir_ / "dev-0.yaml", dir_ / "dev-0.log");
-  agent_->start();
+  AgentProcess* agent_ = &start_agent(o);
 
   release("1.0");
   rollout("1.0");
