@@ -66,15 +66,7 @@ bool failed_here(const DeviceView& device, const Version& v) {
 // halt under `on_failure: rollback` into RollingBack itself; a Halted rollout whose
 // plan says rollback is treated the same, so no path leaves bad devices in place.
 bool sends_back(const RolloutView& r) {
-  switch (r.status.state) {
-    case RolloutState::kRollingBack:
-    case RolloutState::kRolledBack:
-      return true;
-    case RolloutState::kHalted:
-      return r.plan != nullptr && r.plan->on_failure == OnFailure::kRollback;
-    default:
-      return false;
-  }
+  return sends_back(r.status.state, r.plan != nullptr ? r.plan->on_failure : OnFailure::kHalt);
 }
 
 // What a tenant pin allows on this channel.
@@ -264,6 +256,18 @@ Assignment choose(const DeviceView& device, const TenantPolicy& policy,
 }
 
 }  // namespace
+
+bool sends_back(RolloutState state, OnFailure on_failure) {
+  switch (state) {
+    case RolloutState::kRollingBack:
+    case RolloutState::kRolledBack:
+      return true;
+    case RolloutState::kHalted:
+      return on_failure == OnFailure::kRollback;
+    default:
+      return false;
+  }
+}
 
 WindowCheck check_windows(const std::vector<MaintenanceWindow>& windows,
                           std::int32_t utc_offset_minutes, TimeMs now) {

@@ -66,6 +66,11 @@ struct Assignment {
   std::optional<Version> revoked;
 };
 
+// Whether a rollout in `state` sends its exposed devices back (and so revokes
+// its version): RollingBack, RolledBack, or Halted under on_failure: rollback.
+// The server's assignment and the simulator both ask this.
+bool sends_back(RolloutState state, OnFailure on_failure);
+
 // Pure: the desired version of one channel for one device. `rollout` is the
 // channel's active rollout, if any; `baseline` the version the fleet runs without
 // it (the newest completed release).

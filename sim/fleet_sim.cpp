@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/agent_machine.h"
+#include "core/assignment.h"
 #include "core/cohort.h"
 #include "core/gate.h"
 #include "core/rollout_machine.h"
@@ -86,12 +87,13 @@ constexpr std::uint8_t kEndsUnclean = 128;  // the current session ends without 
 // are only "old" (last-known-good, index 0) and "new" (the release, index 1).
 struct RunDevice {
   std::uint32_t trial_ms = 0;
-  std::uint8_t agent = 0;  // phase:3 | good_new:1 | has_candidate:1 | candidate_new:1 | bad_new:1
+  std::uint8_t agent = 0;  // phase:3 | good_new:1 | has_candidate:1 | candidate_new:1 | bad_new:1 | previous_in_slot:1
   std::uint8_t starts_left = 0;
   std::uint8_t flags = 0;
   std::uint8_t gen = 0;    // bumped when the device goes down or comes up
   std::uint8_t failed_boots = 0;
-  std::uint8_t pad[3] = {0, 0, 0};
+  std::uint8_t unclean_boots = 0;  // the agent record's, on the committed release
+  std::uint8_t pad[2] = {0, 0};
 };
 static_assert(sizeof(RunDevice) == 12);
 
@@ -109,6 +111,7 @@ constexpr std::uint8_t kGoodNew = 0x08;
 constexpr std::uint8_t kHasCandidate = 0x10;
 constexpr std::uint8_t kCandidateNew = 0x20;
 constexpr std::uint8_t kBadNew = 0x40;
+constexpr std::uint8_t kPreviousInSlot = 0x80;  // the old version waits in the other slot
 
 // Memberships a device-in-run counts toward (recomputed around every change).
 // (The gate's evidence is counted apart, in Run::evidence: sim/run_evidence.h.)
@@ -478,6 +481,11 @@ core::AgentRecord Simulator::unpack(const RunDevice& rd) const {
   rec.starts_left = rd.starts_left;
   rec.trial_started_at = rd.trial_ms;
   if (rd.agent & kBadNew) rec.bad.push_back(versions_.new_v);
+  if (rd.agent & kPreviousInSlot) {
+    rec.previous = versions_.old_v;
+    rec.previous_in_slot = true;
+  }
+  rec.unclean_boots = rd.unclean_boots;
   return rec;
 }
 
@@ -493,7 +501,13 @@ void Simulator::pack(const core::AgentRecord& rec, RunDevice& rd) const {
     TRANCHE_ASSERT(b == versions_.new_v, "only the release can fail in the simulator");
     a |= kBadNew;
   }
+  if (rec.previous_in_slot) {
+    TRANCHE_ASSERT(rec.previous == versions_.old_v && *rec.good == versions_.new_v,
+                   "only the release is committed over the old version in the simulator");
+    a |= kPreviousInSlot;
+  }
   rd.agent = a;
+  rd.unclean_boots = static_cast<std::uint8_t>(std::min<std::uint32_t>(rec.unclean_boots, 255));
   rd.starts_left = static_cast<std::uint8_t>(std::min<std::uint32_t>(rec.starts_left, 255));
   rd.trial_ms = static_cast<std::uint32_t>(std::max<core::TimeMs>(0, rec.trial_started_at));
 }
@@ -546,9 +560,9 @@ void Simulator::drive(Run& r, std::uint32_t d, AgentEvent event, std::uint32_t n
             record(r, d, core::fact_of(*wire));
           }
           break;
-        case K::kPersist:  // the run's memory is the device's disk
-        case K::kRevert:   // the record says what runs
-        case K::kStopService:
+        case K::kPersist:      // the run's memory is the device's disk
+        case K::kRevert:       // the record says what runs
+        case K::kStopService:  // the next start replaces what ran
           break;
       }
       TRANCHE_ASSERT(tail < 8, "agent event chain too long");
@@ -564,7 +578,8 @@ void Simulator::on_service_start(Run& r, std::uint32_t d, std::uint32_t now) {
                 run_index(r), r.at(d).gen);
   }
   if (!r.bad || !runs_new(r.at(d)) || !crash_prone(d)) return;
-  const double delay = r.rng.exponential(static_cast<double>(s_.crash_mean));
+  const double delay = static_cast<double>(s_.crash_after) +
+                       r.rng.exponential(static_cast<double>(s_.crash_mean));
   queue_.push(after(now, delay), d, kCrash, run_index(r), r.at(d).gen);
 }
 
@@ -763,7 +778,13 @@ void Simulator::on_deliver(Run& r, std::uint32_t d, std::uint8_t gen, std::uint3
   rd.flags = static_cast<std::uint8_t>(rd.flags & ~kDeliveryPending);
   if (!(devices_[d].flags & kOnline) || (rd.flags & kDown)) return;
   const bool want_new = desired_new(r, d, now);
-  if (want_new == runs_new(rd)) return;
+  if (r.agent_config.fallback && runs_new(rd) && r.policy->kind != PolicyKind::kGlobal &&
+      core::sends_back(r.status.state, r.policy->plan.on_failure)) {
+    // The answer revokes the release: the agent leaves it at once for the
+    // other slot (a committed device) or its trial's fallback.
+    drive(r, d, AgentEvent{AgentEvent::Kind::kRevoked, versions_.new_v, {}, false, true}, now);
+  }
+  if (want_new == runs_new(r.at(d))) return;
   // The server's answer tells it to install the release: exposed from now.
   if (want_new) record(r, d, core::Fact::kOffered);
   drive(r, d,
@@ -834,6 +855,22 @@ void Simulator::on_boot(Run& r, std::uint32_t d, std::uint8_t gen, std::uint32_t
       ++r.m.manual_repairs;
     }
     return;
+  }
+  if (r.agent_config.fallback && phase == AgentPhase::kCommitted) {
+    // The release passed its trial and now takes the machine down at every
+    // boot. tranche's agent starts before the protected service and counts the
+    // unclean boot; at the k-th in a row (agent.max_unclean_boots) it starts
+    // the version in the other slot instead (core::agent_step).
+    drive(r, d, AgentEvent{AgentEvent::Kind::kBoot, {}, {}, false, false}, now);
+    if (!runs_new(r.at(d))) {
+      change(r, d, now, [](RunDevice& x) {
+        x.flags = static_cast<std::uint8_t>(x.flags & ~kDown);
+        x.failed_boots = 0;
+        ++x.gen;
+      });
+      maybe_deliver(r, d, now, true);
+      return;
+    }
   }
   const double next = r.rng.exponential(static_cast<double>(s_.crash_mean)) +
                       static_cast<double>(s_.reboot_cycle);

@@ -214,7 +214,8 @@ core::Status read_scenario(const YAML::Node& doc, const std::string& file, Scena
     if (s.poll_min > s.poll_max) return config::error_at(file, d, "delivery: poll_min must not exceed poll_max");
   }
   if (const YAML::Node b = doc["bad_update"]) {
-    TRANCHE_RETURN_IF_ERROR(config::check_keys(b, {"crash_probability", "crash_mean"}, file, "bad_update"));
+    TRANCHE_RETURN_IF_ERROR(config::check_keys(b, {"crash_probability", "crash_mean", "crash_after"}, file, "bad_update"));
+    if (b["crash_after"]) TRANCHE_RETURN_IF_ERROR(duration_at(b["crash_after"], file, "bad_update.crash_after", s.crash_after));
     if (b["crash_probability"]) TRANCHE_RETURN_IF_ERROR(probability_at(b["crash_probability"], file, "bad_update.crash_probability", s.crash_probability));
     if (b["crash_mean"]) TRANCHE_RETURN_IF_ERROR(duration_at(b["crash_mean"], file, "bad_update.crash_mean", s.crash_mean));
   }
@@ -248,7 +249,13 @@ core::Status read_scenario(const YAML::Node& doc, const std::string& file, Scena
     if (s.heartbeat_interval <= 0) return config::error_at(file, h, "heartbeat.interval: must be positive");
   }
   if (const YAML::Node a = doc["agent"]) {
-    TRANCHE_RETURN_IF_ERROR(config::check_keys(a, {"start_budget", "trial_window"}, file, "agent"));
+    TRANCHE_RETURN_IF_ERROR(config::check_keys(a, {"start_budget", "trial_window", "max_unclean_boots"}, file, "agent"));
+    if (a["max_unclean_boots"]) {
+      std::int64_t n = 0;
+      TRANCHE_RETURN_IF_ERROR(take(config::as_int(a["max_unclean_boots"], file, "agent.max_unclean_boots"), n));
+      if (n < 0 || n > 100) return config::error_at(file, a["max_unclean_boots"], "agent.max_unclean_boots: 0 to 100");
+      s.agent.max_unclean_boots = static_cast<std::uint32_t>(n);
+    }
     if (a["start_budget"]) {
       std::int64_t n = 0;
       TRANCHE_RETURN_IF_ERROR(take(config::as_int(a["start_budget"], file, "agent.start_budget"), n));

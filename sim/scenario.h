@@ -63,6 +63,10 @@ struct Scenario {
 
   double crash_probability = 1.0;
   core::DurationMs crash_mean = 30 * core::kSecond;
+  // The first crash of a start comes crash_after + Exp(crash_mean) after the
+  // release starts (0: the 2024 crash on receipt); once it has crashed the
+  // machine, it crashes at every boot (Exp(crash_mean)).
+  core::DurationMs crash_after = 0;
   core::DurationMs reboot_cycle = 2 * core::kMinute;
   std::uint32_t os_gives_up_after = 2;
   double self_heal_per_reboot = 0;

@@ -83,6 +83,43 @@ TEST_F(Replay, TheSelfHealingAgentNeedsNoPerson) {
   EXPECT_EQ(policy("urgent").bad.manual_repairs, 0U);
 }
 
+// Issue 16: a release that crashes the machine hours after its trial passed
+// (then at every boot), or on only part of the fleet. Without tranche's agent
+// every crashed machine waits for a person; with it, none does: the agent gives
+// the committed release up at its first unclean boot (agent.max_unclean_boots:
+// 1, below the OS's 2 failed boots) or when the halted rollout revokes it.
+TEST(ReplayLateCrash, TheAgentNeedsNoPersonForALateOrPartialCrash) {
+  const std::vector<std::vector<std::pair<std::string, std::string>>> variants = {
+      {{"bad_update.crash_after", "3h"}},
+      {{"bad_update.crash_probability", "0.3"}},
+      {{"bad_update.crash_after", "3h"}, {"bad_update.crash_probability", "0.3"}},
+  };
+  for (auto sets : variants) {
+    std::string name;
+    for (const auto& [k, v] : sets) name += k + "=" + v + " ";
+    SCOPED_TRACE(name);
+    sets.emplace_back("fleet.devices", "50000");
+    auto s = load_scenario(testing::reference_scenario(), sets);
+    ASSERT_TRUE(s.ok()) << s.error().to_string();
+    SimOptions o;
+    o.seed = 7;
+    o.policies = {"B", "C"};
+    o.good_run = false;
+    auto r = run_simulation(*s, o);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    const auto& b = r->policies[0].bad;
+    const auto& c = r->policies[1].bad;
+    ASSERT_EQ(r->policies[1].policy, "C");
+    EXPECT_TRUE(b.halted);
+    EXPECT_TRUE(c.halted);
+    EXPECT_GT(b.devices_crashed, 0U) << "the release must really crash machines";
+    EXPECT_EQ(b.manual_repairs, b.devices_crashed) << "without the agent, each crash needs a person";
+    EXPECT_GT(c.devices_crashed, 0U);
+    EXPECT_EQ(c.manual_repairs, 0U);
+    EXPECT_EQ(c.still_down_at_horizon, 0U);
+  }
+}
+
 TEST_F(Replay, GoodReleasesAreNotHaltedAndReachTheFleet) {
   for (const char* name : {"A", "B", "C", "urgent"}) {
     const auto& g = policy(name).good;

@@ -58,6 +58,8 @@ TEST(Scenario, ReferenceScenarioCarriesEveryParameterOfTheDocument) {
   EXPECT_EQ(s->connect_mean, core::kMinute);
   EXPECT_DOUBLE_EQ(s->crash_probability, 1.0);
   EXPECT_EQ(s->crash_mean, 30 * core::kSecond);
+  EXPECT_EQ(s->crash_after, 0);
+  EXPECT_EQ(s->agent.max_unclean_boots, 1U);  // below os_gives_up_after
   EXPECT_EQ(s->reboot_cycle, 2 * core::kMinute);
   EXPECT_EQ(s->os_gives_up_after, 2U);
   EXPECT_EQ(s->repair_median, 24 * core::kHour);
