@@ -521,9 +521,12 @@ Result<AgentStep> stayed_up(const Input& in) {
                   " stayed up for the trial window: its unclean boots are forgiven");
 }
 
-// The server marks a version bad (its rollout is sent back). It is never
-// installed again here; if it runs or is on trial, the device leaves it now,
-// without waiting for a download: the other slot, or the fallback of a trial.
+// The server marks a version bad (its rollout is sent back). If it runs or is
+// on trial here, the device leaves it now, without waiting for a download: the
+// other slot, or the fallback of a trial; it is then marked bad, as every
+// version the device fell back from. An install of it is abandoned. Anything
+// else is left alone: a version that never ran here did not fail here, and the
+// server decides what it offers (an operator may roll it out again).
 Result<AgentStep> revoked(const Input& in) {
   const Version& bad = *in.event.version;
   const AgentRecord& rec = in.record;
@@ -531,7 +534,6 @@ Result<AgentStep> revoked(const Input& in) {
   if (rec.candidate == bad) {
     if (rec.phase == Phase::kActivating || rec.phase == Phase::kTrial) return fall_back(in, why);
     AgentRecord r = rec;  // installing it: abandon the install
-    mark_bad(r, bad, in.config.max_bad_versions);
     clear_candidate(r);
     r.phase = stable_phase(r);
     return step(std::move(r), {action(Act::kPersist)},
@@ -541,12 +543,10 @@ Result<AgentStep> revoked(const Input& in) {
       rec.previous_in_slot) {
     return fall_back_from_committed(in, why);
   }
-  if (rec.is_bad(bad)) return step(rec, {}, why + ": already marked bad here");
-  AgentRecord r = rec;
-  mark_bad(r, bad, in.config.max_bad_versions);
-  std::string reason = why + ": marked bad here";
-  if (rec.good == bad) reason += "; nothing in the other slot to go back to, the server's offer decides";
-  return step(std::move(r), {action(Act::kPersist)}, std::move(reason));
+  if (rec.good == bad) {
+    return step(rec, {}, why + ": nothing in the other slot to go back to, the server's offer decides");
+  }
+  return step(rec, {}, why + ": not running it, nothing to do");
 }
 
 Status check_config(const AgentConfig& c) {

@@ -10,7 +10,7 @@
 //   Activating/Trial --boot(unclean)--> RolledBack at once, before V runs again
 //   Committed --boot(unclean), the k-th in a row--> RolledBack to the version
 //     still in the other slot (V marked bad): a late crash needs no person
-//   any phase --revoked(V)--> V marked bad; running or on trial: fall back now
+//   any phase --revoked(V)--> running or on trial: fall back now (V marked bad)
 //   Downloading/Verifying --*_failed--> Committed (or Idle when nothing was installed)
 //   Staged --slot_written, config.fallback = false--> Committed at once (the 2024 model)
 //

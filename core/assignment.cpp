@@ -316,7 +316,7 @@ Assignment assign(const DeviceView& device, const TenantPolicy& policy,
   Assignment chosen = choose(device, policy, releases, baseline, rollout, channel);
   // A rollout that sends devices back marks its version bad for every device:
   // an agent that runs it leaves it at once (its other slot), without waiting
-  // for a download, and none installs it again.
+  // for a download.
   if (rollout != nullptr && sends_back(*rollout)) chosen.revoked = rollout->version;
 
   // Whatever rule chose it, a version that failed here is never desired again.
