@@ -5,13 +5,16 @@
 // core::AgentEvent, and runs the returned actions strictly in order. Whenever a
 // list holds kPersist, the record is durable before the actions after it.
 //
-// Threads: the main thread owns the record, the slots, the service and the event
-// queue. A check-in thread does enrollment and check-ins (long poll) only, and
-// hands answers over through a queue and a self-pipe. A download thread runs one
-// download at a time (TUF refresh and the target files into DATA/downloads/) and
-// hands its result back the same way, so the service stays supervised while a
-// slow or hostile server takes its time. No thread ever blocks another for
-// longer than a lock on a few strings.
+// The shell is in parts, each with one job and a fake beside each port it uses
+// (fakes.h, fake_file_system.h), so each is tested in-process:
+// - Supervisor (supervisor.h): the protected service, its exits and health;
+// - Downloader (downloader.h): TUF refresh and target files, on its own thread;
+// - CheckinClient (checkin_client.h): enrollment and check-ins, on its own thread;
+// - EventOutbox (event_outbox.h): the durable event queue and its uploads.
+// This class owns the record and the slots, feeds the reducer, and runs its
+// actions through the parts. Threads hand results to the main thread through
+// queues and a self-pipe; no thread blocks another for longer than a lock on a
+// few strings.
 //
 // Clean and unclean starts (core::AgentEvent::clean): DATA/busy exists while an
 // action list runs; DATA/boot_id holds the machine's boot id of the last run and
@@ -20,19 +23,21 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "agent/backoff.h"
+#include "agent/checkin_client.h"
 #include "agent/config.h"
+#include "agent/downloader.h"
+#include "agent/event_outbox.h"
 #include "agent/ports.h"
 #include "agent/state_files.h"
+#include "agent/supervisor.h"
 #include "core/contract.h"
 #include "tuf/metadata.h"
 
@@ -64,21 +69,10 @@ class Agent {
   void on_step(std::string_view op, const std::string& path);
 
  private:
-  struct CheckinAnswer {
-    std::string action;  // install, rollback, keep
-    std::optional<core::Version> desired;
-    std::vector<TargetRef> targets;
-    std::string reason;
-    std::optional<core::Version> revoked;  // the server marks it bad
-  };
-  struct DownloadResult {
-    core::AgentEvent event;                               // kDownloaded or kDownloadFailed
-    std::map<std::string, tuf::TargetFile> target_info;  // by target path
-  };
   struct Retry {  // a version whose download failed (transiently), and when to try again
     core::Version version;
     core::TimeMs at = 0;
-    core::DurationMs backoff = 0;
+    Backoff backoff;
   };
   struct Verified {
     core::Version version;
@@ -93,55 +87,42 @@ class Agent {
                                           const StoredRecord& next);
 
   // Actions.
-  void start_download(const core::Version& version, std::vector<TargetRef> targets);
   void finish_download();  // main loop: applies what the download thread brought
-  void cancel_download();  // stops the download thread (if any) and forgets its result
-  DownloadResult download(const core::Version& version, const std::vector<TargetRef>& targets);
   void handle_answer(const CheckinAnswer& a);
   core::AgentEvent verify(const core::Version& version);
   core::Status write_slot(const core::Version& version);
   core::Status point_active_at(const std::optional<core::Version>& version);
   void start_service(const std::optional<core::Version>& version);
-  void stop_service();
   void report(const core::AgentAction& action);
+  void report_refusal(const std::string& reason, const core::Version& offered, const std::string& message);
+  void push_event(DeviceEvent event);
 
   // Slots.
   std::string slot_dir(const std::string& name) const;
   std::optional<std::string> slot_holding(const core::Version& v);
-  std::string substitute(const std::string& arg, const std::string& slot,
-                         const std::string& version) const;
 
-  // Events to the server.
-  void post_events();
-
-  // The check-in thread.
-  void checkin_loop();
-  bool enroll();
-  std::optional<CheckinAnswer> checkin(std::int64_t* ask_again_ms);
-  void wake_checkin();
   void notify_main();
-
   void log(const std::string& line);
   void set_running_version();
-  std::int64_t jittered(std::int64_t ms);
 
-  AgentSettings s_;
-  AgentPorts p_;
+  AgentSettings settings_;
+  AgentPorts ports_;
   std::string data_;
   core::AgentConfig core_config_;
   StoredRecord stored_;
-  std::unique_ptr<EventQueue> events_;
   std::optional<core::ConsumerInterface> interface_;
+  Jitter jitter_;
 
-  // The service.
-  pid_t service_pid_ = -1;
-  std::optional<core::Version> service_version_;
-  core::TimeMs service_started_at_ = 0;
-  std::optional<ExitStatus> last_exit_;
+  // The parts.
+  Supervisor service_;
+  Downloader downloader_;
+  CheckinClient checkin_;
+  EventOutbox outbox_;
+
+  // Deadlines of the reducer's rechecks.
   std::optional<core::TimeMs> trial_deadline_;
   // Committed after an unclean boot: when the stay that forgives it is over.
   std::optional<core::TimeMs> stayed_up_at_;
-  core::TimeMs next_health_at_ = 0;
 
   // Install in progress (memory only: after a restart the reducer downloads again).
   std::map<std::string, tuf::TargetFile> target_info_;  // by target path
@@ -149,20 +130,12 @@ class Agent {
   bool download_waiting_for_targets_ = false;
   core::TimeMs retry_slot_write_at_ = 0;
   std::optional<std::pair<core::Version, std::vector<TargetRef>>> download_next_;  // after the list
-  std::thread download_thread_;
-  std::atomic<bool> download_cancel_{false};
-  std::optional<DownloadResult> download_done_;  // mu_
   std::optional<Retry> retry_;               // transient failure: not before retry_->at
   std::optional<CheckinAnswer> deferred_;    // the offer that waits for retry_->at
   std::optional<core::Version> rejected_;    // the bad version last refused (logged once)
   // The refusal last reported (offer_refused: reason, version): a device says
   // so once, not at every check-in, until the reason or the version changes.
   std::optional<std::pair<std::string, core::Version>> refused_;
-  void report_refusal(const std::string& reason, const core::Version& offered, const std::string& message);
-
-  // Events.
-  core::TimeMs next_event_post_ = 0;
-  std::int64_t event_backoff_ms_ = 0;
 
   // Steps (the step log and debug.pause_after_step): the main and the download
   // thread's file-system changes (the check-in thread's token is not a step).
@@ -170,16 +143,7 @@ class Agent {
   std::thread::id main_thread_ = std::this_thread::get_id();
   bool in_list_ = false;
 
-  // Shared with the check-in thread (mu_).
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::string token_;
-  std::string running_version_;
-  std::string health_phase_;
-  std::deque<CheckinAnswer> answers_;
-  bool checkin_now_ = false;
-  std::atomic<bool> stopping_{false};
-  std::thread checkin_thread_;
+  std::string running_version_;  // what the check-in says runs
   int wake_pipe_[2] = {-1, -1};
 };
 
