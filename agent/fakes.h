@@ -20,11 +20,19 @@ namespace tranche::agent {
 class FakeClock : public Clock {
  public:
   explicit FakeClock(core::TimeMs start = 1'721'362'140'000) : now_(start) {}
-  core::TimeMs now() override { return now_; }
+  core::TimeMs now() override {
+    const core::TimeMs t = now_;
+    now_ = core::saturating_add(now_, tick_);
+    return t;
+  }
   void advance(core::DurationMs by) { now_ = core::saturating_add(now_, by); }
+  // Every read moves the clock on by `by` afterwards: a loop that waits for a
+  // deadline ends without real time passing.
+  void tick_on_read(core::DurationMs by) { tick_ = by; }
 
  private:
   core::TimeMs now_;
+  core::DurationMs tick_ = 0;
 };
 
 // Answers by the request's method and path (the URL after the host); a request
@@ -72,7 +80,7 @@ class FakeHttpClient : public HttpClient {
   std::size_t count(const std::string& path) {
     std::lock_guard lock(mu_);
     std::size_t n = 0;
-    for (const auto& r : requests_) n += path_of(r.url) == path ? 1 : 0;
+    for (const auto& r : requests_) n += path_of(r.url) == path ? 1U : 0U;
     return n;
   }
   static std::string path_of(const std::string& url) {
