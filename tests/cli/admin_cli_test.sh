@@ -13,19 +13,11 @@ TRANCHE="$1"
 SERVER_BIN="$2"
 # shellcheck source=../cli_lib.sh
 source "$(dirname "$0")/../cli_lib.sh"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 ADMIN=admin-cli-test-admin-token-0123456789
 export TRANCHE_CONFIG="$tmp/config/cli.json"
 unset TRANCHE_SERVER TRANCHE_TOKEN
 
-# json FILE EXPR: EXPR evaluated with `j` the file's JSON (node).
-json() { node -e 'const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(eval(process.argv[2]))' "$1" "$2"; }
 # run NAME EXPECTED-RC COMMAND...: stdout in $tmp/out, stderr in $tmp/err.
 run() {
   local name="$1" want="$2"; shift 2
@@ -55,12 +47,7 @@ run "plan check of a missing file" 2 "$TRANCHE" plan check "$tmp/missing.yaml"
 check "... names the file" grep -q "$tmp/missing.yaml" "$tmp/err"
 
 # --- a server -------------------------------------------------------------------------------
-"$SERVER_BIN" --port 0 --data-dir "$tmp/data" --admin-token "$ADMIN" --tick-ms 100 \
-  > "$tmp/server.out" 2> "$tmp/server.err" &
-server_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$tmp/server.out" && break; sleep 0.1; done
-URL=$(sed -n 's/^tranche-server listening on \(http:[^ ]*\).*/\1/p' "$tmp/server.out")
-check "server started ($URL)" test -n "$URL"
+start_server "$SERVER_BIN" --admin-token "$ADMIN" --tick-ms 100
 run "login" 0 "$TRANCHE" login --server "$URL" --token "$ADMIN"
 
 # --- tokens ----------------------------------------------------------------------------------
