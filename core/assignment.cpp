@@ -21,7 +21,11 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) {
   return q;
 }
 std::int64_t floor_mod(std::int64_t a, std::int64_t b) {
-  return a - floor_div(a, b) * b;
+  // From the remainder, not a - floor_div(a, b) * b: that product overflows
+  // near the ends of the range.
+  std::int64_t r = a % b;
+  if (r != 0 && ((r < 0) != (b < 0))) r += b;
+  return r;
 }
 
 // Day 0 (1970-01-01) was a Thursday; weekdays count from Monday = 0.
@@ -275,7 +279,9 @@ WindowCheck check_windows(const std::vector<MaintenanceWindow>& windows,
   if (windows.empty()) return check;  // no windows: any time
 
   const DurationMs offset = static_cast<DurationMs>(utc_offset_minutes) * kMinute;
-  const TimeMs local = now + offset;
+  // Saturating: a clock at the ends of the range (a broken RTC, a hostile
+  // config) must not wrap into another week.
+  const TimeMs local = saturating_add(now, offset);
   const std::int64_t today = floor_div(local, kDay);
   const DurationMs into_day = floor_mod(local, kDay);
   const int weekday = weekday_of_day(today);
@@ -300,9 +306,10 @@ WindowCheck check_windows(const std::vector<MaintenanceWindow>& windows,
   for (std::int64_t day = today; day <= today + 7; ++day) {
     for (const MaintenanceWindow& w : windows) {
       if (w.start_minute == w.end_minute || !day_allowed(w, weekday_of_day(day))) continue;
-      const TimeMs opens = day * kDay + static_cast<DurationMs>(w.start_minute) * kMinute;
+      const TimeMs opens =
+          saturating_add(saturating_mul(day, kDay), static_cast<DurationMs>(w.start_minute) * kMinute);
       if (opens <= local) continue;
-      const TimeMs opens_utc = opens - offset;
+      const TimeMs opens_utc = saturating_sub(opens, offset);
       if (!check.next_open || opens_utc < *check.next_open) check.next_open = opens_utc;
     }
     if (check.next_open) break;  // later days only open later

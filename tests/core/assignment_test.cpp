@@ -265,6 +265,21 @@ TEST(Windows, NoWindowsMeansAnyTime) {
   EXPECT_TRUE(check_windows({}, kNewYork, kFriday).open);
 }
 
+TEST(Windows, TheEndsOfTheClockRangeNeitherWrapNorOpenInThePast) {
+  // Run under UBSan (the asan-ubsan preset): no signed overflow at the ends.
+  MaintenanceWindow w;
+  w.days = 0x7f;
+  w.start_minute = 60;
+  w.end_minute = 120;
+  for (const TimeMs now : {kMaxTime, kMaxTime - 1, kMaxTime - kDay, kMinTime, kMinTime + kDay}) {
+    for (const std::int32_t off : {-12 * 60, 0, 14 * 60}) {
+      const WindowCheck c = check_windows({w}, off, now);
+      if (c.open || !c.next_open) continue;
+      EXPECT_GE(*c.next_open, now) << now << " " << off;  // never an opening in the past
+    }
+  }
+}
+
 TEST(Windows, NextOpenIsTheFirstOpenInstantWithinEightDays) {
   const unsigned seed = 20240719;
   std::mt19937 rng(seed);
