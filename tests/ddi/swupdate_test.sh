@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Unmodified SWUpdate (Debian's swupdate, suricatta) against tranche-server's DDI
+# API on 127.0.0.1: ten real clients, each with its own TMPDIR and working
+# directory, and two releases built here as CMS-signed .swu images.
+#
+#  1. Good release 1.1 to all ten: each installs it (its payload file holds
+#     the expected text), its health step closes the action with swupdate-ipc,
+#     and the server counts ten acknowledged devices; the rollout completes.
+#  2. Bad release 1.2, whose postinstall script fails: the first ring reports
+#     closed/failure, the gate halts, the clients outside that ring never
+#     download it (the server's artifact requests, per device), and the reasons
+#     are readable through GET /v1/rollouts/{id}/devices?state=failed.
+#
+#   swupdate_test.sh PATH/TO/tranche-server   (from the repo root)
+set -u
+SERVER_BIN="$1"
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../cli_lib.sh
+source "$HERE/../cli_lib.sh"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  if [ "$fail" -ne 0 ] && [ -n "${KEEP_TMP:-}" ]; then echo "kept $tmp"; return; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+N=10
+ADMIN=ddi-test-admin-token-0123456789abcdef
+KEY=ddi-test-enrollment-key-0123456789abcdef
+
+# Every client installs the payload at /proc/self/cwd/payload.txt: its own
+# working directory (SWUpdate's raw file handler wants an absolute path).
+"$HERE/make_swu.sh" "$tmp/artifacts" 1.1 "payload 1.1" /proc/self/cwd/payload.txt > /dev/null
+"$HERE/make_swu.sh" "$tmp/artifacts" 1.2 "payload 1.2" /proc/self/cwd/payload.txt fail > /dev/null
+
+"$SERVER_BIN" --port 0 --data-dir "$tmp/data" --admin-token "$ADMIN" --tick-ms 100 --batch-ms 50 \
+  --ask-again-s 1 --artifact-dir "$tmp/artifacts" > "$tmp/server.out" 2> "$tmp/server.err" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "listening on" "$tmp/server.out" && break; sleep 0.1; done
+URL=$(sed -n 's/^tranche-server listening on \(http:[^ ]*\).*/\1/p' "$tmp/server.out")
+check "server started ($URL)" test -n "$URL"
+[ -n "$URL" ] || exit 1
+
+# api METHOD PATH [BODY]: the response body on stdout, the status in $tmp/status.
+api() {
+  curl -sS -o "$tmp/body" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $ADMIN" \
+    -H 'Content-Type: application/json' ${3:+--data "$3"} "$URL$2" > "$tmp/status"
+  cat "$tmp/body"
+}
+status() { cat "$tmp/status"; }
+# eventually SECONDS COMMAND...: true once COMMAND succeeds within SECONDS.
+eventually() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do [ $SECONDS -ge $deadline ] && return 1; sleep 0.2; done
+}
+
+api POST /v1/tenants "{\"id\":\"acme\",\"enrollment_key\":\"$KEY\"}" > /dev/null
+check "tenant created" test "$(status)" = 201
+devices=$(for i in $(seq -w 1 $N); do printf '{"device_id":"swu-%s"},' "$i"; done)
+api POST /v1/devices/bulk "{\"tenant\":\"acme\",\"devices\":[${devices%,}]}" > "$tmp/enrolled"
+check "$N devices enrolled" test "$(status)" = 201
+token() { jq -r --arg id "$1" '.devices[] | select(.device_id == $id) | .device_token' "$tmp/enrolled"; }
+
+# --- the API's own refusals --------------------------------------------------------------
+api POST /v1/releases '{"channel":"os","version":"1.1","kind":"swu","artifact":"missing.swu"}' > /dev/null
+check "a swu release naming a missing file: 422" test "$(status)" = 422
+api POST /v1/releases '{"channel":"os","version":"1.1","kind":"swu","artifact":"update-1.1.swu"}' > "$tmp/rel"
+check "release 1.1 of kind swu registered" test "$(status)" = 201
+check "... with the image's sha1, md5 and sha256" test \
+  "$(jq -r '.targets[0] | "\(.sha1) \(.md5) \(.sha256) \(.length)"' "$tmp/rel")" = \
+  "$(sha1sum < "$tmp/artifacts/update-1.1.swu" | cut -d' ' -f1) $(md5sum < "$tmp/artifacts/update-1.1.swu" | cut -d' ' -f1) $(sha256sum < "$tmp/artifacts/update-1.1.swu" | cut -d' ' -f1) $(stat -c %s "$tmp/artifacts/update-1.1.swu")"
+api POST /v1/releases '{"channel":"os","version":"1.0","targets":[{"path":"a","length":1,"sha256":"'"$(printf 0%.0s $(seq 64))"'"}]}' > /dev/null
+check "a tuf release on a swu channel: 409" test "$(status)" = 409
+api POST /v1/releases '{"channel":"os","version":"1.2","kind":"swu","artifact":"update-1.2.swu"}' > /dev/null
+check "release 1.2 registered" test "$(status)" = 201
+code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: TargetToken $(token swu-02)" "$URL/acme/controller/v1/swu-01")
+check "another device's token: 401" test "$code" = 401
+code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: GatewayToken $KEY" "$URL/acme/controller/v1/swu-01")
+check "the tenant's gateway token: 200" test "$code" = 200
+code=$(curl -sS -o "$tmp/fb" -w '%{http_code}' -X POST -H "Authorization: TargetToken $(token swu-01)" \
+  -H 'Content-Type: application/json' --data '{"status":{"execution":"closed"}}' \
+  "$URL/acme/controller/v1/swu-01/deploymentBase/1/feedback")
+check "closed feedback without finished: 400 invalid_argument" \
+  test "$code $(jq -r .error.code "$tmp/fb")" = "400 invalid_argument"
+
+# --- the clients ---------------------------------------------------------------------------
+for i in $(seq -w 1 $N); do
+  dir="$tmp/c$i"
+  mkdir -p "$dir/tmp"
+  (cd "$dir" && TMPDIR="$dir/tmp" exec swupdate -v -k "$tmp/artifacts/signer.pem" -H board:1.0 \
+    -u "-t acme -u $URL -i swu-$i -k $(token swu-$i)" > "$dir/log" 2>&1) &
+  pids+=($!)
+done
+
+# --- 1. good release 1.1 -------------------------------------------------------------------
+GOOD_PLAN='name: good
+gate:
+  min_acknowledged: 10
+  heartbeat_interval: 1s
+  silent_after_missed: 5
+stages:
+  - {name: all, percent: 100%, bake: 1s}'
+api POST /v1/rollouts "$(jq -n --arg p "$GOOD_PLAN" '{channel:"os",version:"1.1",plan_yaml:$p,id:"r-1-1"}')" > /dev/null
+check "rollout of 1.1 started" test "$(status)" = 201
+
+payloads_are() {  # payloads_are TEXT DEVICE...: each device's payload file holds TEXT
+  local text=$1; shift
+  for i in "$@"; do [ "$(cat "$tmp/c$i/payload.txt" 2>/dev/null)" = "$text" ] || return 1; done
+}
+all=$(seq -w 1 $N)
+# shellcheck disable=SC2086
+check "all $N clients installed 1.1 (payload file present with its text)" eventually 25 payloads_are "payload 1.1" $all
+
+# The health step of each device: close the action it installed, through its
+# own swupdate's IPC socket (same TMPDIR).
+action_of() {  # action_of DEVICE: the action id its base poll offers
+  curl -sS -H "Authorization: TargetToken $(token "swu-$1")" "$URL/acme/controller/v1/swu-$1" |
+    jq -r '._links.deploymentBase.href // "" | split("/") | last'
+}
+for i in $all; do
+  id=$(action_of "$i")
+  [ -n "$id" ] && TMPDIR="$tmp/c$i/tmp" swupdate-ipc sendtohawkbit "$id" 2 success closed "health check passed" > /dev/null 2>&1
+done
+acknowledged() { [ "$(api GET /v1/rollouts/r-1-1 | jq -r .gate.acknowledged)" = "$N" ]; }
+check "the server shows $N acknowledged" eventually 15 acknowledged
+completed() { [ "$(api GET /v1/rollouts/r-1-1 | jq -r .status.state)" = completed ]; }
+check "rollout of 1.1 completed" eventually 15 completed
+check "... no device failed" test "$(api GET '/v1/rollouts/r-1-1/devices?state=failed' | jq '.devices | length')" = 0
+
+# --- 2. bad release 1.2 ---------------------------------------------------------------------
+BAD_PLAN='name: bad
+on_failure: halt
+gate:
+  min_acknowledged: 10
+  heartbeat_interval: 1s
+  silent_after_missed: 5
+stages:
+  - {name: ring1, percent: 30%, min_devices: 3, bake: 120s, max_failures: 1}
+  - {name: all, percent: 100%, bake: 0s}'
+api POST /v1/rollouts "$(jq -n --arg p "$BAD_PLAN" '{channel:"os",version:"1.2",plan_yaml:$p,id:"r-1-2"}')" > /dev/null
+check "rollout of 1.2 started" test "$(status)" = 201
+halted() { [ "$(api GET /v1/rollouts/r-1-2 | jq -r .status.state)" = halted ]; }
+check "the gate halts 1.2" eventually 30 halted
+api GET /v1/rollouts/r-1-2 > "$tmp/r12"
+echo "halt: $(jq -c '{state: .status.state, reason: .status.reason, failures: .gate.exposed_failures}' "$tmp/r12")"
+# Clients still polling after the halt must not start it.
+sleep 3
+api GET '/v1/rollouts/r-1-2/devices?state=failed' > "$tmp/failed"
+failed=$(jq -r '.devices[].device' "$tmp/failed" | sort)
+nfailed=$(echo "$failed" | grep -c .)
+check "the first ring reported closed/failure (failed: $(echo $failed))" test "$nfailed" -ge 2
+check "... every reason is readable: the postinstall's own error" \
+  test "$(jq '[.devices[] | select(.cause == "install_failed" and (.reason | test("postinstall: refusing version 1.2")))] | length' "$tmp/failed")" = "$nfailed"
+# The first ring: the devices offered 1.2 (failed, or offered and not yet healthy).
+ring=$( (echo "$failed"; api GET '/v1/rollouts/r-1-2/devices?state=pending' | jq -r '.devices[].device') | grep . | sort -u)
+downloaders=$(sed -n 's/.*ddi: device \(swu-[0-9]*\) downloads os 1.2 .*/\1/p' "$tmp/server.out" "$tmp/server.err" | sort -u)
+ndown=$(echo "$downloaders" | grep -c .)
+check "only the first ring downloaded 1.2 (downloaded: $(echo $downloaders); ring: $(echo $ring))" \
+  test -z "$(comm -23 <(echo "$downloaders") <(echo "$ring"))" -a "$ndown" -ge "$nfailed"
+outside=$(comm -23 <(printf 'swu-%s\n' $all) <(echo "$ring"))
+nout=$(echo "$outside" | grep -c .)
+check "the $nout clients outside it (of $N) never downloaded it and still run 1.1" \
+  bash -c "[ $nout -ge 1 ] && [ -z \"$(comm -12 <(echo "$outside") <(echo "$downloaders"))\" ]"
+# shellcheck disable=SC2046
+check "... their payload files still hold 1.1" payloads_are "payload 1.1" $(echo "$outside" | sed 's/^swu-//')
+metric=$(curl -sS "$URL/metrics" | sed -n 's/^tranche_ddi_artifact_requests_total{channel="os",version="1.2"} //p')
+check "artifact requests for 1.2 counted by the server: ${metric:-none} (one per ring device)" \
+  test "${metric:-0}" = "$ndown"
+
+if [ "$fail" -ne 0 ]; then
+  echo "--- server log (tail)"; tail -n 30 "$tmp/server.out" "$tmp/server.err"
+  echo "--- client 01 log (tail)"; tail -n 30 "$tmp/c01/log"
+fi
+exit $fail
