@@ -311,6 +311,12 @@ const std::vector<ServerImpl::DdiRoute>& ServerImpl::ddi_routes() {
        [](ServerImpl& s, HttpRequest& q, Responder& r, const DdiTarget& t, const Args& a) {
          s.ddi_artifact(q, r, t, a[0], a[1]);
        }},
+      {"GET", {"cancelAction", "{}"},
+       [](ServerImpl& s, HttpRequest&, Responder& r, const DdiTarget&, const Args& a) { s.ddi_cancel_action(r, a[0]); }},
+      {"POST", {"cancelAction", "{}", "feedback"},
+       [](ServerImpl& s, HttpRequest& q, Responder& r, const DdiTarget& t, const Args& a) {
+         s.ddi_cancel_feedback(q, r, t, a[0]);
+       }},
       {"HEAD", {"softwaremodules", "{}", "artifacts", "{}"},
        [](ServerImpl& s, HttpRequest& q, Responder& r, const DdiTarget& t, const Args& a) {
          s.ddi_artifact(q, r, t, a[0], a[1]);
@@ -471,6 +477,7 @@ void ServerImpl::ddi_base(HttpRequest&, Responder& respond, const DdiTarget& tar
   std::vector<ChannelAnswer> answers;
   DeviceWrite write;
   std::optional<DdiAction> offer;
+  std::optional<DdiAction> cancel;
   auto st = fleet_.with_device(target.device, [&](Device& d) {
     // A poll is a check-in: it runs what its closed actions installed, healthy
     // (its health step closed them).
@@ -483,6 +490,7 @@ void ServerImpl::ddi_base(HttpRequest&, Responder& respond, const DdiTarget& tar
     });
     offer = ddi_offer(answers, *snap);
     if (offer && Fleet::note_offers(d, *snap, answers, now)) write.state = true;
+    if (!offer) cancel = ddi_cancel(d, *snap);
   });
   if (!st) return reply_error(respond, st.error());
   writer_->enqueue(std::move(write));
@@ -493,6 +501,8 @@ void ServerImpl::ddi_base(HttpRequest&, Responder& respond, const DdiTarget& tar
   json::object links;
   if (offer) {
     links["deploymentBase"] = json::object{{"href", target.base_url + "/deploymentBase/" + offer->id}};
+  } else if (cancel) {
+    links["cancelAction"] = json::object{{"href", target.base_url + "/cancelAction/" + cancel->id}};
   }
   reply_json(respond, 200,
              json::object{{"config", json::object{{"polling", json::object{{"sleep", ddi::polling_sleep(
@@ -580,6 +590,7 @@ void ServerImpl::ddi_artifact(HttpRequest& req, Responder& respond, const DdiTar
     {
       std::lock_guard lock(ddi_mu_);
       ++ddi_downloads_[action->channel + " " + action->release->row.version];
+      ddi_started_.insert(target.device + "/" + id);
     }
     spdlog::info("ddi: device {} downloads {} {} ({} bytes from {})", target.device, action->channel,
                  action->release->row.version, count, first);
@@ -608,6 +619,7 @@ void ServerImpl::ddi_feedback(HttpRequest& req, Responder& respond, const DdiTar
   std::string reason = feedback->details;
   {
     std::lock_guard lock(ddi_mu_);
+    ddi_started_.insert(target.device + "/" + id);
     if (!closed && !failure) {
       // Keep the lines that say an error (SWUpdate forwards its log), the newest few.
       for (const auto& line : feedback->lines) {
@@ -669,6 +681,62 @@ void ServerImpl::ddi_feedback(HttpRequest& req, Responder& respond, const DdiTar
     reply_error(*shared_respond, written.error());
   };
   writer_->enqueue(std::move(write));
+}
+
+std::optional<ServerImpl::DdiAction> ServerImpl::ddi_cancel(const Device& d, const Snapshot& snap) {
+  for (const auto& mark : d.marks) {
+    if (mark.standing != core::Standing::kExposed) continue;
+    auto r = snap.rollouts.find(mark.rollout);
+    if (r == snap.rollouts.end()) continue;
+    const RolloutInfo& rollout = *r->second;
+    using S = core::RolloutState;
+    const S state = rollout.status.state;
+    if (state != S::kHalted && state != S::kRollingBack && state != S::kRolledBack && state != S::kAborted) continue;
+    auto ch = snap.channels.find(rollout.channel);
+    if (ch == snap.channels.end() || !ddi::is_swu_channel(ch->second)) continue;
+    auto current = d.versions.find(rollout.channel);
+    if (current != d.versions.end() && current->second == rollout.version) continue;
+    const std::string id = ddi::action_id(rollout.channel, rollout.version.to_string(), rollout.row.id);
+    auto action = ddi_resolve(snap, id);
+    if (!action) continue;
+    std::lock_guard lock(ddi_mu_);
+    const std::string key = d.id + "/" + id;
+    if (ddi_started_.count(key) == 0 && ddi_cancelled_.count(key) == 0) return action;
+  }
+  return std::nullopt;
+}
+
+void ServerImpl::ddi_cancel_action(Responder& respond, const std::string& id) {
+  auto snap = fleet_.snapshot();
+  if (!ddi_resolve(*snap, id)) return reply_error(respond, ApiError{404, "action_not_found", "no DDI action " + id});
+  // The cancellation names the action it stops; tranche gives it the same id.
+  reply_json(respond, 200, json::object{{"id", id}, {"cancelAction", json::object{{"stopId", id}}}});
+}
+
+void ServerImpl::ddi_cancel_feedback(HttpRequest& req, Responder& respond, const DdiTarget& target,
+                                     const std::string& id) {
+  auto feedback = ddi::decode_feedback(req.body);
+  if (!feedback) return reply_error(respond, feedback.error());
+  auto snap = fleet_.snapshot();
+  if (!ddi_resolve(*snap, id)) return reply_error(respond, ApiError{404, "action_not_found", "no DDI action " + id});
+  using Execution = ddi::Feedback::Execution;
+  const bool done = feedback->execution == Execution::kClosed || feedback->execution == Execution::kCanceled ||
+                    feedback->execution == Execution::kRejected;
+  if (done) {
+    std::lock_guard lock(ddi_mu_);
+    ddi_cancelled_.insert(target.device + "/" + id);
+  }
+  spdlog::info("ddi: device {}: cancellation of action {}: {}", target.device, id,
+               feedback->details.empty() ? "acknowledged" : feedback->details);
+  // Contact, as any request of the device.
+  const TimeMs now = clock_->now();
+  DeviceWrite write;
+  auto st = fleet_.with_device(target.device, [&](Device& d) {
+    write = fleet_.check_in(d, *snap, {}, d.health_json, true, now, last_seen_every());
+  });
+  if (!st) return reply_error(respond, st.error());
+  writer_->enqueue(std::move(write));
+  reply_json(respond, 200, json::object{});
 }
 
 void ServerImpl::ddi_config_data(HttpRequest& req, Responder& respond, const DdiTarget&) {

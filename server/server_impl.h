@@ -12,6 +12,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -229,6 +230,18 @@ class ServerImpl final : public Server {
   // action with a generic one): the failure's reason names them. Memory only,
   // a few lines per device; guarded by ddi_mu_.
   std::map<std::string, std::vector<std::string>> ddi_errors_;
+  // Actions ("device/actionId") a device has started (sent feedback for, or
+  // downloaded) and cancellations it has confirmed: after a halt only those
+  // not started are cancelled (cancelAction), once. Memory only: after a
+  // restart a confirmed cancellation is offered again, which the client
+  // confirms again. Guarded by ddi_mu_.
+  std::set<std::string> ddi_started_;
+  std::set<std::string> ddi_cancelled_;
+  // The action of a stopped rollout (halted, rolling back, aborted) that the
+  // device was offered and has not started: to cancel.
+  std::optional<DdiAction> ddi_cancel(const Device& device, const Snapshot& snapshot);
+  void ddi_cancel_action(Responder& respond, const std::string& action);
+  void ddi_cancel_feedback(HttpRequest& req, Responder& respond, const DdiTarget& target, const std::string& action);
 
   ServerOptions options_;
   // Wrong enrollment keys per peer address: 20 at once, then one per second.

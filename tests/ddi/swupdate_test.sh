@@ -9,7 +9,9 @@
 #  2. Bad release 1.2, whose postinstall script fails: the first ring reports
 #     closed/failure, the gate halts, the clients outside that ring never
 #     download it (the server's artifact requests, per device), and the reasons
-#     are readable through GET /v1/rollouts/{id}/devices?state=failed.
+#     are readable through GET /v1/rollouts/{id}/devices?state=failed. One
+#     device of the ring is held (SIGSTOP) after the offer: once the rollout
+#     halts it is sent cancelAction, confirms it and never downloads 1.2.
 #
 #   swupdate_test.sh PATH/TO/tranche-server   (from the repo root)
 set -u
@@ -18,7 +20,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../cli_lib.sh
 source "$HERE/../cli_lib.sh"
 pids=()
+declare -A client  # device number -> pid of its swupdate
+# tree PID: the pid and its descendants (swupdate forks its suricatta and downloader).
+tree() { echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
+# hold DEVICE / release DEVICE: SIGSTOP / SIGCONT to its swupdate and children.
+hold() { kill -STOP $(tree "${client[$1]}") 2>/dev/null; }
+release() { kill -CONT $(tree "${client[$1]}") 2>/dev/null; }
 cleanup() {
+  for i in "${!client[@]}"; do release "$i"; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   if [ "$fail" -ne 0 ] && [ -n "${KEEP_TMP:-}" ]; then echo "kept $tmp"; return; fi
@@ -92,7 +101,17 @@ for i in $(seq -w 1 $N); do
   (cd "$dir" && TMPDIR="$dir/tmp" exec swupdate -v -k "$tmp/artifacts/signer.pem" -H board:1.0 \
     -u "-t acme -u $URL -i swu-$i -k $(token swu-$i)" > "$dir/log" 2>&1) &
   pids+=($!)
+  client[$i]=$!
 done
+
+# A fleet already running: every client has polled once, with nothing to do,
+# before the first release (SWUpdate handed a deployment in its first moments
+# can hang between its downloader and its installer).
+all=$(seq -w 1 $N)
+polled() {
+  for i in $all; do grep -q "No pending action on server" "$tmp/c$i/log" || return 1; done
+}
+check "all $N clients polled the server" eventually 20 polled
 
 # --- 1. good release 1.1 -------------------------------------------------------------------
 GOOD_PLAN='name: good
@@ -109,20 +128,32 @@ payloads_are() {  # payloads_are TEXT DEVICE...: each device's payload file hold
   local text=$1; shift
   for i in "$@"; do [ "$(cat "$tmp/c$i/payload.txt" 2>/dev/null)" = "$text" ] || return 1; done
 }
-all=$(seq -w 1 $N)
 # shellcheck disable=SC2086
 check "all $N clients installed 1.1 (payload file present with its text)" eventually 25 payloads_are "payload 1.1" $all
 
-# The health step of each device: close the action it installed, through its
-# own swupdate's IPC socket (same TMPDIR).
-action_of() {  # action_of DEVICE: the action id its base poll offers
+# The health step of each device, once its swupdate is done with the install:
+# close the action it installed through its own swupdate's IPC socket (same
+# TMPDIR). swupdate-ipc exits 0 even when swupdate did not take the message, so
+# the step is repeated until the server no longer offers the action.
+action_of() {  # action_of DEVICE: the action id its base poll offers ("" when none)
   curl -sS -H "Authorization: TargetToken $(token "swu-$1")" "$URL/acme/controller/v1/swu-$1" |
-    jq -r '._links.deploymentBase.href // "" | split("/") | last'
+    jq -r '._links.deploymentBase.href // "" | split("/") | last // ""'
 }
-for i in $all; do
-  id=$(action_of "$i")
-  [ -n "$id" ] && TMPDIR="$tmp/c$i/tmp" swupdate-ipc sendtohawkbit "$id" 2 success closed "health check passed" > /dev/null 2>&1
-done
+installed() {
+  for i in $all; do grep -q "Update successful, executing post-update actions" "$tmp/c$i/log" || return 1; done
+}
+check "all $N swupdate report the update successful" eventually 20 installed
+health_step() {
+  local open=0
+  for i in $all; do
+    id=$(action_of "$i")
+    [ -z "$id" ] && continue
+    open=1
+    TMPDIR="$tmp/c$i/tmp" swupdate-ipc sendtohawkbit "$id" 2 success closed "health check passed" > /dev/null 2>&1
+  done
+  [ $open -eq 0 ]
+}
+check "every health step closed its action" eventually 20 health_step
 acknowledged() { [ "$(api GET /v1/rollouts/r-1-1 | jq -r .gate.acknowledged)" = "$N" ]; }
 check "the server shows $N acknowledged" eventually 15 acknowledged
 completed() { [ "$(api GET /v1/rollouts/r-1-1 | jq -r .status.state)" = completed ]; }
@@ -135,16 +166,33 @@ on_failure: halt
 gate:
   min_acknowledged: 10
   heartbeat_interval: 1s
-  silent_after_missed: 5
+  silent_after_missed: 30
 stages:
   - {name: ring1, percent: 30%, min_devices: 3, bake: 120s, max_failures: 1}
   - {name: all, percent: 100%, bake: 0s}'
+# Hold every client while the rollout starts, then find the ring by polling as
+# each device: one of the ring stays held until the gate has halted.
+for i in $all; do hold "$i"; done
 api POST /v1/rollouts "$(jq -n --arg p "$BAD_PLAN" '{channel:"os",version:"1.2",plan_yaml:$p,id:"r-1-2"}')" > /dev/null
 check "rollout of 1.2 started" test "$(status)" = 201
+offered=""
+for i in $all; do [ -n "$(action_of "$i")" ] && offered="$offered $i"; done
+held=${offered##* }
+check "the first ring is offered 1.2 (devices:$offered), device $held is held" test -n "$held"
+for i in $all; do [ "$i" = "$held" ] || release "$i"; done
 halted() { [ "$(api GET /v1/rollouts/r-1-2 | jq -r .status.state)" = halted ]; }
 check "the gate halts 1.2" eventually 30 halted
 api GET /v1/rollouts/r-1-2 > "$tmp/r12"
 echo "halt: $(jq -c '{state: .status.state, reason: .status.reason, failures: .gate.exposed_failures}' "$tmp/r12")"
+cancel_link() {
+  curl -sS -H "Authorization: TargetToken $(token "swu-$held")" "$URL/acme/controller/v1/swu-$held" |
+    jq -r '._links.cancelAction.href // ""'
+}
+check "the held device's open action becomes cancelAction" test -n "$(cancel_link)"
+release "$held"
+cancelled() { grep -q "ddi: device swu-$held: cancellation of action" "$tmp/server.out" "$tmp/server.err"; }
+check "... its swupdate confirms the cancellation" eventually 15 cancelled
+check "... and is not offered it again" eventually 5 bash -c "[ -z \"\$(curl -sS -H 'Authorization: TargetToken $(token "swu-$held")' '$URL/acme/controller/v1/swu-$held' | jq -r '._links.cancelAction.href // \"\"')\" ]"
 # Clients still polling after the halt must not start it.
 sleep 3
 api GET '/v1/rollouts/r-1-2/devices?state=failed' > "$tmp/failed"
@@ -153,12 +201,15 @@ nfailed=$(echo "$failed" | grep -c .)
 check "the first ring reported closed/failure (failed: $(echo $failed))" test "$nfailed" -ge 2
 check "... every reason is readable: the postinstall's own error" \
   test "$(jq '[.devices[] | select(.cause == "install_failed" and (.reason | test("postinstall: refusing version 1.2")))] | length' "$tmp/failed")" = "$nfailed"
-# The first ring: the devices offered 1.2 (failed, or offered and not yet healthy).
-ring=$( (echo "$failed"; api GET '/v1/rollouts/r-1-2/devices?state=pending' | jq -r '.devices[].device') | grep . | sort -u)
+# The first ring: the devices offered 1.2.
+ring=$(printf 'swu-%s\n' $offered | sort)
+check "... all of the ring but the held device failed" test "$nfailed" = "$(($(echo "$ring" | grep -c .) - 1))"
+check "... the held device never downloaded it" \
+  bash -c "! grep -q 'ddi: device swu-$held downloads os 1.2' '$tmp/server.out' '$tmp/server.err'"
 downloaders=$(sed -n 's/.*ddi: device \(swu-[0-9]*\) downloads os 1.2 .*/\1/p' "$tmp/server.out" "$tmp/server.err" | sort -u)
 ndown=$(echo "$downloaders" | grep -c .)
 check "only the first ring downloaded 1.2 (downloaded: $(echo $downloaders); ring: $(echo $ring))" \
-  test -z "$(comm -23 <(echo "$downloaders") <(echo "$ring"))" -a "$ndown" -ge "$nfailed"
+  test -z "$(comm -23 <(echo "$downloaders") <(echo "$ring"))" -a "$ndown" = "$nfailed"
 outside=$(comm -23 <(printf 'swu-%s\n' $all) <(echo "$ring"))
 nout=$(echo "$outside" | grep -c .)
 check "the $nout clients outside it (of $N) never downloaded it and still run 1.1" \
