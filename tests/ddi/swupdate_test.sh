@@ -143,6 +143,18 @@ installed() {
   for i in $all; do grep -q "Update successful, executing post-update actions" "$tmp/c$i/log" || return 1; done
 }
 check "all $N swupdate report the update successful" eventually 20 installed
+
+# The artifact as any DDI client may fetch it: a byte range, HEAD, a range past the end.
+id=$(action_of 01)
+href="$URL/acme/controller/v1/swu-01/softwaremodules/$id/artifacts/update-1.1.swu"
+auth="Authorization: TargetToken $(token swu-01)"
+code=$(curl -sS -o "$tmp/part" -w '%{http_code}' -r 100-199 -H "$auth" "$href")
+check "a byte range of the artifact: 206 with exactly those bytes" \
+  bash -c "[ $code = 206 ] && cmp -s '$tmp/part' <(tail -c +101 '$tmp/artifacts/update-1.1.swu' | head -c 100)"
+check "HEAD: 200 with the image's length" bash -c "curl -sSI -H '$auth' '$href' | tr -d '\r' |
+  grep -qx 'Content-Length: $(stat -c %s "$tmp/artifacts/update-1.1.swu")'"
+code=$(curl -sS -o /dev/null -w '%{http_code}' -r 999999- -H "$auth" "$href")
+check "a range past the end: 416" test "$code" = 416
 health_step() {
   local open=0
   for i in $all; do
