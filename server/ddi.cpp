@@ -390,8 +390,10 @@ std::optional<ApiError> ServerImpl::authorize_ddi(const HttpRequest& req, const 
   if (auto owned = ensure_owned(controller, hash); !owned && owned.error().code != ErrorCode::kNotFound) {
     return ApiError{503, "unavailable", owned.error().message};
   }
-  bool known = false;
+  bool known = false;   // enrolled in this tenant
+  bool exists = false;  // enrolled at all
   (void)fleet_.with_device(controller, [&](Device& d) {
+    exists = true;
     known = d.tenant == tenant;
     if (credential->kind == ddi::Credential::Kind::kTarget) ok = known && same_hash(d.token_hash, hash);
   });
@@ -401,8 +403,30 @@ std::optional<ApiError> ServerImpl::authorize_ddi(const HttpRequest& req, const 
                                              tenant + "'"};
   }
   if (gateway_ok && !known) {
-    return ApiError{404, "not_found", "controller '" + controller + "' is not enrolled in tenant '" + tenant +
-                                          "' (enroll it: POST /v1/devices/bulk)"};
+    const bool auto_enroll = t->second.policy.ddi_auto_enroll;
+    if (exists || !auto_enroll) {
+      return ApiError{404, "not_found", "controller '" + controller + "' is not enrolled in tenant '" + tenant +
+                                            "' (enroll it: POST /v1/devices/bulk, or let the gateway enroll "
+                                            "devices: policy ddi_auto_enroll)"};
+    }
+    // The tenant lets its gateway enroll devices: durable before it is answered,
+    // as any enrollment. Its own token is never handed out (the gateway speaks
+    // for it).
+    auto fresh = new_device(DeviceFields{controller, {}, 0}, tenant, now);
+    {
+      std::lock_guard lock(store_mu_);
+      if (auto st = store_->insert_device(fresh.row); !st) {
+        // Enrolled meanwhile (another request, another server): its tenant is
+        // checked at the next request.
+        if (st.error().code == ErrorCode::kConflict) return ApiError{409, "conflict", st.error().message};
+        return ApiError{503, "unavailable", st.error().message};
+      }
+    }
+    if (auto st = fleet_.add_device(std::move(fresh.device)); !st) {
+      return ApiError{409, "conflict", st.error().message};
+    }
+    metrics_.enrollments.fetch_add(1);
+    spdlog::info("ddi: device {} enrolled in tenant {} by its gateway", controller, tenant);
   }
   std::string host = ddi::valid_host(req.host) ? req.host : "127.0.0.1:" + std::to_string(port());
   target->tenant = tenant;

@@ -88,6 +88,16 @@ code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: TargetToken $(
 check "another device's token: 401" test "$code" = 401
 code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: GatewayToken $KEY" "$URL/acme/controller/v1/swu-01")
 check "the tenant's gateway token: 200" test "$code" = 200
+code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: GatewayToken $KEY" "$URL/acme/controller/v1/gw-1")
+check "a controller not enrolled, gateway token, no auto-enrollment: 404" test "$code" = 404
+api PUT /v1/tenants/acme/policy '{"ddi_auto_enroll":true}' > /dev/null
+check "policy ddi_auto_enroll set" test "$(status)" = 200
+code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: GatewayToken $KEY" "$URL/acme/controller/v1/gw-1")
+check "... then the gateway enrolls it at its first poll: 200" test "$code" = 200
+check "... and it is a device of the tenant" test "$(api GET /v1/devices/gw-1 | jq -r .tenant)" = acme
+code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: GatewayToken wrong-key" "$URL/acme/controller/v1/gw-2")
+check "a wrong gateway token enrolls nothing: 401" test "$code" = 401
+api PUT /v1/tenants/acme/policy '{}' > /dev/null
 code=$(curl -sS -o "$tmp/fb" -w '%{http_code}' -X POST -H "Authorization: TargetToken $(token swu-01)" \
   -H 'Content-Type: application/json' --data '{"status":{"execution":"closed"}}' \
   "$URL/acme/controller/v1/swu-01/deploymentBase/1/feedback")
