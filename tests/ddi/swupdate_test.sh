@@ -236,6 +236,9 @@ outside=$(comm -23 <(printf 'swu-%s\n' $all) <(echo "$ring"))
 nout=$(echo "$outside" | grep -c .)
 check "the $nout clients outside it (of $N) never downloaded it and still run 1.1" \
   bash -c "[ $nout -ge 1 ] && [ -z \"$(comm -12 <(echo "$outside") <(echo "$downloaders"))\" ]"
+first_out=$(echo "$outside" | head -n 1)
+why=$(api GET "/v1/devices/$first_out?version=1.2" | jq -r .why)
+check "the why answer of a DDI device ($first_out): $why" bash -c "[[ '$why' == *'does not run 1.2'* ]]"
 # shellcheck disable=SC2046
 check "... their payload files still hold 1.1" payloads_are "payload 1.1" $(echo "$outside" | sed 's/^swu-//')
 metric=$(curl -sS "$URL/metrics" | sed -n 's/^tranche_ddi_artifact_requests_total{channel="os",version="1.2"} //p')
