@@ -461,7 +461,8 @@ std::optional<ServerImpl::DdiAction> ServerImpl::ddi_resolve(const Snapshot& sna
     for (const auto& r : ch.releases) {
       if (ddi::action_id(name, r.row.version, "") == id) return DdiAction{id, name, r.version, "", &r};
       for (const auto& [rid, rollout] : snapshot.rollouts) {
-        if (rollout->channel != name) continue;
+        // A rollout's actions: its version, and its rollback to the previous one.
+        if (rollout->channel != name || (rollout->version != r.version && rollout->previous != r.version)) continue;
         if (ddi::action_id(name, r.row.version, rid) == id) return DdiAction{id, name, r.version, rid, &r};
       }
     }

@@ -13,8 +13,7 @@
 #     device of the ring is offered 1.2 while its swupdate is down: once the
 #     rollout halts, its restarted swupdate is sent cancelAction, confirms it
 #     and never downloads 1.2. (Which devices form the ring is found first by a
-#     dry run of the same rollout on a scratch server: stopping the clients
-#     with SIGSTOP instead breaks SWUpdate's own IPC.)
+#     dry run of the same rollout on a scratch server.)
 #
 #   swupdate_test.sh PATH/TO/tranche-server   (from the repo root)
 set -u
