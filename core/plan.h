@@ -144,6 +144,9 @@ struct TenantPolicy {
   std::vector<MaintenanceWindow> windows;      // empty: any time
   Selector critical;                           // devices that count as critical
   bool critical_selector_set = false;          // an empty selector would match all
+  // DDI (docs/ddi.md): a controller the tenant's gateway token speaks for that
+  // is not enrolled yet is enrolled at its first request, without tags.
+  bool ddi_auto_enroll = false;
 
   bool is_critical(const Tags& tags) const {
     return critical_selector_set && critical.matches(tags);

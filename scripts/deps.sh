@@ -26,6 +26,8 @@ PACKAGES=(
   nodejs npm           # tests/openapi: the API's conformance to docs/openapi.yaml
   chromium             # tests/browser: headless Chromium driven by playwright-core
   haproxy              # tests/cluster: packaging/haproxy/tranche.cfg in front of a server cluster
+  swupdate cpio        # tests/ddi: real SWUpdate clients of the DDI API, and signed .swu images
+  curl jq              # tests/ddi: the test speaks DDI and the API as a client would
 )
 
 missing=()

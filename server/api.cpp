@@ -25,6 +25,7 @@
 #include "core/cohort.h"
 #include "core/contract.h"
 #include "server/codec.h"
+#include "server/ddi.h"
 #include "config/tuf_repo_dir.h"
 #include "server/request_codec.h"
 #include "server/server_impl.h"
@@ -349,6 +350,8 @@ void ServerImpl::route(HttpRequest& req, Responder& respond) {
       serve_file(options_.dashboard_dir, file.empty() ? std::string("index.html") : file, respond);
     });
   }
+  // hawkBit's DDI API (server/ddi.cpp): /{tenant}/controller/v1/{controllerId}/...
+  if (seg.size() >= 4 && seg[1] == "controller" && seg[2] == "v1") return route_ddi(req, respond, seg);
   if (seg.empty() || seg[0] != "v1") {
     return reply_error(respond, ApiError{404, "not_found", "no route " + req.path + " (API is under /v1)"});
   }
@@ -840,7 +843,31 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
   // A release agents cannot download is refused now, not found out by every
   // agent's "not signed": with --tuf-repo, each target must be signed there,
   // under its path, with its length and sha256.
-  if (!options_.tuf_repo_dir.empty()) {
+  if (body->swu) {
+    // An SWUpdate image: its one target is computed from the file, so the hashes
+    // DDI clients check are the server's own (server/ddi.h).
+    if (options_.artifact_dir.empty()) {
+      return reply_error(respond, ApiError{422, "no_artifact_dir",
+                                           "kind swu needs the server started with --artifact-dir"});
+    }
+    auto target = ddi::swu_target(options_.artifact_dir, body->artifact);
+    if (!target) {
+      return reply_error(respond, ApiError{422, "artifact_not_found", target.error().message});
+    }
+    body->targets = json::array{std::move(*target)};
+  }
+  // A channel holds releases of one kind: DDI clients follow the swu channels,
+  // tranche-agents the others.
+  const auto before = fleet_.snapshot();
+  if (auto known = before->channels.find(channel);
+      known != before->channels.end() && !known->second.releases.empty() &&
+      ddi::is_swu_channel(known->second) != body->swu) {
+    return reply_error(respond, ApiError{409, "conflict",
+                                         "channel " + channel + " holds releases of kind " +
+                                             (body->swu ? "tuf" : "swu") + "; this release is of kind " +
+                                             (body->swu ? "swu" : "tuf")});
+  }
+  if (!options_.tuf_repo_dir.empty() && !body->swu) {
     std::vector<config::ExpectedTarget> expected;
     for (const auto& t : body->targets.as_array()) {
       const auto& o = t.as_object();
@@ -891,7 +918,12 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
                       : bundle_text.empty()         ? "not checked: no bundle given"
                       : iface == interfaces_.end()  ? "not checked: no consumer interface configured for the channel"
                                                     : "passed";
-  reply_json(respond, 201, json::object{{"channel", channel}, {"version", row.version}, {"contract_check", check}});
+  json::object created{{"channel", channel}, {"version", row.version}, {"contract_check", check}};
+  if (body->swu) {
+    created["kind"] = "swu";
+    created["targets"] = body->targets;
+  }
+  reply_json(respond, 201, created);
 }
 
 void ServerImpl::api_list_releases(Responder& respond) {
@@ -1491,6 +1523,16 @@ void ServerImpl::api_metrics(Responder& respond) {
                 std::to_string(ev.exposed.exposure_s) + "\n";
     exposure += "tranche_gate_exposure_seconds" + labels + ",group=\"control\"} " +
                 std::to_string(ev.control.exposure_s) + "\n";
+  }
+  {
+    std::lock_guard lock(ddi_mu_);
+    text += "# HELP tranche_ddi_artifact_requests_total Artifact downloads by DDI clients, per release.\n"
+            "# TYPE tranche_ddi_artifact_requests_total counter\n";
+    for (const auto& [release, n] : ddi_downloads_) {
+      const auto space = release.find(' ');
+      text += "tranche_ddi_artifact_requests_total{channel=\"" + release.substr(0, space) + "\",version=\"" +
+              release.substr(space + 1) + "\"} " + std::to_string(n) + "\n";
+    }
   }
   HttpResponse res;
   res.content_type = "text/plain; version=0.0.4";

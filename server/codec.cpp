@@ -172,9 +172,13 @@ core::Result<core::TenantPolicy> policy_from_json(const json::value& value) {
   const auto& o = value.as_object();
   core::TenantPolicy p;
   for (const auto& [key, v] : o) {
-    if (key != "pins" && key != "windows" && key != "critical") {
-      return field_error("policy." + std::string(key), "unknown field (pins, windows, critical)");
+    if (key != "pins" && key != "windows" && key != "critical" && key != "ddi_auto_enroll") {
+      return field_error("policy." + std::string(key), "unknown field (pins, windows, critical, ddi_auto_enroll)");
     }
+  }
+  if (auto* auto_enroll = o.if_contains("ddi_auto_enroll")) {
+    if (!auto_enroll->is_bool()) return field_error("policy.ddi_auto_enroll", "expected true or false");
+    p.ddi_auto_enroll = auto_enroll->as_bool();
   }
   if (auto* pins = o.if_contains("pins")) {
     if (!pins->is_object()) return field_error("policy.pins", "expected an object");
@@ -283,6 +287,7 @@ json::object policy_to_json(const core::TenantPolicy& p) {
                                    {"end", hhmm(w.end_minute)}});
   }
   json::object out{{"pins", std::move(pins)}, {"windows", std::move(windows)}};
+  if (p.ddi_auto_enroll) out["ddi_auto_enroll"] = true;
   if (p.critical_selector_set) {
     json::object critical;
     for (const auto& [tag, values] : p.critical.any_of) {

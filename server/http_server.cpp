@@ -235,6 +235,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if (q != std::string_view::npos) out.query = std::string(target.substr(q + 1));
     out.authorization = std::string(req[http::field::authorization]);
     out.content_type = std::string(req[http::field::content_type]);
+    out.host = std::string(req[http::field::host]);
+    out.range = std::string(req[http::field::range]);
+    head_ = req.method() == http::verb::head;
     out.body = std::move(req.body());
     out.remote = remote_;
 
@@ -260,6 +263,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
   void refuse(unsigned status, std::string_view code, const std::string& message) {
     keep_alive_ = false;
+    head_ = false;
     HttpResponse r;
     r.status = status;
     r.body = error_body(code, message);
@@ -310,7 +314,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       out->append("\r\n");
     }
     out->append("\r\n");
-    out->append(response.body);
+    if (!head_) out->append(response.body);
     lowest().expires_after(shared_->options.idle_timeout);
     asio::async_write(stream_, asio::buffer(*out),
                       [self = this->shared_from_this(), out, keep](beast::error_code ec, std::size_t) {
@@ -354,6 +358,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   std::string refusal_;  // why the connection was not admitted; empty: admitted
   std::atomic<std::thread::id> handler_thread_{};  // set while the handler runs
   unsigned version_ = 11;
+  bool head_ = false;  // the request being answered is a HEAD: no body is written
 };
 
 class BeastServer final : public HttpServer {

@@ -28,10 +28,14 @@ struct HttpRequest {
   std::string query;          // after '?', may be empty
   std::string authorization;  // the Authorization header, may be empty
   std::string content_type;
+  std::string host;   // the Host header, may be empty (absolute links: server/ddi.cpp)
+  std::string range;  // the Range header, may be empty (artifact downloads)
   std::string body;
   std::string remote;  // peer address, for logs
 };
 
+// The answer to a HEAD request is sent without its body (Content-Length still
+// names the body's size).
 struct HttpResponse {
   unsigned status = 200;
   std::string content_type = "application/json";

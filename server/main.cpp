@@ -39,7 +39,7 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
                                     "long-poll-max-s", "ask-again-s", "last-seen-every-s", "forget-idle-s", "interface",
                                     "max-connections", "max-connections-per-address", "body-budget-mb",
                                     "body-timeout-s",
-                                    "tuf-repo", "dashboard-dir", "server-id"},
+                                    "tuf-repo", "dashboard-dir", "artifact-dir", "server-id"},
                                    path, "");
       !st) {
     return st;
@@ -70,7 +70,7 @@ tranche::core::Status apply_config_file(const std::string& path, ServerOptions& 
   for (auto st : {str("listen", o.listen_address), str("data-dir", o.data_dir), str("store", o.store_url),
                   str("server-id", o.server_id),
                   str("tls-cert", cert), str("tls-key", key), str("tuf-repo", o.tuf_repo_dir),
-                  str("dashboard-dir", o.dashboard_dir), num("port", o.port, 0, 65535),
+                  str("dashboard-dir", o.dashboard_dir), str("artifact-dir", o.artifact_dir), num("port", o.port, 0, 65535),
                   num("threads", o.threads, 0, 256), num("tick-ms", tick, 10, 3'600'000),
                   num("batch-ms", batch, 1, 60'000), num("batch-max", o.batch_max_records, 1, 1'000'000),
                   num("long-poll-max-s", lp, 0, 3600), num("ask-again-s", ask, 1, 86400),
@@ -216,6 +216,9 @@ int main(int argc, char** argv) {
   std::int64_t timestamp_lifetime_s = o.tuf_timestamp_lifetime.count();
   app.add_option("--tuf-timestamp-lifetime-s", timestamp_lifetime_s, "expiry of each timestamp the server signs")
       ->capture_default_str();
+  app.add_option("--artifact-dir", o.artifact_dir,
+                 "directory of the SWUpdate images (.swu) that releases of kind swu name; DDI "
+                 "clients download them from the server (docs/ddi.md)");
   app.add_option("--dashboard-dir", o.dashboard_dir,
                  "serve the dashboard from this directory at / (default: the installed or source copy)");
   app.add_option("--admin-token", o.admin_token,
@@ -259,6 +262,7 @@ int main(int argc, char** argv) {
     if (!given("--interface")) interfaces = file_interfaces;
     if (!given("--tuf-repo")) o.tuf_repo_dir = from_file.tuf_repo_dir;
     if (!given("--dashboard-dir")) o.dashboard_dir = from_file.dashboard_dir;
+    if (!given("--artifact-dir")) o.artifact_dir = from_file.artifact_dir;
     if (!given("--tls-cert") && from_file.tls) tls_cert = from_file.tls->cert_chain_pem;
     if (!given("--tls-key") && from_file.tls) tls_key = from_file.tls->private_key_pem;
   }

@@ -284,7 +284,8 @@ core::Result<TokenRequest> decode_token(std::string_view body, std::size_t max_b
 }
 
 core::Result<ReleaseRequest> decode_release(std::string_view body, std::size_t max_bytes) {
-  auto o = body_object(body, max_bytes, {"channel", "version", "targets", "content_bundle", "skip_contract_check"});
+  auto o = body_object(body, max_bytes, {"channel", "version", "targets", "content_bundle", "skip_contract_check",
+                                      "kind", "artifact"});
   if (!o) return o.error();
   auto channel = string_member(*o, "channel");
   if (!channel || !core::Channel::parse(*channel)) {
@@ -294,6 +295,38 @@ core::Result<ReleaseRequest> decode_release(std::string_view body, std::size_t m
   if (!version_text) return bad_request("version: required string");
   auto version = core::Version::parse(*version_text);
   if (!version) return version.error().with_context("version: ");
+  bool swu = false;
+  if (auto* k = member(*o, "kind")) {
+    if (!k->is_string() || (k->as_string() != "tuf" && k->as_string() != "swu")) {
+      return bad_request("kind: expected tuf (the default) or swu");
+    }
+    swu = k->as_string() == "swu";
+  }
+  if (swu) {
+    // The server hashes the image itself: the caller names only its file.
+    if (member(*o, "targets") != nullptr) {
+      return bad_request("targets: not given for kind swu (the server computes them from the artifact)");
+    }
+    auto artifact = string_member(*o, "artifact");
+    if (!artifact || artifact->empty() || artifact->size() > 255 || artifact->find('/') != std::string::npos ||
+        artifact->front() == '.' || !artifact->ends_with(".swu")) {
+      return bad_request("artifact: expected the file name of a .swu image in the server's --artifact-dir");
+    }
+    for (char c : *artifact) {
+      if (static_cast<unsigned char>(c) < 0x21 || c == '\\' || c == '%' || c == '?' || c == '#' || c == 0x7f) {
+        return bad_request("artifact: expected a plain file name (no spaces, control characters, '\\', '%', '?', '#')");
+      }
+    }
+    ReleaseRequest out{std::move(*channel), std::move(*version_text), *version, nullptr, "", false, true,
+                       std::move(*artifact)};
+    if (auto* s = member(*o, "skip_contract_check")) {
+      if (!s->is_bool()) return bad_request("skip_contract_check: expected a boolean");
+      out.skip_contract_check = s->as_bool();
+    }
+    if (member(*o, "content_bundle") != nullptr) return bad_request("content_bundle: not given for kind swu");
+    return out;
+  }
+  if (member(*o, "artifact") != nullptr) return bad_request("artifact: only for kind swu");
   auto* targets = member(*o, "targets");
   if (targets == nullptr || !targets->is_array() || targets->as_array().empty() ||
       targets->as_array().size() > 64) {
@@ -316,7 +349,7 @@ core::Result<ReleaseRequest> decode_release(std::string_view body, std::size_t m
     auto sha = string_member(t.as_object(), "sha256");
     if (!sha || !core::Sha256::parse(*sha)) return bad_request(where + ".sha256: expected 64 hex characters");
   }
-  ReleaseRequest out{std::move(*channel), std::move(*version_text), *version, *targets, "", false};
+  ReleaseRequest out{std::move(*channel), std::move(*version_text), *version, *targets, "", false, false, ""};
   if (auto* s = member(*o, "skip_contract_check")) {
     if (!s->is_bool()) return bad_request("skip_contract_check: expected a boolean");
     out.skip_contract_check = s->as_bool();

@@ -101,6 +101,11 @@ struct ReleaseRequest {
   boost::json::value targets;  // 1..64 valid {path, length, sha256}, stored as given
   std::string content_bundle;  // "" when absent
   bool skip_contract_check = false;
+  // Kind "swu": an SWUpdate image for DDI clients (docs/ddi.md). `artifact` names
+  // its file in the server's --artifact-dir; the server computes the one target
+  // (length and hashes) from it, so `targets` is absent then (null here).
+  bool swu = false;
+  std::string artifact;
 };
 core::Result<ReleaseRequest> decode_release(std::string_view body, std::size_t max_bytes);
 

@@ -73,6 +73,11 @@ struct ServerOptions {
   // at / and /ui/. Empty: not served.
   std::string tuf_repo_dir;
   std::string dashboard_dir;
+  // The SWUpdate images (.swu) of releases on channels of kind swu: a release
+  // names its file here when it is registered (its hashes are computed then),
+  // and DDI clients download it through /{tenant}/controller/v1 (docs/ddi.md).
+  // Empty: no swu release can be registered.
+  std::string artifact_dir;
   // The online roles (TUF spec: snapshot and timestamp keys live on the
   // server): with both given, the engine's server signs a new snapshot when a
   // release's targets metadata appears in tuf_repo_dir, and renews the

@@ -12,6 +12,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -183,6 +184,64 @@ class ServerImpl final : public Server {
   void api_me(Responder& respond, const Caller& caller);
   boost::json::object answer_json(const std::vector<ChannelAnswer>& answers,
                                   const Snapshot& snapshot, TimeMs now) const;
+
+  // --- ddi.cpp: hawkBit's DDI API for SWUpdate and other DDI clients ---
+  // One route under /{tenant}/controller/v1/{controllerId}: a method, the
+  // pattern of the segments after the controller id ("{}" any one segment),
+  // and the handler, which gets the authenticated device.
+  struct DdiTarget {
+    std::string tenant;
+    std::string device;
+    std::string base_url;  // absolute: http(s)://host/{tenant}/controller/v1/{controllerId}
+  };
+  struct DdiRoute {
+    std::string_view method;
+    std::vector<std::string_view> pattern;
+    void (*handle)(ServerImpl& self, HttpRequest& req, Responder& respond, const DdiTarget& target,
+                   const std::vector<std::string>& args);
+  };
+  // The action a DDI action id names: a release of a swu channel, in a rollout.
+  struct DdiAction {
+    std::string id;
+    std::string channel;
+    core::Version version;
+    std::string rollout;  // "" outside any rollout
+    const ReleaseInfo* release = nullptr;  // into the snapshot it was resolved from
+  };
+  static const std::vector<DdiRoute>& ddi_routes();
+  // `seg`: the path's segments, seg[1] == "controller", seg[2] == "v1".
+  void route_ddi(HttpRequest& req, Responder& respond, const std::vector<std::string>& seg);
+  std::optional<ApiError> authorize_ddi(const HttpRequest& req, const std::string& tenant,
+                                        const std::string& controller, DdiTarget* target);
+  // The action the device is offered now on its swu channels, if any.
+  static std::optional<DdiAction> ddi_offer(const std::vector<ChannelAnswer>& answers, const Snapshot& snapshot);
+  static std::optional<DdiAction> ddi_resolve(const Snapshot& snapshot, const std::string& action_id);
+  void ddi_base(HttpRequest& req, Responder& respond, const DdiTarget& target);
+  void ddi_deployment(HttpRequest& req, Responder& respond, const DdiTarget& target, const std::string& action);
+  void ddi_artifact(HttpRequest& req, Responder& respond, const DdiTarget& target, const std::string& action,
+                    const std::string& file);
+  void ddi_feedback(HttpRequest& req, Responder& respond, const DdiTarget& target, const std::string& action);
+  void ddi_config_data(HttpRequest& req, Responder& respond, const DdiTarget& target);
+  // Artifact requests per release ("channel version"), for /metrics.
+  std::mutex ddi_mu_;
+  std::map<std::string, std::uint64_t> ddi_downloads_;  // guarded by ddi_mu_
+  // Per device, the error lines its open action forwarded as proceeding
+  // feedback (SWUpdate sends the handler's own error that way, and closes the
+  // action with a generic one): the failure's reason names them. Memory only,
+  // a few lines per device; guarded by ddi_mu_.
+  std::map<std::string, std::vector<std::string>> ddi_errors_;
+  // Actions ("device/actionId") a device has started (sent feedback for, or
+  // downloaded) and cancellations it has confirmed: after a halt only those
+  // not started are cancelled (cancelAction), once. Memory only: after a
+  // restart a confirmed cancellation is offered again, which the client
+  // confirms again. Guarded by ddi_mu_.
+  std::set<std::string> ddi_started_;
+  std::set<std::string> ddi_cancelled_;
+  // The action of a stopped rollout (halted, rolling back, aborted) that the
+  // device was offered and has not started: to cancel.
+  std::optional<DdiAction> ddi_cancel(const Device& device, const Snapshot& snapshot);
+  void ddi_cancel_action(Responder& respond, const std::string& action);
+  void ddi_cancel_feedback(HttpRequest& req, Responder& respond, const DdiTarget& target, const std::string& action);
 
   ServerOptions options_;
   // Wrong enrollment keys per peer address: 20 at once, then one per second.

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds a CMS-signed SWUpdate image (.swu) for the DDI tests, with openssl and
+# cpio only:
+#
+#   make_swu.sh OUT_DIR VERSION PAYLOAD_TEXT DEST_PATH [fail]
+#
+# OUT_DIR/signer.pem and signer.key are made once and reused (the clients are
+# started with `-k OUT_DIR/signer.pem`); OUT_DIR/update-VERSION.swu installs a
+# file at DEST_PATH holding PAYLOAD_TEXT. With `fail`, the image also carries a
+# postinstall script that exits 1: SWUpdate reports closed/failure for it.
+set -euo pipefail
+
+out=$1
+version=$2
+text=$3
+dest=$4
+mode=${5:-good}
+
+mkdir -p "$out"
+if [ ! -f "$out/signer.pem" ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$out/signer.key" -out "$out/signer.pem" \
+    -days 3650 -subj "/CN=tranche test signer" 2>/dev/null
+fi
+
+work=$(mktemp -d "$out/swu.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+printf '%s\n' "$text" > "$work/payload"
+sha=$(sha256sum "$work/payload" | cut -d' ' -f1)
+files=(sw-description sw-description.sig payload)
+scripts=""
+if [ "$mode" = fail ]; then
+  # SWUpdate calls a shell script with "postinst" after the install.
+  printf '#!/bin/sh\necho "postinstall: refusing version %s" >&2\nexit 1\n' "$version" > "$work/postinstall.sh"
+  ssha=$(sha256sum "$work/postinstall.sh" | cut -d' ' -f1)
+  scripts="  scripts: ( { filename = \"postinstall.sh\"; type = \"postinstall\"; sha256 = \"$ssha\"; } );"
+  files+=(postinstall.sh)
+fi
+cat > "$work/sw-description" <<DESC
+software =
+{
+  version = "$version";
+  description = "tranche DDI test image $version";
+  hardware-compatibility: [ "1.0" ];
+  files: (
+    {
+      filename = "payload";
+      path = "$dest";
+      sha256 = "$sha";
+      properties = { create-destination = "true"; };
+    }
+  );
+$scripts
+}
+DESC
+openssl cms -sign -in "$work/sw-description" -out "$work/sw-description.sig" -signer "$out/signer.pem" \
+  -inkey "$out/signer.key" -outform DER -nosmimecap -binary
+(cd "$work" && printf '%s\n' "${files[@]}" | cpio -o -H crc --quiet) > "$out/update-$version.swu"
+echo "$out/update-$version.swu"
