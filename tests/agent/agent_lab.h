@@ -21,17 +21,21 @@ class AgentLabTest : public ::testing::Test {
  protected:
   static constexpr const char* kAdmin = "test-admin-token-0123456789";
 
-  // Call from SetUp: `name` names the scratch directory.
-  void start_lab(const std::string& name) {
+  // Call from SetUp: `name` names the scratch directory; the engine looks
+  // every `tick_ms`.
+  void start_lab(const std::string& name, const std::string& tick_ms = "100") {
     dir_ = fresh_dir(name);
     repo_ = std::make_unique<TufRepo>(dir_ / "tuf");
     server_ = std::make_unique<ServerProcess>(std::vector<std::string>{
-        "--data-dir", (dir_ / "server").string(), "--admin-token", kAdmin, "--tick-ms", "100",
+        "--data-dir", (dir_ / "server").string(), "--admin-token", kAdmin, "--tick-ms", tick_ms,
         "--batch-ms", "50", "--ask-again-s", "1", "--tuf-repo", repo_->repo().string()});
     auto r = op("POST", "/v1/tenants", boost::json::object{{"id", "acme"}, {"enrollment_key", kEnrollKey}});
     ASSERT_EQ(r.status, 201) << r.body;
   }
+  // What a failed test prints before the lab is torn down (the server is still up).
+  virtual std::string diagnostics() { return ""; }
   void TearDown() override {
+    if (HasFailure()) std::fprintf(stderr, "%s\n", diagnostics().c_str());
     agents_.clear();  // SIGKILL; the sensors die with their agents
     server_.reset();
     if (!HasFailure()) {
@@ -48,9 +52,11 @@ class AgentLabTest : public ::testing::Test {
   }
 
   // Signs the bundle into the TUF repository and registers the release;
-  // `skip_check` bypasses the server's contract check (the 2024 validator bug).
+  // `skip_check` bypasses the server's contract check (the 2024 validator bug);
+  // without `with_bundle` the server gets the target only (no content_bundle),
+  // as `tranche release publish` without --bundle sends it.
   void release(const std::string& version, const std::filesystem::path& bundle,
-               bool skip_check = false) {
+               bool skip_check = false, bool with_bundle = true) {
     const std::string name = "content/" + version + ".yaml";
     repo_->add(bundle, name);
     boost::json::object body{
@@ -59,18 +65,20 @@ class AgentLabTest : public ::testing::Test {
         {"targets", boost::json::array{boost::json::object{
                         {"path", name},
                         {"length", static_cast<std::int64_t>(std::filesystem::file_size(bundle))},
-                        {"sha256", sha256_of(bundle)}}}},
-        {"content_bundle", read_text(bundle)}};
+                        {"sha256", sha256_of(bundle)}}}}};
+    if (with_bundle) body["content_bundle"] = read_text(bundle);
     if (skip_check) body["skip_contract_check"] = true;
     auto r = op("POST", "/v1/releases", body);
     ASSERT_EQ(r.status, 201) << r.body;
   }
-  // A rollout named "rollout-VERSION": the name salts the cohort, so its rings
-  // take the same devices in every run. Returns its id ("" on failure).
-  std::string rollout(const std::string& version, const std::string& plan_yaml) {
+  // A named rollout ("rollout-VERSION" unless `id` is given): the name salts
+  // the cohort, so its rings take the same devices in every run. Returns its id
+  // ("" on failure).
+  std::string rollout(const std::string& version, const std::string& plan_yaml, std::string id = "") {
+    if (id.empty()) id = "rollout-" + version;
     auto r = op("POST", "/v1/rollouts",
                 boost::json::object{{"channel", "content"}, {"version", version},
-                                    {"plan_yaml", plan_yaml}, {"id", "rollout-" + version}});
+                                    {"plan_yaml", plan_yaml}, {"id", id}});
     EXPECT_EQ(r.status, 201) << r.body;
     return r.status == 201 ? std::string(r.json().at("id").as_string()) : "";
   }

@@ -20,7 +20,7 @@
 #include <memory>
 #include <set>
 
-#include "tests/agent/agent_harness.h"
+#include "tests/agent/agent_lab.h"
 
 namespace tranche::testing {
 namespace {
@@ -28,7 +28,6 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-constexpr const char* kAdmin = "test-admin-token-0123456789";
 constexpr std::size_t kAgents = 3;
 
 // examples/plans/lab.yaml's shape with a test's timings: a 2 s canary bake
@@ -73,64 +72,19 @@ bool flag(const json::value& v, std::initializer_list<const char*> path) {
   return at != nullptr && at->is_bool() && at->as_bool();
 }
 
-class LabCase : public ::testing::Test {
+class LabCase : public AgentLabTest {
  protected:
-  void SetUp() override {
-    dir_ = fresh_dir("tranche-agent-lab");
-    repo_ = std::make_unique<TufRepo>(dir_ / "tuf");
-    // The engine looks every second (the lab plan's tick is 10 s). The three
-    // refusals arrive within ~250 ms of each other; the gate may halt on the
-    // first two (2 of 3 > 50%), and a refusal counts only while the rollout is
-    // live — rolling back lasts one tick here, ample for the third to land.
-    server_ = std::make_unique<ServerProcess>(std::vector<std::string>{
-        "--data-dir", (dir_ / "server").string(), "--admin-token", kAdmin, "--tick-ms", "1000",
-        "--batch-ms", "50", "--ask-again-s", "1", "--tuf-repo", repo_->repo().string()});
-    auto r =
-        op("POST", "/v1/tenants", json::object{{"id", "acme"}, {"enrollment_key", kEnrollKey}});
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "%s\n", diagnostics().c_str());
-    agents_.clear();  // SIGKILL; the sensors die with their agents
-    server_.reset();
-    if (!HasFailure()) {
-      std::filesystem::remove_all(dir_);
-    } else {
-      std::fprintf(stderr, "kept %s for a look\n", dir_.c_str());
-    }
-  }
+  // The engine looks every second (the lab plan's tick is 10 s). The three
+  // refusals arrive within ~250 ms of each other; the gate may halt on the
+  // first two (2 of 3 > 50%), and a refusal counts only while the rollout is
+  // live — rolling back lasts one tick here, ample for the third to land.
+  void SetUp() override { start_lab("tranche-agent-lab", "1000"); }
 
-  HttpResult op(const std::string& method, const std::string& path,
-                const json::value& body = nullptr) {
-    return http_.request(method, server_->url(path), body.is_null() ? "" : json::serialize(body),
-                         kAdmin);
-  }
-
-  // Signs the bundle into the TUF repository and registers the release; with
-  // `with_bundle` false the server gets the target only (no content_bundle),
-  // as `tranche release publish` without --bundle sends it.
   void release(const std::string& version, const std::filesystem::path& bundle, bool with_bundle) {
-    const std::string name = "content/" + version + ".yaml";
-    repo_->add(bundle, name);
-    json::object body{
-        {"channel", "content"},
-        {"version", version},
-        {"targets", json::array{json::object{
-                        {"path", name},
-                        {"length", static_cast<std::int64_t>(std::filesystem::file_size(bundle))},
-                        {"sha256", sha256_of(bundle)}}}}};
-    if (with_bundle) body["content_bundle"] = read_text(bundle);
-    auto r = op("POST", "/v1/releases", body);
-    ASSERT_EQ(r.status, 201) << r.body;
+    AgentLabTest::release(version, bundle, /*skip_check=*/false, with_bundle);
   }
   std::string rollout(const std::string& version) {
-    auto r = op("POST", "/v1/rollouts",
-                json::object{{"channel", "content"},
-                             {"version", version},
-                             {"plan_yaml", kLabPlan},
-                             {"id", "lab-" + version}});
-    EXPECT_EQ(r.status, 201) << r.body;
-    return r.status == 201 ? std::string(r.json().at("id").as_string()) : "";
+    return AgentLabTest::rollout(version, kLabPlan, "lab-" + version);
   }
   json::value rollout_json(const std::string& id) { return op("GET", "/v1/rollouts/" + id).json(); }
 
@@ -147,20 +101,11 @@ class LabCase : public ::testing::Test {
   }
 
   void start_agent(const std::string& id) {
-    AgentOptions o;
-    o.server_url = server_->url("");
-    o.device_id = id;
-    o.data_dir = dir_ / o.device_id;
-    o.tuf_root = repo_->root_file();
+    AgentOptions o = agent_options(id);
     // contract_check stays on (the default): the agents refuse Channel File 291.
     o.trial_window = "1s";  // acknowledged soon after the install, so 1.0 completes quickly
-    std::filesystem::create_directories(o.data_dir);
-    write_text(dir_ / (o.device_id + ".yaml"), agent_config(o));
     ids_.push_back(id);
-    data_.push_back(o.data_dir);
-    agents_.push_back(std::make_unique<AgentProcess>(dir_ / (o.device_id + ".yaml"),
-                                                     dir_ / (o.device_id + ".log")));
-    agents_.back()->start();
+    AgentLabTest::start_agent(o);
   }
 
   // Whether agent `i` runs `version`, committed, with a live sensor.
@@ -172,7 +117,7 @@ class LabCase : public ::testing::Test {
 
   // Everything a failure needs to be understood: the rollouts, the releases,
   // each device as the server and the agent see it, the agents' logs.
-  std::string diagnostics() {
+  std::string diagnostics() override {
     std::string out = "---- diagnostics ----\n";
     if (!server_) return out;
     for (const char* id : {"lab-1.0", "lab-2.0"}) {
@@ -190,13 +135,7 @@ class LabCase : public ::testing::Test {
     return out;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<TufRepo> repo_;
-  std::unique_ptr<ServerProcess> server_;
   std::vector<std::string> ids_;
-  std::vector<std::filesystem::path> data_;
-  std::vector<std::unique_ptr<AgentProcess>> agents_;
-  HttpClient http_;
 };
 
 TEST_F(LabCase, ContractRefusalsOnThreeDevicesHaltTheFirstStageAndKeepTheBaseline) {
