@@ -318,6 +318,21 @@ const std::vector<ServerImpl::Route>& ServerImpl::routes() {
   return table;
 }
 
+bool ServerImpl::matches_pattern(const std::vector<std::string_view>& pattern,
+                                 const std::vector<std::string>& seg, std::size_t first,
+                                 std::vector<std::string>& args) {
+  if (first > seg.size() || pattern.size() != seg.size() - first) return false;
+  args.clear();
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == "{}") {
+      args.push_back(seg[first + i]);
+    } else if (pattern[i] != seg[first + i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void ServerImpl::route(HttpRequest& req, Responder& respond) {
   auto seg = segments(req.path);
   const std::string& m = req.method;
@@ -359,17 +374,7 @@ void ServerImpl::route(HttpRequest& req, Responder& respond) {
   std::string allow;
   std::vector<std::string> args;
   for (const Route& r : routes()) {
-    if (r.pattern.size() + 1 != seg.size()) continue;
-    args.clear();
-    bool matches = true;
-    for (std::size_t i = 0; i < r.pattern.size() && matches; ++i) {
-      if (r.pattern[i] == "{}") {
-        args.push_back(seg[i + 1]);
-      } else {
-        matches = r.pattern[i] == seg[i + 1];
-      }
-    }
-    if (!matches) continue;
+    if (!matches_pattern(r.pattern, seg, 1, args)) continue;
     if (r.method != m) {
       if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + std::string(r.method);
       continue;

@@ -332,17 +332,7 @@ void ServerImpl::route_ddi(HttpRequest& req, Responder& respond, const std::vect
   std::string allow;
   std::vector<std::string> args;
   for (const DdiRoute& r : ddi_routes()) {
-    if (r.pattern.size() + 4 != seg.size()) continue;
-    args.clear();
-    bool matches = true;
-    for (std::size_t i = 0; i < r.pattern.size() && matches; ++i) {
-      if (r.pattern[i] == "{}") {
-        args.push_back(seg[i + 4]);
-      } else {
-        matches = r.pattern[i] == seg[i + 4];
-      }
-    }
-    if (!matches) continue;
+    if (!matches_pattern(r.pattern, seg, 4, args)) continue;
     if (r.method != req.method) {
       if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + std::string(r.method);
       continue;

@@ -120,6 +120,12 @@ class ServerImpl final : public Server {
                    const std::vector<std::string>& args);
   };
   static const std::vector<Route>& routes();
+  // Whether `pattern` matches `seg` from index `first` to its end: "{}" takes any
+  // one segment (appended to `args`, which is cleared first), anything else must
+  // be equal. The route tables of /v1 and of DDI share it.
+  static bool matches_pattern(const std::vector<std::string_view>& pattern,
+                              const std::vector<std::string>& seg, std::size_t first,
+                              std::vector<std::string>& args);
   void route(HttpRequest& req, Responder& respond);
   // Not const: on a shared store it asks the store (a token revoked elsewhere).
   std::optional<ApiError> authorize_operator(const HttpRequest& req, store::Role needed, Caller* caller);
