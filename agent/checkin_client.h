@@ -26,8 +26,6 @@
 
 namespace tranche::agent {
 
-using Logger = std::function<void(const std::string&)>;
-
 // The server's answer for the agent's channel.
 struct CheckinAnswer {
   std::string action;  // install, rollback, keep

@@ -24,8 +24,6 @@
 
 namespace tranche::agent {
 
-using Logger = std::function<void(const std::string&)>;
-
 struct DownloadResult {
   core::AgentEvent event;                               // kDownloaded or kDownloadFailed
   std::map<std::string, tuf::TargetFile> target_info;  // by target path, when downloaded

@@ -14,8 +14,6 @@
 
 namespace tranche::agent {
 
-using Logger = std::function<void(const std::string&)>;
-
 class EventOutbox {
  public:
   EventOutbox(const AgentSettings& settings, FileSystem& fs, HttpClient& http, Clock& clock, Logger log);

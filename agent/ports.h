@@ -19,6 +19,10 @@
 
 namespace tranche::agent {
 
+// Where a part of the agent's shell writes its log lines (the agent adds the
+// time and the device).
+using Logger = std::function<void(const std::string&)>;
+
 class Clock {
  public:
   virtual ~Clock() = default;

@@ -18,8 +18,6 @@
 
 namespace tranche::agent {
 
-using Logger = std::function<void(const std::string&)>;
-
 class Supervisor {
  public:
   // `on_start` is told of each start (the step log counts it as a step).
