@@ -2,12 +2,14 @@
 # Builds a CMS-signed SWUpdate image (.swu) for the DDI tests, with openssl and
 # cpio only:
 #
-#   make_swu.sh OUT_DIR VERSION PAYLOAD_TEXT DEST_PATH [fail]
+#   make_swu.sh OUT_DIR VERSION PAYLOAD_TEXT DEST_PATH [fail|good] [PAD_BYTES]
 #
 # OUT_DIR/signer.pem and signer.key are made once and reused (the clients are
 # started with `-k OUT_DIR/signer.pem`); OUT_DIR/update-VERSION.swu installs a
 # file at DEST_PATH holding PAYLOAD_TEXT. With `fail`, the image also carries a
-# postinstall script that exits 1: SWUpdate reports closed/failure for it.
+# postinstall script that exits 1: SWUpdate reports closed/failure for it. With
+# PAD_BYTES, the image also installs PAD_BYTES random bytes at DEST_PATH.pad: a
+# bigger image, for a download that takes a while.
 set -euo pipefail
 
 out=$1
@@ -15,6 +17,7 @@ version=$2
 text=$3
 dest=$4
 mode=${5:-good}
+pad=${6:-0}
 
 mkdir -p "$out"
 if [ ! -f "$out/signer.pem" ]; then
@@ -28,6 +31,18 @@ printf '%s\n' "$text" > "$work/payload"
 sha=$(sha256sum "$work/payload" | cut -d' ' -f1)
 files=(sw-description sw-description.sig payload)
 scripts=""
+pad_entry=""
+if [ "$pad" -gt 0 ]; then
+  head -c "$pad" /dev/urandom > "$work/pad"
+  pad_entry=",
+    {
+      filename = \"pad\";
+      path = \"$dest.pad\";
+      sha256 = \"$(sha256sum "$work/pad" | cut -d' ' -f1)\";
+      properties = { create-destination = \"true\"; };
+    }"
+  files+=(pad)
+fi
 if [ "$mode" = fail ]; then
   # SWUpdate calls a shell script with "postinst" after the install.
   printf '#!/bin/sh\necho "postinstall: refusing version %s" >&2\nexit 1\n' "$version" > "$work/postinstall.sh"
@@ -47,7 +62,7 @@ software =
       path = "$dest";
       sha256 = "$sha";
       properties = { create-destination = "true"; };
-    }
+    }$pad_entry
   );
 $scripts
 }

@@ -6,6 +6,8 @@
 #  1. Good release 1.1 to all ten: each installs it (its payload file holds
 #     the expected text), its health step closes the action with swupdate-ipc,
 #     and the server counts ten acknowledged devices; the rollout completes.
+#     One client is killed (SIGKILL) in the middle of its download and started
+#     again: it downloads again, and nothing is counted twice.
 #  2. Bad release 1.2, whose postinstall script fails: the first ring reports
 #     closed/failure, the gate halts, the clients outside that ring never
 #     download it (the server's artifact requests, per device), and the reasons
@@ -39,7 +41,9 @@ KEY=ddi-test-enrollment-key-0123456789abcdef
 
 # Every client installs the payload at /proc/self/cwd/payload.txt: its own
 # working directory (SWUpdate's raw file handler wants an absolute path).
-"$HERE/make_swu.sh" "$tmp/artifacts" 1.1 "payload 1.1" /proc/self/cwd/payload.txt > /dev/null
+# 1.1 carries 300 kB more, so that a client limited to 32 kB/s is still downloading
+# it when it is killed (case 1).
+"$HERE/make_swu.sh" "$tmp/artifacts" 1.1 "payload 1.1" /proc/self/cwd/payload.txt good 300000 > /dev/null
 "$HERE/make_swu.sh" "$tmp/artifacts" 1.2 "payload 1.2" /proc/self/cwd/payload.txt fail > /dev/null
 
 # start_server NAME: a tranche-server on 127.0.0.1 (data in $tmp/NAME); its URL.
@@ -109,13 +113,14 @@ check "closed feedback without finished: 400 invalid_argument" \
   test "$code $(jq -r .error.code "$tmp/fb")" = "400 invalid_argument"
 
 # --- the clients ---------------------------------------------------------------------------
-# start_client NUMBER: swupdate for device swu-NUMBER, in $tmp/cNUMBER (its
-# working directory and TMPDIR); stop_client NUMBER kills it and its children.
+# start_client NUMBER [SURICATTA_OPTIONS]: swupdate for device swu-NUMBER, in
+# $tmp/cNUMBER (its working directory and TMPDIR); stop_client NUMBER kills it
+# and its children with SIGKILL, as a power cut would.
 start_client() {
   local dir="$tmp/c$1"
   mkdir -p "$dir/tmp"
   (cd "$dir" && TMPDIR="$dir/tmp" exec swupdate -v -k "$tmp/artifacts/signer.pem" -H board:1.0 \
-    -u "-t acme -u $URL -i swu-$1 -k $(token "swu-$1")" >> "$dir/log" 2>&1) &
+    -u "-t acme -u $URL -i swu-$1 -k $(token "swu-$1")${2:+ $2}" >> "$dir/log" 2>&1) &
   pids+=($!)
   client[$1]=$!
 }
@@ -124,7 +129,8 @@ stop_client() {
   kill -KILL $(tree "${client[$1]}") 2>/dev/null
   wait "${client[$1]}" 2>/dev/null
 }
-for i in $(seq -w 1 $N); do start_client "$i"; done
+# swu-10 downloads at 32 kB/s: it is killed in the middle of its download (case 1).
+for i in $(seq -w 1 $N); do start_client "$i" "$([ "$i" = $N ] && echo "-n 32k")"; done
 
 # A fleet already running: every client has polled once, with nothing to do,
 # before the first release (SWUpdate handed a deployment in its first moments
@@ -146,6 +152,19 @@ stages:
 api POST /v1/rollouts "$(jq -n --arg p "$GOOD_PLAN" '{channel:"os",version:"1.1",plan_yaml:$p,id:"r-1-1"}')" > /dev/null
 check "rollout of 1.1 started" test "$(status)" = 201
 
+# A client killed in the middle of its download: swupdate killed with SIGKILL
+# (it and its children) while it fetches the image, then started again, without
+# the limit. It downloads again, installs, and counts once (below: exactly $N
+# acknowledged, no failure).
+downloads_of() {  # downloads_of DEVICE VERSION: the artifact requests the server logged
+  server_log | grep -c "ddi: device swu-$1 downloads os $2 "
+}
+downloading() { [ "$(downloads_of $N 1.1)" -ge 1 ]; }
+check "swu-$N starts downloading 1.1" eventually 15 downloading
+sleep 1
+check "... and is still downloading a second later (nothing installed)" test ! -e "$tmp/c$N/payload.txt"
+stop_client $N
+start_client $N
 payloads_are() {  # payloads_are TEXT DEVICE...: each device's payload file holds TEXT
   local text=$1; shift
   for i in "$@"; do [ "$(cat "$tmp/c$i/payload.txt" 2>/dev/null)" = "$text" ] || return 1; done
@@ -193,6 +212,9 @@ check "the server shows $N acknowledged" eventually 15 acknowledged
 completed() { [ "$(api GET /v1/rollouts/r-1-1 | jq -r .status.state)" = completed ]; }
 check "rollout of 1.1 completed" eventually 15 completed
 check "... no device failed" test "$(api GET '/v1/rollouts/r-1-1/devices?state=failed' | jq '.devices | length')" = 0
+check "... swu-$N, killed mid-download, downloaded 1.1 again ($(downloads_of $N 1.1) requests) and counts once" \
+  test "$(downloads_of $N 1.1)" -ge 2 -a "$(api GET /v1/rollouts/r-1-1 | jq .gate.exposed_failures)" = 0
+check "... its pad file is whole" cmp -s "$tmp/c$N/payload.txt.pad" "$tmp/c01/payload.txt.pad"
 
 # --- 2. bad release 1.2 ---------------------------------------------------------------------
 BAD_PLAN='name: bad
