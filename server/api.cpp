@@ -530,7 +530,9 @@ json::object ServerImpl::answer_json(const std::vector<ChannelAnswer>& answers,
       auto ch = snapshot.channels.find(a.channel);
       if (ch != snapshot.channels.end()) {
         for (const auto& r : ch->second.releases) {
-          if (r.version == *a.assignment.desired) c["targets"] = r.targets;
+          // A mixed fleet's release also carries the .swu image of DDI
+          // clients; an agent gets the TUF targets only.
+          if (r.version == *a.assignment.desired) c["targets"] = ddi::tuf_targets_of(r);
         }
       }
     }
@@ -848,8 +850,9 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
   // A release agents cannot download is refused now, not found out by every
   // agent's "not signed": with --tuf-repo, each target must be signed there,
   // under its path, with its length and sha256.
+  std::optional<json::object> image;
   if (body->swu) {
-    // An SWUpdate image: its one target is computed from the file, so the hashes
+    // An SWUpdate image: its target is computed from the file, so the hashes
     // DDI clients check are the server's own (server/ddi.h).
     if (options_.artifact_dir.empty()) {
       return reply_error(respond, ApiError{422, "no_artifact_dir",
@@ -859,7 +862,7 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
     if (!target) {
       return reply_error(respond, ApiError{422, "artifact_not_found", target.error().message});
     }
-    body->targets = json::array{std::move(*target)};
+    image = std::move(*target);
   }
   // A channel holds releases of one kind: DDI clients follow the swu channels,
   // tranche-agents the others.
@@ -872,7 +875,7 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
                                              (body->swu ? "tuf" : "swu") + "; this release is of kind " +
                                              (body->swu ? "swu" : "tuf")});
   }
-  if (!options_.tuf_repo_dir.empty() && !body->swu) {
+  if (!options_.tuf_repo_dir.empty() && body->targets.is_array()) {
     std::vector<config::ExpectedTarget> expected;
     for (const auto& t : body->targets.as_array()) {
       const auto& o = t.as_object();
@@ -883,6 +886,12 @@ void ServerImpl::api_register_release(HttpRequest& req, Responder& respond, cons
       const unsigned status = st.error().code == ErrorCode::kConflict ? 409 : 422;
       return reply_error(respond, ApiError{status, status == 409 ? "conflict" : "not_signed", st.error().message});
     }
+  }
+  if (image) {
+    // After the TUF targets (if any, for the agents of a mixed fleet): the
+    // image's own, with the format that marks it (ddi::swu_target_of).
+    if (!body->targets.is_array()) body->targets = json::array{};
+    body->targets.as_array().push_back(std::move(*image));
   }
   store::ReleaseRow row{channel, version.to_string(), json::serialize(body->targets), skip, clock_->now()};
   auto write_lock = snapshot_write_lock();

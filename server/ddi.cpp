@@ -230,11 +230,33 @@ core::Result<json::object> decode_config_data(std::string_view body) {
   return data->as_object();
 }
 
-bool is_swu(const ReleaseInfo& release) {
-  const json::array* targets = release.targets.if_array();
-  if (targets == nullptr || targets->size() != 1 || !targets->front().is_object()) return false;
-  const json::value* format = targets->front().as_object().if_contains("format");
+namespace {
+bool is_swu_target(const json::value& target) {
+  if (!target.is_object()) return false;
+  const json::value* format = target.as_object().if_contains("format");
   return format != nullptr && format->is_string() && format->as_string() == "swu";
+}
+}  // namespace
+
+const json::object* swu_target_of(const ReleaseInfo& release) {
+  const json::array* targets = release.targets.if_array();
+  if (targets == nullptr) return nullptr;
+  for (const auto& t : *targets) {
+    if (is_swu_target(t)) return &t.as_object();
+  }
+  return nullptr;
+}
+
+bool is_swu(const ReleaseInfo& release) { return swu_target_of(release) != nullptr; }
+
+json::value tuf_targets_of(const ReleaseInfo& release) {
+  const json::array* targets = release.targets.if_array();
+  if (targets == nullptr) return release.targets;
+  json::array out;
+  for (const auto& t : *targets) {
+    if (!is_swu_target(t)) out.push_back(t);
+  }
+  return out;
 }
 
 bool is_swu_channel(const ChannelInfo& channel) {
@@ -529,7 +551,7 @@ void ServerImpl::ddi_deployment(HttpRequest&, Responder& respond, const DdiTarge
   auto snap = fleet_.snapshot();
   auto action = ddi_resolve(*snap, id);
   if (!action) return reply_error(respond, ApiError{404, "action_not_found", "no DDI action " + id});
-  const json::object& t = action->release->targets.as_array().front().as_object();
+  const json::object& t = *ddi::swu_target_of(*action->release);
   const std::string file(t.at("path").as_string());
   const std::string href = target.base_url + "/softwaremodules/" + id + "/artifacts/" + file;
   json::object artifact{
@@ -556,7 +578,7 @@ void ServerImpl::ddi_artifact(HttpRequest& req, Responder& respond, const DdiTar
   auto snap = fleet_.snapshot();
   auto action = ddi_resolve(*snap, id);
   if (!action) return reply_error(respond, ApiError{404, "action_not_found", "no DDI action " + id});
-  const json::object& t = action->release->targets.as_array().front().as_object();
+  const json::object& t = *ddi::swu_target_of(*action->release);
   if (file != t.at("path").as_string()) {
     return reply_error(respond, ApiError{404, "not_found", "action " + id + " has no artifact '" + file + "'"});
   }

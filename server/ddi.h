@@ -77,8 +77,11 @@ core::Result<Feedback> decode_feedback(std::string_view body);
 // The attributes, validated (at most 64, names and values at most 256 bytes).
 core::Result<boost::json::object> decode_config_data(std::string_view body);
 
-// Releases of kind swu: their one target carries "format": "swu".
+// Releases of kind swu: one of their targets, the image, carries "format": "swu";
+// the others (a mixed fleet's release) are the TUF targets of tranche-agents.
 bool is_swu(const ReleaseInfo& release);
+const boost::json::object* swu_target_of(const ReleaseInfo& release);  // null: none
+boost::json::value tuf_targets_of(const ReleaseInfo& release);         // the others
 bool is_swu_channel(const ChannelInfo& channel);
 
 // The target of an SWUpdate image: its file `name` under `dir`, read once to

@@ -302,11 +302,9 @@ core::Result<ReleaseRequest> decode_release(std::string_view body, std::size_t m
     }
     swu = k->as_string() == "swu";
   }
+  ReleaseRequest out{std::move(*channel), std::move(*version_text), *version, nullptr, "", false, swu, ""};
   if (swu) {
     // The server hashes the image itself: the caller names only its file.
-    if (member(*o, "targets") != nullptr) {
-      return bad_request("targets: not given for kind swu (the server computes them from the artifact)");
-    }
     auto artifact = string_member(*o, "artifact");
     if (!artifact || artifact->empty() || artifact->size() > 255 || artifact->find('/') != std::string::npos ||
         artifact->front() == '.' || !artifact->ends_with(".swu")) {
@@ -317,42 +315,43 @@ core::Result<ReleaseRequest> decode_release(std::string_view body, std::size_t m
         return bad_request("artifact: expected a plain file name (no spaces, control characters, '\\', '%', '?', '#')");
       }
     }
-    ReleaseRequest out{std::move(*channel), std::move(*version_text), *version, nullptr, "", false, true,
-                       std::move(*artifact)};
-    if (auto* s = member(*o, "skip_contract_check")) {
-      if (!s->is_bool()) return bad_request("skip_contract_check: expected a boolean");
-      out.skip_contract_check = s->as_bool();
-    }
-    if (member(*o, "content_bundle") != nullptr) return bad_request("content_bundle: not given for kind swu");
-    return out;
+    out.artifact = std::move(*artifact);
+  } else if (member(*o, "artifact") != nullptr) {
+    return bad_request("artifact: only for kind swu");
   }
-  if (member(*o, "artifact") != nullptr) return bad_request("artifact: only for kind swu");
+  // TUF targets, for tranche-agents: required for kind tuf; for kind swu they
+  // make the release one for a mixed fleet (agents and DDI clients on one channel).
   auto* targets = member(*o, "targets");
-  if (targets == nullptr || !targets->is_array() || targets->as_array().empty() ||
-      targets->as_array().size() > 64) {
-    return bad_request("targets: expected a list of 1..64 {path, length, sha256}");
-  }
-  std::size_t i = 0;
-  for (const auto& t : targets->as_array()) {
-    std::string where = "targets[" + std::to_string(i++) + "]";
-    if (!t.is_object()) return bad_request(where + ": expected an object");
-    if (auto e = check_fields(t.as_object(), {"path", "length", "sha256"}, where)) return *e;
-    auto path = string_member(t.as_object(), "path");
-    if (!path || path->empty() || path->size() > 1024 || path->find("..") != std::string::npos ||
-        path->front() == '/') {
-      return bad_request(where + ".path: expected a relative path without '..'");
+  if (targets != nullptr || !swu) {
+    if (targets == nullptr || !targets->is_array() || targets->as_array().empty() ||
+        targets->as_array().size() > 64) {
+      return bad_request("targets: expected a list of 1..64 {path, length, sha256}");
     }
-    auto* len = member(t.as_object(), "length");
-    if (len == nullptr || !len->is_int64() || len->as_int64() < 0) {
-      return bad_request(where + ".length: expected a non-negative integer");
+    std::size_t i = 0;
+    for (const auto& t : targets->as_array()) {
+      std::string where = "targets[" + std::to_string(i++) + "]";
+      if (!t.is_object()) return bad_request(where + ": expected an object");
+      if (auto e = check_fields(t.as_object(), {"path", "length", "sha256"}, where)) return *e;
+      auto path = string_member(t.as_object(), "path");
+      if (!path || path->empty() || path->size() > 1024 || path->find("..") != std::string::npos ||
+          path->front() == '/') {
+        return bad_request(where + ".path: expected a relative path without '..'");
+      }
+      auto* len = member(t.as_object(), "length");
+      if (len == nullptr || !len->is_int64() || len->as_int64() < 0) {
+        return bad_request(where + ".length: expected a non-negative integer");
+      }
+      auto sha = string_member(t.as_object(), "sha256");
+      if (!sha || !core::Sha256::parse(*sha)) return bad_request(where + ".sha256: expected 64 hex characters");
     }
-    auto sha = string_member(t.as_object(), "sha256");
-    if (!sha || !core::Sha256::parse(*sha)) return bad_request(where + ".sha256: expected 64 hex characters");
+    out.targets = *targets;
   }
-  ReleaseRequest out{std::move(*channel), std::move(*version_text), *version, *targets, "", false, false, ""};
   if (auto* s = member(*o, "skip_contract_check")) {
     if (!s->is_bool()) return bad_request("skip_contract_check: expected a boolean");
     out.skip_contract_check = s->as_bool();
+  }
+  if (member(*o, "content_bundle") != nullptr && targets == nullptr) {
+    return bad_request("content_bundle: not given for kind swu without targets");
   }
   if (auto b = string_member(*o, "content_bundle")) out.content_bundle = std::move(*b);
   return out;

@@ -98,12 +98,15 @@ struct ReleaseRequest {
   std::string channel;
   std::string version_text;  // as given (the conflict message quotes it)
   core::Version version;
-  boost::json::value targets;  // 1..64 valid {path, length, sha256}, stored as given
+  // The TUF targets tranche-agents download: 1..64 valid {path, length, sha256},
+  // stored as given; null for kind swu without them.
+  boost::json::value targets;
   std::string content_bundle;  // "" when absent
   bool skip_contract_check = false;
   // Kind "swu": an SWUpdate image for DDI clients (docs/ddi.md). `artifact` names
-  // its file in the server's --artifact-dir; the server computes the one target
-  // (length and hashes) from it, so `targets` is absent then (null here).
+  // its file in the server's --artifact-dir; the server computes its target
+  // (length and hashes, format "swu") from it and adds it to `targets`. With TUF
+  // targets too, the release is for a mixed fleet: agents and DDI clients.
   bool swu = false;
   std::string artifact;
 };

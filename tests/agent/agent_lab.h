@@ -22,16 +22,23 @@ class AgentLabTest : public ::testing::Test {
   static constexpr const char* kAdmin = "test-admin-token-0123456789";
 
   // Call from SetUp: `name` names the scratch directory; the engine looks
-  // every `tick_ms`.
-  void start_lab(const std::string& name, const std::string& tick_ms = "100") {
+  // every `tick_ms`. With `artifacts`, the server serves SWUpdate images from
+  // artifact_dir() (DDI, docs/ddi.md).
+  void start_lab(const std::string& name, const std::string& tick_ms = "100", bool artifacts = false) {
     dir_ = fresh_dir(name);
     repo_ = std::make_unique<TufRepo>(dir_ / "tuf");
-    server_ = std::make_unique<ServerProcess>(std::vector<std::string>{
-        "--data-dir", (dir_ / "server").string(), "--admin-token", kAdmin, "--tick-ms", tick_ms,
-        "--batch-ms", "50", "--ask-again-s", "1", "--tuf-repo", repo_->repo().string()});
+    std::vector<std::string> args{"--data-dir", (dir_ / "server").string(), "--admin-token", kAdmin,
+                                  "--tick-ms", tick_ms, "--batch-ms", "50", "--ask-again-s", "1",
+                                  "--tuf-repo", repo_->repo().string()};
+    if (artifacts) {
+      std::filesystem::create_directories(artifact_dir());
+      args.insert(args.end(), {"--artifact-dir", artifact_dir().string()});
+    }
+    server_ = std::make_unique<ServerProcess>(std::move(args));
     auto r = op("POST", "/v1/tenants", boost::json::object{{"id", "acme"}, {"enrollment_key", kEnrollKey}});
     ASSERT_EQ(r.status, 201) << r.body;
   }
+  std::filesystem::path artifact_dir() const { return dir_ / "artifacts"; }
   // What a failed test prints before the lab is torn down (the server is still up).
   virtual std::string diagnostics() { return ""; }
   void TearDown() override {

@@ -29,7 +29,7 @@ work=$(mktemp -d "$out/swu.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 printf '%s\n' "$text" > "$work/payload"
 sha=$(sha256sum "$work/payload" | cut -d' ' -f1)
-files=(sw-description sw-description.sig payload)
+files=(sw-description sw-description.sig)
 scripts=""
 pad_entry=""
 if [ "$pad" -gt 0 ]; then
@@ -41,8 +41,9 @@ if [ "$pad" -gt 0 ]; then
       sha256 = \"$(sha256sum "$work/pad" | cut -d' ' -f1)\";
       properties = { create-destination = \"true\"; };
     }"
-  files+=(pad)
+  files+=(pad)  # before the payload: the payload file appears only once the pad is in
 fi
+files+=(payload)
 if [ "$mode" = fail ]; then
   # SWUpdate calls a shell script with "postinst" after the install.
   printf '#!/bin/sh\necho "postinstall: refusing version %s" >&2\nexit 1\n' "$version" > "$work/postinstall.sh"

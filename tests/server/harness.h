@@ -203,7 +203,8 @@ class HttpClient {
     curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, "Content-Type: application/json");
-    std::string auth = "Authorization: Bearer " + token;
+    // A bearer token; a token with its scheme ("TargetToken t", DDI) goes as given.
+    std::string auth = "Authorization: " + (token.find(' ') == std::string::npos ? "Bearer " + token : token);
     if (!token.empty()) headers = curl_slist_append(headers, auth.c_str());
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
     if (method != "GET") {
