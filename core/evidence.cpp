@@ -20,6 +20,8 @@ constexpr Names<DeviceEventKind, kDeviceEventKindCount> kEventNames{{
     {DeviceEventKind::kRolledBack, "rolled_back"},
     {DeviceEventKind::kGoodbye, "goodbye"},
     {DeviceEventKind::kOfferRefused, "offer_refused"},
+    {DeviceEventKind::kDownloading, "downloading"},
+    {DeviceEventKind::kInstalling, "installing"},
 }};
 
 constexpr Names<Standing, 5> kStandingNames{{
@@ -122,6 +124,9 @@ Fact fact_of(DeviceEventKind kind) {
       return Fact::kGoodbye;
     case DeviceEventKind::kOfferRefused:
       return Fact::kOfferRefused;
+    case DeviceEventKind::kDownloading:
+    case DeviceEventKind::kInstalling:
+      return Fact::kDownloading;  // on its way: exposed, no evidence
   }
   return Fact::kDownloading;
 }

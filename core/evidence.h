@@ -57,8 +57,12 @@ enum class DeviceEventKind : std::uint8_t {
   kGoodbye,         // clean shutdown: silence after it is not a failure
   kOfferRefused,    // the agent did not take up an offer (detail.reason: known_bad,
                     // trial_pending): not evidence, reported once per (reason, version)
+  // Progress, not evidence (a DDI client's feedback, docs/ddi.md): once per
+  // action, so a device's events and its `last_reported` show where it is.
+  kDownloading,  // fetching the release (DDI execution download / downloaded)
+  kInstalling,   // installing it (DDI execution proceeding)
 };
-inline constexpr std::size_t kDeviceEventKindCount = 7;
+inline constexpr std::size_t kDeviceEventKindCount = 9;
 
 std::string_view to_string(DeviceEventKind kind);  // "installed", "install_failed", ...
 std::optional<DeviceEventKind> parse_device_event_kind(std::string_view text);

@@ -654,9 +654,24 @@ void ServerImpl::ddi_feedback(HttpRequest& req, Responder& respond, const DdiTar
   const bool failure = (closed && feedback->finished == Finished::kFailure) || feedback->execution == Execution::kRejected;
   const TimeMs now = clock_->now();
   std::string reason = feedback->details;
+  // Progress (docs/ddi.md): download, downloaded -> downloading; proceeding ->
+  // installing; each once per action.
+  std::optional<core::DeviceEventKind> progress;
+  if (feedback->execution == Execution::kDownload || feedback->execution == Execution::kDownloaded) {
+    progress = core::DeviceEventKind::kDownloading;
+  } else if (feedback->execution == Execution::kProceeding) {
+    progress = core::DeviceEventKind::kInstalling;
+  }
   {
     std::lock_guard lock(ddi_mu_);
     ddi_started_.insert(target.device + "/" + id);
+    const std::string key = target.device + "/" + id + "/";
+    if (progress && !ddi_progress_.insert(key + std::string(core::to_string(*progress))).second) progress.reset();
+    if (closed || failure) {
+      for (auto kind : {core::DeviceEventKind::kDownloading, core::DeviceEventKind::kInstalling}) {
+        ddi_progress_.erase(key + std::string(core::to_string(kind)));
+      }
+    }
     if (!closed && !failure) {
       // Keep the lines that say an error (SWUpdate forwards its log), the newest few.
       for (const auto& line : feedback->lines) {
@@ -692,6 +707,9 @@ void ServerImpl::ddi_feedback(HttpRequest& req, Responder& respond, const DdiTar
     } else if (failure && !failed_before && !runs) {
       events.push_back(DeviceEvent{d.last_event_seq + 1, core::DeviceEventKind::kInstallFailed, action->channel,
                                    action->version, json::serialize(detail)});
+    } else if (progress && !runs && !failed_before) {
+      events.push_back(DeviceEvent{d.last_event_seq + 1, *progress, action->channel, action->version,
+                                   json::serialize(json::object{{"message", feedback->details}, {"ddi_action", id}})});
     }
     if (!events.empty()) {
       write = fleet_.record_events(d, *snap, events, now);

@@ -243,6 +243,11 @@ class ServerImpl final : public Server {
   // confirms again. Guarded by ddi_mu_.
   std::set<std::string> ddi_started_;
   std::set<std::string> ddi_cancelled_;
+  // Progress events already recorded ("device/actionId/kind"): downloading and
+  // installing once per action, however many proceeding lines SWUpdate sends.
+  // Dropped when the action closes. Memory only: after a restart a device may
+  // record one of each again. Guarded by ddi_mu_.
+  std::set<std::string> ddi_progress_;
   // The action of a stopped rollout (halted, rolling back, aborted) that the
   // device was offered and has not started: to cancel.
   std::optional<DdiAction> ddi_cancel(const Device& device, const Snapshot& snapshot);

@@ -50,6 +50,11 @@ TEST(EvidenceCodec, FailuresAndBans) {
       << "a crash may be retried within the start budget";
   EXPECT_EQ(fact_of(DeviceEventKind::kInstalled), Fact::kDownloading)
       << "installed starts the trial: not healthy yet";
+  for (auto progress : {DeviceEventKind::kDownloading, DeviceEventKind::kInstalling}) {
+    EXPECT_FALSE(is_failure(progress)) << to_string(progress);
+    EXPECT_FALSE(bans_version(progress)) << to_string(progress);
+    EXPECT_EQ(fact_of(progress), Fact::kDownloading) << to_string(progress) << ": progress, not evidence";
+  }
 }
 
 TEST(Evidence, AFailureIsNeverAnAcknowledgement) {

@@ -217,6 +217,9 @@ acknowledged() { [ "$(api GET /v1/rollouts/r-1-1 | jq -r .gate.acknowledged)" = 
 check "the server shows $N acknowledged" eventually 15 acknowledged
 completed() { [ "$(api GET /v1/rollouts/r-1-1 | jq -r .status.state)" = completed ]; }
 check "rollout of 1.1 completed" eventually 15 completed
+# SWUpdate's many proceeding messages are one installing event per action.
+kinds=$(api GET /v1/devices/swu-01/events | jq -c '[.events | sort_by(.seq)[] | select(.version == "1.1") | .kind]')
+check "swu-01's events for 1.1: installing once, then installed ($kinds)" test "$kinds" = '["installing","installed"]'
 check "... no device failed" test "$(api GET '/v1/rollouts/r-1-1/devices?state=failed' | jq '.devices | length')" = 0
 check "... swu-$N, killed mid-download, downloaded 1.1 again ($(downloads_of $N 1.1) requests) and counts once" \
   test "$(downloads_of $N 1.1)" -ge 2 -a "$(api GET /v1/rollouts/r-1-1 | jq .gate.exposed_failures)" = 0
