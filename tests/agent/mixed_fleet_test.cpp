@@ -135,18 +135,28 @@ TEST_F(MixedFleet, SwupdateClientsAndAgentsShareOneRolloutAndOneGate) {
   // The agents, on no version yet.
   for (int i = 0; i < kEach; ++i) start_agent(agent_options("agent-" + std::to_string(i)));
 
-  // Release 1.1 for both: the agents' TUF target and the clients' image.
+  // Release 1.1 for both: the agents' TUF target and the clients' image. Its
+  // TUF target is checked against the repository as for kind tuf: unsigned, 422.
   const auto bundle = source / "examples/content/good.yaml";
+  const json::object target{{"path", "content/1.1.yaml"},
+                            {"length", static_cast<std::int64_t>(std::filesystem::file_size(bundle))},
+                            {"sha256", sha256_of(bundle)}};
+  auto unsigned_release = op("POST", "/v1/releases",
+                             json::object{{"channel", "content"}, {"version", "1.1"}, {"kind", "swu"},
+                                          {"artifact", "update-1.1.swu"}, {"targets", json::array{target}}});
+  EXPECT_EQ(unsigned_release.status, 422) << unsigned_release.body;
+  EXPECT_NE(unsigned_release.body.find("not_signed"), std::string::npos) << unsigned_release.body;
+  auto bundle_alone = op("POST", "/v1/releases",
+                         json::object{{"channel", "content"}, {"version", "1.1"}, {"kind", "swu"},
+                                      {"artifact", "update-1.1.swu"}, {"content_bundle", read_text(bundle)}});
+  EXPECT_EQ(bundle_alone.status, 400) << "a content bundle without TUF targets: " << bundle_alone.body;
   repo_->add(bundle, "content/1.1.yaml");
   auto r = op("POST", "/v1/releases",
               json::object{{"channel", "content"},
                            {"version", "1.1"},
                            {"kind", "swu"},
                            {"artifact", "update-1.1.swu"},
-                           {"targets", json::array{json::object{
-                                           {"path", "content/1.1.yaml"},
-                                           {"length", static_cast<std::int64_t>(std::filesystem::file_size(bundle))},
-                                           {"sha256", sha256_of(bundle)}}}},
+                           {"targets", json::array{target}},
                            {"content_bundle", read_text(bundle)}});
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(r.json().at("targets").as_array().size(), 2u) << r.body;
