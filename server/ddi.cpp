@@ -314,6 +314,10 @@ core::Result<json::object> swu_target(const std::string& dir, const std::string&
 
 const std::vector<ServerImpl::DdiRoute>& ServerImpl::ddi_routes() {
   using Args = std::vector<std::string>;
+  // GET and HEAD of an artifact: one handler (HEAD sends the length, no body).
+  const auto artifact = [](ServerImpl& s, HttpRequest& q, Responder& r, const DdiTarget& t, const Args& a) {
+    s.ddi_artifact(q, r, t, a[0], a[1]);
+  };
   static const std::vector<DdiRoute> table{
       {"GET", {},
        [](ServerImpl& s, HttpRequest& q, Responder& r, const DdiTarget& t, const Args&) { s.ddi_base(q, r, t); }},
@@ -329,20 +333,14 @@ const std::vector<ServerImpl::DdiRoute>& ServerImpl::ddi_routes() {
        [](ServerImpl& s, HttpRequest& q, Responder& r, const DdiTarget& t, const Args& a) {
          s.ddi_feedback(q, r, t, a[0]);
        }},
-      {"GET", {"softwaremodules", "{}", "artifacts", "{}"},
-       [](ServerImpl& s, HttpRequest& q, Responder& r, const DdiTarget& t, const Args& a) {
-         s.ddi_artifact(q, r, t, a[0], a[1]);
-       }},
+      {"GET", {"softwaremodules", "{}", "artifacts", "{}"}, artifact},
       {"GET", {"cancelAction", "{}"},
        [](ServerImpl& s, HttpRequest&, Responder& r, const DdiTarget&, const Args& a) { s.ddi_cancel_action(r, a[0]); }},
       {"POST", {"cancelAction", "{}", "feedback"},
        [](ServerImpl& s, HttpRequest& q, Responder& r, const DdiTarget& t, const Args& a) {
          s.ddi_cancel_feedback(q, r, t, a[0]);
        }},
-      {"HEAD", {"softwaremodules", "{}", "artifacts", "{}"},
-       [](ServerImpl& s, HttpRequest& q, Responder& r, const DdiTarget& t, const Args& a) {
-         s.ddi_artifact(q, r, t, a[0], a[1]);
-       }},
+      {"HEAD", {"softwaremodules", "{}", "artifacts", "{}"}, artifact},
   };
   return table;
 }

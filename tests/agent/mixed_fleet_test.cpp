@@ -8,6 +8,7 @@
 // and acknowledged in the one rollout, which completes with no failure.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@ class SwupdateClient {
     std::filesystem::create_directories(dir / "tmp");
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no swupdate behind
       ::setpgid(0, 0);
       if (::chdir(dir.c_str()) != 0) ::_exit(127);
       ::setenv("TMPDIR", (dir / "tmp").c_str(), 1);
