@@ -62,7 +62,7 @@ core::Result<ApiReply> ApiClient::request(const std::string& method, const std::
   std::string payload = body;
   if (method == "POST" && payload.empty()) payload = "{}";
   curl_slist* raw_headers = nullptr;
-  const std::string auth = "Authorization: Bearer " + token_;
+  const std::string auth = "Authorization: " + scheme_ + " " + token_;
   raw_headers = curl_slist_append(raw_headers, auth.c_str());
   raw_headers = curl_slist_append(raw_headers, "Accept: application/json");
   if (!payload.empty()) raw_headers = curl_slist_append(raw_headers, "Content-Type: application/json");

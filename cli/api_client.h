@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/result.h"
@@ -33,6 +34,12 @@ class ApiClient {
  public:
   // `server` is the base URL ("http://127.0.0.1:8080"); a trailing '/' is dropped.
   ApiClient(std::string server, std::string token, long timeout_s = 30);
+  // The Authorization scheme sent with the token ("Bearer" unless set): a DDI
+  // device's "TargetToken", as `tranche demo` polls for its SWUpdate clients.
+  ApiClient& scheme(std::string s) {
+    scheme_ = std::move(s);
+    return *this;
+  }
   // method "GET"/"POST"; path starts with '/'; body sent as application/json when
   // non-empty (POST always sends one, "{}" at least).
   core::Result<ApiReply> request(const std::string& method, const std::string& path,
@@ -42,6 +49,7 @@ class ApiClient {
  private:
   std::string server_;
   std::string token_;
+  std::string scheme_ = "Bearer";
   long timeout_s_;
 };
 

@@ -413,6 +413,14 @@ std::string sha256_hex(const fs::path& file) {
   return got ? std::string(buf).substr(0, 64) : "";
 }
 
+// One SWUpdate client of the demo: its device, directory (log, TMPDIR, the
+// installed content.txt) and token.
+struct SwupdateClient {
+  std::string id;
+  fs::path dir;
+  std::string token;
+};
+
 class Demo {
  public:
   Demo(const DemoArgs& args, fs::path work, fs::path examples, std::map<std::string, fs::path> bins)
@@ -420,7 +428,10 @@ class Demo {
 
   int run() {
     t0_ = Clock::now();
-    if (!make_repo() || !(args_.servers > 1 ? start_cluster() : start_server()) || !enroll_fleet()) return fail();
+    if (!make_repo() || !make_images() || !(args_.servers > 1 ? start_cluster() : start_server()) || !enroll_fleet() ||
+        !start_swupdate()) {
+      return fail();
+    }
     pause();
     if (!good_release()) return fail();
     pause();
@@ -428,10 +439,11 @@ class Demo {
     const bool contained = summary();
     if (!args_.once && g_stop == 0) {
       say("the fleet keeps running: explore " + url_ + "/ (token above); Ctrl-C stops every process");
-      while (g_stop == 0) std::this_thread::sleep_for(200ms);
+      wait_for([] { return false; }, std::chrono::hours(24 * 365));  // health steps go on
       std::printf("\n");
     }
-    say("stopping " + std::to_string(agents_.size()) + " agents and " +
+    say("stopping " + std::to_string(agents_.size()) + " agents, " + std::to_string(swu_.size()) +
+        " SWUpdate clients and " +
         (args_.servers > 1 ? "the servers, HAProxy and PostgreSQL" : std::string("the server")));
     procs_.stop_all();
     pg_.stop();
@@ -457,17 +469,21 @@ class Demo {
       pg_.stop();
       return 1;
     }
-    std::fprintf(stderr, "tranche demo: %s\n  logs: %s (%s, agents/*.log)\n", error_.c_str(), work_.c_str(),
-                 args_.servers > 1 ? "server-N.log, haproxy.log, postgres.log" : "server.log");
+    std::fprintf(stderr, "tranche demo: %s\n  logs: %s (%s, agents/*.log%s)\n", error_.c_str(), work_.c_str(),
+                 args_.servers > 1 ? "server-N.log, haproxy.log, postgres.log" : "server.log",
+                 args_.swupdate > 0 ? ", swupdate/*/log, swu.log" : "");
     procs_.stop_all();
     pg_.stop();
     return 1;
   }
 
-  // Polls `done` every 200 ms until true, Ctrl-C, or `limit`.
-  bool wait_for(const std::function<bool()>& done, std::chrono::seconds limit) {
+  // Polls `done` every 200 ms until true, Ctrl-C, or `limit`; the SWUpdate
+  // clients' health steps run in between.
+  template <class Rep, class Period>
+  bool wait_for(const std::function<bool()>& done, std::chrono::duration<Rep, Period> limit) {
     const auto deadline = Clock::now() + limit;
     while (g_stop == 0) {
+      health_steps();
       if (done()) return true;
       if (Clock::now() > deadline) return false;
       std::this_thread::sleep_for(200ms);
@@ -507,6 +523,10 @@ class Demo {
                                   "--batch-ms", "50", "--ask-again-s", "1", "--tuf-repo",
                                   (work_ / "tuf" / "repo").string(), "--interface",
                                   "content=" + (examples_ / "content" / "interface.yaml").string()};
+    if (args_.swupdate > 0) {
+      argv.push_back("--artifact-dir");
+      argv.push_back(artifacts().string());
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     const pid_t pid = procs_.spawn(argv, work_ / (name + ".log"), out);
     if (pid < 0) {
@@ -722,6 +742,145 @@ class Demo {
     return true;
   }
 
+  // --- the SWUpdate clients (--swupdate N) -------------------------------------------------
+
+  fs::path artifacts() const { return work_ / "artifacts"; }
+
+  // The two .swu images, CMS-signed with a signer made here (examples/ddi/make_swu.sh):
+  // 1.0 writes content.txt into the client's directory; 2.0's preinstall script
+  // refuses every device before anything is written — SWUpdate's own check of an
+  // image, failing as the 2024 sensor did, and reported as closed/failure.
+  bool make_images() {
+    if (args_.swupdate == 0) return true;
+    const fs::path script = examples_ / "ddi" / "make_swu.sh";
+    const fs::path log = work_ / "swu.log";
+    for (const auto& [version, mode] : {std::pair{kGood, "good"}, std::pair{kBad, "refuse"}}) {
+      if (!procs_.run({bins_["bash"].string(), script.string(), artifacts().string(), version,
+                       std::string("content ") + version, "/proc/self/cwd/content.txt", mode},
+                      log)) {
+        error_ = "making update-" + std::string(version) + ".swu failed (see swu.log)";
+        return false;
+      }
+    }
+    say("SWUpdate images update-1.0.swu and update-2.0.swu (whose preinstall script refuses every device) signed "
+        "with a CMS signer made by " + script.string());
+    return true;
+  }
+
+  // N devices enrolled through the bulk API, each polled by a real swupdate
+  // (suricatta, hawkBit DDI) in its own directory under swupdate/, with its own TMPDIR.
+  bool start_swupdate() {
+    if (args_.swupdate == 0) return true;
+    json::array devices;
+    for (int i = 1; i <= args_.swupdate; ++i) {
+      char id[32];
+      std::snprintf(id, sizeof id, "swu-%02d", i);
+      devices.push_back(json::object{{"device_id", id}, {"tags", json::object{{"class", "gateway"}}}});
+    }
+    auto enrolled = api("POST", "/v1/devices/bulk", json::object{{"tenant", kTenant}, {"devices", devices}}, admin_, 201);
+    if (!enrolled) return false;
+    for (const auto& d : enrolled->at("devices").as_array()) {
+      SwupdateClient c{std::string(d.at("device_id").as_string()), {}, std::string(d.at("device_token").as_string())};
+      c.dir = work_ / "swupdate" / c.id;
+      fs::create_directories(c.dir / "tmp");
+      const pid_t pid = procs_.spawn(
+          {bins_["env"].string(), "-C", c.dir.string(), "TMPDIR=" + (c.dir / "tmp").string(),
+           bins_["swupdate"].string(), "-v", "-k", (artifacts() / "signer.pem").string(), "-H", "board:1.0", "-u",
+           "-t " + std::string(kTenant) + " -u " + url_ + " -i " + c.id + " -k " + c.token},
+          c.dir / "log");
+      if (pid < 0) {
+        error_ = "cannot start swupdate";
+        return false;
+      }
+      swu_.push_back(std::move(c));
+    }
+    const bool polling = wait_for(
+        [&] {
+          for (const auto& c : swu_) {
+            if (read_text(c.dir / "log").find("No pending action on server") == std::string::npos) return false;
+          }
+          return true;
+        },
+        30s);
+    if (!polling) {
+      error_ = "not every swupdate polled the server in 30 s (see swupdate/*/log)";
+      return false;
+    }
+    say("started " + std::to_string(swu_.size()) + " swupdate processes (hawkBit DDI clients, enrolled through "
+        "POST /v1/devices/bulk) polling /" + kTenant + "/controller/v1/swu-NN: the same rollouts and gate as the agents");
+    return true;
+  }
+
+  // A GET as the device (its TargetToken), parsed; nullopt on any failure.
+  std::optional<json::value> as_device(const SwupdateClient& c, const std::string& path) const {
+    ApiClient device(url_, c.token, 5);
+    device.scheme("TargetToken");
+    auto r = device.request("GET", path);
+    if (!r || r->status != 200) return std::nullopt;
+    auto parsed = tuf::parse_document(r->body, kMaxAnswerBytes);
+    if (!parsed || !parsed->is_object()) return std::nullopt;
+    json::value v = std::move(*parsed);
+    return v;
+  }
+
+  // The version of the action the server offers C in its base poll, and the
+  // action's id; nullopt when none.
+  std::optional<std::pair<std::string, std::string>> offered(const SwupdateClient& c) const {
+    const std::string base = "/" + std::string(kTenant) + "/controller/v1/" + c.id;
+    auto poll = as_device(c, base);
+    if (!poll) return std::nullopt;
+    const auto* href = poll->as_object().if_contains("_links");
+    for (const char* key : {"deploymentBase", "href"}) {
+      href = href != nullptr && href->is_object() ? href->as_object().if_contains(key) : nullptr;
+    }
+    if (href == nullptr || !href->is_string()) return std::nullopt;
+    const std::string link(href->as_string());
+    const std::string action = link.substr(link.rfind('/') + 1);
+    auto deployment = as_device(c, base + "/deploymentBase/" + action);
+    if (!deployment) return std::nullopt;
+    const auto* chunks = deployment->as_object().if_contains("deployment");
+    chunks = chunks != nullptr && chunks->is_object() ? chunks->as_object().if_contains("chunks") : nullptr;
+    if (chunks == nullptr || !chunks->is_array() || chunks->as_array().empty()) return std::nullopt;
+    const auto& chunk = chunks->as_array().front();
+    const auto* version = chunk.is_object() ? chunk.as_object().if_contains("version") : nullptr;
+    if (version == nullptr || !version->is_string()) return std::nullopt;
+    return std::pair{std::string(version->as_string()), action};
+  }
+
+  // Each client's health step, as a device's own would run, at most once a
+  // second: when the action it is offered is for the version its content.txt now
+  // holds, the install worked — close the action through that client's swupdate
+  // (swupdate-ipc sendtohawkbit ... success closed). swupdate-ipc exits 0 even
+  // when its message was not taken (swupdate still busy), so the step repeats
+  // until the server stops offering the action. An image that refused the device
+  // never gets here: its content.txt keeps the old version, and swupdate itself
+  // reported closed/failure.
+  void health_steps() {
+    if (swu_.empty() || Clock::now() < next_health_) return;
+    next_health_ = Clock::now() + 1s;
+    for (const auto& c : swu_) {
+      const auto action = offered(c);
+      if (!action || read_text(c.dir / "content.txt") != "content " + action->first + "\n") continue;
+      (void)procs_.run({bins_["env"].string(), "TMPDIR=" + (c.dir / "tmp").string(), bins_["swupdate-ipc"].string(),
+                        "sendtohawkbit", action->second, "2", "success", "closed", "health check passed"},
+                       c.dir / "health.log");
+    }
+  }
+
+  // What one client's directory shows: the content it runs, whether 2.0 refused it.
+  int swu_running(const std::string& version) const {
+    int n = 0;
+    for (const auto& c : swu_) n += read_text(c.dir / "content.txt") == "content " + version + "\n" ? 1 : 0;
+    return n;
+  }
+  int swu_refused(const std::string& version) const {
+    int n = 0;
+    for (const auto& c : swu_) {
+      n += read_text(c.dir / "log").find("refusing version " + version) != std::string::npos ? 1 : 0;
+    }
+    return n;
+  }
+
   bool publish(const std::string& version, const fs::path& bundle, bool skip_check) {
     const std::string name = "content/" + version + ".yaml";
     const fs::path log = work_ / "tuf.log";
@@ -741,6 +900,10 @@ class Demo {
                                                            {"length", static_cast<std::int64_t>(fs::file_size(bundle))},
                                                            {"sha256", sha256_hex(bundle)}}}},
                       {"content_bundle", read_text(bundle)}};
+    if (args_.swupdate > 0) {  // a mixed fleet's release: the agents' target and the SWUpdate image
+      body["kind"] = "swu";
+      body["artifact"] = "update-" + version + ".swu";
+    }
     if (skip_check) body["skip_contract_check"] = true;
     auto r = api("POST", "/v1/releases", body, admin_, 201);
     if (!r) return false;
@@ -810,6 +973,21 @@ class Demo {
     good_coverage_ = static_cast<double>(on_good) / args_.agents;
     say("rollout " + good_id_ + " completed: " + std::to_string(on_good) + "/" + std::to_string(args_.agents) +
         " agents committed " + kGood + " with a running sensor");
+    if (!swu_.empty()) {
+      // The rollout may complete before the last health step closed its action
+      // (min_acknowledged: 0): give them until nobody is offered one.
+      std::size_t open = swu_.size();
+      wait_for(
+          [&] {
+            open = static_cast<std::size_t>(std::count_if(swu_.begin(), swu_.end(), [&](const auto& c) { return offered(c).has_value(); }));
+            return open == 0;
+          },
+          30s);
+      swu_installed_good_ = swu_running(kGood);
+      say("  and " + std::to_string(swu_installed_good_) + "/" + std::to_string(swu_.size()) +
+          " SWUpdate clients installed update-1.0.swu (content.txt); their health steps closed " +
+          std::to_string(swu_.size() - open) + " of the actions");
+    }
     return g_stop == 0;
   }
 
@@ -899,11 +1077,35 @@ class Demo {
       if (!healthy) ++manual_repairs_;
       if (s.sensor_alive) ++sensors_running_;
     }
-    exposed_ = std::max<std::int64_t>(exposed_, crashed_);
+    if (!swu_.empty()) tally_swupdate();
+    // Acknowledged by the gate, or seen failing on it: a sensor that crashed, a
+    // client whose image refused it.
+    exposed_ = std::max<std::int64_t>(exposed_, crashed_ + swu_refused_bad_);
     say(std::to_string(crashed_) + " agents saw their sensor die on " + kBad + " (SIGSEGV) and went back to " + kGood +
         " on their own; " + std::to_string(sensors_running_) + " of " + std::to_string(args_.agents) +
         " sensors running, " + std::to_string(manual_repairs_) + " devices need a person");
     return g_stop == 0;
+  }
+
+  // The SWUpdate clients after the bad release: refused 2.0 (their own log), counted
+  // failed by the gate (the server's standings), running 1.0 (their content.txt).
+  void tally_swupdate() {
+    swu_refused_bad_ = swu_refused(kBad);
+    swu_running_good_ = swu_running(kGood);
+    if (auto failed = get("/v1/rollouts/" + bad_id_ + "/devices?state=failed&limit=1000")) {
+      for (const auto& d : failed->at("devices").as_array()) {
+        if (d.at("device").as_string().starts_with("swu-")) ++swu_failed_counted_;
+      }
+    }
+    const std::string others = std::to_string(swu_.size() - static_cast<std::size_t>(swu_refused_bad_));
+    if (swu_refused_bad_ == 0) {
+      say("no SWUpdate client was in the first ring: none of the " + others + " downloaded " + kBad);
+    } else {
+      say(std::to_string(swu_refused_bad_) + " SWUpdate client(s) downloaded " + kBad +
+          ": its preinstall script refused the device before anything was written, swupdate reported closed/failure "
+          "(the gate counted " + std::to_string(swu_failed_counted_) + "); the other " + others +
+          " never downloaded it");
+    }
   }
 
   bool summary() {
@@ -916,7 +1118,8 @@ class Demo {
       }
     }
     const double total = std::chrono::duration<double>(Clock::now() - t0_).count();
-    const bool contained = halted_ && crashed_ >= 1 && crashed_ < args_.agents && manual_repairs_ == 0;
+    const bool contained = halted_ && crashed_ >= 1 && crashed_ < args_.agents && manual_repairs_ == 0 &&
+                           swu_running_good_ == args_.swupdate;
     const std::string n = std::to_string(args_.agents);
     std::printf("\n  %-34s %s\n", "what", "measured");
     std::printf("  %-34s %s\n", "----------------------------------", "--------------------------------");
@@ -924,13 +1127,24 @@ class Demo {
     std::printf("  %-34s %s of the fleet\n", ("release " + std::string(kGood) + " committed").c_str(),
                 fmt_number(good_coverage_).c_str());
     std::printf("  %-34s %" PRId64 " of %s (server's gate)\n", ("devices exposed to " + std::string(kBad)).c_str(),
-                exposed_, n.c_str());
+                exposed_, std::to_string(args_.agents + args_.swupdate).c_str());
     std::printf("  %-34s %d of %s\n", "sensors crashed on it", crashed_, n.c_str());
     std::printf("  %-34s %d\n", "agents that healed themselves", self_healed_);
     std::printf("  %-34s %d\n", "devices needing a manual repair", manual_repairs_);
     std::printf("  %-34s %s, in stage %" PRId64 " (0 = canary), %s s after the start\n", "gate halted",
                 halted_ ? "yes" : "NO", halt_stage_, fmt_number(time_to_halt_s_, 1).c_str());
     std::printf("  %-34s %d of %s\n", "sensors running now", sensors_running_, n.c_str());
+    if (!swu_.empty()) {
+      const std::string m = std::to_string(swu_.size());
+      std::printf("  %-34s %s\n", "SWUpdate clients (real swupdate)", m.c_str());
+      std::printf("  %-34s %d of %s\n", ("update-" + std::string(kGood) + ".swu installed").c_str(),
+                  swu_installed_good_, m.c_str());
+      std::printf("  %-34s %d of %s (the gate counted %d failed)\n",
+                  ("SWUpdate clients that refused " + std::string(kBad)).c_str(), swu_refused_bad_, m.c_str(),
+                  swu_failed_counted_);
+      std::printf("  %-34s %d of %s\n", ("SWUpdate clients running " + std::string(kGood)).c_str(),
+                  swu_running_good_, m.c_str());
+    }
     std::printf("  %-34s %s\n", "fleet by version (server)", by_version.c_str());
     std::printf("  %-34s %s s\n\n", "whole story", fmt_number(total, 1).c_str());
     std::printf("%s\n", contained ? "contained: the bad release stopped in its first ring and every sensor runs."
@@ -940,13 +1154,15 @@ class Demo {
   }
 
   std::string json_line() const {
-    char buf[512];
+    char buf[768];
     std::snprintf(buf, sizeof buf,
                   "{\"agents\": %d, \"good_release_coverage\": %s, \"bad_release_exposed\": %" PRId64
                   ", \"bad_release_crashed\": %d, \"self_healed\": %d, \"manual_repairs\": %d, \"halted\": %s, "
-                  "\"time_to_halt_s\": %s}",
+                  "\"time_to_halt_s\": %s, \"swupdate_clients\": %zu, \"swupdate_installed_good\": %d, "
+                  "\"swupdate_refused_bad\": %d, \"swupdate_failed_counted\": %d, \"swupdate_running_good\": %d}",
                   args_.agents, fmt_number(good_coverage_).c_str(), exposed_, crashed_, self_healed_, manual_repairs_,
-                  halted_ ? "true" : "false", fmt_number(time_to_halt_s_, 1).c_str());
+                  halted_ ? "true" : "false", fmt_number(time_to_halt_s_, 1).c_str(), swu_.size(), swu_installed_good_,
+                  swu_refused_bad_, swu_failed_counted_, swu_running_good_);
     return buf;
   }
 
@@ -960,6 +1176,9 @@ class Demo {
   std::string url_, admin_, error_, check_result_, good_id_, bad_id_, halt_reason_;
   std::vector<pid_t> agents_;
   std::vector<fs::path> data_;
+  std::vector<SwupdateClient> swu_;
+  Clock::time_point next_health_{};
+  int swu_installed_good_ = 0, swu_refused_bad_ = 0, swu_failed_counted_ = 0, swu_running_good_ = 0;
   double good_coverage_ = 0, time_to_halt_s_ = 0;
   std::int64_t exposed_ = 0, halt_stage_ = -1;
   int crashed_ = 0, self_healed_ = 0, manual_repairs_ = 0, sensors_running_ = 0;
@@ -985,6 +1204,11 @@ void add_demo_command(CLI::App& app, DemoArgs& args) {
                         "deleted at the end) with HAProxy in front (packaging/haproxy/tranche.cfg)")
       ->capture_default_str()
       ->check(CLI::Range(1, 3));
+  args.demo->add_option("--swupdate", args.swupdate,
+                        "SWUpdate clients (Debian's swupdate, hawkBit DDI) to add to the fleet: each release also "
+                        "carries a signed .swu image, which the clients install; 2.0's image refuses them")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 50));
   args.demo->add_option("--work-dir", args.work_dir,
                         "where the server's SQLite, the TUF repo, agent data dirs and logs go; emptied first "
                         "if a previous demo made it (default: build/demo)");
@@ -1003,6 +1227,17 @@ int run_demo_command(const DemoArgs& args) {
       return 2;
     }
     bins[name] = *p;
+  }
+  if (args.swupdate > 0) {
+    for (const char* name : {"swupdate", "swupdate-ipc", "env", "bash", "openssl", "cpio"}) {
+      auto p = find_binary(name);
+      if (!p) {
+        std::fprintf(stderr, "tranche demo: --swupdate needs %s on PATH (`make deps`, or apt-get install swupdate "
+                     "openssl cpio)\n", name);
+        return 2;
+      }
+      bins[name] = *p;
+    }
   }
   const auto examples = find_examples();
   if (!examples) {
@@ -1032,7 +1267,8 @@ int run_demo_command(const DemoArgs& args) {
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGHUP, &sa, nullptr);
-  std::printf("tranche demo: %d agents, %d server%s, work dir %s\n", args.agents, args.servers,
+  std::printf("tranche demo: %d agents, %s%d server%s, work dir %s\n", args.agents,
+              args.swupdate > 0 ? (std::to_string(args.swupdate) + " SWUpdate clients, ").c_str() : "", args.servers,
               args.servers > 1 ? "s" : "", work.c_str());
   Demo demo(args, work, *examples, bins);
   return demo.run();

@@ -1,6 +1,6 @@
 // `tranche demo`: the 2024 story on one machine, with real processes.
 //
-//   tranche demo [--agents N] [--work-dir DIR] [--once]
+//   tranche demo [--agents N] [--servers N] [--swupdate N] [--work-dir DIR] [--once]
 //
 // Starts tranche-server on 127.0.0.1 (a free port, embedded SQLite in a fresh work
 // directory), makes a TUF repository and its keys with this same `tranche`
@@ -11,6 +11,11 @@
 // sensors crash, their agents fall back by themselves, the gate halts and rolls
 // the rollout back, every sensor keeps running. Every number in the summary is
 // read from the API or from the agents' own state files.
+//
+// With --swupdate N, N real swupdate processes (Debian's SWUpdate, hawkBit DDI)
+// join the fleet: both releases also carry a signed .swu image; the clients install
+// 1.0 and their health steps close the action; 2.0's image refuses them (a failing
+// preinstall script), which they report and the gate counts like a crash.
 //
 // Without --once the fleet keeps running after the summary (the dashboard stays
 // up) until Ctrl-C. With --once the last line of stdout is the summary as JSON.
@@ -28,6 +33,7 @@ struct DemoArgs {
   CLI::App* demo = nullptr;
   int agents = 30;
   int servers = 1;  // more: a cluster on a private PostgreSQL, HAProxy in front
+  int swupdate = 0;  // SWUpdate clients (hawkBit DDI) beside the agents
   std::string work_dir;  // default: build/demo under the current directory
   bool once = false;
 };

@@ -1,7 +1,7 @@
 // A mixed fleet (issue 15): three unmodified SWUpdate clients (Debian's
 // swupdate, hawkBit DDI) and three tranche-agents on one channel, one rollout
 // and one gate. Release 1.1 carries both the agents' TUF target (signed in the
-// lab's repository) and a CMS-signed .swu image built by tests/ddi/make_swu.sh.
+// lab's repository) and a CMS-signed .swu image built by examples/ddi/make_swu.sh.
 // Each SWUpdate client is offered the image, installs it, and its health step
 // closes the action (swupdate-ipc); each agent downloads the TUF target only,
 // runs it through its trial and commits. The server counts all six as exposed
@@ -102,7 +102,7 @@ class MixedFleet : public AgentLabTest {
 TEST_F(MixedFleet, SwupdateClientsAndAgentsShareOneRolloutAndOneGate) {
   constexpr int kEach = 3;
   const std::filesystem::path source(TRANCHE_SOURCE_DIR);
-  const std::string make_swu = "bash " + (source / "tests/ddi/make_swu.sh").string() + " " +
+  const std::string make_swu = "bash " + (source / "examples/ddi/make_swu.sh").string() + " " +
                                artifact_dir().string() +
                                " 1.1 'payload 1.1' /proc/self/cwd/payload.txt > /dev/null";
   ASSERT_EQ(std::system(make_swu.c_str()), 0) << make_swu;

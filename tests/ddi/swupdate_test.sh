@@ -43,8 +43,8 @@ KEY=ddi-test-enrollment-key-0123456789abcdef
 # working directory (SWUpdate's raw file handler wants an absolute path).
 # 1.1 carries 300 kB more, so that a client limited to 32 kB/s is still downloading
 # it when it is killed (case 1).
-"$HERE/make_swu.sh" "$tmp/artifacts" 1.1 "payload 1.1" /proc/self/cwd/payload.txt good 300000 > /dev/null
-"$HERE/make_swu.sh" "$tmp/artifacts" 1.2 "payload 1.2" /proc/self/cwd/payload.txt fail > /dev/null
+"$HERE/../../examples/ddi/make_swu.sh" "$tmp/artifacts" 1.1 "payload 1.1" /proc/self/cwd/payload.txt good 300000 > /dev/null
+"$HERE/../../examples/ddi/make_swu.sh" "$tmp/artifacts" 1.2 "payload 1.2" /proc/self/cwd/payload.txt fail > /dev/null
 
 # start_server NAME: a tranche-server on 127.0.0.1 (data in $tmp/NAME); its URL.
 start_server() {

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Builds a CMS-signed SWUpdate image (.swu) for the DDI tests, with openssl and
-# cpio only:
+# Builds a CMS-signed SWUpdate image (.swu) for the DDI tests and `tranche demo
+# --swupdate N`, with openssl and cpio only:
 #
-#   make_swu.sh OUT_DIR VERSION PAYLOAD_TEXT DEST_PATH [fail|good] [PAD_BYTES]
+#   make_swu.sh OUT_DIR VERSION PAYLOAD_TEXT DEST_PATH [good|fail|refuse] [PAD_BYTES]
 #
 # OUT_DIR/signer.pem and signer.key are made once and reused (the clients are
 # started with `-k OUT_DIR/signer.pem`); OUT_DIR/update-VERSION.swu installs a
 # file at DEST_PATH holding PAYLOAD_TEXT. With `fail`, the image also carries a
-# postinstall script that exits 1: SWUpdate reports closed/failure for it. With
+# postinstall script that exits 1, after the file is written: SWUpdate reports
+# closed/failure for it. With `refuse`, the script is a preinstall one: it exits 1
+# before anything is written (the image's own check refuses the device). With
 # PAD_BYTES, the image also installs PAD_BYTES random bytes at DEST_PATH.pad: a
 # bigger image, for a download that takes a while.
 set -euo pipefail
@@ -44,13 +46,19 @@ if [ "$pad" -gt 0 ]; then
   files+=(pad)  # before the payload: the payload file appears only once the pad is in
 fi
 files+=(payload)
-if [ "$mode" = fail ]; then
-  # SWUpdate calls a shell script with "postinst" after the install.
-  printf '#!/bin/sh\necho "postinstall: refusing version %s" >&2\nexit 1\n' "$version" > "$work/postinstall.sh"
-  ssha=$(sha256sum "$work/postinstall.sh" | cut -d' ' -f1)
-  scripts="  scripts: ( { filename = \"postinstall.sh\"; type = \"postinstall\"; sha256 = \"$ssha\"; } );"
-  files+=(postinstall.sh)
-fi
+case "$mode" in
+  good) ;;
+  fail | refuse)
+    # SWUpdate runs a preinstall script before it writes any file, a postinstall
+    # script after.
+    when=$([ "$mode" = fail ] && echo postinstall || echo preinstall)
+    printf '#!/bin/sh\necho "%s: refusing version %s" >&2\nexit 1\n' "$when" "$version" > "$work/$when.sh"
+    ssha=$(sha256sum "$work/$when.sh" | cut -d' ' -f1)
+    scripts="  scripts: ( { filename = \"$when.sh\"; type = \"$when\"; sha256 = \"$ssha\"; } );"
+    files+=("$when.sh")
+    ;;
+  *) echo "make_swu.sh: mode must be good, fail or refuse, not '$mode'" >&2; exit 2 ;;
+esac
 cat > "$work/sw-description" <<DESC
 software =
 {
