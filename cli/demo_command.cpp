@@ -442,8 +442,8 @@ class Demo {
       wait_for([] { return false; }, std::chrono::hours(24 * 365));  // health steps go on
       std::printf("\n");
     }
-    say("stopping " + std::to_string(agents_.size()) + " agents, " + std::to_string(swu_.size()) +
-        " SWUpdate clients and " +
+    say("stopping " + std::to_string(agents_.size()) + " agents" +
+        (swu_.empty() ? std::string() : ", " + std::to_string(swu_.size()) + " SWUpdate clients") + " and " +
         (args_.servers > 1 ? "the servers, HAProxy and PostgreSQL" : std::string("the server")));
     procs_.stop_all();
     pg_.stop();
