@@ -601,27 +601,21 @@ void ServerImpl::ddi_artifact(HttpRequest& req, Responder& respond, const DdiTar
     r.headers.emplace_back("Content-Range", "bytes " + std::to_string(part->first) + "-" +
                                                 std::to_string(part->last) + "/" + std::to_string(length));
   }
+  // The file is streamed from disk (server/http_server.h, FileBody): an image of
+  // any size costs a connection 64 KiB, never its length. HEAD opens it too, so
+  // that it answers what the GET would.
+  const std::string path = options_.artifact_dir + "/" + file;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || static_cast<std::uint64_t>(st.st_size) != length) {
+    if (fd >= 0) ::close(fd);
+    spdlog::error("ddi: artifact {} is missing or changed since release {} {} was registered", path,
+                  action->channel, action->release->row.version);
+    return reply_error(respond, ApiError{500, "artifact_changed",
+                                         "the artifact is missing or not the one registered"});
+  }
+  r.file = std::make_shared<FileBody>(fd, first, count);
   if (req.method == "GET") {
-    const std::string path = options_.artifact_dir + "/" + file;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    struct stat st {};
-    if (fd < 0 || ::fstat(fd, &st) != 0 || static_cast<std::uint64_t>(st.st_size) != length) {
-      if (fd >= 0) ::close(fd);
-      spdlog::error("ddi: artifact {} is missing or changed since release {} {} was registered", path,
-                    action->channel, action->release->row.version);
-      return reply_error(respond, ApiError{500, "artifact_changed",
-                                           "the artifact is missing or not the one registered"});
-    }
-    r.body.resize(count);
-    std::uint64_t got = 0;
-    while (got < count) {
-      const ssize_t n = ::pread(fd, r.body.data() + got, count - got, static_cast<off_t>(first + got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      got += static_cast<std::uint64_t>(n);
-    }
-    ::close(fd);
-    if (got != count) return reply_error(respond, ApiError{500, "internal", "reading the artifact failed"});
     {
       std::lock_guard lock(ddi_mu_);
       ++ddi_downloads_[action->channel + " " + action->release->row.version];
@@ -629,9 +623,6 @@ void ServerImpl::ddi_artifact(HttpRequest& req, Responder& respond, const DdiTar
     }
     spdlog::info("ddi: device {} downloads {} {} ({} bytes from {})", target.device, action->channel,
                  action->release->row.version, count, first);
-  } else {
-    // HEAD: the length the GET would send, no body.
-    r.body.assign(count, '\0');
   }
   respond(std::move(r));
 }

@@ -1,7 +1,10 @@
 #include "server/http_server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -29,6 +32,10 @@
 #include <spdlog/spdlog.h>
 
 namespace tranche::server {
+
+FileBody::~FileBody() {
+  if (fd >= 0) ::close(fd);
+}
 namespace {
 
 namespace asio = boost::asio;
@@ -291,8 +298,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // sequences was a fifth of a check-in's instructions).
   void write(HttpResponse response) {
     bool keep = keep_alive_ && !shared_->stopping;
+    const std::uint64_t length = response.file ? response.file->length : response.body.size();
     auto out = std::make_shared<std::string>();
-    out->reserve(response.body.size() + 160);
+    out->reserve((response.file ? 0 : response.body.size()) + 160);
     out->append(version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
     out->append(std::to_string(response.status));
     out->push_back(' ');
@@ -300,7 +308,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     out->append("\r\nServer: tranche\r\nContent-Type: ");
     out->append(response.content_type);
     out->append("\r\nContent-Length: ");
-    out->append(std::to_string(response.body.size()));
+    out->append(std::to_string(length));
     out->append("\r\n");
     if (!keep) {
       out->append("Connection: close\r\n");
@@ -314,21 +322,50 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       out->append("\r\n");
     }
     out->append("\r\n");
-    if (!head_) out->append(response.body);
+    if (!head_ && !response.file) out->append(response.body);
     lowest().expires_after(shared_->options.idle_timeout);
+    std::shared_ptr<FileBody> file = head_ ? nullptr : std::move(response.file);
     asio::async_write(stream_, asio::buffer(*out),
-                      [self = this->shared_from_this(), out, keep](beast::error_code ec, std::size_t) {
-                        if (self->counted_) {
-                          self->counted_ = false;
-                          --self->shared_->in_flight;
-                        }
-                        self->release_body();
-                        // A large body grew the read buffer: give it back
-                        // rather than keep it for the connection's life.
-                        if (self->buffer_.capacity() > kKeptBufferBytes) self->buffer_.shrink_to_fit();
-                        if (ec || !keep) return self->close();
-                        self->do_read();
+                      [self = this->shared_from_this(), out, keep, file](beast::error_code ec, std::size_t) {
+                        if (!ec && file && file->length > 0) return self->write_file(file, 0, keep);
+                        self->written(ec, keep);
                       });
+  }
+
+  // The next chunk of a file body from byte `sent` on; one buffer per
+  // connection, each chunk with the idle timeout (a reader that stalls is cut off).
+  void write_file(const std::shared_ptr<FileBody>& file, std::uint64_t sent, bool keep) {
+    if (!chunk_) chunk_ = std::make_unique<char[]>(kFileChunkBytes);
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kFileChunkBytes, file->length - sent));
+    ssize_t n = -1;
+    do {
+      n = ::pread(file->fd, chunk_.get(), want, static_cast<off_t>(file->offset + sent));
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {  // shorter than promised, or unreadable: the client must not take it as whole
+      return written(beast::error_code(n < 0 ? errno : EIO, beast::system_category()), false);
+    }
+    lowest().expires_after(shared_->options.idle_timeout);
+    asio::async_write(stream_, asio::buffer(chunk_.get(), static_cast<std::size_t>(n)),
+                      [self = this->shared_from_this(), file, sent, keep](beast::error_code ec, std::size_t wrote) {
+                        const std::uint64_t now = sent + wrote;
+                        if (!ec && now < file->length) return self->write_file(file, now, keep);
+                        self->chunk_.reset();
+                        self->written(ec, keep);
+                      });
+  }
+
+  // The whole response is out (or the connection failed): next request, or close.
+  void written(beast::error_code ec, bool keep) {
+    if (counted_) {
+      counted_ = false;
+      --shared_->in_flight;
+    }
+    release_body();
+    // A large body grew the read buffer: give it back rather than keep it for
+    // the connection's life.
+    if (buffer_.capacity() > kKeptBufferBytes) buffer_.shrink_to_fit();
+    if (ec || !keep) return close();
+    do_read();
   }
 
   void close() {
@@ -346,6 +383,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
   static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
   static constexpr std::size_t kKeptBufferBytes = 16 * 1024;
+  static constexpr std::size_t kFileChunkBytes = 64 * 1024;
+  std::unique_ptr<char[]> chunk_;  // while a file body is written
 
   std::shared_ptr<Shared> shared_;
   Stream stream_;

@@ -36,11 +36,29 @@ struct HttpRequest {
 
 // The answer to a HEAD request is sent without its body (Content-Length still
 // names the body's size).
+// A body read from an open file while it is written, 64 KiB at a time, so that
+// a response of any size (a DDI artifact) is never whole in memory. It owns the
+// descriptor and closes it when the last response holding it is gone.
+struct FileBody {
+  FileBody(int descriptor, std::uint64_t first, std::uint64_t count)
+      : fd(descriptor), offset(first), length(count) {}
+  FileBody(const FileBody&) = delete;
+  FileBody& operator=(const FileBody&) = delete;
+  ~FileBody();
+  int fd;
+  std::uint64_t offset;  // the first byte sent
+  std::uint64_t length;  // how many: Content-Length
+};
+
 struct HttpResponse {
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  // When set, the body is read from here instead (`body` is ignored). A file
+  // shorter than promised closes the connection mid-body: the client sees a
+  // short read, never wrong bytes.
+  std::shared_ptr<FileBody> file;
 };
 
 using Responder = std::function<void(HttpResponse)>;
