@@ -653,7 +653,14 @@ void ServerImpl::ddi_feedback(HttpRequest& req, Responder& respond, const DdiTar
   }
   {
     std::lock_guard lock(ddi_mu_);
-    ddi_started_.insert(target.device + "/" + id);
+    // A closed action is never cancelled (installed: the device runs the
+    // version; failed: its standing is no longer exposed), so it leaves the set:
+    // the set holds the actions in flight, not the fleet's history.
+    if (closed || failure) {
+      ddi_started_.erase(target.device + "/" + id);
+    } else {
+      ddi_started_.insert(target.device + "/" + id);
+    }
     const std::string key = target.device + "/" + id + "/";
     if (progress && !ddi_progress_.insert(key + std::string(core::to_string(*progress))).second) progress.reset();
     if (closed || failure) {

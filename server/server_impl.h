@@ -237,9 +237,9 @@ class ServerImpl final : public Server {
   // a few lines per device; guarded by ddi_mu_.
   std::map<std::string, std::vector<std::string>> ddi_errors_;
   // Actions ("device/actionId") a device has started (sent feedback for, or
-  // downloaded) and cancellations it has confirmed: after a halt only those
-  // not started are cancelled (cancelAction), once. Memory only: after a
-  // restart a confirmed cancellation is offered again, which the client
+  // downloaded) and not closed yet, and cancellations it has confirmed: after a
+  // halt only those not started are cancelled (cancelAction), once. Memory only:
+  // after a restart a confirmed cancellation is offered again, which the client
   // confirms again. Guarded by ddi_mu_.
   std::set<std::string> ddi_started_;
   std::set<std::string> ddi_cancelled_;
