@@ -345,6 +345,7 @@ int plan_check(const AdminArgs& a) {
     json::object st{{"name", s.name},
                     {"percent", s.percent.to_string()},
                     {"min_devices", s.min_devices},
+                    {"min_per_stratum", s.min_per_stratum},
                     {"bake_s", s.bake / core::kSecond},
                     {"admits_critical", s.admits_critical},
                     {"selector", !s.selector.any_of.empty()}};
@@ -371,6 +372,13 @@ int plan_check(const AdminArgs& a) {
             << (a.fleet > 0 ? " for a fleet of " + std::to_string(a.fleet) + " devices" : "")
             << "\n";
   print_table({"STAGE", "PERCENT", "MIN DEVICES", "DEVICES", "BAKE", "CRITICAL", "SELECTOR"}, rows);
+  if (!plan->strata.empty()) {
+    std::string keys;
+    for (const auto& k : plan->strata) keys += (keys.empty() ? "" : ", ") + k;
+    std::cout << "strata: " << keys
+              << ". A stage's min_per_stratum takes more devices in each small stratum; DEVICES counts\n"
+                 "the fleet as one stratum (the server counts the real ones when the rollout starts).\n";
+  }
   return 0;
 }
 

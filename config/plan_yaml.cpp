@@ -238,7 +238,7 @@ Status PlanReader::read_selector(const YAML::Node& node, const std::string& path
 Status PlanReader::read_stage(const YAML::Node& node, const std::string& path,
                               const core::Plan& plan, core::Stage& stage) {
   if (Status s = mapping(node,
-                         {"name", "percent", "bake", "min_devices", "admits_critical", "selector",
+                         {"name", "percent", "bake", "min_devices", "min_per_stratum", "admits_critical", "selector",
                           "max_failure_rate", "min_exposed", "max_failures"},
                          path);
       !s) {
@@ -268,6 +268,11 @@ Status PlanReader::read_stage(const YAML::Node& node, const std::string& path,
     if (!min) return min.error();
     stage.min_devices = *min;
   }
+  if (const YAML::Node n = node["min_per_stratum"]) {
+    auto min = count(n, join(path, "min_per_stratum"));
+    if (!min) return min.error();
+    stage.min_per_stratum = *min;
+  }
   if (const YAML::Node n = node["admits_critical"]) {
     auto critical = as_bool(n, file_, join(path, "admits_critical"));
     if (!critical) return critical.error();
@@ -284,7 +289,7 @@ Result<core::Plan> PlanReader::read(const YAML::Node& root) {
   if (!root.IsMap()) {
     return fail(root, "plan", "expected a mapping with name, on_failure, gate and stages");
   }
-  if (Status s = mapping(root, {"name", "on_failure", "gate", "stages", "completion_share"}, "");
+  if (Status s = mapping(root, {"name", "on_failure", "gate", "stages", "completion_share", "strata"}, "");
       !s) {
     return s.error();
   }
@@ -316,6 +321,16 @@ Result<core::Plan> PlanReader::read(const YAML::Node& root) {
     auto share = percent(n, "completion_share");
     if (!share) return share.error();
     plan.completion_share = *share;
+  }
+
+  if (const YAML::Node n = root["strata"]) {
+    lines_["strata"] = line_of(n);
+    if (!n.IsSequence()) return fail(n, "strata", "expected a list of tag keys, e.g. [class, region, os]");
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      auto key = text(n[i], "strata[" + std::to_string(i) + "]");
+      if (!key) return key.error();
+      plan.strata.push_back(*key);
+    }
   }
 
   const YAML::Node stages = root["stages"];

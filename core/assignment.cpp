@@ -135,7 +135,7 @@ Assignment assign_running(const DeviceView& device, const TenantPolicy& policy,
   // at every later stage even if a later stage's selector would not take it.
   for (std::uint32_t k = 0; k <= current; ++k) {
     const Stage& stage = plan.stages[k];
-    const Ppm share = effective_share(stage.percent, stage.min_devices, rollout.eligible_devices);
+    const Ppm share = stage_share(rollout, k, device.tags);
     if (bucket_admitted(bucket, share) && stage.selector.matches(device.tags) &&
         (!critical || stage.admits_critical)) {
       return make(rollout.version, Code::kInStage,
@@ -165,7 +165,7 @@ Assignment assign_running(const DeviceView& device, const TenantPolicy& policy,
                     ? std::string("critical devices wait for the rollout to complete")
                     : "critical devices wait for stage " + quoted(later->name));
   }
-  const Ppm share = effective_share(stage.percent, stage.min_devices, rollout.eligible_devices);
+  const Ppm share = stage_share(rollout, current, device.tags);
   return make(fallback, Code::kNotYetInStage,
               "not yet: bucket " + std::to_string(bucket) + " is above stage " +
                   quoted(stage.name) + " share " + share.to_string());
@@ -260,6 +260,34 @@ Assignment choose(const DeviceView& device, const TenantPolicy& policy,
 }
 
 }  // namespace
+
+Ppm stage_share(const RolloutView& rollout, std::size_t index, const Tags& tags) {
+  const Stage& stage = rollout.plan->stages[index];
+  const Ppm share = effective_share(stage.percent, stage.min_devices, rollout.eligible_devices);
+  if (stage.min_per_stratum == 0 || rollout.strata == nullptr) return share;
+  const auto it = rollout.strata->find(stratum_of(tags, rollout.plan->strata));
+  if (it == rollout.strata->end()) return share;
+  return std::max(share, effective_share(stage.percent, stage.min_per_stratum, it->second));
+}
+
+std::uint64_t stage_target(const Plan& plan, std::size_t index, std::uint64_t eligible,
+                           const StratumCounts& strata) {
+  std::uint32_t share = 0;
+  for (std::size_t k = 0; k <= index && k < plan.stages.size(); ++k) {
+    const Stage& st = plan.stages[k];
+    share = std::max(share, effective_share(st.percent, st.min_devices, eligible).value());
+  }
+  double expected = static_cast<double>(share) / Ppm::kWhole * static_cast<double>(eligible);
+  for (const auto& [key, n] : strata) {
+    std::uint32_t raised = share;
+    for (std::size_t k = 0; k <= index && k < plan.stages.size(); ++k) {
+      const Stage& st = plan.stages[k];
+      if (st.min_per_stratum > 0) raised = std::max(raised, effective_share(st.percent, st.min_per_stratum, n).value());
+    }
+    expected += static_cast<double>(raised - share) / Ppm::kWhole * static_cast<double>(n);
+  }
+  return std::min<std::uint64_t>(eligible, static_cast<std::uint64_t>(expected + 0.5));
+}
 
 bool sends_back(RolloutState state, OnFailure on_failure) {
   switch (state) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cohort.h"
 #include "core/plan.h"
 #include "core/rollout_machine.h"
 #include "core/types.h"
@@ -33,7 +34,28 @@ struct RolloutView {
   const Plan* plan = nullptr;
   RolloutStatus status;
   std::uint64_t eligible_devices = 0;  // for each stage's min_devices
+  // Eligible devices per stratum of plan->strata, counted at the rollout's
+  // start, for each stage's min_per_stratum; null or empty: not counted.
+  const StratumCounts* strata = nullptr;
 };
+
+// The share stage `index` of the rollout admits for a device with `tags`: the
+// stage's percent raised to min_devices over the eligible devices, and — when
+// the stage sets min_per_stratum — raised again so that min_per_stratum of the
+// device's stratum are expected in (effective_share over the stratum's count).
+// A stratum not counted at the start (new since) gets the stage's share.
+// Expected, not exact: a stratum is missed with probability about
+// e^-min_per_stratum (5% at 3, 0.7% at 5).
+Ppm stage_share(const RolloutView& rollout, std::size_t index, const Tags& tags);
+
+// The devices stage `index` is expected to admit out of `eligible`, cumulative
+// (a device admitted at stage k stays admitted later, so each stratum counts at
+// the largest share of this stage and those before it): the stage's share of
+// the fleet, plus, for each stratum in `strata`, what min_per_stratum raises
+// above it. At most `eligible`. What the API shows as a stage's target and the
+// simulator's plan model admits.
+std::uint64_t stage_target(const Plan& plan, std::size_t index, std::uint64_t eligible,
+                           const StratumCounts& strata);
 
 // Releases of one channel, oldest first: N is back(), N-1 the one before.
 struct ChannelReleases {

@@ -68,6 +68,16 @@ std::uint32_t cohort_bucket(std::string_view device_id, std::uint64_t salt) {
   return reduce(mix64(h), kBucketCount);
 }
 
+std::string stratum_of(const Tags& tags, const std::vector<std::string>& keys) {
+  std::string out;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (i > 0) out += '|';
+    const auto it = tags.find(keys[i]);
+    out += it == tags.end() ? std::string("-") : it->second;
+  }
+  return out;
+}
+
 Ppm effective_share(Ppm percent, std::uint32_t min_devices, std::uint64_t eligible_devices) {
   if (min_devices == 0 || eligible_devices == 0) return percent;
   if (min_devices >= eligible_devices) return Ppm::from_ppm(Ppm::kWhole);

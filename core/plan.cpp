@@ -169,6 +169,29 @@ Status Plan::validate() const {
   if (completion_share.value() == 0) {
     return invalid("completion_share", "must be above 0% (a rollout that nobody runs never completes)");
   }
+  if (strata.size() > kMaxStrataKeys) {
+    return invalid("strata", "names " + std::to_string(strata.size()) + " tag keys; at most " +
+                                 std::to_string(kMaxStrataKeys));
+  }
+  for (std::size_t i = 0; i < strata.size(); ++i) {
+    if (strata[i].empty()) return invalid("strata", "a tag key is empty");
+    if (std::find(strata.begin(), strata.begin() + static_cast<std::ptrdiff_t>(i), strata[i]) !=
+        strata.begin() + static_cast<std::ptrdiff_t>(i)) {
+      return invalid("strata", "names '" + strata[i] + "' twice");
+    }
+  }
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    const std::uint32_t k = stages[i].min_per_stratum;
+    if (k > 0 && strata.empty()) {
+      return invalid(stage_path(i) + ".min_per_stratum",
+                     stage_label(stages[i]) + " sets min_per_stratum but the plan names no strata (e.g. "
+                                              "strata: [class, region])");
+    }
+    if (k > kMaxPerStratum) {
+      return invalid(stage_path(i) + ".min_per_stratum",
+                     std::to_string(k) + " is above " + std::to_string(kMaxPerStratum));
+    }
+  }
   return Ok{};
 }
 

@@ -48,6 +48,10 @@ struct Stage {
   std::string name;
   Ppm percent = Ppm::from_ppm(Ppm::kWhole);
   std::uint32_t min_devices = 0;      // raise the share until this many are in
+  // Raise the share, in each stratum of the plan's `strata`, until this many of
+  // the stratum's devices are expected in: a step of a ramp then samples every
+  // device class, region and OS build, not only the large ones (docs/plan.md).
+  std::uint32_t min_per_stratum = 0;
   DurationMs bake = 30 * kMinute;     // time the stage must run clean before promotion
   bool admits_critical = false;       // devices marked critical only from this stage on
   Selector selector;                  // which devices the stage may take at all
@@ -99,6 +103,11 @@ struct Plan {
   std::vector<Stage> stages;
   GateSettings gate;
   OnFailure on_failure = OnFailure::kRollback;
+  // The tag keys whose values make a device's stratum ("class", "region", "os"):
+  // what a stage's min_per_stratum counts in. At most kMaxStrataKeys.
+  std::vector<std::string> strata;
+  static constexpr std::size_t kMaxStrataKeys = 4;
+  static constexpr std::uint32_t kMaxPerStratum = 100000;
   // The last stage completes the rollout only once at least this share of the
   // online devices it targets run the release healthily (acknowledged), and at
   // least one does: a release nobody runs never completes, never becomes the

@@ -960,17 +960,13 @@ void ServerImpl::api_list_releases(Responder& respond) {
 
 namespace {
 
-// The devices stage `stage` of `plan` targets out of `eligible`. Stages are
-// cumulative (core::assign: a device admitted at stage k stays admitted later),
-// so it is the largest share of this stage and those before it: a 1% stage after
-// a 3-device canary on a 3-device lab targets 3, not 0.
-std::uint64_t stage_target(const core::Plan& plan, std::size_t stage, std::uint64_t eligible) {
-  std::uint32_t share = 0;
-  for (std::size_t k = 0; k <= stage && k < plan.stages.size(); ++k) {
-    const auto& st = plan.stages[k];
-    share = std::max(share, core::effective_share(st.percent, st.min_devices, eligible).value());
-  }
-  return static_cast<std::uint64_t>(static_cast<double>(share) / 1e6 * static_cast<double>(eligible) + 0.5);
+// The plan's strata keys and the devices counted in each at the start.
+json::object strata_json(const RolloutInfo& r) {
+  json::array keys;
+  for (const auto& k : r.plan.strata) keys.emplace_back(k);
+  json::object counts;
+  for (const auto& [key, n] : r.strata) counts[key] = n;
+  return json::object{{"keys", std::move(keys)}, {"counts", std::move(counts)}};
 }
 
 }  // namespace
@@ -985,7 +981,8 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
         {"name", st.name},
         {"percent", st.percent.to_string()},
         {"effective_share", share.to_string()},
-        {"target_devices", stage_target(r.plan, i, eligible)},
+        {"target_devices", core::stage_target(r.plan, i, eligible, r.strata)},
+        {"min_per_stratum", st.min_per_stratum},
         {"bake_s", st.bake / 1000},
         {"admits_critical", st.admits_critical},
         {"state", i < r.status.stage || r.status.state == core::RolloutState::kCompleted ? "done"
@@ -1042,11 +1039,37 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
                       {"live", core::is_live(r.status.state)},
                       {"stopped", core::is_stopped(r.status.state)},
                       {"stages", std::move(stages)},
+                      {"strata", strata_json(r)},
                       {"gate", std::move(gate)},
                       {"allowed_actions", std::move(actions)},
                       {"generation", r.row.generation},
                       {"created_at", r.row.created_at},
                       {"updated_at", r.row.updated_at}};
+}
+
+// Devices per stratum of `keys`: from the store when several servers share it
+// (each holds only its share of the devices), else from this server's fleet.
+core::Result<core::StratumCounts> ServerImpl::count_strata(const std::vector<std::string>& keys) {
+  core::StratumCounts counts;
+  if (shared_) {
+    core::Result<std::vector<store::DeviceRow>> rows = std::vector<store::DeviceRow>{};
+    {
+      std::lock_guard lock(store_mu_);
+      rows = store_->load_devices();
+    }
+    if (!rows) return rows.error();
+    for (const auto& row : *rows) {
+      boost::system::error_code ec;
+      core::Tags tags;
+      if (auto parsed = json::parse(row.tags_json, ec); !ec) {
+        if (auto t = tags_from_json(parsed)) tags = std::move(*t);
+      }
+      ++counts[core::stratum_of(tags, keys)];
+    }
+  } else {
+    fleet_.for_each_device([&](const Device& d) { ++counts[core::stratum_of(d.tags, keys)]; });
+  }
+  return counts;
 }
 
 void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const Caller& caller) {
@@ -1064,6 +1087,14 @@ void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const 
                                              "' admits critical devices needs role admin; token '" +
                                              caller.name + "' has role " +
                                              std::string(role_name(caller.role))});
+  }
+  // min_per_stratum: the fleet's strata, counted now (outside the engine's lock:
+  // a pass over every device) and kept with the rollout.
+  core::StratumCounts strata;
+  if (!body->plan.strata.empty()) {
+    auto counted = count_strata(body->plan.strata);
+    if (!counted) return reply_error(respond, counted.error());
+    strata = std::move(*counted);
   }
   TimeMs now = clock_->now();
   std::lock_guard engine_lock(engine_->mutex());
@@ -1097,7 +1128,8 @@ void ServerImpl::api_create_rollout(HttpRequest& req, Responder& respond, const 
   info->row.plan_yaml = body->plan_yaml;
   info->row.salt = core::rollout_salt(id);
   info->row.status_json = json::serialize(status_to_json(info->status));
-  info->row.gate_json = "{}";
+  info->strata = std::move(strata);
+  info->row.gate_json = info->strata.empty() ? "{}" : json::serialize(gate_to_json(GateRecord{{}, {}, info->strata}));
   info->row.generation = 0;
   info->row.created_at = now;
   info->row.updated_at = now;
@@ -1208,7 +1240,7 @@ void ServerImpl::sample_history(TimeMs now) {
                                    static_cast<double>(evidence.control.exposure_s),
                                    static_cast<std::int64_t>(evidence.exposed_devices),
                                    r->online_on_version,
-                                   stage_target(r->plan, stage, eligible_devices(*snap))});
+                                   core::stage_target(r->plan, stage, eligible_devices(*snap), r->strata)});
   }
   history_.keep_only(known);
 }
@@ -1276,10 +1308,11 @@ void ServerImpl::api_fleet(Responder& respond) {
       if (r == nullptr) continue;
       // The first stage whose share admits the device's bucket.
       std::uint32_t bucket = core::cohort_bucket(d.id, r->row.salt);
+      const core::RolloutView view = rollout_view(*r, *snap);
       std::string stage = "not yet";
-      for (const auto& st : r->plan.stages) {
-        if (core::bucket_admitted(bucket, core::effective_share(st.percent, st.min_devices, snap->device_count))) {
-          stage = st.name;
+      for (std::size_t k = 0; k < r->plan.stages.size(); ++k) {
+        if (core::bucket_admitted(bucket, core::stage_share(view, k, d.tags))) {
+          stage = r->plan.stages[k].name;
           break;
         }
       }

@@ -103,7 +103,7 @@ core::Result<core::RolloutStatus> status_from_json(std::string_view text) {
 json::object gate_to_json(const GateRecord& r) {
   json::array lr;
   for (double v : r.state.log_lr) lr.emplace_back(v);
-  return json::object{
+  json::object out{
       {"seen_exposed_s", r.state.seen_exposed.exposure_s},
       {"seen_exposed_failures", r.state.seen_exposed.failures},
       {"seen_control_s", r.state.seen_control.exposure_s},
@@ -119,6 +119,12 @@ json::object gate_to_json(const GateRecord& r) {
       {"acknowledged", r.evidence.acknowledged},
       {"exposed_by_cause", failures_by_cause_json(r.evidence)},
   };
+  if (!r.strata.empty()) {
+    json::object strata;
+    for (const auto& [key, n] : r.strata) strata[key] = n;
+    out["strata"] = std::move(strata);
+  }
+  return out;
 }
 
 json::object failures_by_cause_json(const core::EvidenceTally& tally) {
@@ -156,6 +162,11 @@ core::Result<GateRecord> gate_from_json(std::string_view text) {
   r.evidence.control = {double_or(*o, "control_s"), count("control_failures")};
   r.evidence.exposed_devices = count("exposed_devices");
   r.evidence.acknowledged = count("acknowledged");
+  if (auto* s = o->if_contains("strata"); s != nullptr && s->is_object()) {
+    for (const auto& [key, n] : s->as_object()) {
+      if (n.is_int64() && n.as_int64() > 0) r.strata[std::string(key)] = static_cast<std::uint64_t>(n.as_int64());
+    }
+  }
   if (auto* c = o->if_contains("exposed_by_cause"); c != nullptr && c->is_object()) {
     for (const auto& [name, n] : c->as_object()) {
       auto cause = core::parse_failure_cause(name);

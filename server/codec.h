@@ -9,6 +9,7 @@
 
 #include <boost/json/value.hpp>
 
+#include "core/cohort.h"
 #include "core/evidence.h"
 #include "core/gate.h"
 #include "core/plan.h"
@@ -25,6 +26,7 @@ core::Result<core::RolloutStatus> status_from_json(std::string_view text);
 struct GateRecord {
   core::GateState state;
   core::EvidenceTally evidence;
+  core::StratumCounts strata;  // the rollout's strata counted at its start ("strata"; absent when none)
 };
 boost::json::object gate_to_json(const GateRecord& record);
 // {"install_failed": 3, "crashed": 0, "fell_back": 0, "silent": 1}: the exposed failures by cause.

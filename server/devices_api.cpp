@@ -180,10 +180,11 @@ json::object stages_of(const Device& d, const Snapshot& snap) {
     const RolloutInfo* r = snap.live_rollout_for(ch);
     if (r == nullptr) continue;
     const std::uint32_t bucket = core::cohort_bucket(d.id, r->row.salt);
+    const core::RolloutView view = rollout_view(*r, snap);
     std::string stage;
-    for (const auto& st : r->plan.stages) {
-      if (core::bucket_admitted(bucket, core::effective_share(st.percent, st.min_devices, snap.device_count))) {
-        stage = st.name;
+    for (std::size_t k = 0; k < r->plan.stages.size(); ++k) {
+      if (core::bucket_admitted(bucket, core::stage_share(view, k, d.tags))) {
+        stage = r->plan.stages[k].name;
         break;
       }
     }

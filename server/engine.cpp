@@ -29,6 +29,7 @@ std::string gate_json_of(const RolloutInfo& r) {
   GateRecord rec;
   rec.state = r.gate;
   rec.evidence = r.tally();
+  rec.strata = r.strata;
   return json::serialize(gate_to_json(rec));
 }
 

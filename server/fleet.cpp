@@ -174,7 +174,7 @@ std::uint64_t eligible_devices(const Snapshot& snapshot) { return snapshot.devic
 core::RolloutView rollout_view(const RolloutInfo& rollout, const Snapshot& snapshot) {
   return core::RolloutView{rollout.row.id,     rollout.row.salt, rollout.version,
                           rollout.previous,   &rollout.plan,    rollout.status,
-                          eligible_devices(snapshot)};
+                          eligible_devices(snapshot), &rollout.strata};
 }
 
 // --- Fleet ------------------------------------------------------------------------

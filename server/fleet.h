@@ -108,6 +108,9 @@ struct RolloutInfo {
   core::Version version = core::Version::parse("0").value();  // set on load or create
   std::optional<core::Version> previous;
   core::RolloutStatus status;
+  // Eligible devices per stratum of plan.strata, counted when the rollout was
+  // created (for min_per_stratum); stored with the gate's record (codec.h).
+  core::StratumCounts strata;
   core::GateState gate;
   core::GateVerdict verdict;  // the gate's last verdict (not persisted: recomputed each tick)
   core::Coverage coverage;    // the last stage's, at the engine's last scan (not persisted)

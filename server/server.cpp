@@ -193,6 +193,7 @@ core::Result<std::shared_ptr<RolloutInfo>> rollout_from_row(store::RolloutRow ro
   info->plan = std::move(*plan);
   info->status = *status;
   info->gate = gate->state;
+  info->strata = std::move(gate->strata);
   info->channel = row.channel;
   info->version = *version;
   if (!row.previous.empty()) {

@@ -151,6 +151,7 @@ class ServerImpl final : public Server {
   void api_get_release(Responder& respond, const std::string& channel, const std::string& version);
   void api_register_release(HttpRequest& req, Responder& respond, const Caller& caller);
   void api_list_releases(Responder& respond);
+  core::Result<core::StratumCounts> count_strata(const std::vector<std::string>& keys);
   void api_create_rollout(HttpRequest& req, Responder& respond, const Caller& caller);
   void api_rollout_action(HttpRequest& req, Responder& respond, const Caller& caller,
                           const std::string& id, const std::string& action);

@@ -278,6 +278,7 @@ class Simulator {
   std::uint64_t salt_ = 0;             // the rollout's cohort salt
   std::vector<std::uint32_t> order_;   // devices by bucket: the cohort order
   std::vector<core::Tags> stratum_tags_;
+  std::vector<std::uint64_t> stratum_size_;  // devices per stratum (class x region)
   std::uint64_t ever_online_ = 0;
   std::uint64_t online_now_ = 0;  // devices online at this moment (Device::flags & kOnline)
   // TRANCHE_SIM_TRACE=1: the gate's reason every 10 simulated minutes, and the
@@ -374,6 +375,7 @@ void Simulator::build_fleet() {
       stratum_tags_.push_back(std::move(tags));
     }
   }
+  stratum_size_.assign(stratum_tags_.size(), 0);
   salt_ = core::rollout_salt(s_.name + "-release-2");
   for (std::uint32_t d = 0; d < n_; ++d) {
     Rng rng(mix64(o_.seed * 0x100000001b3ULL + d));
@@ -385,6 +387,7 @@ void Simulator::build_fleet() {
     while (ri + 1 < nr && u >= s_.regions[ri].share) u -= s_.regions[ri++].share;
     devices_[d].stratum = static_cast<std::uint8_t>(ci * nr + ri);
     bucket[d] = bucket_of(d);
+    ++stratum_size_[ci * nr + ri];
   }
   std::iota(order_.begin(), order_.end(), 0U);
   std::sort(order_.begin(), order_.end(), [&](std::uint32_t a, std::uint32_t b) {
@@ -648,7 +651,31 @@ void Simulator::dispatch_stage(Run& r, std::uint32_t now) {
   const core::Ppm share = core::effective_share(stage.percent, stage.min_devices, n_);
   while (r.dispatched < n_ && bucket_of(order_[r.dispatched]) < share.value()) {
     const std::uint32_t d = order_[r.dispatched++];
-    if (!stage.selector.matches(stratum_tags_[devices_[d].stratum])) continue;
+    if ((r.at(d).flags & kAdmitted) || !stage.selector.matches(stratum_tags_[devices_[d].stratum])) continue;
+    r.at(d).flags |= kAdmitted;
+    maybe_deliver(r, d, now, false);
+  }
+  if (stage.min_per_stratum == 0 || plan.strata.empty()) return;
+  // min_per_stratum (core::stage_share): each of the plan's strata — the
+  // scenario's class x region strata grouped by the plan's keys — at its own
+  // raised share; the devices above the stage's share that it admits.
+  core::StratumCounts counts;
+  for (std::size_t s = 0; s < stratum_tags_.size(); ++s) {
+    counts[core::stratum_of(stratum_tags_[s], plan.strata)] += stratum_size_[s];
+  }
+  std::vector<std::uint32_t> raised(stratum_tags_.size(), share.value());
+  std::uint32_t highest = share.value();
+  for (std::size_t s = 0; s < stratum_tags_.size(); ++s) {
+    const std::uint64_t n = counts[core::stratum_of(stratum_tags_[s], plan.strata)];
+    raised[s] = std::max(share.value(), core::effective_share(stage.percent, stage.min_per_stratum, n).value());
+    highest = std::max(highest, raised[s]);
+  }
+  for (std::uint64_t i = r.dispatched; i < n_; ++i) {
+    const std::uint32_t d = order_[i];
+    const std::uint32_t bucket = bucket_of(d);
+    if (bucket >= highest) break;
+    const std::uint8_t s = devices_[d].stratum;
+    if (bucket >= raised[s] || (r.at(d).flags & kAdmitted) || !stage.selector.matches(stratum_tags_[s])) continue;
     r.at(d).flags |= kAdmitted;
     maybe_deliver(r, d, now, false);
   }

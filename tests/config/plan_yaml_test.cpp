@@ -182,6 +182,22 @@ TEST(PlanYamlTest, MissingRequiredFields) {
   expect_error(text, line_of(text, "name: early"), {"stages[1].percent: missing"});
 }
 
+TEST(PlanYamlTest, StrataAndMinPerStratum) {
+  const std::string with = replace(kValid, "stages:\n", "strata: [class, os]\nstages:\n");
+  const std::string text = replace(with, "min_devices: 50}", "min_devices: 50, min_per_stratum: 3}");
+  auto plan = config::parse_plan(text, "plan.yaml");
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_EQ(plan->strata, (std::vector<std::string>{"class", "os"}));
+  EXPECT_EQ(plan->stages[0].min_per_stratum, 3u);
+  EXPECT_EQ(plan->stages[1].min_per_stratum, 0u);
+  // Without strata, the stage's min_per_stratum is refused at its line.
+  const std::string bare = replace(kValid, "min_devices: 50}", "min_devices: 50, min_per_stratum: 3}");
+  expect_error(bare, line_of(bare, "min_per_stratum"), {"stages[0].min_per_stratum", "names no strata"},
+               ErrorCode::kInvalidArgument);
+  const std::string scalar = replace(kValid, "stages:\n", "strata: class\nstages:\n");
+  expect_error(scalar, line_of(scalar, "strata:"), {"strata", "expected a list of tag keys"});
+}
+
 TEST(PlanYamlTest, WrongTypes) {
   {
     const std::string text = replace(kValid, "min_devices: 50", "min_devices: fifty");

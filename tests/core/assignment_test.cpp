@@ -595,5 +595,60 @@ TEST(Assign, WithoutARolloutTheDeviceGetsTheBaseline) {
   EXPECT_EQ(a.reason.code, AssignmentReason::Code::kNoRollout);
 }
 
+// min_per_stratum (core::stage_share): a ramp's first step of 10 devices in a
+// fleet of 100,000 where 19 of 20 strata are small. In proportion, the step
+// misses most small strata; raised to 3 expected per stratum, it samples about
+// 1 - e^-3 = 95% of them in each rollout.
+TEST(StageShare, ARampStepSamplesEveryStratum) {
+  Plan plan = rings();
+  plan.strata = {"class", "os"};
+  plan.stages[0].percent = Ppm::from_ppm(1);
+  plan.stages[0].min_devices = 10;
+  // One stratum of 81,000 devices and 19 of 1,000 each.
+  std::vector<std::pair<Tags, int>> strata{{Tags{{"class", "laptop"}, {"os", "win11"}}, 81000}};
+  for (int s = 0; s < 19; ++s) strata.push_back({Tags{{"class", "kiosk"}, {"os", "build-" + std::to_string(s)}}, 1000});
+  StratumCounts counts;
+  for (const auto& [tags, n] : strata) counts[stratum_of(tags, plan.strata)] = static_cast<std::uint64_t>(n);
+  EXPECT_EQ(stratum_of(strata[1].first, plan.strata), "kiosk|build-0");
+  EXPECT_EQ(stratum_of(Tags{{"class", "kiosk"}}, plan.strata), "kiosk|-");
+
+  // The fraction of the small strata with at least one device in the step,
+  // averaged over 50 rollouts (salts).
+  auto sampled = [&](std::uint32_t k) {
+    plan.stages[0].min_per_stratum = k;
+    int hit = 0;
+    for (int rollout = 0; rollout < 50; ++rollout) {
+      RolloutView r = rollout_of(plan, RolloutState::kRunning, 0);
+      r.salt = rollout_salt("r-" + std::to_string(rollout));
+      r.eligible_devices = 100000;
+      r.strata = &counts;
+      for (std::size_t s = 1; s < strata.size(); ++s) {
+        const Ppm share = stage_share(r, 0, strata[s].first);
+        for (int d = 0; d < strata[s].second; ++d) {
+          if (bucket_admitted(cohort_bucket("dev-" + std::to_string(s) + "-" + std::to_string(d), r.salt), share)) {
+            ++hit;
+            break;
+          }
+        }
+      }
+    }
+    return hit / (50.0 * 19);
+  };
+  const double proportional = sampled(0);
+  const double raised = sampled(3);
+  EXPECT_LT(proportional, 0.2) << "10 of 100,000 rarely reaches a stratum of 1%";
+  EXPECT_GT(raised, 0.9) << "3 expected per stratum: about 95% of the strata sampled";
+  // The big stratum keeps the stage's own share; one not counted at the start too.
+  RolloutView r = rollout_of(plan, RolloutState::kRunning, 0);
+  r.eligible_devices = 100000;
+  r.strata = &counts;
+  EXPECT_EQ(stage_share(r, 0, strata[0].first), effective_share(Ppm::from_ppm(1), 10, 100000));
+  EXPECT_EQ(stage_share(r, 0, Tags{{"class", "new"}}), effective_share(Ppm::from_ppm(1), 10, 100000));
+  EXPECT_EQ(stage_share(r, 0, strata[1].first), effective_share(Ppm::from_ppm(1), 3, 1000));
+  // A later stage without min_per_stratum: its own share only.
+  EXPECT_EQ(stage_share(r, 1, strata[1].first).value(),
+            effective_share(plan.stages[1].percent, plan.stages[1].min_devices, 100000).value());
+}
+
 }  // namespace
 }  // namespace tranche::core

@@ -131,6 +131,19 @@ TEST(PlanValidateTest, NamesTheFieldThatIsWrong) {
        "gate.min_stage_time:", "at least 0"},
       {"device-hour floor negative", [](Plan& p) { p.gate.min_promote_device_hours = -1; },
        "gate.min_promote_device_hours:", "at least 0"},
+      {"min_per_stratum without strata", [](Plan& p) { p.stages[0].min_per_stratum = 3; },
+       "stages[0].min_per_stratum:", "the plan names no strata"},
+      {"min_per_stratum too large",
+       [](Plan& p) {
+         p.strata = {"class"};
+         p.stages[0].min_per_stratum = Plan::kMaxPerStratum + 1;
+       },
+       "stages[0].min_per_stratum:", "is above"},
+      {"strata key twice", [](Plan& p) { p.strata = {"class", "region", "class"}; }, "strata:",
+       "names 'class' twice"},
+      {"strata key empty", [](Plan& p) { p.strata = {""}; }, "strata:", "empty"},
+      {"five strata keys", [](Plan& p) { p.strata = {"a", "b", "c", "d", "e"}; }, "strata:",
+       "at most 4"},
   };
   for (const auto& c : cases) {
     Plan p = rings();

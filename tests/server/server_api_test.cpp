@@ -516,6 +516,48 @@ TEST_F(ServerApiTest, StageTargetsAreCumulativeOnASmallLab) {
   }, 12s)) << targets[0] << " " << targets[1] << " " << targets[2];
 }
 
+// min_per_stratum: a canary of 1% (2 of 200 devices) with min_per_stratum 10
+// takes every device of a stratum of 10 (10 expected of 10) and about 10 of the
+// stratum of 190; the strata are counted when the rollout starts and kept across
+// a restart.
+TEST_F(ServerApiTest, ARampStepSamplesEverySmallStratum) {
+  create_tenant();
+  std::map<std::string, std::string> kiosks;
+  std::vector<std::string> laptops;
+  for (int i = 0; i < 190; ++i) laptops.push_back(enroll("laptop-" + std::to_string(i), {{"class", "laptop"}}));
+  for (int i = 0; i < 10; ++i) {
+    const std::string id = "kiosk-" + std::to_string(i);
+    kiosks[id] = enroll(id, {{"class", "kiosk"}});
+  }
+  release("1.0");
+  const std::string plan =
+      "name: strata\nstrata: [class]\nstages:\n"
+      "  - {name: canary, percent: 1%, min_devices: 2, min_per_stratum: 10, bake: 1h}\n"
+      "  - {name: all, percent: 100%, bake: 0s}\n";
+  std::string id(start_rollout("1.0", plan).at("id").as_string());
+  ASSERT_FALSE(id.empty());
+  auto check = [&](const char* when) {
+    for (const auto& [device, token] : kiosks) {
+      auto a = checkin(token, "content", "0.9");
+      EXPECT_EQ(a.at("action").as_string(), "install") << device << " " << when;
+    }
+    int laptops_in = 0;
+    for (const auto& token : laptops) laptops_in += checkin(token, "content", "0.9").at("action").as_string() == "install";
+    EXPECT_GT(laptops_in, 0) << when;
+    EXPECT_LT(laptops_in, 30) << "the big stratum: 10 expected, not all 190 " << when;
+    const json::object ro = rollout(id);
+    EXPECT_EQ(json::serialize(ro.at("strata")), R"({"keys":["class"],"counts":{"kiosk":10,"laptop":190}})") << when;
+    // 10 expected of each stratum.
+    EXPECT_EQ(ro.at("stages").at(0).at("target_devices").as_int64(), 20) << when;
+    EXPECT_EQ(ro.at("stages").at(0).at("min_per_stratum").as_int64(), 10) << when;
+  };
+  check("at the start");
+  std::this_thread::sleep_for(400ms);  // past the batch window
+  server_->stop(SIGKILL);
+  server_->restart();
+  check("after a restart");
+}
+
 TEST_F(ServerApiTest, MetricsAndHealthAnswer) {
   auto h = http_.request("GET", server_->url("/healthz"));
   EXPECT_EQ(h.status, 200);

@@ -11,20 +11,24 @@
 // plan's stages and core's rollout machine and gate deciding: 1,000,000 devices,
 // 60% of them online, every online device failing (silence, a crash: the
 // background) at the reference scenario's 1e-4 per 10 minutes, and exposed ones
-// at `ratio` times that. A stage admits effective_share(percent, min_devices) of
-// the fleet; its online devices take the release within the minute and
+// at `ratio` times that. A stage admits core::stage_target of the fleet — its
+// share, raised by min_per_stratum in each of the reference scenario's class x
+// region strata — and its online devices take the release within the minute and
 // acknowledge it. Each trial draws its failures from its own seed.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <string>
 
 #include "config/plan_yaml.h"
+#include "core/assignment.h"
 #include "core/cohort.h"
 #include "core/rollout_machine.h"
+#include "sim/scenario.h"
 #include "tests/sim/test_paths.h"
 
 namespace tranche::sim {
@@ -47,7 +51,28 @@ struct Outcome {
   double added_failures = 0;        // expected failures beyond the background, to the halt
 };
 
+// The reference scenario's strata (class x region) under the plan's strata keys,
+// at kDevices: what a rollout of this fleet would count at its start.
+// Read once per set of keys.
+core::StratumCounts strata_of(const core::Plan& plan) {
+  static std::map<std::vector<std::string>, core::StratumCounts> cache;
+  if (auto it = cache.find(plan.strata); it != cache.end()) return it->second;
+  core::StratumCounts& counts = cache[plan.strata];
+  if (plan.strata.empty()) return counts;
+  auto scenario = load_scenario(source_dir() + "/scenarios/crowdstrike-2024.yaml", {});
+  EXPECT_TRUE(scenario) << scenario.error().message;
+  if (!scenario) return counts;
+  for (const auto& c : scenario->classes) {
+    for (const auto& r : scenario->regions) {
+      counts[core::stratum_of({{"class", c.name}, {"region", r.name}}, plan.strata)] +=
+          static_cast<std::uint64_t>(std::llround(c.share * r.share * kDevices));
+    }
+  }
+  return counts;
+}
+
 Outcome run_release(const core::Plan& plan, double ratio, std::uint64_t seed) {
+  const core::StratumCounts strata = strata_of(plan);
   std::mt19937_64 rng(seed);
   core::RolloutStatus status;
   status.state = core::RolloutState::kRunning;
@@ -60,10 +85,8 @@ Outcome run_release(const core::Plan& plan, double ratio, std::uint64_t seed) {
   for (core::TimeMs now = tick; now <= kMaxRun; now += tick) {
     const core::Stage& stage = plan.stages[status.stage];
     const double share =
-        static_cast<double>(core::effective_share(stage.percent, stage.min_devices,
-                                                  static_cast<std::uint64_t>(kDevices))
-                                .value()) /
-        core::Ppm::kWhole;
+        static_cast<double>(core::stage_target(plan, status.stage, static_cast<std::uint64_t>(kDevices), strata)) /
+        kDevices;
     exposed_devices = std::round(share * kDevices * kOnline);
     const double control_devices = kDevices * kOnline - exposed_devices;
     const double e1 = exposed_devices * tick_s;
