@@ -656,18 +656,19 @@ void Simulator::dispatch_stage(Run& r, std::uint32_t now) {
     maybe_deliver(r, d, now, false);
   }
   if (stage.min_per_stratum == 0 || plan.strata.empty()) return;
-  // min_per_stratum (core::stage_share): each of the plan's strata — the
-  // scenario's class x region strata grouped by the plan's keys — at its own
-  // raised share; the devices above the stage's share that it admits.
+  // min_per_stratum: each of the plan's strata — the scenario's class x region
+  // strata grouped by the plan's keys, counted as the server counts them — at the
+  // share core::stage_share gives it; the devices above the stage's share that
+  // it admits.
   core::StratumCounts counts;
   for (std::size_t s = 0; s < stratum_tags_.size(); ++s) {
     counts[core::stratum_of(stratum_tags_[s], plan.strata)] += stratum_size_[s];
   }
+  const core::RolloutView view{"", salt_, versions_.new_v, versions_.old_v, &plan, r.status, n_, &counts};
   std::vector<std::uint32_t> raised(stratum_tags_.size(), share.value());
   std::uint32_t highest = share.value();
   for (std::size_t s = 0; s < stratum_tags_.size(); ++s) {
-    const std::uint64_t n = counts[core::stratum_of(stratum_tags_[s], plan.strata)];
-    raised[s] = std::max(share.value(), core::effective_share(stage.percent, stage.min_per_stratum, n).value());
+    raised[s] = core::stage_share(view, r.status.stage, stratum_tags_[s]).value();
     highest = std::max(highest, raised[s]);
   }
   for (std::uint64_t i = r.dispatched; i < n_; ++i) {
