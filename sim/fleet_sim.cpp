@@ -467,6 +467,9 @@ void Simulator::change(Run& r, std::uint32_t d, std::uint32_t now, F&& mutate) {
 }
 
 bool Simulator::crash_prone(std::uint32_t d) const {
+  const core::Tags& tags = stratum_tags_[devices_[d].stratum];
+  if (s_.crash_class != "all" && tags.at("class") != s_.crash_class) return false;
+  if (s_.crash_region != "all" && tags.at("region") != s_.crash_region) return false;
   if (s_.crash_probability >= 1.0) return true;
   const double u = static_cast<double>(mix64(o_.seed ^ 0x5eedULL ^ (static_cast<std::uint64_t>(d) << 8)) >> 11) * 0x1.0p-53;
   return u < s_.crash_probability;

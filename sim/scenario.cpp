@@ -214,7 +214,22 @@ core::Status read_scenario(const YAML::Node& doc, const std::string& file, Scena
     if (s.poll_min > s.poll_max) return config::error_at(file, d, "delivery: poll_min must not exceed poll_max");
   }
   if (const YAML::Node b = doc["bad_update"]) {
-    TRANCHE_RETURN_IF_ERROR(config::check_keys(b, {"crash_probability", "crash_mean", "crash_after"}, file, "bad_update"));
+    TRANCHE_RETURN_IF_ERROR(config::check_keys(
+        b, {"crash_probability", "crash_mean", "crash_after", "crash_class", "crash_region"}, file, "bad_update"));
+    if (b["crash_class"]) TRANCHE_RETURN_IF_ERROR(take(config::as_string(b["crash_class"], file, "bad_update.crash_class"), s.crash_class));
+    if (b["crash_region"]) TRANCHE_RETURN_IF_ERROR(take(config::as_string(b["crash_region"], file, "bad_update.crash_region"), s.crash_region));
+    auto names_one = [&](const auto& list, const std::string& name, const char* key, const char* of) -> core::Status {
+      if (name == "all") return core::Ok{};
+      std::string known;
+      for (const auto& x : list) {
+        if (x.name == name) return core::Ok{};
+        known += (known.empty() ? "" : ", ") + x.name;
+      }
+      return config::error_at(file, b[key], std::string("bad_update.") + key + ": no " + of + " '" + name + "' (" +
+                                                known + ", or all)");
+    };
+    TRANCHE_RETURN_IF_ERROR(names_one(s.classes, s.crash_class, "crash_class", "class"));
+    TRANCHE_RETURN_IF_ERROR(names_one(s.regions, s.crash_region, "crash_region", "region"));
     if (b["crash_after"]) TRANCHE_RETURN_IF_ERROR(duration_at(b["crash_after"], file, "bad_update.crash_after", s.crash_after));
     if (b["crash_probability"]) TRANCHE_RETURN_IF_ERROR(probability_at(b["crash_probability"], file, "bad_update.crash_probability", s.crash_probability));
     if (b["crash_mean"]) TRANCHE_RETURN_IF_ERROR(duration_at(b["crash_mean"], file, "bad_update.crash_mean", s.crash_mean));

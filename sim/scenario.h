@@ -67,6 +67,11 @@ struct Scenario {
   // release starts (0: the 2024 crash on receipt); once it has crashed the
   // machine, it crashes at every boot (Exp(crash_mean)).
   core::DurationMs crash_after = 0;
+  // Only devices of this class and of this region crash ("all": every one): a
+  // release that breaks one kind of machine (docs/plan.md, "Every stratum in
+  // every step").
+  std::string crash_class = "all";
+  std::string crash_region = "all";
   core::DurationMs reboot_cycle = 2 * core::kMinute;
   std::uint32_t os_gives_up_after = 2;
   double self_heal_per_reboot = 0;

@@ -84,7 +84,8 @@ TEST_F(Replay, TheSelfHealingAgentNeedsNoPerson) {
 }
 
 // Issue 16: a release that crashes the machine hours after its trial passed
-// (then at every boot), or on only part of the fleet. Without tranche's agent
+// (then at every boot), or on only part of the fleet (a share of it, or one
+// class in one region). Without tranche's agent
 // every crashed machine waits for a person; with it, none does: the agent gives
 // the committed release up at its first unclean boot (agent.max_unclean_boots:
 // 1, below the OS's 2 failed boots) or when the halted rollout revokes it.
@@ -93,6 +94,8 @@ TEST(ReplayLateCrash, TheAgentNeedsNoPersonForALateOrPartialCrash) {
       {{"bad_update.crash_after", "3h"}},
       {{"bad_update.crash_probability", "0.3"}},
       {{"bad_update.crash_after", "3h"}, {"bad_update.crash_probability", "0.3"}},
+      // One kind of machine only: servers in apac, 6% of the fleet.
+      {{"bad_update.crash_class", "server"}, {"bad_update.crash_region", "apac"}},
   };
   for (auto sets : variants) {
     std::string name;

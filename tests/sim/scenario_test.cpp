@@ -59,6 +59,8 @@ TEST(Scenario, ReferenceScenarioCarriesEveryParameterOfTheDocument) {
   EXPECT_DOUBLE_EQ(s->crash_probability, 1.0);
   EXPECT_EQ(s->crash_mean, 30 * core::kSecond);
   EXPECT_EQ(s->crash_after, 0);
+  EXPECT_EQ(s->crash_class, "all");
+  EXPECT_EQ(s->crash_region, "all");
   EXPECT_EQ(s->agent.max_unclean_boots, 1U);  // below os_gives_up_after
   EXPECT_EQ(s->reboot_cycle, 2 * core::kMinute);
   EXPECT_EQ(s->os_gives_up_after, 2U);
@@ -94,6 +96,18 @@ TEST(Scenario, SetOfAnUnknownKeyIsAnErrorNamingIt) {
   auto s = load_scenario(testing::reference_scenario(), {{"background.unclean_per_hour", "1"}});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("background.unclean_per_hour"), std::string::npos) << s.error().message;
+}
+
+TEST(Scenario, ACrashOfAClassThatIsNotInTheFleetIsAnErrorNamingTheClasses) {
+  auto s = load_scenario(testing::reference_scenario(), {{"bad_update.crash_class", "toaster"}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("bad_update.crash_class: no class 'toaster' (server, desktop, laptop, or all)"),
+            std::string::npos)
+      << s.error().message;
+  auto r = load_scenario(testing::reference_scenario(), {{"bad_update.crash_region", "mars"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("bad_update.crash_region: no region 'mars'"), std::string::npos)
+      << r.error().message;
 }
 
 TEST(Scenario, SetWithAValueOfTheWrongTypeNamesTheField) {
