@@ -1052,20 +1052,14 @@ json::object ServerImpl::rollout_json(const RolloutInfo& r, const Snapshot& snap
 core::Result<core::StratumCounts> ServerImpl::count_strata(const std::vector<std::string>& keys) {
   core::StratumCounts counts;
   if (shared_) {
-    core::Result<std::vector<store::DeviceRow>> rows = std::vector<store::DeviceRow>{};
+    core::Result<std::vector<std::pair<core::Tags, std::uint64_t>>> groups =
+        std::vector<std::pair<core::Tags, std::uint64_t>>{};
     {
       std::lock_guard lock(store_mu_);
-      rows = store_->load_devices();
+      groups = store_->count_devices_by_tags(keys);
     }
-    if (!rows) return rows.error();
-    for (const auto& row : *rows) {
-      boost::system::error_code ec;
-      core::Tags tags;
-      if (auto parsed = json::parse(row.tags_json, ec); !ec) {
-        if (auto t = tags_from_json(parsed)) tags = std::move(*t);
-      }
-      ++counts[core::stratum_of(tags, keys)];
-    }
+    if (!groups) return groups.error();
+    for (const auto& [tags, n] : *groups) counts[core::stratum_of(tags, keys)] += n;
   } else {
     fleet_.for_each_device([&](const Device& d) { ++counts[core::stratum_of(d.tags, keys)]; });
   }

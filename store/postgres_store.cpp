@@ -223,6 +223,30 @@ class PostgresStore final : public Store {
     if (!r) return r.error();
     return Cells(r->get(), 0).integer(0);
   }
+  Result<std::vector<std::pair<core::Tags, std::uint64_t>>> count_devices_by_tags(
+      const std::vector<std::string>& keys) override {
+    // Per key its value and whether the device has it; the keys go as parameters.
+    std::string columns;
+    Params params;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const std::string p = "$" + std::to_string(i + 1) + "::text";
+      columns += "tags_json::jsonb ->> " + p + ", tags_json::jsonb ? " + p + ", ";
+      params.add(keys[i]);
+    }
+    std::string groups;
+    for (std::size_t i = 1; i <= 2 * keys.size(); ++i) groups += (i > 1 ? ", " : "") + std::to_string(i);
+    const std::size_t n = keys.size();
+    return load<std::pair<core::Tags, std::uint64_t>>(
+        "SELECT " + columns + "count(*) FROM devices GROUP BY " + groups, params,
+        [&keys, n](const Cells& c) {
+          std::pair<core::Tags, std::uint64_t> group;
+          for (std::size_t i = 0; i < n; ++i) {
+            if (c.text(static_cast<int>(2 * i + 1)) == "t") group.first[keys[i]] = c.text(static_cast<int>(2 * i));
+          }
+          group.second = static_cast<std::uint64_t>(c.integer(static_cast<int>(2 * n)));
+          return group;
+        });
+  }
   Status write_device_batch(const DeviceBatch& batch) override;
   Result<DeviceRecord> load_device(std::string_view id) override;
   Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner, TimeMs now,

@@ -443,6 +443,36 @@ class SqliteStore final : public Store {
     if (!row) return row.error();
     return u.integer(0);
   }
+  Result<std::vector<std::pair<core::Tags, std::uint64_t>>> count_devices_by_tags(
+      const std::vector<std::string>& keys) override {
+    // Per key its value and whether the device has it (json_each: any key,
+    // bound as a parameter); built for this call, as the keys vary.
+    std::string columns;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const std::string p = "?" + std::to_string(i + 1);
+      columns += "(SELECT value FROM json_each(devices.tags_json) WHERE key = " + p +
+                 "), EXISTS (SELECT 1 FROM json_each(devices.tags_json) WHERE key = " + p + "), ";
+    }
+    std::string groups;
+    for (std::size_t i = 1; i <= 2 * keys.size(); ++i) groups += (i > 1 ? ", " : "") + std::to_string(i);
+    const std::string sql = "SELECT " + columns + "count(*) FROM devices GROUP BY " + groups;
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), sql.c_str(), static_cast<int>(sql.size()), &raw, nullptr) != SQLITE_OK) {
+      return db_error(db_.get(), "prepare count by tags");
+    }
+    std::unique_ptr<sqlite3_stmt, FinalizeStmt> stmt(raw);
+    Use u(db_.get(), stmt.get());
+    for (const auto& k : keys) u.bind(k);
+    const std::size_t n = keys.size();
+    return load<std::pair<core::Tags, std::uint64_t>>(u, [&keys, n](const Use& row) {
+      std::pair<core::Tags, std::uint64_t> group;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (row.integer(static_cast<int>(2 * i + 1)) != 0) group.first[keys[i]] = row.text(static_cast<int>(2 * i));
+      }
+      group.second = static_cast<std::uint64_t>(row.integer(static_cast<int>(2 * n)));
+      return group;
+    });
+  }
   Status write_device_batch(const DeviceBatch& batch) override;
   Result<DeviceRecord> load_device(std::string_view id) override;
   Result<DeviceRecord> claim_device(std::string_view id, std::string_view owner, TimeMs now,

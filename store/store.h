@@ -34,8 +34,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "core/plan.h"
 #include "core/result.h"
 #include "core/types.h"
 
@@ -266,6 +268,11 @@ class DeviceStore {
   // Every rollout mark (a server's start).
   virtual core::Result<std::vector<RolloutMarkRow>> load_marks() = 0;
   virtual core::Result<std::int64_t> count_devices() = 0;
+  // Devices grouped by their values of the tag keys `keys` (1 to 4): each group
+  // as its tags (only the keys a device has) and its count. Counted in the
+  // database, never every row in memory (core::stratum_of makes the strata).
+  virtual core::Result<std::vector<std::pair<core::Tags, std::uint64_t>>> count_devices_by_tags(
+      const std::vector<std::string>& keys) = 0;
   // One transaction, idempotent: each state upserted unless the stored one has
   // the same or a higher revision; each event inserted unless (device, seq) is
   // stored already (a batch retried here or at another server); each mark moved

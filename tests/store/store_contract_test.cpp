@@ -220,6 +220,35 @@ TEST_P(StoreContract, DevicesRoundTripAndADuplicateIdIsAConflict) {
   EXPECT_TRUE(devices[1] == device("d-2"));
 }
 
+// The counts min_per_stratum works from (server count_strata on a shared store):
+// grouped in the database by the values of the keys, a missing key absent from
+// the group's tags, any key spelling (bound, never spliced into the SQL).
+TEST_P(StoreContract, DevicesAreCountedByTheirValuesOfTagKeys) {
+  ASSERT_OK_AND_ASSIGN(store, open());
+  const std::vector<std::pair<std::string, std::string>> fleet = {
+      {"d-1", R"({"class":"laptop","region":"emea"})"}, {"d-2", R"({"class":"laptop","region":"emea"})"},
+      {"d-3", R"({"region":"emea","class":"laptop","os":"x"})"}, {"d-4", R"({"class":"laptop"})"},
+      {"d-5", R"({})"}, {"d-6", R"({"class":"kiosk","region":"apac"})"},
+      {"d-7", R"({"we'i\"rd":"v","class":"kiosk","region":"apac"})"}};
+  for (const auto& [id, tags] : fleet) {
+    DeviceRow row = device(id);
+    row.tags_json = tags;
+    ASSERT_OK(store->insert_device(row));
+  }
+  ASSERT_OK_AND_ASSIGN(groups, store->count_devices_by_tags({"class", "region"}));
+  std::map<core::Tags, std::uint64_t> got(groups.begin(), groups.end());
+  const std::map<core::Tags, std::uint64_t> want = {
+      {{{"class", "laptop"}, {"region", "emea"}}, 3},
+      {{{"class", "laptop"}}, 1},
+      {{}, 1},
+      {{{"class", "kiosk"}, {"region", "apac"}}, 2}};
+  EXPECT_EQ(got, want);
+  ASSERT_OK_AND_ASSIGN(odd, store->count_devices_by_tags({"we'i\"rd"}));
+  std::map<core::Tags, std::uint64_t> odd_got(odd.begin(), odd.end());
+  const std::map<core::Tags, std::uint64_t> odd_want = {{{{"we'i\"rd", "v"}}, 1}, {{}, 6}};
+  EXPECT_EQ(odd_got, odd_want);
+}
+
 TEST_P(StoreContract, StatesAreUpsertedAndTheLastOfABatchWins) {
   ASSERT_OK_AND_ASSIGN(store, open());
   ASSERT_OK(store->write_batch({state("d-1", 1, 0), state("d-2", 2, 0)}, {}));
