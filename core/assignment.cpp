@@ -270,6 +270,14 @@ Ppm stage_share(const RolloutView& rollout, std::size_t index, const Tags& tags)
   return std::max(share, effective_share(stage.percent, stage.min_per_stratum, it->second));
 }
 
+std::optional<std::size_t> first_admitting_stage(const RolloutView& rollout, std::uint32_t bucket,
+                                                 const Tags& tags) {
+  for (std::size_t k = 0; k < rollout.plan->stages.size(); ++k) {
+    if (bucket_admitted(bucket, stage_share(rollout, k, tags))) return k;
+  }
+  return std::nullopt;
+}
+
 std::uint64_t stage_target(const Plan& plan, std::size_t index, std::uint64_t eligible,
                            const StratumCounts& strata) {
   std::uint32_t share = 0;

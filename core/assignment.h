@@ -48,6 +48,13 @@ struct RolloutView {
 // e^-min_per_stratum (5% at 3, 0.7% at 5).
 Ppm stage_share(const RolloutView& rollout, std::size_t index, const Tags& tags);
 
+// The first stage whose share (stage_share) admits a device with cohort bucket
+// `bucket` and `tags` — the stage its hash places it in, selectors and critical
+// devices aside; nullopt when none does yet. What the fleet's by_stage counts
+// and a device view shows.
+std::optional<std::size_t> first_admitting_stage(const RolloutView& rollout, std::uint32_t bucket,
+                                                 const Tags& tags);
+
 // The devices stage `index` is expected to admit out of `eligible`, cumulative
 // (a device admitted at stage k stays admitted later, so each stratum counts at
 // the largest share of this stage and those before it): the stage's share of

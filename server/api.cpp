@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <chrono>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -1292,25 +1293,19 @@ void ServerImpl::api_fleet(Responder& respond) {
   std::map<std::string, std::uint64_t> by_tenant;
   std::map<std::string, std::map<std::string, std::uint64_t>> by_stage;  // rollout -> stage -> n
   std::uint64_t total = 0, online = 0;
+  // Each live rollout's view, once: the count below runs for every device.
+  std::vector<std::tuple<const std::string*, const RolloutInfo*, core::RolloutView>> live;
+  for (const auto& [ch, id] : snap->live_rollout) {
+    if (const RolloutInfo* r = snap->live_rollout_for(ch)) live.emplace_back(&id, r, rollout_view(*r, *snap));
+  }
   auto count = [&](const Device& d) {
     ++total;
     if (d.held || (d.last_seen > 0 && now - d.last_seen <= 3 * 60 * 1000 && !d.said_goodbye)) ++online;
     ++by_tenant[d.tenant];
     for (const auto& [ch, v] : d.versions) ++by_version[ch][v.to_string()];
-    for (const auto& [ch, id] : snap->live_rollout) {
-      const RolloutInfo* r = snap->live_rollout_for(ch);
-      if (r == nullptr) continue;
-      // The first stage whose share admits the device's bucket.
-      std::uint32_t bucket = core::cohort_bucket(d.id, r->row.salt);
-      const core::RolloutView view = rollout_view(*r, *snap);
-      std::string stage = "not yet";
-      for (std::size_t k = 0; k < r->plan.stages.size(); ++k) {
-        if (core::bucket_admitted(bucket, core::stage_share(view, k, d.tags))) {
-          stage = r->plan.stages[k].name;
-          break;
-        }
-      }
-      ++by_stage[id][stage];
+    for (const auto& [id, r, view] : live) {
+      const auto k = core::first_admitting_stage(view, core::cohort_bucket(d.id, r->row.salt), d.tags);
+      ++by_stage[*id][k ? r->plan.stages[*k].name : std::string("not yet")];
     }
   };
   if (shared_) {

@@ -653,20 +653,19 @@ void ServerImpl::ddi_feedback(HttpRequest& req, Responder& respond, const DdiTar
   }
   {
     std::lock_guard lock(ddi_mu_);
-    // A closed action is never cancelled (installed: the device runs the
-    // version; failed: its standing is no longer exposed), so it leaves the set:
-    // the set holds the actions in flight, not the fleet's history.
-    if (closed || failure) {
-      ddi_started_.erase(target.device + "/" + id);
-    } else {
-      ddi_started_.insert(target.device + "/" + id);
-    }
-    const std::string key = target.device + "/" + id + "/";
+    const std::string action_key = target.device + "/" + id;
+    const std::string key = action_key + "/";
     if (progress && !ddi_progress_.insert(key + std::string(core::to_string(*progress))).second) progress.reset();
+    // A closed action is never cancelled (installed: the device runs the
+    // version; failed: its standing is no longer exposed), so it leaves the
+    // sets: they hold the actions in flight, not the fleet's history.
     if (closed || failure) {
+      ddi_started_.erase(action_key);
       for (auto kind : {core::DeviceEventKind::kDownloading, core::DeviceEventKind::kInstalling}) {
         ddi_progress_.erase(key + std::string(core::to_string(kind)));
       }
+    } else {
+      ddi_started_.insert(action_key);
     }
     if (!closed && !failure) {
       // Keep the lines that say an error (SWUpdate forwards its log), the newest few.

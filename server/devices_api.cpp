@@ -179,16 +179,8 @@ json::object stages_of(const Device& d, const Snapshot& snap) {
   for (const auto& [ch, id] : snap.live_rollout) {
     const RolloutInfo* r = snap.live_rollout_for(ch);
     if (r == nullptr) continue;
-    const std::uint32_t bucket = core::cohort_bucket(d.id, r->row.salt);
-    const core::RolloutView view = rollout_view(*r, snap);
-    std::string stage;
-    for (std::size_t k = 0; k < r->plan.stages.size(); ++k) {
-      if (core::bucket_admitted(bucket, core::stage_share(view, k, d.tags))) {
-        stage = r->plan.stages[k].name;
-        break;
-      }
-    }
-    out[id] = stage.empty() ? json::value(nullptr) : json::value(stage);
+    const auto k = core::first_admitting_stage(rollout_view(*r, snap), core::cohort_bucket(d.id, r->row.salt), d.tags);
+    out[id] = k ? json::value(r->plan.stages[*k].name) : json::value(nullptr);
   }
   return out;
 }
