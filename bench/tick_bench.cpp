@@ -74,14 +74,14 @@ std::unique_ptr<World> make_world(std::int64_t n, bool last_stage) {
   std::mt19937_64 rng(7);
   for (std::int64_t i = 0; i < n; ++i) {
     Device d;
-    d.id = "d-" + std::to_string(i);
+    d.key = "d-" + std::to_string(i);
     d.tenant = "t";
     // Up: heard within the last minute. Dropped: 2 to 3 minutes ago, so one
     // 60th of them crosses the 3-minute allowance each second.
     d.last_seen = is_dropped(i) ? kT0 - 120'000 - static_cast<TimeMs>(rng() % 60'000)
                                 : kT0 - static_cast<TimeMs>(rng() % 60'000);
     d.health_json = R"({"phase":"idle"})";
-    const bool exposed = core::cohort_bucket(d.id, info->row.salt) < canary_share;
+    const bool exposed = core::cohort_bucket(d.id(), info->row.salt) < canary_share;
     d.versions.emplace("content", v(exposed ? "2.0" : "1.0"));
     if (exposed) {
       RolloutMark& m = d.mark("r");

@@ -260,8 +260,8 @@ int audit(const AdminArgs& a) {
 // --- devices -------------------------------------------------------------------------
 
 int device_show(const AdminArgs& a) {
-  std::string path = "/v1/devices/" + url_encode(a.name);
-  if (!a.version.empty()) path += "?version=" + url_encode(a.version);
+  const std::string path =
+      device_path(a.name, a.tenant, "", a.version.empty() ? "" : "version=" + url_encode(a.version));
   return request(a, "device show", "GET", path, "", [](const json::object& o) {
     std::cout << render_device(o, static_cast<std::int64_t>(std::time(nullptr)) * 1000);
   });
@@ -276,6 +276,7 @@ int device_list(const AdminArgs& a) {
         {"state", &a.state},
         {"stage", &a.stage},
         {"tag", &a.tag},
+        {"tenant", &a.tenant},
         {"after", &a.after}}) {
     if (!value->empty()) query += std::string("&") + key + "=" + url_encode(*value);
   }
@@ -302,8 +303,8 @@ int device_list(const AdminArgs& a) {
 
 // A device's events, newest first, a page at a time (GET /v1/devices/{id}/events).
 int device_events(const AdminArgs& a) {
-  std::string path = "/v1/devices/" + url_encode(a.name) +
-                     "/events?limit=" + std::to_string(a.limit > 0 ? a.limit : 100);
+  std::string path =
+      device_path(a.name, a.tenant, "/events", "limit=" + std::to_string(a.limit > 0 ? a.limit : 100));
   if (a.before > 0) path += "&before_seq=" + std::to_string(a.before);
   return request(a, "device events", "GET", path, "", [](const json::object& o) {
     std::vector<std::vector<std::string>> rows;
@@ -457,13 +458,15 @@ void add_admin_commands(CLI::App& app, AdminArgs& a) {
                 "only devices in this state (online, offline, silent, failed, refused, pending)");
   c->add_option("--stage", a.stage, "only devices a live rollout's stage NAME admits");
   c->add_option("--tag", a.tag, "only devices tagged KEY:VALUE");
+  c->add_option("--tenant", a.tenant, "only the devices of this tenant");
   c->add_option("--limit", a.limit, "at most this many (default 100)")->check(CLI::Range(1, 1000));
   c->add_option("--after", a.after,
-                "the page after this device id (the 'more: --after' of the last page)");
+                "the page after this device, TENANT/ID (the 'more: --after' of the last page)");
   c = row(device->add_subcommand("events",
                                  "A device's events (installs, failures, crashes), newest first"),
           device_events);
   c->add_option("ID", a.name, "the device id")->required();
+  c->add_option("--tenant", a.tenant, "the device's tenant (needed when several have such an id)");
   c->add_option("--limit", a.limit, "at most this many (default 100)")->check(CLI::Range(1, 1000));
   c->add_option("--before", a.before,
                 "events before this seq (the 'more: --before' of the last page)");
@@ -473,6 +476,7 @@ void add_admin_commands(CLI::App& app, AdminArgs& a) {
                              "and why; with --version V, why it has, or has not, got V"),
       device_show);
   c->add_option("ID", a.name, "the device id")->required();
+  c->add_option("--tenant", a.tenant, "the device's tenant (needed when several have such an id)");
   c->add_option("--version", a.version, "the version to ask about");
 
   CLI::App* plan =

@@ -8,10 +8,10 @@
 //   tranche release list
 //   tranche release show CHANNEL VERSION
 //   tranche audit [--after SEQ] [--limit N]
-//   tranche device list [--version CHANNEL:V] [--state S] [--stage NAME] [--tag K:V]
-//                       [--limit N] [--after ID]
-//   tranche device show ID [--version V]
-//   tranche device events ID [--limit N] [--before SEQ]
+//   tranche device list [--version CHANNEL:V] [--state S] [--stage NAME] [--tag K:V] [--tenant T]
+//                       [--limit N] [--after TENANT/ID]
+//   tranche device show ID [--tenant T] [--version V]
+//   tranche device events ID [--tenant T] [--limit N] [--before SEQ]
 // and one that needs no server:
 //   tranche plan check FILE [--fleet N]
 // Each server command takes --json (the API's JSON, as it came); exit codes as
@@ -37,6 +37,7 @@ struct AdminArgs {
   std::string stage;
   std::string tag;
   std::string after;
+  std::string tenant;  // the device's tenant (device show/events/list --tenant)
   std::int64_t before = 0;
   std::int64_t limit = 0;
   std::uint64_t fleet = 0;

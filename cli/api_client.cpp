@@ -99,6 +99,14 @@ core::Result<ApiReply> ApiClient::request(const std::string& method, const std::
   return reply;
 }
 
+std::string device_path(const std::string& id, const std::string& tenant, const std::string& suffix,
+                        const std::string& extra) {
+  std::string query;
+  if (!tenant.empty()) query += "&tenant=" + url_encode(tenant);
+  if (!extra.empty()) query += "&" + extra;
+  return "/v1/devices/" + url_encode(id) + suffix + (query.empty() ? "" : "?" + query.substr(1));
+}
+
 std::string url_encode(const std::string& s) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;

@@ -57,4 +57,9 @@ class ApiClient {
 // this keeps anything else from changing the URL's meaning).
 std::string url_encode(const std::string& s);
 
+// GET /v1/devices/{id}[suffix] with its query: the device's tenant (needed
+// when several tenants have such an id), then `extra` ("version=V", encoded).
+std::string device_path(const std::string& id, const std::string& tenant, const std::string& suffix = "",
+                        const std::string& extra = "");
+
 }  // namespace tranche::cli

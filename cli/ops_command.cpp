@@ -377,8 +377,8 @@ int run_device(const OpsArgs& a) {
   if (a.id.empty()) return usage("device", "give a command (list, show, events) or a device ID; see --help");
   auto api = connect("device");
   if (!api) return usage("device", api.error().message);
-  std::string path = "/v1/devices/" + url_encode(a.id);
-  if (!a.version.empty()) path += "?version=" + url_encode(a.version);
+  const std::string path =
+      device_path(a.id, a.tenant, "", a.version.empty() ? "" : "version=" + url_encode(a.version));
   Call c = call(*api, "device", "GET", path);
   if (!c.ok) {
     // `tranche device lsit`: taken for a device id, but it was a command.
@@ -478,9 +478,10 @@ void add_ops_commands(CLI::App& app, OpsArgs& a) {
   a.device = app.add_subcommand(
       "device",
       "Devices: list (a page of the fleet, filtered), show ID (as the server sees it, per\n"
-      "channel what it should run and why), events ID. `tranche device ID [--version V]` is\n"
+      "channel what it should run and why), events ID. `tranche device ID [--tenant T] [--version V]` is\n"
       "show; with --version V, one sentence on why it has, or has not, got V.");
   a.device->add_option("ID", a.id, "the device id (the same as `tranche device show ID`)");
+  a.device->add_option("--tenant", a.tenant, "the device's tenant (needed when several have such an id)");
   a.device->add_option("--version", a.version, "the version to ask about");
   add_json_flag(a.device, a);
 }

@@ -6,7 +6,7 @@
 //   tranche rollout status [ID] [--watch]
 //   tranche rollout pause|resume|promote|abort|rollback ID [--reason TEXT]
 //   tranche fleet
-//   tranche device ID [--version V]
+//   tranche device ID [--tenant T] [--version V]
 // Each takes --json (the API's JSON, as it came). Exit codes: 0 done, 1 the server
 // refused or could not be reached (its error code and message are printed), 2 a
 // usage error (bad arguments, not logged in, an unreadable file).
@@ -37,6 +37,7 @@ struct OpsArgs {
   bool skip_contract_check = false;
   std::string plan_file;
   std::string id;
+  std::string tenant;  // tranche device ID --tenant T
   bool watch = false;
   std::string reason;
   bool json = false;

@@ -86,6 +86,34 @@ template Result<Name<DeviceIdTag, 128>> Name<DeviceIdTag, 128>::parse(std::strin
 template Result<Name<TenantIdTag, 64>> Name<TenantIdTag, 64>::parse(std::string_view);
 template Result<Name<RolloutIdTag, 64>> Name<RolloutIdTag, 64>::parse(std::string_view);
 
+// --- device keys -------------------------------------------------------------------
+
+std::string device_key(std::string_view tenant, std::string_view id) {
+  return std::string(tenant) + "/" + std::string(id);
+}
+
+Result<std::string> parse_device_key(std::string_view text) {
+  const auto slash = text.find('/');
+  if (slash == std::string_view::npos) {
+    return make_error(ErrorCode::kParse, "device key: expected TENANT/DEVICE, not " + quoted(text));
+  }
+  auto tenant = TenantId::parse(text.substr(0, slash));
+  if (!tenant) return tenant.error().with_context("device key: ");
+  auto id = DeviceId::parse(text.substr(slash + 1));
+  if (!id) return id.error().with_context("device key: ");
+  return device_key(tenant->str(), id->str());
+}
+
+std::string_view device_id_of(std::string_view key) {
+  const auto slash = key.find('/');
+  return slash == std::string_view::npos ? key : key.substr(slash + 1);
+}
+
+std::string_view device_tenant_of(std::string_view key) {
+  const auto slash = key.find('/');
+  return slash == std::string_view::npos ? std::string_view{} : key.substr(0, slash);
+}
+
 // --- Channel -----------------------------------------------------------------------
 
 Result<Channel> Channel::parse(std::string_view text) {

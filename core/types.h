@@ -40,6 +40,18 @@ using DeviceId = Name<DeviceIdTag, 128>;
 using TenantId = Name<TenantIdTag, 64>;
 using RolloutId = Name<RolloutIdTag, 64>;
 
+// A device's key, "<tenant>/<device id>": a device id is unique within its
+// tenant only (tenants a and b may each have a "gw-1", and neither can take the
+// other's), so whatever stores, finds or locks a device uses the key. '/' is in
+// neither name, so the key splits back without doubt.
+std::string device_key(std::string_view tenant, std::string_view id);  // both valid names
+// The key a text names, both parts checked ("acme/gw-1"); kParse otherwise.
+Result<std::string> parse_device_key(std::string_view text);
+// The parts of a key. A text without '/' is all id and no tenant (a device
+// token from before schema version 5 names the id alone).
+std::string_view device_id_of(std::string_view key);
+std::string_view device_tenant_of(std::string_view key);
+
 // An update channel ("sensor", "content"): [a-z0-9][a-z0-9-]{0,31}.
 class Channel {
  public:

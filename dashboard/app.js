@@ -654,7 +654,7 @@ function renderFleet() {
 
 $('device-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
-  state.device = { id: $('device-id').value.trim(), version: $('device-version').value.trim() };
+  state.device = { id: $('device-id').value.trim(), tenant: $('device-tenant').value.trim(), version: $('device-version').value.trim() };
   await refreshDevice();
   renderDevice();
 });
@@ -662,7 +662,10 @@ $('device-form').addEventListener('submit', async (ev) => {
 async function refreshDevice() {
   const d = state.device;
   if (!d || !d.id) return;
-  const q = d.version ? `?version=${encodeURIComponent(d.version)}` : '';
+  const params = [];
+  if (d.tenant) params.push(`tenant=${encodeURIComponent(d.tenant)}`);
+  if (d.version) params.push(`version=${encodeURIComponent(d.version)}`);
+  const q = params.length ? `?${params.join('&')}` : '';
   try {
     d.answer = await api('GET', `/v1/devices/${encodeURIComponent(d.id)}${q}`);
     d.error = null;

@@ -415,8 +415,9 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
                                          "unknown tenant or wrong enrollment key for tenant '" +
                                              tenant + "'"});
   }
-  if (is_enrolled(fresh.row.id)) {
-    return reply_error(respond, ApiError{409, "conflict", "device '" + fresh.row.id + "' is already enrolled"});
+  const std::string id(fresh.device.id());
+  if (is_enrolled(fresh.device.key)) {
+    return reply_error(respond, ApiError{409, "conflict", already_enrolled(tenant, id)});
   }
   {
     // Durable before the token is handed out: a device must never hold a token
@@ -424,36 +425,40 @@ void ServerImpl::api_enroll(HttpRequest& req, Responder& respond) {
     std::lock_guard lock(store_mu_);
     if (auto st = store_->insert_device(fresh.row); !st) {
       if (st.error().code == ErrorCode::kConflict) {
-        return reply_error(respond, ApiError{409, "conflict", "device '" + fresh.row.id + "' is already enrolled"});
+        return reply_error(respond, ApiError{409, "conflict", already_enrolled(tenant, id)});
       }
       return reply_error(respond, st.error());
     }
   }
-  const std::string id = fresh.row.id;
   if (auto st = fleet_.add_device(std::move(fresh.device)); !st) return reply_error(respond, st.error());
   metrics_.enrollments.fetch_add(1);
   reply_json(respond, 201, json::object{{"device_id", id}, {"device_token", fresh.token}});
 }
 
-bool ServerImpl::is_enrolled(const std::string& id) {
+bool ServerImpl::is_enrolled(const std::string& key) {
   bool exists = false;
-  (void)fleet_.with_device(id, [&](Device&) { exists = true; });
+  (void)fleet_.with_device(key, [&](Device&) { exists = true; });
   return exists;
+}
+
+std::string ServerImpl::already_enrolled(const std::string& tenant, const std::string& id) {
+  return "device '" + id + "' is already enrolled in tenant '" + tenant + "'";
 }
 
 ServerImpl::NewDevice ServerImpl::new_device(DeviceFields fields, const std::string& tenant, TimeMs now) {
   NewDevice n;
   Device& d = n.device;
-  d.id = std::move(fields.id);
+  d.key = core::device_key(tenant, fields.id);
   d.tenant = tenant;
   d.tags = std::move(fields.tags);
   d.utc_offset_minutes = fields.utc_offset_minutes;
-  n.token = d.id + "." + random_hex(24);
+  // "<tenant>/<id>.<secret>": the token names the device's key (key_of_token).
+  n.token = d.key + "." + random_hex(24);
   d.token_hash = token_hash(n.token);
   d.enrolled_at = now;
   d.owner = server_id_;  // the enrolling server owns it until another claims it
   d.owner_since = now;
-  n.row = store::DeviceRow{d.id, d.tenant, d.token_hash, json::serialize(tags_to_json(d.tags)),
+  n.row = store::DeviceRow{d.key, d.tenant, d.token_hash, json::serialize(tags_to_json(d.tags)),
                            d.utc_offset_minutes, now};
   return n;
 }
@@ -473,12 +478,12 @@ void ServerImpl::api_bulk_enroll(HttpRequest& req, Responder& respond, const Cal
   json::array tokens;
   TimeMs now = clock_->now();
   for (auto& fields : body->devices) {
-    if (is_enrolled(fields.id)) {
-      return reply_error(respond, ApiError{409, "conflict", "device '" + fields.id + "' is already enrolled"});
+    if (is_enrolled(core::device_key(tenant, fields.id))) {
+      return reply_error(respond, ApiError{409, "conflict", already_enrolled(tenant, fields.id)});
     }
     auto fresh = new_device(std::move(fields), tenant, now);
     rows.push_back(std::move(fresh.row));
-    tokens.push_back(json::object{{"device_id", fresh.device.id}, {"device_token", fresh.token}});
+    tokens.push_back(json::object{{"device_id", fresh.device.id()}, {"device_token", fresh.token}});
     devices.push_back(std::move(fresh.device));
   }
   {
@@ -496,16 +501,32 @@ void ServerImpl::api_bulk_enroll(HttpRequest& req, Responder& respond, const Cal
   reply_json(respond, 201, json::object{{"tenant", tenant}, {"devices", std::move(tokens)}});
 }
 
-namespace {
-
-// The device named by a device token ("<device id>.<secret>").
-std::optional<std::string> device_of_token(const std::string& token) {
+std::optional<std::string> ServerImpl::key_of_token(const std::string& token) {
   auto dot = token.rfind('.');
   if (dot == std::string::npos || dot == 0) return std::nullopt;
-  return token.substr(0, dot);
+  std::string named = token.substr(0, dot);
+  if (named.find('/') != std::string::npos || !core::DeviceId::parse(named)) return named;
+  // From before device ids were scoped per tenant: the id alone. The hash
+  // tells the tenant (ids were unique then; a later same id elsewhere holds
+  // another token).
+  const std::string hash = token_hash(token);
+  auto snap = fleet_.snapshot();
+  auto held_here = [&](const std::string& key) {
+    bool match = false;
+    (void)fleet_.with_device(key, [&](Device& d) { match = same_hash(d.token_hash, hash); });
+    return match;
+  };
+  for (const auto& [tenant, info] : snap->tenants) {
+    if (auto key = core::device_key(tenant, named); held_here(key)) return key;
+  }
+  if (shared_) {
+    for (const auto& [tenant, info] : snap->tenants) {
+      auto key = core::device_key(tenant, named);
+      if (ensure_owned(key, hash) && held_here(key)) return key;
+    }
+  }
+  return named;
 }
-
-}  // namespace
 
 json::object ServerImpl::answer_json(const std::vector<ChannelAnswer>& answers,
                                      const Snapshot& snapshot, TimeMs now) const {
@@ -547,8 +568,8 @@ json::object ServerImpl::answer_json(const std::vector<ChannelAnswer>& answers,
 
 void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
   std::string token = bearer(req);
-  auto device_id = device_of_token(token);
-  if (!device_id) {
+  auto key = key_of_token(token);
+  if (!key) {
     return reply_error(respond, ApiError{401, "unauthorized",
                                          "missing device token: send 'Authorization: Bearer "
                                          "<device token>' from enrollment"});
@@ -557,7 +578,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
   if (!body) return reply_error(respond, body.error());
   const std::int64_t wait_s = std::min<std::int64_t>(body->wait_s, options_.long_poll_max.count());
 
-  if (auto owned = ensure_owned(*device_id, token_hash(token)); !owned) {
+  if (auto owned = ensure_owned(*key, token_hash(token)); !owned) {
     if (owned.error().code != ErrorCode::kNotFound) return reply_error(respond, owned.error());
   }
   auto snap = fleet_.snapshot();
@@ -565,7 +586,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
   std::vector<ChannelAnswer> answers;
   DeviceWrite write;
   bool token_ok = false;
-  auto st = fleet_.with_device(*device_id, [&](Device& d) {
+  auto st = fleet_.with_device(*key, [&](Device& d) {
     if (!same_hash(d.token_hash, token_hash(token))) return;
     token_ok = true;
     write = fleet_.check_in(d, *snap, std::move(body->versions), std::move(body->health), body->healthy,
@@ -589,7 +610,7 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
   }
   if (wait_s > 0 && rest && !stopping_) {
     // Hold it: answered when the answer changes or the wait is over.
-    long_poll_->hold(*device_id, snap->generation, answers, std::chrono::seconds(wait_s), std::move(respond));
+    long_poll_->hold(*key, snap->generation, answers, std::chrono::seconds(wait_s), std::move(respond));
     return;
   }
   reply_json(respond, 200, answer_json(answers, *snap, now));
@@ -597,15 +618,15 @@ void ServerImpl::api_checkin(HttpRequest& req, Responder& respond) {
 
 void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   std::string token = bearer(req);
-  auto device_id = device_of_token(token);
-  if (!device_id) {
+  auto key = key_of_token(token);
+  if (!key) {
     return reply_error(respond, ApiError{401, "unauthorized", "missing device token"});
   }
   auto decoded = decode_events(req.body, options_.max_body_bytes);
   if (!decoded) return reply_error(respond, decoded.error());
   std::vector<DeviceEvent> events = std::move(*decoded);
 
-  if (auto owned = ensure_owned(*device_id, token_hash(token)); !owned) {
+  if (auto owned = ensure_owned(*key, token_hash(token)); !owned) {
     if (owned.error().code != ErrorCode::kNotFound) return reply_error(respond, owned.error());
   }
   if (writer_->pending_events() >= kMaxPendingEvents) {
@@ -618,7 +639,7 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   std::optional<ApiError> refused;
   DeviceWrite write;
   bool token_ok = false;
-  auto st = fleet_.with_device(*device_id, [&](Device& d) {
+  auto st = fleet_.with_device(*key, [&](Device& d) {
     if (!same_hash(d.token_hash, token_hash(token))) return;
     token_ok = true;
     // All or nothing: a replayed event refuses the whole upload before any of
@@ -640,7 +661,7 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   // every event accepted before them, has committed.
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   if (refused) {
-    writer_->enqueue(DeviceWrite{*device_id, {}, true, [this, shared_respond, refused = *refused](const core::Status& written) {
+    writer_->enqueue(DeviceWrite{*key, {}, true, [this, shared_respond, refused = *refused](const core::Status& written) {
                           if (written) return reply_error(*shared_respond, refused);
                           reply_error(*shared_respond, written.error());
                         }});
@@ -649,7 +670,7 @@ void ServerImpl::api_events(HttpRequest& req, Responder& respond) {
   metrics_.events.fetch_add(events.size());
   for (const auto& e : events) {
     if (e.kind != core::DeviceEventKind::kInstalled && e.kind != core::DeviceEventKind::kGoodbye) {
-      spdlog::info("device {}: {} {} {}", *device_id, core::to_string(e.kind), e.channel,
+      spdlog::info("device {}: {} {} {}", *key, core::to_string(e.kind), e.channel,
                    e.version ? e.version->to_string() : "");
     }
   }
@@ -1304,7 +1325,7 @@ void ServerImpl::api_fleet(Responder& respond) {
     ++by_tenant[d.tenant];
     for (const auto& [ch, v] : d.versions) ++by_version[ch][v.to_string()];
     for (const auto& [id, r, view] : live) {
-      const auto k = core::first_admitting_stage(view, core::cohort_bucket(d.id, r->row.salt), d.tags);
+      const auto k = core::first_admitting_stage(view, core::cohort_bucket(d.id(), r->row.salt), d.tags);
       ++by_stage[*id][k ? r->plan.stages[*k].name : std::string("not yet")];
     }
   };
@@ -1355,7 +1376,45 @@ void ServerImpl::api_fleet(Responder& respond) {
                                         {"by_stage", std::move(stages)}});
 }
 
+core::Result<std::string> ServerImpl::key_of_device(const std::string& id, const std::string& query) {
+  if (!core::DeviceId::parse(id)) {
+    return core::make_error(ErrorCode::kInvalidArgument, "device id: expected [A-Za-z0-9._:-]{1,128}");
+  }
+  if (auto tenant = query_param(query, "tenant")) {
+    if (!core::TenantId::parse(*tenant)) {
+      return core::make_error(ErrorCode::kInvalidArgument, "tenant: expected [A-Za-z0-9._:-]{1,64}");
+    }
+    return core::device_key(*tenant, id);
+  }
+  // No tenant named: the one that has such a device. Held in memory first; on
+  // a shared store, each tenant's key is looked up (tenants are few).
+  auto snap = fleet_.snapshot();
+  std::vector<std::string> found;
+  for (const auto& [tenant, info] : snap->tenants) {
+    const std::string key = core::device_key(tenant, id);
+    bool held = false;
+    (void)fleet_.with_device(key, [&](Device&) { held = true; });
+    if (!held && shared_) {
+      std::lock_guard lock(store_mu_);
+      auto record = store_->load_device(key);
+      if (!record && record.error().code != ErrorCode::kNotFound) return record.error();
+      held = record.ok();
+    }
+    if (held) found.push_back(tenant);
+  }
+  if (found.empty()) return core::make_error(ErrorCode::kNotFound, "device '" + id + "' is not enrolled");
+  if (found.size() > 1) {
+    std::string list;
+    for (const auto& t : found) list += (list.empty() ? "" : ", ") + t;
+    return core::make_error(ErrorCode::kConflict, "device id '" + id + "' is enrolled in several tenants (" + list +
+                                                      "): name one with ?tenant=");
+  }
+  return core::device_key(found.front(), id);
+}
+
 void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::string& id) {
+  auto key = key_of_device(id, req.query);
+  if (!key) return reply_error(respond, key.error());
   auto snap = fleet_.snapshot();
   TimeMs now = clock_->now();
   json::object out;
@@ -1372,7 +1431,7 @@ void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::str
     }
     boost::system::error_code ec;
     auto health = json::parse(d.health_json, ec);
-    out = json::object{{"id", d.id},
+    out = json::object{{"id", d.id()},
                        {"tenant", d.tenant},
                        {"tags", tags_to_json(d.tags)},
                        {"utc_offset_minutes", d.utc_offset_minutes},
@@ -1382,13 +1441,13 @@ void ServerImpl::api_device(HttpRequest& req, Responder& respond, const std::str
                        {"failed", std::move(failed)},
                        {"health", ec ? json::value(json::object{}) : health}};
   };
-  auto st = fleet_.with_device(id, describe);
+  auto st = fleet_.with_device(*key, describe);
   if (!st && st.error().code == ErrorCode::kNotFound && shared_) {
     // Several servers: a device this server does not hold, as the store has it.
     core::Result<store::DeviceRecord> record = core::make_error(ErrorCode::kUnavailable, "no store");
     {
       std::lock_guard lock(store_mu_);
-      record = store_->load_device(id);
+      record = store_->load_device(*key);
     }
     if (!record) return reply_error(respond, record.error());
     Device d = device_from_rows(record->device, &record->state, record->marks);

@@ -397,15 +397,16 @@ std::optional<ApiError> ServerImpl::authorize_ddi(const HttpRequest& req, const 
     ok = t != snap->tenants.end() && same_hash(t->second.row.enrollment_key_hash, hash);
   }
   const bool gateway_ok = ok;
-  if (auto owned = ensure_owned(controller, hash); !owned && owned.error().code != ErrorCode::kNotFound) {
+  // The controller of this tenant: another tenant's device of the same id is
+  // another device (core::device_key).
+  const std::string key = core::device_key(tenant, controller);
+  if (auto owned = ensure_owned(key, hash); !owned && owned.error().code != ErrorCode::kNotFound) {
     return ApiError{503, "unavailable", owned.error().message};
   }
-  bool known = false;   // enrolled in this tenant
-  bool exists = false;  // enrolled at all
-  (void)fleet_.with_device(controller, [&](Device& d) {
-    exists = true;
-    known = d.tenant == tenant;
-    if (credential->kind == ddi::Credential::Kind::kTarget) ok = known && same_hash(d.token_hash, hash);
+  bool known = false;  // enrolled in this tenant
+  (void)fleet_.with_device(key, [&](Device& d) {
+    known = true;
+    if (credential->kind == ddi::Credential::Kind::kTarget) ok = same_hash(d.token_hash, hash);
   });
   if (!ok) {
     enroll_guesses_.failed(req.remote, now);
@@ -414,7 +415,7 @@ std::optional<ApiError> ServerImpl::authorize_ddi(const HttpRequest& req, const 
   }
   if (gateway_ok && !known) {
     const bool auto_enroll = t->second.policy.ddi_auto_enroll;
-    if (exists || !auto_enroll) {
+    if (!auto_enroll) {
       return ApiError{404, "not_found", "controller '" + controller + "' is not enrolled in tenant '" + tenant +
                                             "' (enroll it: POST /v1/devices/bulk, or let the gateway enroll "
                                             "devices: policy ddi_auto_enroll)"};
@@ -440,7 +441,7 @@ std::optional<ApiError> ServerImpl::authorize_ddi(const HttpRequest& req, const 
   }
   std::string host = ddi::valid_host(req.host) ? req.host : "127.0.0.1:" + std::to_string(port());
   target->tenant = tenant;
-  target->device = controller;
+  target->device = key;
   target->base_url = std::string(options_.tls ? "https://" : "http://") + host + "/" + tenant + "/controller/v1/" +
                      controller;
   return std::nullopt;
@@ -750,8 +751,8 @@ std::optional<ServerImpl::DdiAction> ServerImpl::ddi_cancel(const Device& d, con
     auto action = ddi_resolve(snap, id);
     if (!action) continue;
     std::lock_guard lock(ddi_mu_);
-    const std::string key = d.id + "/" + id;
-    if (ddi_started_.count(key) == 0 && ddi_cancelled_.count(key) == 0) return action;
+    const std::string action_key = d.key + "/" + id;
+    if (ddi_started_.count(action_key) == 0 && ddi_cancelled_.count(action_key) == 0) return action;
   }
   return std::nullopt;
 }

@@ -67,11 +67,12 @@ std::optional<ApiError> read_limit(const std::string& query, std::size_t fallbac
   return std::nullopt;
 }
 
-// `after`: a device id the previous page ended at ("" = from the start).
+// `after`: the device key ("tenant/id") the previous page ended at ("" = from
+// the start).
 std::optional<ApiError> read_after(const std::string& query, std::string* out) {
   auto a = query_param(query, "after");
   if (!a) return std::nullopt;
-  if (!core::DeviceId::parse(*a)) return invalid("after: expected a device id (the 'next' of a previous page)");
+  if (!core::parse_device_key(*a)) return invalid("after: expected TENANT/DEVICE (the 'next' of a previous page)");
   *out = *a;
   return std::nullopt;
 }
@@ -179,7 +180,7 @@ json::object stages_of(const Device& d, const Snapshot& snap) {
   for (const auto& [ch, id] : snap.live_rollout) {
     const RolloutInfo* r = snap.live_rollout_for(ch);
     if (r == nullptr) continue;
-    const auto k = core::first_admitting_stage(rollout_view(*r, snap), core::cohort_bucket(d.id, r->row.salt), d.tags);
+    const auto k = core::first_admitting_stage(rollout_view(*r, snap), core::cohort_bucket(d.id(), r->row.salt), d.tags);
     out[id] = k ? json::value(r->plan.stages[*k].name) : json::value(nullptr);
   }
   return out;
@@ -188,7 +189,7 @@ json::object stages_of(const Device& d, const Snapshot& snap) {
 }  // namespace
 
 void ServerImpl::api_list_devices(HttpRequest& req, Responder& respond) {
-  if (auto e = only_params(req.query, {"limit", "after", "version", "state", "stage", "tag"})) {
+  if (auto e = only_params(req.query, {"limit", "after", "tenant", "version", "state", "stage", "tag"})) {
     return reply_error(respond, *e);
   }
   std::size_t limit = 0;
@@ -224,6 +225,13 @@ void ServerImpl::api_list_devices(HttpRequest& req, Responder& respond) {
     }
     tag.emplace(t->substr(0, colon), t->substr(colon + 1));
   }
+  // tenant=NAME: one tenant's devices, a range of keys ("NAME/" is below all of them).
+  std::string prefix;
+  if (auto t = query_param(req.query, "tenant")) {
+    if (!core::TenantId::parse(*t)) return reply_error(respond, invalid("tenant: expected [A-Za-z0-9._:-]{1,64}"));
+    prefix = *t + "/";
+    if (after.empty()) after = prefix;
+  }
   const bool filtered = version || state || stage || tag;
 
   auto snap = fleet_.snapshot();
@@ -244,11 +252,15 @@ void ServerImpl::api_list_devices(HttpRequest& req, Responder& respond) {
     for (std::size_t i = 0; i < page->size(); ++i) {
       const auto& entry = (*page)[i];
       ++scanned;
+      if (!entry.record.device.id.starts_with(prefix)) {  // past the tenant's keys
+        end = true;
+        break;
+      }
       cursor = entry.record.device.id;
       Device d = device_from_rows(entry.record.device, &entry.record.state, entry.record.marks);
       d.last_seen = core::latest_contact(d.last_seen, last_seen_every(), now);
       // Held here: memory is fresher than the store.
-      (void)fleet_.with_device(d.id, [&](Device& mine) { d = mine; });
+      (void)fleet_.with_device(d.key, [&](Device& mine) { d = mine; });
       bool keep = true;
       if (version) {
         auto it = d.versions.find(version->first);
@@ -269,7 +281,7 @@ void ServerImpl::api_list_devices(HttpRequest& req, Responder& respond) {
       if (keep) {
         json::object versions;
         for (const auto& [ch, v] : d.versions) versions[ch] = v.to_string();
-        json::object row{{"id", d.id},
+        json::object row{{"id", d.id()},
                          {"tenant", d.tenant},
                          {"tags", tags_to_json(d.tags)},
                          {"versions", std::move(versions)},
@@ -294,8 +306,9 @@ void ServerImpl::api_list_devices(HttpRequest& req, Responder& respond) {
 }
 
 void ServerImpl::api_device_events(HttpRequest& req, Responder& respond, const std::string& id) {
-  if (auto e = only_params(req.query, {"limit", "before_seq"})) return reply_error(respond, *e);
-  if (!core::DeviceId::parse(id)) return reply_error(respond, invalid("device id: expected [A-Za-z0-9._:-]{1,128}"));
+  if (auto e = only_params(req.query, {"tenant", "limit", "before_seq"})) return reply_error(respond, *e);
+  auto key = key_of_device(id, req.query);
+  if (!key) return reply_error(respond, key.error());
   std::size_t limit = 0;
   if (auto e = read_limit(req.query, 100, &limit)) return reply_error(respond, *e);
   std::int64_t before = std::numeric_limits<std::int64_t>::max();
@@ -308,16 +321,16 @@ void ServerImpl::api_device_events(HttpRequest& req, Responder& respond, const s
   core::Result<std::vector<store::DeviceEventRow>> events = std::vector<store::DeviceEventRow>{};
   {
     std::lock_guard lock(store_mu_);
-    events = store_->load_events_before(id, before, limit);
+    events = store_->load_events_before(*key, before, limit);
     if (events && events->empty()) {  // none, or no such device (404)
-      auto record = store_->load_device(id);
+      auto record = store_->load_device(*key);
       if (!record) return reply_error(respond, record.error());
     }
   }
   if (!events) return reply_error(respond, events.error());
   json::array list;
   for (const auto& e : *events) list.push_back(event_json(e));
-  json::object out{{"device", id}, {"events", std::move(list)}};
+  json::object out{{"device", id}, {"tenant", core::device_tenant_of(*key)}, {"events", std::move(list)}};
   out["next"] = events->size() == limit ? json::value(events->back().seq) : json::value(nullptr);
   reply_json(respond, 200, out);
 }
@@ -374,7 +387,8 @@ void ServerImpl::api_rollout_devices(HttpRequest& req, Responder& respond, const
         reason = "offered " + version + ", no healthy report yet" +
                  (entry.last_event ? "; last reported: " + event_words(*entry.last_event) : "");
       }
-      json::object row{{"device", entry.mark.device},
+      json::object row{{"device", core::device_id_of(entry.mark.device)},
+                       {"tenant", core::device_tenant_of(entry.mark.device)},
                        {"standing", entry.mark.standing},
                        {"cause", cause},
                        {"reason", reason},
@@ -401,7 +415,7 @@ std::optional<ApiError> ServerImpl::device_truth(const Device& d, const Snapshot
   core::Result<std::vector<store::DeviceEventRow>> events = std::vector<store::DeviceEventRow>{};
   {
     std::lock_guard lock(store_mu_);
-    events = store_->load_events_before(d.id, std::numeric_limits<std::int64_t>::max(), kDeviceEventsShown);
+    events = store_->load_events_before(d.key, std::numeric_limits<std::int64_t>::max(), kDeviceEventsShown);
   }
   if (!events) {
     return ApiError{503, "unavailable", "the device's events cannot be read now: " + events.error().message};

@@ -39,7 +39,7 @@ RolloutMark& Device::mark(const std::string& rollout) {
 
 store::DeviceStateRow Device::state_row() const {
   store::DeviceStateRow row;
-  row.device = id;
+  row.device = key;
   boost::json::object v;
   for (const auto& [ch, ver] : versions) v[ch] = ver.to_string();
   row.versions_json = boost::json::serialize(v);
@@ -65,7 +65,7 @@ std::vector<store::RolloutMarkRow> Device::mark_rows() const {
   std::vector<store::RolloutMarkRow> rows;
   rows.reserve(marks.size());
   for (const auto& m : marks) {
-    rows.push_back(store::RolloutMarkRow{m.rollout, id, std::string(core::to_string(m.standing)),
+    rows.push_back(store::RolloutMarkRow{m.rollout, key, std::string(core::to_string(m.standing)),
                                          std::string(core::to_string(m.failure)), m.offered_at,
                                          m.acknowledged_at, m.failed_at});
   }
@@ -110,7 +110,7 @@ Device device_from_rows(const store::DeviceRow& row, const store::DeviceStateRow
                         const std::vector<store::RolloutMarkRow>& marks) {
   namespace json = boost::json;
   Device d;
-  d.id = row.id;
+  d.key = row.id;
   d.tenant = row.tenant;
   d.token_hash = row.token_hash;
   d.utc_offset_minutes = row.utc_offset_minutes;
@@ -245,9 +245,9 @@ void clear_counted(Device& d) {
 
 core::Status Fleet::add_device(Device device) {
   clear_counted(device);
-  auto& shard = shard_for(device.id);
+  auto& shard = shard_for(device.key);
   std::lock_guard lock(shard.mu);
-  auto id = device.id;
+  auto id = device.key;
   auto [it, inserted] = shard.devices.emplace(id, nullptr);
   if (!inserted) {
     return core::make_error(core::ErrorCode::kConflict, "device '" + id + "' is already enrolled");
@@ -279,9 +279,9 @@ void Fleet::for_each_device(const std::function<void(const Device&)>& fn) const 
 
 void Fleet::install_claimed(Device device) {
   clear_counted(device);
-  auto& shard = shard_for(device.id);
+  auto& shard = shard_for(device.key);
   std::lock_guard lock(shard.mu);
-  auto [it, inserted] = shard.devices.emplace(device.id, nullptr);
+  auto [it, inserted] = shard.devices.emplace(device.key, nullptr);
   if (inserted) {
     device_count_.fetch_add(1);
   } else if (it->second->revision > device.revision) {
@@ -323,7 +323,7 @@ std::size_t Fleet::evict_unneeded(TimeMs now, core::DurationMs idle_after,
     for (auto it = shard.devices.begin(); it != shard.devices.end();) {
       const Device& d = *it->second;
       const bool idle = d.owned && d.last_seen > 0 && now - d.last_seen > idle_after && judged(d) &&
-                        !unwritten(d.id);
+                        !unwritten(d.key);
       const bool unneeded = !d.held && (!d.owned || (d.last_seen == 0 && d.marks.empty()) || idle);
       if (unneeded) {
         forget(shard, *it->second);
@@ -421,7 +421,7 @@ ChannelAnswer answer_channel(const Device& device, const Snapshot& snapshot,
 
 core::DeviceView view_of(const Device& device) {
   core::DeviceView view;
-  view.id = device.id;
+  view.id = std::string(device.id());  // the cohort bucket hashes the id, not the key
   view.tags = device.tags;
   view.utc_offset_minutes = device.utc_offset_minutes;
   return view;
@@ -524,7 +524,7 @@ void Fleet::settle(Shard& shard, Device& d, bool at_tick, std::vector<std::strin
             marks_changed |= note(d, r, core::Fact::kSilent, now);
           } else if (!d.settle_pending) {
             d.settle_pending = true;
-            shard.pending.push_back(d.id);
+            shard.pending.push_back(d.key);
           }
         }
       } else {
@@ -556,7 +556,7 @@ void Fleet::settle(Shard& shard, Device& d, bool at_tick, std::vector<std::strin
       d.counted[i] = static_cast<char>(bits);
     }
   }
-  if (marks_changed && changed != nullptr) changed->push_back(d.id);
+  if (marks_changed && changed != nullptr) changed->push_back(d.key);
 }
 
 std::shared_ptr<const Fleet::Tracking> Fleet::track(std::shared_ptr<const Snapshot> snap,
@@ -620,7 +620,7 @@ DeviceWrite Fleet::check_in(Device& device, const Snapshot& snapshot,
   device.last_seen = now;
   device.said_goodbye = false;
   const bool state = changed || core::last_seen_write_due(device.stored_last_seen, now, last_seen_every);
-  return DeviceWrite{device.id, {}, state, nullptr};
+  return DeviceWrite{device.key, {}, state, nullptr};
 }
 
 std::vector<ChannelAnswer> Fleet::answer(const Device& device, const Snapshot& snapshot,
@@ -719,7 +719,7 @@ std::map<std::string, Fleet::ScanResult> Fleet::scan(std::shared_ptr<const Snaps
 
 DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
                                  const std::vector<DeviceEvent>& events, TimeMs now) {
-  DeviceWrite write{device.id, {}, true, nullptr};
+  DeviceWrite write{device.key, {}, true, nullptr};
   for (const auto& e : events) {
     device.last_event_seq = std::max(device.last_event_seq, e.seq);
     using K = core::DeviceEventKind;
@@ -744,7 +744,7 @@ DeviceWrite Fleet::record_events(Device& device, const Snapshot& snapshot,
       note(device, *rollout, core::fact_of(e.kind), now);
     }
     store::DeviceEventRow row;
-    row.device = device.id;
+    row.device = device.key;
     row.seq = e.seq;
     row.kind = std::string(core::to_string(e.kind));
     row.channel = e.channel;

@@ -159,7 +159,10 @@ struct RolloutMark {
 };
 
 struct Device {
-  std::string id;
+  // "<tenant>/<device id>" (core::device_key): what finds, stores and locks the
+  // device. Its id alone (id()) is what the device and operators call it, and
+  // what its cohort bucket hashes.
+  std::string key;
   std::string tenant;
   std::string token_hash;
   core::Tags tags;
@@ -197,6 +200,7 @@ struct Device {
   TimeMs owner_since = 0;
   std::int64_t revision = 0;  // of the state row last read or written (only goes up)
 
+  std::string_view id() const { return core::device_id_of(key); }
   const RolloutMark* find_mark(const std::string& rollout) const;
   RolloutMark& mark(const std::string& rollout);  // created when missing
   store::DeviceStateRow state_row() const;
@@ -262,7 +266,7 @@ class Fleet {
   void wake_all();
 
   // --- devices ---
-  core::Status add_device(Device device);  // kConflict if the id exists
+  core::Status add_device(Device device);  // kConflict if the key exists
   std::size_t device_count() const { return device_count_.load(); }
   // Several servers: the devices enrolled at all of them, as the store counts
   // them (the snapshot's device_count is the larger of the two).

@@ -178,7 +178,17 @@ class ServerImpl final : public Server {
     std::string token;
   };
   NewDevice new_device(DeviceFields fields, const std::string& tenant, TimeMs now);
-  bool is_enrolled(const std::string& id);
+  bool is_enrolled(const std::string& key);  // held in memory (the store's key refuses the rest)
+  static std::string already_enrolled(const std::string& tenant, const std::string& id);
+  // The key of the device a device token names: "<tenant>/<id>.<secret>"; a
+  // token from before schema version 5 ("<id>.<secret>") is looked up in each
+  // tenant for the device that holds its hash (held devices first, then the
+  // store). Claims the device on a shared store (ensure_owned). nullopt: no
+  // token; a key no device has: the caller's lookup answers 401.
+  std::optional<std::string> key_of_token(const std::string& token);
+  // The device an operator names: GET /v1/devices/{id}?tenant=T. Without T,
+  // the one tenant that has such an id; 409 when several do, 404 when none.
+  core::Result<std::string> key_of_device(const std::string& id, const std::string& query);
   // GET of a file under `root` (validated relative path; 404 when absent).
   void serve_file(const std::string& root, const std::string& relative, Responder& respond);
 
@@ -198,7 +208,7 @@ class ServerImpl final : public Server {
   // and the handler, which gets the authenticated device.
   struct DdiTarget {
     std::string tenant;
-    std::string device;
+    std::string device;    // its key, "<tenant>/<controllerId>"
     std::string base_url;  // absolute: http(s)://host/{tenant}/controller/v1/{controllerId}
   };
   struct DdiRoute {

@@ -215,7 +215,7 @@ TEST_F(MixedFleet, SwupdateClientsAndAgentsShareOneRolloutAndOneGate) {
   // Each client downloaded the image once, from this server.
   const std::string log = server_->output();
   for (const auto& [device, tok] : token) {
-    EXPECT_NE(log.find("ddi: device " + device + " downloads content 1.1 "), std::string::npos) << device;
+    EXPECT_NE(log.find("ddi: device acme/" + device + " downloads content 1.1 "), std::string::npos) << device;
   }
 }
 

@@ -327,6 +327,7 @@ class Router {
 struct TestDevice {
   std::string id;
   std::string token;
+  std::string key() const { return std::string(kTenant) + "/" + id; }  // as the store keys it
 };
 
 inline std::string checkin_body(const std::string& version) {

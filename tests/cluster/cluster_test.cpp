@@ -162,7 +162,7 @@ TEST(Cluster, EachServerHoldsOnlyItsShareAndAnyServerShowsTheWholeFleet) {
     auto r = http.request("POST", c.url(1, "/v1/checkin"), checkin_body("1.0"), devices[i].token);
     ASSERT_EQ(r.status, 200) << r.body;
   }
-  auto owner = pg_scalar(db.url(), "SELECT owner FROM device_states WHERE device = $1", {devices[0].id});
+  auto owner = pg_scalar(db.url(), "SELECT owner FROM device_states WHERE device = $1", {devices[0].key()});
   ASSERT_TRUE(owner.has_value());
   EXPECT_EQ(*owner, Cluster::name(1)) << "the forged request at s3 did not claim it";
 
@@ -1129,7 +1129,7 @@ TEST(Cluster, AfterFailoverToAStreamingReplicaServiceIsBackWithinFifteenSecondsA
     auto v = pg_scalar(replica.url(),
                        "SELECT count(DISTINCT seq) FROM device_events WHERE device = $1 AND seq <= " +
                            std::to_string(n),
-                       {devices[d].id}, &why);
+                       {devices[d].key()}, &why);
     ASSERT_TRUE(v.has_value()) << why;
     const std::int64_t missing = n - std::stoll(*v);
     if (missing > 0 && example.empty()) {

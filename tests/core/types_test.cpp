@@ -69,6 +69,26 @@ TEST(NameTest, ErrorsEscapeControlBytesAndTruncateLongInput) {
   EXPECT_LT(big.message.size(), 400u) << big.message;
 }
 
+TEST(DeviceKeyTest, ScopesADeviceIdToItsTenant) {
+  const auto a = device_key("a", "gw-1");
+  const auto b = device_key("b", "gw-1");
+  EXPECT_EQ(a, "a/gw-1");
+  EXPECT_NE(a, b);  // the same id in two tenants: two devices
+  EXPECT_EQ(device_id_of(a), "gw-1");
+  EXPECT_EQ(device_tenant_of(a), "a");
+  // A token from before keys named the id alone: all id, no tenant.
+  EXPECT_EQ(device_id_of("gw-1"), "gw-1");
+  EXPECT_EQ(device_tenant_of("gw-1"), "");
+}
+
+TEST(DeviceKeyTest, ParsesBothPartsAndNamesTheBadOne) {
+  EXPECT_EQ(parse_device_key("acme/host-01.emea").value(), "acme/host-01.emea");
+  expect_rejected(parse_device_key("host-01"), ErrorCode::kParse, "", "device key: expected TENANT/DEVICE");
+  expect_rejected(parse_device_key("/host-01"), ErrorCode::kParse, "", "device key: tenant id: empty");
+  expect_rejected(parse_device_key("acme/"), ErrorCode::kParse, "", "device key: device id: empty");
+  expect_rejected(parse_device_key("acme/a/b"), ErrorCode::kParse, "", "device key: device id: character");
+}
+
 TEST(NameTest, OrdersByText) {
   EXPECT_LT(*DeviceId::parse("a"), *DeviceId::parse("b"));
   EXPECT_EQ(*DeviceId::parse("a"), *DeviceId::parse("a"));

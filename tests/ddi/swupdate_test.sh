@@ -163,7 +163,7 @@ check "rollout of 1.1 started" test "$(status)" = 201
 # the limit. It downloads again, installs, and counts once (below: exactly $N
 # acknowledged, no failure).
 downloads_of() {  # downloads_of DEVICE VERSION: the artifact requests the server logged
-  server_log | grep -c "ddi: device swu-$1 downloads os $2 "
+  server_log | grep -c "ddi: device acme/swu-$1 downloads os $2 "
 }
 downloading() { [ "$(downloads_of $N 1.1)" -ge 1 ]; }
 check "swu-$N starts downloading 1.1" eventually 15 downloading
@@ -268,7 +268,7 @@ cancel_link() {
 }
 check "the held device's open action becomes cancelAction" test -n "$(cancel_link)"
 start_client "$held"
-cancelled() { grep -q "ddi: device swu-$held: cancellation of action" "$tmp/data.out" "$tmp/data.err"; }
+cancelled() { grep -q "ddi: device acme/swu-$held: cancellation of action" "$tmp/data.out" "$tmp/data.err"; }
 check "... its swupdate confirms the cancellation" eventually 15 cancelled
 check "... and is not offered it again" eventually 5 bash -c "[ -z \"\$(curl -sS -H 'Authorization: TargetToken $(token "swu-$held")' '$URL/acme/controller/v1/swu-$held' | jq -r '._links.cancelAction.href // \"\"')\" ]"
 # Clients still polling after the halt must not start it. The ring's reports
@@ -297,8 +297,8 @@ check "... and the postinstall's own error is among them" \
 ring=$(printf 'swu-%s\n' $ring_dry | sort)
 check "... every failed device is of the ring" test -z "$(comm -23 <(echo "$failed") <(echo "$ring"))"
 check "... the held device never downloaded it" \
-  bash -c "! grep -q 'ddi: device swu-$held downloads os 1.2' '$tmp/data.out' '$tmp/data.err'"
-downloaders=$(sed -n 's/.*ddi: device \(swu-[0-9]*\) downloads os 1.2 .*/\1/p' "$tmp/data.out" "$tmp/data.err" | sort -u)
+  bash -c "! grep -q 'ddi: device acme/swu-$held downloads os 1.2' '$tmp/data.out' '$tmp/data.err'"
+downloaders=$(sed -n 's/.*ddi: device acme\/\(swu-[0-9]*\) downloads os 1.2 .*/\1/p' "$tmp/data.out" "$tmp/data.err" | sort -u)
 ndown=$(echo "$downloaders" | grep -c .)
 check "only the first ring downloaded 1.2 (downloaded: $(echo $downloaders); ring: $(echo $ring))" \
   test -z "$(comm -23 <(echo "$downloaders") <(echo "$ring"))" -a "$ndown" -ge "$nfailed"
@@ -312,7 +312,7 @@ check "the why answer of a DDI device ($first_out): $why" bash -c "[[ '$why' == 
 # shellcheck disable=SC2046
 check "... their payload files still hold 1.1" payloads_are "payload 1.1" $(echo "$outside" | sed 's/^swu-//')
 metric=$(curl -sS "$URL/metrics" | sed -n 's/^tranche_ddi_artifact_requests_total{channel="os",version="1.2"} //p')
-requests=$(server_log | grep -c "ddi: device swu-[0-9]* downloads os 1.2 ")
+requests=$(server_log | grep -c "ddi: device acme/swu-[0-9]* downloads os 1.2 ")
 check "artifact requests for 1.2 counted by the server: ${metric:-none} (each request of the $ndown devices)" \
   test "${metric:-0}" = "$requests" -a "$requests" -ge "$ndown"
 
@@ -320,7 +320,7 @@ check "artifact requests for 1.2 counted by the server: ${metric:-none} (each re
 # action it still knows) counts nothing twice: not the failure, not the event,
 # not the acknowledgement.
 f=$(echo "$failed" | head -n 1)
-fid=$(sed -n "s/.*ddi: device $f: action \([0-9]*\) (os 1.2) closed\/failure.*/\1/p" "$tmp/data.out" "$tmp/data.err" | head -n 1)
+fid=$(sed -n "s/.*ddi: device acme\/$f: action \([0-9]*\) (os 1.2) closed\/failure.*/\1/p" "$tmp/data.out" "$tmp/data.err" | head -n 1)
 failures_before=$(api GET /v1/rollouts/r-1-2 | jq .gate.exposed_failures)
 events_before=$(api GET "/v1/devices/$f/events" | jq '.events | length')
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H "Authorization: TargetToken $(token "$f")" \
@@ -330,7 +330,7 @@ code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Target
 check "closed/failure of $f reported again: 200" test "$code" = 200
 check "... the gate's failures stay $failures_before" test "$(api GET /v1/rollouts/r-1-2 | jq .gate.exposed_failures)" = "$failures_before"
 check "... and $f has no new event" test "$(api GET "/v1/devices/$f/events" | jq '.events | length')" = "$events_before"
-gid=$(sed -n "s/.*ddi: device $first_out: action \([0-9]*\) (os 1.1) closed\/success.*/\1/p" "$tmp/data.out" "$tmp/data.err" | head -n 1)
+gid=$(sed -n "s/.*ddi: device acme\/$first_out: action \([0-9]*\) (os 1.1) closed\/success.*/\1/p" "$tmp/data.out" "$tmp/data.err" | head -n 1)
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H "Authorization: TargetToken $(token "$first_out")" \
   -H 'Content-Type: application/json' \
   --data '{"id":'"$gid"',"status":{"execution":"closed","result":{"finished":"success"},"details":["again"]}}' \

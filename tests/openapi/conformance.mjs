@@ -703,8 +703,8 @@ async function main() {
     (ex.json.said_goodbye === true && ex.json.why === undefined ? undefined : JSON.stringify(ex.json)) });
   await call('GET', '/v1/devices/d-1?version=banana', { token: viewer }, { status: 400, note: 'bad version' });
   await call('GET', '/v1/devices?limit=2', { token: viewer }, { status: 200, check: (ex) =>
-    (ex.json.devices.length === 2 && ex.json.next === ex.json.devices[1].id ? undefined : JSON.stringify(ex.json)) });
-  await call('GET', '/v1/devices?after=d-2&limit=1000&tag=class:laptop', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.devices.length === 2 && ex.json.next === `${ex.json.devices[1].tenant}/${ex.json.devices[1].id}` ? undefined : JSON.stringify(ex.json)) });
+  await call('GET', '/v1/devices?after=acme/d-2&limit=1000&tag=class:laptop', { token: viewer }, { status: 200, check: (ex) =>
     (ex.json.devices.length === 1 && ex.json.devices[0].id === 'd-3' && ex.json.next === null ? undefined : JSON.stringify(ex.json)) });
   await call('GET', '/v1/devices?state=refused', { token: viewer }, { status: 200 });
   await call('GET', '/v1/devices?version=content:1.0.0&stage=all', { token: viewer }, { status: 200 });
@@ -722,6 +722,18 @@ async function main() {
   await call('GET', '/v1/rollouts/nope/devices', { token: viewer }, { status: 404, ...errorIs('not_found'), note: 'unknown rollout' });
   await call('GET', '/v1/devices/nobody', { token: viewer }, { status: 404, ...errorIs('not_found'), note: 'unknown device' });
   await call('GET', '/v1/devices/d-1', {}, { status: 401, ...errorIs('unauthorized'), note: 'missing token' });
+  // A device id is unique within its tenant only: tenant beta's d-1 is another device.
+  await call('POST', '/v1/tenants', { token: admin, body: { id: 'beta', enrollment_key: 'beta-key-0123456789abcdef' } }, { status: 201 });
+  await call('POST', '/v1/enroll', { body: { tenant: 'beta', enrollment_key: 'beta-key-0123456789abcdef', device_id: 'd-1' } }, { status: 201, check: (ex) =>
+    (ex.json.device_token.startsWith('beta/d-1.') ? undefined : ex.json.device_token) });
+  await call('GET', '/v1/devices/d-1', { token: viewer }, { status: 409, ...errorIs('conflict'), note: 'the id in two tenants' });
+  await call('GET', '/v1/devices/d-1?tenant=beta', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.tenant === 'beta' ? undefined : ex.json.tenant) });
+  await call('GET', '/v1/devices/d-1/events?tenant=acme', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.tenant === 'acme' && ex.json.events.length > 0 ? undefined : JSON.stringify(ex.json)) });
+  await call('GET', '/v1/devices/d-1/events', { token: viewer }, { status: 409, ...errorIs('conflict'), note: 'the id in two tenants' });
+  await call('GET', '/v1/devices?tenant=beta', { token: viewer }, { status: 200, check: (ex) =>
+    (ex.json.devices.length === 1 && ex.json.devices[0].tenant === 'beta' ? undefined : JSON.stringify(ex.json)) });
   await call('GET', '/v1/audit?after=0&limit=5', { token: viewer }, { status: 200, check: (ex) =>
     (ex.json.entries.length === 5 && ex.json.entries[0].seq >= 1 ? undefined : `${ex.json.entries.length} entries`) });
   const all = await call('GET', '/v1/audit?limit=1000', { token: viewer }, { status: 200 });

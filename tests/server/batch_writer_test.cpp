@@ -44,7 +44,7 @@ class BatchWriterTest : public ::testing::Test {
   void SetUp() override {
     for (const char* id : {"dev-1", "dev-2"}) {
       Device d;
-      d.id = id;
+      d.key = id;
       d.tenant = "t";
       ASSERT_TRUE(fleet_.add_device(std::move(d)).ok());
     }

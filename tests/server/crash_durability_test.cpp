@@ -258,7 +258,7 @@ Verdict check_store(StoreReader& db, Ledger& ledger) {
 
   std::lock_guard lock(ledger.mu);
   for (int d = 0; d < kDevices; ++d) {
-    const std::string id = "d-" + std::to_string(d);
+    const std::string id = "acme/d-" + std::to_string(d);  // the key (tenant/id)
     const auto& have = stored[id];
     for (std::int64_t seq : ledger.acked_seqs[static_cast<std::size_t>(d)]) {
       ++v.acked_events;

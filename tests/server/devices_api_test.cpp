@@ -120,7 +120,7 @@ TEST_F(DevicesApiTest, TheListFiltersAndPagesWithoutDuplicatesOrMisses) {
   EXPECT_EQ(row.at("versions").at("content").as_string(), "0.9");
   EXPECT_EQ(row.at("tags").at("class").as_string(), "server");
   EXPECT_EQ(row.at("state").as_string(), "online");
-  EXPECT_EQ(one.json().at("next").as_string(), "dev-100");
+  EXPECT_EQ(one.json().at("next").as_string(), "acme/dev-100");  // the key: tenant/id
 
   // Bad requests name the problem.
   for (const char* bad : {"/v1/devices?limit=0", "/v1/devices?limit=1001", "/v1/devices?state=sideways",
@@ -262,6 +262,65 @@ TEST_F(DevicesApiTest, ADevicesEventsPageBackNewestFirst) {
 
 // Several servers on one PostgreSQL: a server that holds none of the devices
 // lists them, their events and the rollout's failed ones from the store.
+// A device id is unique within its tenant only: the same id in two tenants is
+// two devices, listed, paged and shown apart.
+TEST_F(DevicesApiTest, TheSameIdInTwoTenantsIsTwoDevicesListedAndShownApart) {
+  ASSERT_EQ(op("POST", "/v1/tenants", json::object{{"id", "zeta"}, {"enrollment_key", "zeta-key-0123456789abcdef"}})
+                .status,
+            201);
+  auto in_zeta = [&](const std::string& id) {
+    auto r = http_.request("POST", server_->url("/v1/enroll"),
+                           json::serialize(json::object{{"tenant", "zeta"},
+                                                        {"enrollment_key", "zeta-key-0123456789abcdef"},
+                                                        {"device_id", id}}));
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.status == 201 ? std::string(r.json().at("device_token").as_string()) : std::string();
+  };
+  std::vector<std::string> acme_tokens, zeta_tokens;
+  for (int i = 0; i < 5; ++i) {
+    acme_tokens.push_back(enroll("twin-" + std::to_string(i)));
+    zeta_tokens.push_back(in_zeta("twin-" + std::to_string(i)));
+  }
+  checkin(acme_tokens[0], "1.0");
+  checkin(zeta_tokens[0], "2.0");
+  // Pages of 2 across both tenants: each (tenant, id) once, acme's first.
+  std::vector<std::string> seen;
+  std::string next;
+  for (int page = 0; page < 10; ++page) {
+    auto r = op("GET", "/v1/devices?limit=2" + (next.empty() ? "" : "&after=" + next));
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json::value body = r.json();
+    for (const auto& d : body.at("devices").as_array()) {
+      seen.push_back(std::string(d.at("tenant").as_string()) + "/" + std::string(d.at("id").as_string()));
+    }
+    if (body.at("next").is_null()) break;
+    next = std::string(body.at("next").as_string());
+  }
+  ASSERT_EQ(seen.size(), 10u);
+  EXPECT_EQ(seen.front(), "acme/twin-0");
+  EXPECT_EQ(seen.back(), "zeta/twin-4");
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 10u) << "no device twice";
+  // One tenant's, paged too.
+  int pages = 0;
+  auto zeta = all_pages("/v1/devices?tenant=zeta&limit=2", "id", &pages);
+  EXPECT_EQ(zeta, (std::vector<std::string>{"twin-0", "twin-1", "twin-2", "twin-3", "twin-4"}));
+  EXPECT_EQ(pages, 3);
+  // Shown apart; unnamed, the server asks which.
+  auto ambiguous = op("GET", "/v1/devices/twin-0");
+  EXPECT_EQ(ambiguous.status, 409) << ambiguous.body;
+  EXPECT_NE(ambiguous.body.find("acme, zeta"), std::string::npos) << ambiguous.body;
+  auto z = op("GET", "/v1/devices/twin-0?tenant=zeta&version=2.0");
+  ASSERT_EQ(z.status, 200) << z.body;
+  EXPECT_EQ(z.json().at("channels").at("content").at("current").as_string(), "2.0");
+  EXPECT_NE(std::string(z.json().at("why").as_string()).find("runs 2.0"), std::string::npos) << z.body;
+  auto a = op("GET", "/v1/devices/twin-0?tenant=acme");
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.json().at("channels").at("content").at("current").as_string(), "1.0");
+  EXPECT_EQ(op("GET", "/v1/devices/twin-0/events").status, 409);
+  EXPECT_EQ(op("GET", "/v1/devices/twin-0/events?tenant=zeta").status, 200);
+  EXPECT_EQ(op("GET", "/v1/devices?after=twin-0").status, 400) << "a cursor is a key, TENANT/ID";
+}
+
 TEST_F(DevicesApiTest, AnotherServerOnTheSameStoreListsDevicesItDoesNotHold) {
   if (!pg_) GTEST_SKIP() << "several servers share only a PostgreSQL store";
   const std::string a = enroll("dev-a");

@@ -53,7 +53,7 @@ class EngineTest : public ::testing::Test {
     store_ = std::move(*store);
     for (int i = 0; i < 10; ++i) {
       Device d;
-      d.id = "dev-" + std::to_string(i);
+      d.key = "dev-" + std::to_string(i);
       d.tenant = "t";
       d.versions.emplace("content", v("1.0"));
       ASSERT_TRUE(fleet_.add_device(std::move(d)).ok());

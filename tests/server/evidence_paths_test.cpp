@@ -67,7 +67,7 @@ class Paths {
     rollout_ = info;
     for (std::size_t d = 0; d < n; ++d) {
       server::Device dev;
-      dev.id = id(d);
+      dev.key = id(d);
       dev.tenant = "t";
       dev.versions.emplace("c", v("1.0"));
       EXPECT_TRUE(fleet_.add_device(std::move(dev)).ok());

@@ -64,7 +64,7 @@ server::Fleet::ScanResult recount(server::Fleet& fleet, const server::Snapshot& 
         d.held || (d.last_seen > 0 && !d.said_goodbye && !core::is_silent(r.plan.gate, d.last_seen, false, now));
     if (!online) {
       if (!d.said_goodbye && d.last_seen > 0 && d.last_seen >= r.row.created_at && !core::is_failed(standing)) {
-        unnoted_silence.push_back(d.id);
+        unnoted_silence.push_back(d.key);
       }
       return;
     }
@@ -97,7 +97,7 @@ TEST(FleetTick, IncrementalCountsEqualAPassOverEveryDevice) {
   server::Fleet fleet;
   for (std::size_t d = 0; d < kDevices; ++d) {
     server::Device dev;
-    dev.id = id(d);
+    dev.key = id(d);
     dev.tenant = "t";
     dev.versions.emplace("c", v("1.0"));
     dev.versions.emplace("k", v("1.0"));
@@ -156,7 +156,7 @@ TEST(FleetTick, IncrementalCountsEqualAPassOverEveryDevice) {
       if (!fleet.owns(id(d)) && !fleet.with_device(id(d), [](server::Device&) {}).ok()) {
         // Evicted: its request here takes it from the store again.
         server::Device dev;
-        dev.id = id(d);
+        dev.key = id(d);
         dev.tenant = "t";
         dev.versions.emplace("c", v("1.0"));
         dev.versions.emplace("k", v("1.0"));
@@ -252,7 +252,7 @@ TEST(FleetTick, AnIdleDeviceIsForgottenOnlyOnceNothingIsLeftToJudgeAndItsStateIs
   server::Fleet fleet;
   for (const char* name : {"quiet", "chatty", "held", "quiet-unwritten"}) {
     server::Device dev;
-    dev.id = name;
+    dev.key = name;
     dev.tenant = "t";
     dev.versions.emplace("c", v("1.0"));
     ASSERT_TRUE(fleet.add_device(std::move(dev)).ok());

@@ -29,7 +29,7 @@ class FleetWrites : public ::testing::Test {
  protected:
   void SetUp() override {
     server::Device dev;
-    dev.id = "d1";
+    dev.key = "d1";
     dev.tenant = "t";
     ASSERT_TRUE(fleet_.add_device(std::move(dev)).ok());
     fleet_.update([&](server::Snapshot& s) { testing::add_channel(s, "c", {"1.0", "2.0"}); });

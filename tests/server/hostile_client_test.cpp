@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -574,7 +575,7 @@ TEST_F(FullDiskTest, AFullDiskGives503ThenRecoversWithNoAcknowledgedEventLost) {
   ASSERT_EQ(sqlite3_open_v2((data_dir_ / "tranche.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
   std::set<std::int64_t> stored;
   sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT seq FROM device_events WHERE device = 'dev-1'", -1, &st, nullptr),
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT seq FROM device_events WHERE device = 'acme/dev-1'", -1, &st, nullptr),
             SQLITE_OK);
   while (sqlite3_step(st) == SQLITE_ROW) stored.insert(sqlite3_column_int64(st, 0));
   sqlite3_finalize(st);
@@ -608,6 +609,135 @@ TEST_F(HostileClientTest, WrongEnrollmentKeysAreThrottledPerAddress) {
   std::this_thread::sleep_for(1100ms);
   right = http_.request("POST", server_->url("/v1/enroll"), body);
   EXPECT_EQ(right.status, 201) << "a second later the right key enrolls: " << right.body;
+}
+
+// --- device ids scoped per tenant ------------------------------------------------------
+
+namespace {
+
+constexpr const char* kRivalKey = "rival-enrollment-key-0123456789";
+
+// The hash the server keeps of a token (hex SHA-256).
+std::string sha256_hex(const std::string& text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), digest, &n, EVP_sha256(), nullptr);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+std::string checkin_body(const std::string& version) {
+  return R"({"versions":{"content":")" + version + R"("}})";
+}
+
+}  // namespace
+
+// Tenant rival enrolls the id acme's sensor will have, first: acme's sensor
+// still enrolls, and each device, token, view and controller stays its own.
+TEST_F(HostileClientTest, ATenantCannotTakeAnotherTenantsDeviceId) {
+  start();
+  create_tenant();
+  ASSERT_EQ(op("POST", "/v1/tenants", json::object{{"id", "rival"}, {"enrollment_key", kRivalKey}}).status, 201);
+  auto enroll_in = [&](const std::string& tenant, const std::string& key) {
+    return http_.request("POST", server_->url("/v1/enroll"),
+                         json::serialize(json::object{{"tenant", tenant}, {"enrollment_key", key},
+                                                      {"device_id", "sensor-1"}}));
+  };
+  auto theirs = enroll_in("rival", kRivalKey);
+  ASSERT_EQ(theirs.status, 201) << theirs.body;
+  auto ours = enroll_in("acme", kEnrollKey);
+  ASSERT_EQ(ours.status, 201) << "the id is free in acme: " << ours.body;
+  EXPECT_EQ(ours.json().at("device_id").as_string(), "sensor-1");
+  const std::string rival_token(theirs.json().at("device_token").as_string());
+  const std::string acme_token(ours.json().at("device_token").as_string());
+  EXPECT_TRUE(starts_with(rival_token, "rival/sensor-1.")) << rival_token;
+  EXPECT_TRUE(starts_with(acme_token, "acme/sensor-1.")) << acme_token;
+  auto again = enroll_in("acme", kEnrollKey);
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_NE(again.body.find("already enrolled in tenant 'acme'"), std::string::npos) << again.body;
+
+  // Two devices: each check-in moves its own.
+  ASSERT_EQ(http_.request("POST", server_->url("/v1/checkin"), checkin_body("1.0"), acme_token).status, 200);
+  ASSERT_EQ(http_.request("POST", server_->url("/v1/checkin"), checkin_body("6.6"), rival_token).status, 200);
+  // The rival's secret under acme's key is no token of acme's device.
+  const std::string forged = "acme/sensor-1" + rival_token.substr(rival_token.rfind('.'));
+  EXPECT_EQ(http_.request("POST", server_->url("/v1/checkin"), checkin_body("6.6"), forged).status, 401);
+
+  // Named without a tenant, the id is ambiguous, and the answer says so.
+  auto both = op("GET", "/v1/devices/sensor-1");
+  EXPECT_EQ(both.status, 409) << both.body;
+  EXPECT_NE(both.body.find("acme, rival"), std::string::npos) << both.body;
+  EXPECT_NE(both.body.find("?tenant="), std::string::npos) << both.body;
+  auto mine = op("GET", "/v1/devices/sensor-1?tenant=acme");
+  ASSERT_EQ(mine.status, 200) << mine.body;
+  EXPECT_EQ(mine.json().at("tenant").as_string(), "acme");
+  EXPECT_EQ(mine.json().at("channels").at("content").at("current").as_string(), "1.0");
+  auto other = op("GET", "/v1/devices/sensor-1/events?tenant=rival");
+  ASSERT_EQ(other.status, 200) << other.body;
+  EXPECT_EQ(other.json().at("tenant").as_string(), "rival");
+  EXPECT_EQ(op("GET", "/v1/devices/sensor-1?tenant=nobody").status, 404);
+  EXPECT_EQ(op("GET", "/v1/devices/sensor-1?tenant=a%20b").status, 400);
+  auto listed = op("GET", "/v1/devices?tenant=rival");
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  ASSERT_EQ(listed.json().at("devices").as_array().size(), 1u) << listed.body;
+  EXPECT_EQ(listed.json().at("devices").at(0).at("versions").at("content").as_string(), "6.6");
+
+  // DDI: each tenant's controller path is its own device; neither the rival's
+  // gateway nor its device's token reaches acme's.
+  const std::string acme_base = "/acme/controller/v1/sensor-1";
+  EXPECT_EQ(http_.request("GET", server_->url(acme_base), "", std::string("GatewayToken ") + kRivalKey).status, 401);
+  EXPECT_EQ(http_.request("GET", server_->url(acme_base), "", "TargetToken " + rival_token).status, 401);
+  EXPECT_EQ(http_.request("GET", server_->url(acme_base), "", "TargetToken " + acme_token).status, 200);
+  EXPECT_EQ(http_.request("GET", server_->url("/rival/controller/v1/sensor-1"), "", "TargetToken " + rival_token).status,
+            200);
+}
+
+// A database from before device keys (schema version 4): migration 5 moves
+// every row of a device to its key, and the token the device was given then,
+// which names its id alone, keeps working — also once another tenant enrolls
+// the same id.
+TEST_F(HostileClientTest, ATokenFromBeforeDeviceKeysStillChecksInAfterTheMigration) {
+  start();
+  create_tenant();
+  const std::string token = enroll("old-1");
+  ASSERT_EQ(http_.request("POST", server_->url("/v1/checkin"), checkin_body("1.0"), token).status, 200);
+  ASSERT_EQ(WEXITSTATUS(server_->stop(SIGTERM)), 0);
+
+  // Back to version 4: the device stored by its id, with a token that names it.
+  const std::string legacy = "old-1" + token.substr(token.rfind('.'));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((data_dir_ / "tranche.db").c_str(), &db), SQLITE_OK);
+  const std::string sql =
+      "UPDATE devices SET id = 'old-1', token_hash = '" + sha256_hex(legacy) + "' WHERE id = 'acme/old-1';"
+      "UPDATE device_states SET device = 'old-1' WHERE device = 'acme/old-1';"
+      "UPDATE device_events SET device = 'old-1' WHERE device = 'acme/old-1';"
+      "DELETE FROM schema_migrations WHERE version = 5;";
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+
+  server_->restart();
+  ASSERT_EQ(op("POST", "/v1/tenants", json::object{{"id", "rival"}, {"enrollment_key", kRivalKey}}).status, 201);
+  auto twin = http_.request("POST", server_->url("/v1/enroll"),
+                            json::serialize(json::object{{"tenant", "rival"}, {"enrollment_key", kRivalKey},
+                                                         {"device_id", "old-1"}}));
+  ASSERT_EQ(twin.status, 201) << twin.body;
+  auto r = http_.request("POST", server_->url("/v1/checkin"), checkin_body("2.0"), legacy);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto view = op("GET", "/v1/devices/old-1?tenant=acme");
+  ASSERT_EQ(view.status, 200) << view.body;
+  EXPECT_EQ(view.json().at("channels").at("content").at("current").as_string(), "2.0");
+  auto twin_view = op("GET", "/v1/devices/old-1?tenant=rival");
+  ASSERT_EQ(twin_view.status, 200) << twin_view.body;
+  EXPECT_EQ(twin_view.json().at("last_seen").as_int64(), 0) << "the rival's old-1 never checked in";
+  // A wrong secret in the old form is refused like any other.
+  EXPECT_EQ(http_.request("POST", server_->url("/v1/checkin"), checkin_body("2.0"), "old-1.0123").status, 401);
 }
 
 // A bootstrap token that cannot hold 128 bits is refused before anything starts.

@@ -29,7 +29,7 @@ class LongPollTest : public ::testing::Test {
  protected:
   void SetUp() override {
     Device d;
-    d.id = "dev-1";
+    d.key = "dev-1";
     d.tenant = "t";
     d.versions.emplace("content", v("1.0"));
     d.last_seen = kT0;

@@ -785,14 +785,24 @@ TEST_P(StoreContract, MigrationsWalkFromTheFirstVersionToTheLatest) {
     EXPECT_TRUE(tenants[0] == tenant("acme"));
     ASSERT_OK_AND_ASSIGN(devices, store->load_devices());
     ASSERT_EQ(devices.size(), 1u);
+    // From version 5 a device is stored by its key, "<tenant>/<id>": every
+    // row of it moved with it.
+    const std::string dev = v >= 5 ? "acme/d-1" : "d-1";
+    EXPECT_EQ(devices[0].id, dev);
     if (v >= 3) {
-      if (!wrote_states) ASSERT_OK(store->write_batch({state("d-1", 7, 3)}, {event("d-1", 3)}));
+      if (!wrote_states) {
+        ASSERT_OK(store->write_device_batch(
+            DeviceBatch{{state("d-1", 7, 3)}, {event("d-1", 3)}, {RolloutMarkRow{"r-1", "d-1", "exposed", "none", 1, 0, 0}}}));
+      }
       wrote_states = true;
       ASSERT_OK_AND_ASSIGN(states, store->load_device_states());
       ASSERT_EQ(states.size(), 1u);
-      EXPECT_TRUE(states[0] == state("d-1", 7, 3));
-      ASSERT_OK_AND_ASSIGN(events, store->load_events("d-1", 10));
+      EXPECT_TRUE(states[0] == state(dev, 7, 3));
+      ASSERT_OK_AND_ASSIGN(events, store->load_events(dev, 10));
       ASSERT_EQ(events.size(), 1u);
+      ASSERT_OK_AND_ASSIGN(record, store->load_device(dev));
+      ASSERT_EQ(record.marks.size(), 1u);
+      EXPECT_EQ(record.marks[0].device, dev);
     }
     ASSERT_OK_AND_ASSIGN(rollouts, store->load_rollouts());
     ASSERT_EQ(rollouts.size(), 1u);
