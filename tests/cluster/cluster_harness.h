@@ -127,10 +127,12 @@ inline std::optional<std::string> pg_scalar(const std::string& url, const std::s
   return std::string(PQgetvalue(r.get(), 0, 0));
 }
 
-// Rows of device_events for one device (-1 when the query failed).
+// Rows of device_events for one device of the test's tenant (-1 when the
+// query failed). The store keys a device by "<tenant>/<id>".
 inline long long stored_events(const std::string& url, const std::string& device,
                                std::string* why = nullptr) {
-  auto v = pg_scalar(url, "SELECT count(*) FROM device_events WHERE device = $1", {device}, why);
+  auto v = pg_scalar(url, "SELECT count(*) FROM device_events WHERE device = $1",
+                     {std::string(kTenant) + "/" + device}, why);
   return v ? std::stoll(*v) : -1;
 }
 
