@@ -98,6 +98,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_name<core::DeviceId>(text);
   check_name<core::TenantId>(text);
   check_name<core::RolloutId>(text);
+  if (auto key = core::parse_device_key(text); key.ok()) {
+    // Accepted keys are kept as they are and split back into a valid tenant and id.
+    check(*key == text, "a device key changed while parsed", text);
+    check(core::TenantId::parse(core::device_tenant_of(*key)).ok() && core::DeviceId::parse(core::device_id_of(*key)).ok(),
+          "a device key does not split into a tenant and an id", text);
+    check(core::device_key(core::device_tenant_of(*key), core::device_id_of(*key)) == *key,
+          "a device key does not survive splitting and joining", text);
+  }
 
   if (auto t = tranche::core::parse_utc_time(text); t.ok()) {
     check(format_utc(*t) == text, "parse_utc_time accepted a text that is not the time it returns",
