@@ -63,7 +63,7 @@ struct OperatorTokenRow {
 };
 
 struct DeviceRow {
-  std::string id;          // core::DeviceId text
+  std::string id;          // the device key, "<tenant>/<device id>" (core::device_key; schema 5)
   std::string tenant;      // TenantRow::id
   std::string token_hash;  // hex SHA-256 of the device token
   std::string tags_json;   // {"class": "laptop", ...}
