@@ -1,6 +1,6 @@
-// The agent's touchpoints with the operating system, as small ports (STYLE.md
-// #5): the shell (agent.h) talks to these and nothing else, so tests run it on
-// fakes (fake_file_system.h) and production on posix.h. No library type (CURL*,
+// The agent's touchpoints with the operating system, as small ports: the shell
+// (agent.h) talks to these and nothing else, so tests run it on fakes
+// (fake_file_system.h) and production on posix.h. No library type (CURL*,
 // FILE*) appears here.
 #pragma once
 

@@ -574,9 +574,9 @@ function failedDevicesTable(r) {
   return h('div', { 'data-testid': 'failed-devices' },
     h('h3', {}, `Failed devices (${f.devices.length}${f.next ? '+' : ''})`),
     h('table', { class: 'failed-devices' },
-      h('thead', {}, h('tr', {}, ['device', 'cause', 'reason', 'failed at'].map((t) => h('th', {}, t)))),
-      h('tbody', {}, f.devices.map((d) => h('tr', { 'data-device': d.device },
-        h('td', { class: 'mono' }, d.device), h('td', {}, d.cause), h('td', {}, d.reason),
+      h('thead', {}, h('tr', {}, ['device', 'tenant', 'cause', 'reason', 'failed at'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, f.devices.map((d) => h('tr', { 'data-device': d.device, 'data-tenant': d.tenant },
+        h('td', { class: 'mono' }, d.device), h('td', {}, d.tenant), h('td', {}, d.cause), h('td', {}, d.reason),
         h('td', { class: 'when' }, fmtTime(d.failed_at)))))));
 }
 

@@ -16,7 +16,7 @@
 
 namespace tranche::server {
 
-// The one clock port (STYLE.md #5): the engine samples it once per tick and
+// The one clock port: the engine samples it once per tick and
 // passes the time into core.
 class Clock {
  public:

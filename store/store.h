@@ -1,4 +1,4 @@
-// Persistence for tranche-server: small per-aggregate ports (STYLE.md #5), each
+// Persistence for tranche-server: small per-aggregate ports, each
 // a handful of methods over plain rows, implemented twice — embedded SQLite (WAL,
 // the default) and PostgreSQL (libpq) — behind `open_store(url)`. No sqlite3* or
 // PGconn* crosses this header.

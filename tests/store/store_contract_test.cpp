@@ -760,7 +760,7 @@ TEST_P(StoreContract, WhatWasWrittenIsThereAfterReopening) {
   EXPECT_EQ(entries.size(), 5u);  // tenant, token, release, rollout: each with its own; one appended
 }
 
-// Migration walk (STYLE.md #10): data written at version 1 survives every later
+// Migration walk: data written at version 1 survives every later
 // migration, one version at a time, and the walk ends at the latest.
 TEST_P(StoreContract, MigrationsWalkFromTheFirstVersionToTheLatest) {
   {
@@ -816,6 +816,33 @@ TEST_P(StoreContract, MigrationsWalkFromTheFirstVersionToTheLatest) {
   ASSERT_OK_AND_ASSIGN(store, open(1));
   ASSERT_OK_AND_ASSIGN(version, store->schema_version());
   EXPECT_EQ(version, latest_schema_version());
+}
+
+// A migration that fails is undone whole: migration 5 moves device states to
+// their keys before the devices, so a device row that cannot move (its key is
+// taken — only the store's own API could have written "acme/d-1" at version 4)
+// must leave the states where they were, and the database at version 4.
+TEST_P(StoreContract, AMigrationThatFailsLeavesTheDatabaseAtThePreviousVersion) {
+  {
+    ASSERT_OK_AND_ASSIGN(store, open(4));
+    ASSERT_OK(store->put_tenant(tenant("acme"), audit("tenant.put", "t")));
+    ASSERT_OK(store->insert_device(device("d-1")));
+    ASSERT_OK(store->insert_device(device("acme/d-1")));
+    ASSERT_OK(store->write_batch({state("d-1", 7, 3)}, {event("d-1", 3)}));
+  }
+  {
+    auto failed = open(5);
+    ASSERT_FALSE(failed.ok()) << "the key acme/d-1 is taken: the migration cannot apply";
+    EXPECT_NE(failed.error().message.find("0005_device_keys.sql"), std::string::npos) << failed.error().message;
+  }
+  ASSERT_OK_AND_ASSIGN(store, open(4));
+  ASSERT_OK_AND_ASSIGN(version, store->schema_version());
+  EXPECT_EQ(version, 4);
+  ASSERT_OK_AND_ASSIGN(states, store->load_device_states());
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states[0].device, "d-1") << "the states moved back with the failed migration";
+  ASSERT_OK_AND_ASSIGN(events, store->load_events("d-1", 10));
+  EXPECT_EQ(events.size(), 1u);
 }
 
 TEST_P(StoreContract, AVersionOutsideTheKnownOnesIsRefused) {
