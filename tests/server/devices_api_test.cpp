@@ -12,8 +12,11 @@
 #include <thread>
 #include <vector>
 
+#include <openssl/evp.h>
+
 #include <boost/json.hpp>
 
+#include "store/store.h"
 #include "tests/server/api_fixture.h"
 
 namespace tranche::testing {
@@ -319,6 +322,48 @@ TEST_F(DevicesApiTest, TheSameIdInTwoTenantsIsTwoDevicesListedAndShownApart) {
   EXPECT_EQ(op("GET", "/v1/devices/twin-0/events").status, 409);
   EXPECT_EQ(op("GET", "/v1/devices/twin-0/events?tenant=zeta").status, 200);
   EXPECT_EQ(op("GET", "/v1/devices?after=twin-0").status, 400) << "a cursor is a key, TENANT/ID";
+}
+
+// A token from before device keys names the id alone ("old-1.<secret>"); after
+// migration 5 its device is "zeta/old-1", and acme has an "old-1" of its own.
+// The server finds the tenant whose device holds the token's hash: from memory
+// alone on SQLite, by claiming through the store on PostgreSQL (where the
+// restarted server holds no device).
+TEST_F(DevicesApiTest, ATokenThatNamesTheIdAloneIsFoundByItsHashInItsTenant) {
+  ASSERT_EQ(op("POST", "/v1/tenants", json::object{{"id", "zeta"}, {"enrollment_key", "zeta-key-0123456789abcdef"}})
+                .status,
+            201);
+  ASSERT_EQ(WEXITSTATUS(server_->stop(SIGTERM)), 0);
+  const std::string legacy = "old-1.0123456789abcdef0123456789abcdef0123456789abcdef";
+  auto sha256_hex = [](const std::string& text) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(text.data(), text.size(), digest, &n, EVP_sha256(), nullptr);
+    std::string out;
+    for (unsigned int i = 0; i < n; ++i) out += "0123456789abcdef"[digest[i] >> 4], out += "0123456789abcdef"[digest[i] & 15];
+    return out;
+  };
+  {
+    // As migration 5 leaves them: keyed, the old token's hash kept.
+    auto store = store::open_store(pg_ ? pg_->url() : "sqlite:" + (data_dir_ / "tranche.db").string());
+    ASSERT_TRUE(store.ok()) << store.error().to_string();
+    const store::AuditRow audit{0, 1, "test", "device.bulk_enroll", "tenant", ""};
+    ASSERT_TRUE((*store)->insert_devices({{"acme/old-1", "acme", sha256_hex("old-1.another-secret"), "{}", 0, 1},
+                                          {"zeta/old-1", "zeta", sha256_hex(legacy), "{}", 0, 1}},
+                                         audit)
+                    .ok());
+  }
+  server_->restart();
+  checkin(legacy, "3.0");
+  auto zeta = op("GET", "/v1/devices/old-1?tenant=zeta");
+  ASSERT_EQ(zeta.status, 200) << zeta.body;
+  EXPECT_EQ(zeta.json().at("channels").at("content").at("current").as_string(), "3.0");
+  auto acme = op("GET", "/v1/devices/old-1?tenant=acme");
+  ASSERT_EQ(acme.status, 200) << acme.body;
+  EXPECT_EQ(acme.json().at("last_seen").as_int64(), 0) << "acme's old-1 is another device";
+  auto wrong = http_.request("POST", server_->url("/v1/checkin"), R"({"versions":{}})",
+                             "old-1.0123456789abcdef0123456789abcdef0123456789abcdeX");
+  EXPECT_EQ(wrong.status, 401) << wrong.body;
 }
 
 TEST_F(DevicesApiTest, AnotherServerOnTheSameStoreListsDevicesItDoesNotHold) {
