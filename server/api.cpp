@@ -1407,7 +1407,7 @@ core::Result<std::string> ServerImpl::key_of_device(const std::string& id, const
     std::string list;
     for (const auto& t : found) list += (list.empty() ? "" : ", ") + t;
     return core::make_error(ErrorCode::kConflict, "device id '" + id + "' is enrolled in several tenants (" + list +
-                                                      "): name one with ?tenant=");
+                                                      "): name the tenant (?tenant=T; tranche device --tenant T)");
   }
   return core::device_key(found.front(), id);
 }

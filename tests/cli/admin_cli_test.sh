@@ -126,6 +126,26 @@ run "device events dev-1 --json" 0 "$TRANCHE" device events dev-1 --json
 check "... the API's answer" test "$(json "$tmp/out" j.device)" = dev-1
 run "device show nobody" 1 "$TRANCHE" device show nobody
 check "... 404" grep -q "404 not_found" "$tmp/err"
+# The same id in a second tenant: another device, named with --tenant.
+run "tenant create beta" 0 "$TRANCHE" tenant create beta --enrollment-key beta-enrollment-key-0123
+cat > "$tmp/beta.mjs" <<'JS'
+const [url] = process.argv.slice(2);
+const r = await fetch(url + '/v1/enroll', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+  body: JSON.stringify({ tenant: 'beta', enrollment_key: 'beta-enrollment-key-0123', device_id: 'dev-1' }) });
+if (r.status !== 201) throw new Error(`${r.status} ${await r.text()}`);
+JS
+node "$tmp/beta.mjs" "$URL" 2> "$tmp/err"
+check "beta's dev-1 enrolled" test $? -eq 0
+run "device show dev-1, in two tenants" 1 "$TRANCHE" device show dev-1
+check "... 409 naming both and --tenant" bash -c "grep -q '409 conflict' '$tmp/err' && grep -q '(acme, beta)' '$tmp/err' && grep -q -- '--tenant' '$tmp/err'"
+run "device show dev-1 --tenant beta --json" 0 "$TRANCHE" device show dev-1 --tenant beta --json
+check "... beta's" test "$(json "$tmp/out" j.tenant)" = beta
+run "device dev-1 --tenant acme --json (the short form)" 0 "$TRANCHE" device dev-1 --tenant acme --json
+check "... acme's, on 0.9" test "$(json "$tmp/out" 'j.tenant + " " + j.channels.content.current')" = "acme 0.9"
+run "device events dev-1 --tenant beta --json" 0 "$TRANCHE" device events dev-1 --tenant beta --json
+check "... none yet" test "$(json "$tmp/out" 'j.tenant + " " + j.events.length')" = "beta 0"
+run "device list --tenant beta" 0 "$TRANCHE" device list --tenant beta
+check "... only beta's dev-1" bash -c "grep -qE '^dev-1 +beta ' '$tmp/out' && ! grep -qE '^dev-1 +acme ' '$tmp/out'"
 
 # --- audit --------------------------------------------------------------------------------------------
 run "audit" 0 "$TRANCHE" audit
