@@ -6,6 +6,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <filesystem>
 #include <memory>
@@ -19,6 +20,21 @@
 #include "tests/store/pg_test_db.h"
 
 namespace tranche::testing {
+
+// The hash the server keeps of a token (hex SHA-256): a test that writes a
+// device row itself, as an older schema or another server left it.
+inline std::string token_hash_hex(const std::string& token) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(token.data(), token.size(), digest, &n, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
 
 class ApiFixture : public ::testing::Test {
  protected:

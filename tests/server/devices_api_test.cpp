@@ -12,8 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include <openssl/evp.h>
-
 #include <boost/json.hpp>
 
 #include "store/store.h"
@@ -335,21 +333,13 @@ TEST_F(DevicesApiTest, ATokenThatNamesTheIdAloneIsFoundByItsHashInItsTenant) {
             201);
   ASSERT_EQ(WEXITSTATUS(server_->stop(SIGTERM)), 0);
   const std::string legacy = "old-1.0123456789abcdef0123456789abcdef0123456789abcdef";
-  auto sha256_hex = [](const std::string& text) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(text.data(), text.size(), digest, &n, EVP_sha256(), nullptr);
-    std::string out;
-    for (unsigned int i = 0; i < n; ++i) out += "0123456789abcdef"[digest[i] >> 4], out += "0123456789abcdef"[digest[i] & 15];
-    return out;
-  };
   {
     // As migration 5 leaves them: keyed, the old token's hash kept.
     auto store = store::open_store(pg_ ? pg_->url() : "sqlite:" + (data_dir_ / "tranche.db").string());
     ASSERT_TRUE(store.ok()) << store.error().to_string();
     const store::AuditRow audit{0, 1, "test", "device.bulk_enroll", "tenant", ""};
-    ASSERT_TRUE((*store)->insert_devices({{"acme/old-1", "acme", sha256_hex("old-1.another-secret"), "{}", 0, 1},
-                                          {"zeta/old-1", "zeta", sha256_hex(legacy), "{}", 0, 1}},
+    ASSERT_TRUE((*store)->insert_devices({{"acme/old-1", "acme", token_hash_hex("old-1.another-secret"), "{}", 0, 1},
+                                          {"zeta/old-1", "zeta", token_hash_hex(legacy), "{}", 0, 1}},
                                          audit)
                     .ok());
   }

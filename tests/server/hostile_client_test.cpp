@@ -6,7 +6,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -617,20 +616,6 @@ namespace {
 
 constexpr const char* kRivalKey = "rival-enrollment-key-0123456789";
 
-// The hash the server keeps of a token (hex SHA-256).
-std::string sha256_hex(const std::string& text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(text.data(), text.size(), digest, &n, EVP_sha256(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
-}
-
 std::string checkin_body(const std::string& version) {
   return R"({"versions":{"content":")" + version + R"("}})";
 }
@@ -713,7 +698,7 @@ TEST_F(HostileClientTest, ATokenFromBeforeDeviceKeysStillChecksInAfterTheMigrati
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((data_dir_ / "tranche.db").c_str(), &db), SQLITE_OK);
   const std::string sql =
-      "UPDATE devices SET id = 'old-1', token_hash = '" + sha256_hex(legacy) + "' WHERE id = 'acme/old-1';"
+      "UPDATE devices SET id = 'old-1', token_hash = '" + token_hash_hex(legacy) + "' WHERE id = 'acme/old-1';"
       "UPDATE device_states SET device = 'old-1' WHERE device = 'acme/old-1';"
       "UPDATE device_events SET device = 'old-1' WHERE device = 'acme/old-1';"
       "DELETE FROM schema_migrations WHERE version = 5;";
