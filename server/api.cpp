@@ -1392,8 +1392,7 @@ core::Result<std::string> ServerImpl::key_of_device(const std::string& id, const
   std::vector<std::string> found;
   for (const auto& [tenant, info] : snap->tenants) {
     const std::string key = core::device_key(tenant, id);
-    bool held = false;
-    (void)fleet_.with_device(key, [&](Device&) { held = true; });
+    bool held = is_enrolled(key);
     if (!held && shared_) {
       std::lock_guard lock(store_mu_);
       auto record = store_->load_device(key);
